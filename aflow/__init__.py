@@ -1,0 +1,54 @@
+"""aflow: Metaflow's authoring model on an asyncio engine.
+
+The public API is what this module exports; everything else may change. Names that pull in the
+engine (run_flow, start_flow, the client) load on first use so `import aflow` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aflow.current import current
+from aflow.flowspec import FlowSpec, step
+from aflow.parameters import JSONType, Parameter
+
+if TYPE_CHECKING:
+    from aflow.client import Run, Step, Task
+    from aflow.engine.runner import RunningFlow, run_flow, start_flow
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "run_flow": "aflow.engine.runner",
+    "start_flow": "aflow.engine.runner",
+    "RunningFlow": "aflow.engine.runner",
+    "Run": "aflow.client",
+    "Step": "aflow.client",
+    "Task": "aflow.client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aflow' has no attribute '{name}'")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "FlowSpec",
+    "JSONType",
+    "Parameter",
+    "Run",
+    "RunningFlow",
+    "Step",
+    "Task",
+    "current",
+    "run_flow",
+    "start_flow",
+    "step",
+]

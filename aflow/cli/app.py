@@ -1,0 +1,159 @@
+"""The typer application: `run` and `check` (more commands come with later features)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from aflow.exception import AflowException, FlowDefinitionError
+from aflow.flowspec import FlowSpec
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Run Metaflow-style flows on an asyncio engine.",
+    pretty_exceptions_enable=False,
+)
+
+_preloaded: dict[str, type[FlowSpec]] = {}
+_debug = False
+
+FlowFile = Annotated[Path, typer.Argument(help="The flow file (a .py file defining a FlowSpec).")]
+
+
+def preload(file: str, flow_cls: type[FlowSpec]) -> None:
+    """The flow class of a file that is already running (`python flow.py ...`)."""
+    _preloaded[os.path.abspath(file)] = flow_cls
+
+
+def _load(file: Path) -> type[FlowSpec]:
+    path = os.path.abspath(file)
+    if path in _preloaded:
+        return _preloaded[path]
+    from aflow.engine.flow_loader import load_flow_file
+
+    return load_flow_file(path)
+
+
+def _fail(e: BaseException) -> None:
+    if _debug:
+        traceback.print_exception(e)
+    if isinstance(e, FlowDefinitionError):
+        typer.echo(f"{e.headline}:", err=True)
+        for problem in e.problems:
+            typer.echo(f"  {problem}", err=True)
+    elif isinstance(e, AflowException):
+        typer.echo(f"{e.headline}: {e}", err=True)
+    else:
+        typer.echo(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+    raise typer.Exit(1)
+
+
+def _guarded(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as e:
+        _fail(e)
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show internal tracebacks.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help="Run the flow. Flow parameters follow as --name value.",
+)
+def run(
+    ctx: typer.Context,
+    flow_file: FlowFile,
+    max_workers: Annotated[int, typer.Option(help="How many tasks may run at once.")] = 16,
+    datastore: Annotated[str, typer.Option(help="Where runs are stored: local.")] = "local",
+    datastore_root: Annotated[
+        str | None,
+        typer.Option(envvar="AFLOW_DATASTORE_ROOT", help="The store's root; default ./.aflow"),
+    ] = None,
+    run_id_file: Annotated[
+        Path | None, typer.Option(help="Write the run id to this file when the run starts.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only task output.")] = False,
+) -> None:
+    def go() -> None:
+        from aflow.cli.flow_args import parse_flow_args
+
+        flow_cls = _load(flow_file)
+        params = parse_flow_args(flow_cls, list(ctx.args))
+        status = _run_blocking(
+            flow_cls, params, max_workers, datastore, datastore_root, run_id_file, quiet
+        )
+        if status != "done":
+            raise typer.Exit(1)
+
+    _guarded(go)
+
+
+def _run_blocking(
+    flow_cls: type[FlowSpec],
+    params: dict[str, Any],
+    max_workers: int,
+    datastore: str,
+    datastore_root: str | None,
+    run_id_file: Path | None,
+    quiet: bool,
+) -> str:
+    import anyio
+
+    from aflow.cli.output import RunPrinter
+    from aflow.engine.events import RunFinished
+    from aflow.engine.runner import start_flow
+
+    printer = RunPrinter(quiet=quiet)
+
+    async def main() -> str:
+        async with start_flow(
+            flow_cls,
+            params,
+            max_workers=max_workers,
+            datastore=datastore,
+            datastore_root=datastore_root,
+        ) as running:
+            if run_id_file is not None:
+                run_id_file.write_text(running.run_id)
+            async for event in running.events():
+                if isinstance(event, RunFinished):
+                    printer.finish(event)
+                else:
+                    printer.handle(event)
+        return (await running.wait())._record.status  # type: ignore[union-attr]
+
+    try:
+        return anyio.run(main)
+    finally:
+        sys.stdout.flush()
+
+
+@app.command(help="Check the flow's graph without running it.")
+def check(flow_file: FlowFile) -> None:
+    def go() -> None:
+        from aflow.graph import graph_for
+
+        flow_cls = _load(flow_file)
+        graph = graph_for(flow_cls).check()
+        typer.echo(f"{flow_cls.__name__}: {len(graph.nodes)} steps, graph is valid.")
+
+    _guarded(go)

@@ -1,0 +1,54 @@
+"""`current`: what a running task knows about itself (flow, run, step, task, retry).
+
+Set by the task runtime before the user's step runs; outside a task every field reads as None.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Current:
+    """A read-only view of the running task's identity, like Metaflow's `current`."""
+
+    _fields = (
+        "flow_name",
+        "run_id",
+        "step_name",
+        "task_id",
+        "retry_count",
+        "origin_run_id",
+        "namespace",
+        "username",
+        "tags",
+    )
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+
+    def _set(self, **values: Any) -> None:
+        self._values = dict(values)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name in self._fields:
+            return self._values.get(name)
+        raise AttributeError(f"current has no attribute '{name}'")
+
+    @property
+    def is_running_flow(self) -> bool:
+        return "task_id" in self._values
+
+    @property
+    def pathspec(self) -> str | None:
+        v = self._values
+        if not v:
+            return None
+        return f"{v['flow_name']}/{v['run_id']}/{v['step_name']}/{v['task_id']}"
+
+    def __repr__(self) -> str:
+        return f"current({self.pathspec or 'not in a task'})"
+
+
+current = Current()

@@ -1,0 +1,84 @@
+"""The one stream of everything a user sees while a run goes: task state, log lines, the outcome.
+
+The scheduler emits; the CLI and `start_flow()` consumers read. Events are small frozen dataclasses;
+a reader that falls behind makes the buffer grow rather than stall the run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    flow: str
+    run_id: str
+    datastore: str
+
+
+@dataclass(frozen=True)
+class TaskStarted:
+    pathspec: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class TaskFinished:
+    pathspec: str
+    attempt: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TaskFailed:
+    pathspec: str
+    attempt: int
+    message: str
+    traceback: str | None
+
+
+@dataclass(frozen=True)
+class LogLine:
+    pathspec: str
+    stream: str  # stdout | stderr
+    line: str
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    flow: str
+    run_id: str
+    status: str  # done | failed | cancelled
+    error: str | None = None
+
+
+Event = RunStarted | TaskStarted | TaskFinished | TaskFailed | LogLine | RunFinished
+
+
+class EventBus:
+    """Fan-out of events to every subscriber, in order."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[MemoryObjectSendStream[Event]] = []
+
+    def subscribe(self) -> MemoryObjectReceiveStream[Event]:
+        send, receive = anyio.create_memory_object_stream[Event](max_buffer_size=math.inf)
+        self._subscribers.append(send)
+        return receive
+
+    def emit(self, event: Event) -> None:
+        for s in list(self._subscribers):
+            try:
+                s.send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.remove(s)
+
+    def close(self) -> None:
+        for s in self._subscribers:
+            s.close()
+        self._subscribers.clear()

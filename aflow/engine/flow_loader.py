@@ -1,0 +1,99 @@
+"""Finding and loading the user's flow class: from a file path (CLI) or by module (task processes).
+
+A flow file is always executed as module `__main__`, as Metaflow does, so classes defined in it
+pickle the same way in the scheduler, the warm parent and every task. While aflow loads a file,
+`MyFlow()` at the bottom of it builds an inert instance instead of starting the command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import runpy
+import sys
+import types
+from dataclasses import dataclass
+
+from aflow.exception import AflowException, FlowDefinitionError, Problem
+from aflow.flowspec import FlowSpec, loading_flow_file
+from aflow.graph import flow_source_file
+
+
+@dataclass(frozen=True)
+class FlowRef:
+    """How a task process finds the flow class again."""
+
+    name: str
+    module: str
+    file: str
+    sys_path: tuple[str, ...]
+
+    @classmethod
+    def of(cls, flow_cls: type[FlowSpec]) -> FlowRef:
+        file = flow_source_file(flow_cls) or ""
+        if not file or not os.path.exists(file):
+            raise AflowException(
+                f"{flow_cls.__name__} is not defined in a file aflow can load again in a task "
+                "process: define the flow in a .py file (not a notebook cell)"
+            )
+        return cls(flow_cls.__name__, flow_cls.__module__, os.path.abspath(file), tuple(sys.path))
+
+
+def _flows_in(namespace: dict[str, object], file: str) -> list[type[FlowSpec]]:
+    found = [
+        v
+        for v in namespace.values()
+        if isinstance(v, type)
+        and issubclass(v, FlowSpec)
+        and v is not FlowSpec
+        and v.__module__ == "__main__"
+    ]
+    # A base flow subclassed in the same file is not the flow to run.
+    return [c for c in found if not any(o is not c and issubclass(o, c) for o in found)]
+
+
+def load_flow_file(path: str) -> type[FlowSpec]:
+    """Run a flow file as `__main__` and return the one FlowSpec subclass it defines."""
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise AflowException(f"no flow file at {path}")
+    sys.path.insert(0, os.path.dirname(path))
+    try:
+        with loading_flow_file():
+            namespace = runpy.run_path(path, run_name="__main__")
+    except SyntaxError as e:
+        raise FlowDefinitionError(
+            [Problem(f"syntax error: {e.msg}", None, e.filename or path, e.lineno)]
+        ) from None
+    flows = _flows_in(namespace, path)
+    if not flows:
+        raise FlowDefinitionError([Problem("defines no FlowSpec subclass", None, path, 1)])
+    if len(flows) > 1:
+        names = ", ".join(c.__name__ for c in flows)
+        raise FlowDefinitionError([Problem(f"defines several flows ({names}): keep one per file", None, path, 1)])
+    return flows[0]
+
+
+def import_flow(name: str, module: str, file: str, sys_path: list[str]) -> type[FlowSpec]:
+    """Load the flow class in a task process (or the warm parent that forks them)."""
+    if module in sys.modules and hasattr(sys.modules[module], name):
+        return getattr(sys.modules[module], name)
+    for p in reversed(sys_path):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    if module == "__main__":
+        mod = types.ModuleType("__main__")
+        mod.__file__ = file
+        sys.modules["__main__"] = mod
+        sys.path.insert(0, os.path.dirname(file))
+        with open(file, "rb") as f:
+            code = compile(f.read(), file, "exec")
+        with loading_flow_file():
+            exec(code, mod.__dict__)
+    else:
+        with loading_flow_file():
+            mod = importlib.import_module(module)
+    flow_cls = getattr(mod, name, None)
+    if flow_cls is None:
+        raise AflowException(f"{file} no longer defines {name}")
+    return flow_cls

@@ -1,0 +1,207 @@
+"""Starting a run: `run_flow()` and `start_flow()`, the async API the CLI also stands on.
+
+Everything a user can get wrong (the graph, the parameters, the datastore) is checked before the run
+record is written or any task starts. The run record is written when the run starts and again when it
+ends, whatever the ending: done, failed, or cancelled (the last write is shielded from cancellation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import time
+import traceback
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from aflow.backends.local import LocalBackend
+from aflow.client.core import AsyncRun
+from aflow.engine.events import Event, EventBus, RunFinished, RunStarted
+from aflow.engine.flow_loader import FlowRef
+from aflow.engine.scheduler import RunContext, Scheduler
+from aflow.exception import ParameterError, TaskFailed
+from aflow.flowspec import FlowSpec
+from aflow.graph import FlowGraph, graph_for
+from aflow.parameters import flow_parameters
+from aflow.stores import artifacts as art
+from aflow.stores.base import ObjectStore, open_store
+from aflow.stores.records import RunRecord, run_record_key
+
+DEFAULT_MAX_WORKERS = 16
+
+
+def resolve_params(flow_cls: type[FlowSpec], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every parameter's value for a run; unknown names and missing required ones are errors."""
+    params = flow_parameters(flow_cls)
+    known = {p.name for p in params.values()} | set(params)
+    unknown = [k for k in given if k not in known and k.replace("-", "_") not in known]
+    if unknown:
+        have = ", ".join(sorted(p.name for p in params.values())) or "none"
+        raise ParameterError(
+            f"{flow_cls.__name__} has no parameter {', '.join(map(repr, unknown))} "
+            f"(its parameters: {have})"
+        )
+    return {attr: p.resolve(dict(given)) for attr, p in params.items()}
+
+
+def new_run_id() -> str:
+    return str(time.time_ns() // 1000)
+
+
+class RunningFlow:
+    """A run in progress: read `events()` as it goes, `await wait()` for the finished Run."""
+
+    def __init__(self, run_id: str, flow: str, events: MemoryObjectReceiveStream[Event]) -> None:
+        self.run_id = run_id
+        self.flow = flow
+        self._events = events
+        self._done = anyio.Event()
+        self._result: AsyncRun | None = None
+
+    def events(self) -> MemoryObjectReceiveStream[Event]:
+        """Every event of the run, in order; the stream ends after RunFinished."""
+        return self._events
+
+    async def wait(self) -> AsyncRun:
+        await self._done.wait()
+        assert self._result is not None
+        return self._result
+
+
+@contextlib.asynccontextmanager
+async def start_flow(
+    flow_cls: type[FlowSpec],
+    params: Mapping[str, Any] | None = None,
+    *,
+    max_workers: int = DEFAULT_MAX_WORKERS,
+    datastore: str = "local",
+    datastore_root: str | None = None,
+    run_id: str | None = None,
+) -> AsyncIterator[RunningFlow]:
+    """Start a run in the background of the caller's event loop.
+
+    Leaving the block waits for the run to end; cancelling the caller cancels the run.
+    """
+    graph = graph_for(flow_cls).check()
+    values = resolve_params(flow_cls, params or {})
+    if max_workers < 1:
+        raise ParameterError("--max-workers must be at least 1")
+    ref = FlowRef.of(flow_cls)
+    store = open_store(datastore, datastore_root)
+    bus = EventBus()
+    handle = RunningFlow(run_id or new_run_id(), flow_cls.__name__, bus.subscribe())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_drive, handle, graph, ref, values, store, bus, datastore, max_workers)
+        yield handle
+        await handle._done.wait()
+
+
+async def run_flow(
+    flow_cls: type[FlowSpec],
+    params: Mapping[str, Any] | None = None,
+    *,
+    max_workers: int = DEFAULT_MAX_WORKERS,
+    datastore: str = "local",
+    datastore_root: str | None = None,
+) -> Any:
+    """Run a flow to its end inside the caller's event loop and return its `Run`."""
+    from aflow.client import Run
+
+    async with start_flow(
+        flow_cls,
+        params,
+        max_workers=max_workers,
+        datastore=datastore,
+        datastore_root=datastore_root,
+    ) as running:
+        pass
+    return Run._of(await running.wait())
+
+
+async def _save_params(
+    store: ObjectStore, flow: str, values: dict[str, Any]
+) -> dict[str, art.ArtifactRef]:
+    blocking = store.blocking()
+
+    def save() -> dict[str, art.ArtifactRef]:
+        return {
+            name: art.save_blob(blocking, flow, art.serialize(value, name))
+            for name, value in values.items()
+        }
+
+    return await anyio.to_thread.run_sync(save)
+
+
+async def _drive(
+    handle: RunningFlow,
+    graph: FlowGraph,
+    ref: FlowRef,
+    values: dict[str, Any],
+    store: ObjectStore,
+    bus: EventBus,
+    datastore: str,
+    max_workers: int,
+) -> None:
+    record = RunRecord(
+        flow=ref.name,
+        run_id=handle.run_id,
+        params={k: repr(v) for k, v in values.items()},
+        graph=graph.to_dict(),
+        started_at=time.time(),
+        user=_user(),
+        datastore=datastore,
+    )
+    key = run_record_key(ref.name, handle.run_id)
+    try:
+        await store.put(key, [record.pack()])
+        bus.emit(RunStarted(ref.name, handle.run_id, store.url))
+        ctx = RunContext(
+            flow_name=ref.name,
+            run_id=handle.run_id,
+            flow_module=ref.module,
+            flow_file=ref.file,
+            sys_path=list(ref.sys_path),
+            datastore=datastore,
+            store_root=store.url,
+            param_artifacts=await _save_params(store, ref.name, values),
+            param_names=list(values),
+        )
+        async with LocalBackend(ref.name, ref.module, ref.file, list(ref.sys_path)) as backend:
+            scheduler = Scheduler(graph, ctx, backend, store, bus, max_workers)
+            try:
+                await scheduler.run()
+                record.status = "done"
+            except TaskFailed as e:
+                record.status = "failed"
+                record.error = {"task": e.pathspec, "message": str(e), "traceback": e.traceback or ""}
+            record.end_task = scheduler.end_task
+    except anyio.get_cancelled_exc_class():
+        record.status = "cancelled"
+        raise
+    except Exception as e:
+        # Not a task's failure but the run's (say, the flow no longer loads): the run record and
+        # RunFinished say so, and run_flow() returns an unsuccessful Run rather than raising.
+        record.status = "failed"
+        record.error = {"message": str(e), "traceback": traceback.format_exc()}
+    finally:
+        record.finished_at = time.time()
+        with anyio.CancelScope(shield=True):
+            try:
+                await store.put(key, [record.pack()])
+            finally:
+                error = record.error["message"] if record.error else None
+                bus.emit(RunFinished(ref.name, handle.run_id, record.status, error))
+                bus.close()
+                handle._result = AsyncRun(store, ref.name, handle.run_id, record)
+                handle._done.set()
+
+
+def _user() -> str | None:
+    try:
+        return os.environ.get("AFLOW_USER") or getpass.getuser()
+    except Exception:
+        return None

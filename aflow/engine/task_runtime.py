@@ -1,0 +1,389 @@
+"""Run one task attempt: load its inputs from the store, run the user's step, commit its outputs.
+
+This is what runs inside the task's own process (forked from the local backend's warm parent, or a
+fresh interpreter, or a container: `python -m aflow.engine.task_runtime` reads a packed TaskSpec on
+stdin). It is synchronous on purpose: the user's step is ordinary code in the main thread, artifacts
+load lazily on attribute access, and an `async def` step is awaited in the task's own event loop.
+
+Commit order: every blob first, the task record last. A failed step still writes a record (status
+failed, with the user's traceback) so the scheduler and the client can say why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+
+import aflow
+from aflow.backends.base import TaskSpec
+from aflow.current import current
+from aflow.exception import (
+    AflowException,
+    InvalidNextException,
+    MergeArtifactsException,
+    MissingInMergeArtifactsException,
+    UnhandledInMergeArtifactsException,
+)
+from aflow.flowspec import FlowSpec
+from aflow.graph import StepNode, graph_for
+from aflow.stores import artifacts as art
+from aflow.stores.base import BlockingObjectStore
+from aflow.stores.records import TaskRecord, task_record_key
+
+_AFLOW_DIR = os.path.dirname(os.path.abspath(aflow.__file__))
+_IMMUTABLE = (str, bytes, int, float, bool, complex, type(None))
+
+
+def parent_record_key(spec: TaskSpec, parent: str) -> str:
+    step, task_id, attempt = parent.split("/")
+    return task_record_key(spec.flow_name, spec.run_id, step, task_id, int(attempt))
+
+
+def manifest_parents(store: BlockingObjectStore, flow: str, digest: str) -> list[str]:
+    return msgpack.unpackb(store.get(art.blob_key(flow, digest)), raw=False)
+
+
+class InputTask:
+    """One input of a join: a read-only, lazily loaded view of a parent task's artifacts."""
+
+    def __init__(self, store: BlockingObjectStore, spec: TaskSpec, parent: str) -> None:
+        self._store = store
+        self._spec = spec
+        self._parent = parent
+        self._record: TaskRecord | None = None
+        self._values: dict[str, Any] = {}
+
+    @property
+    def _aflow_record(self) -> TaskRecord:
+        if self._record is None:
+            data = self._store.get(parent_record_key(self._spec, self._parent))
+            self._record = TaskRecord.unpack(data)
+        return self._record
+
+    @property
+    def step_name(self) -> str:
+        return self._parent.split("/")[0]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name.startswith("_aflow"):
+            raise AttributeError(name)
+        if name not in self._values:
+            ref = self._aflow_record.artifacts.get(name)
+            if ref is None:
+                raise AttributeError(
+                    f"input from step '{self.step_name}' has no artifact '{name}'"
+                )
+            blob = art.load_ref_blob(self._store, self._spec.flow_name, ref)
+            self._values[name] = art.deserialize(blob)
+        return self._values[name]
+
+    def _frame_value(self) -> tuple[int | None, Any]:
+        stack = self._aflow_record.foreach_stack
+        if not stack:
+            return None, None
+        return stack[-1][1], _frame_item(self._store, self._spec.flow_name, stack[-1])
+
+    @property
+    def index(self) -> int | None:
+        stack = self._aflow_record.foreach_stack
+        return stack[-1][1] if stack else None
+
+    @property
+    def input(self) -> Any:
+        return self._frame_value()[1]
+
+    def foreach_stack(self) -> list[tuple[int, int, Any]]:
+        return _foreach_stack(self._store, self._spec.flow_name, self._aflow_record.foreach_stack)
+
+    def __repr__(self) -> str:
+        return f"<input {self._parent}>"
+
+
+class Inputs:
+    """A join's `inputs`: iterable, indexable, and `inputs.<step>` in a join of static branches."""
+
+    def __init__(self, tasks: list[InputTask]) -> None:
+        self._tasks = tasks
+
+    def __iter__(self) -> Iterator[InputTask]:
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __getitem__(self, i: int) -> InputTask:
+        return self._tasks[i]
+
+    def __getattr__(self, name: str) -> InputTask:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        for t in self._tasks:
+            if t.step_name == name:
+                return t
+        raise AttributeError(f"the join has no input from a step named '{name}'")
+
+
+def _frame_item(store: BlockingObjectStore, flow: str, frame: list[Any]) -> Any:
+    _split_step, index, num_splits, digest = frame
+    return art.load_item(store, flow, digest, num_splits, index)
+
+
+def _foreach_stack(
+    store: BlockingObjectStore, flow: str, frames: list[list[Any]]
+) -> list[tuple[int, int, Any]]:
+    return [(f[1], f[2], _frame_item(store, flow, f)) for f in frames]
+
+
+class Task:
+    """The context a running step's flow instance talks to (see flowspec.TaskContext)."""
+
+    def __init__(self, spec: TaskSpec, store: BlockingObjectStore, node: StepNode) -> None:
+        self.spec = spec
+        self.store = store
+        self.node = node
+        self.flow_name = spec.flow_name
+        self.inherited: dict[str, art.ArtifactRef] = dict(spec.initial_artifacts)
+        self.loaded: dict[str, tuple[Any, art.ArtifactRef]] = {}
+        self.next_call: tuple[list[str], str | None] | None = None
+        self.inputs: Inputs | None = None
+        parents = spec.parents
+        if spec.parents_manifest:
+            parents = manifest_parents(store, spec.flow_name, spec.parents_manifest)
+        if node.takes_inputs:
+            self.inputs = Inputs([InputTask(store, spec, p) for p in parents])
+            if self.inputs._tasks:
+                first = self.inputs._tasks[0]._aflow_record.artifacts
+                self.inherited.update({n: first[n] for n in spec.param_names if n in first})
+        elif parents:
+            parent = TaskRecord.unpack(store.get(parent_record_key(spec, parents[0])))
+            self.inherited.update(parent.artifacts)
+        self._input_cache: tuple[bool, Any] = (False, None)
+
+    # -- TaskContext ---------------------------------------------------------------------------
+
+    def load(self, name: str) -> Any:
+        ref = self.inherited.get(name)
+        if ref is None:
+            hint = (
+                " (in a join, read it from inputs or call self.merge_artifacts(inputs))"
+                if self.node.takes_inputs
+                else ""
+            )
+            raise AttributeError(
+                f"step '{self.node.name}' has no artifact '{name}': no earlier step set it{hint}"
+            )
+        value = art.deserialize(art.load_ref_blob(self.store, self.flow_name, ref))
+        self.loaded[name] = (value, ref)
+        return value
+
+    def record_next(self, targets: tuple[Any, ...], foreach: str | None) -> None:
+        where = f"{self.node.file}:{self.node.next_line or self.node.def_line}"
+        if self.next_call is not None:
+            raise InvalidNextException(f"step '{self.node.name}' called self.next() twice ({where})")
+        names = [getattr(t, "__name__", repr(t)) for t in targets]
+        if names != self.node.out_funcs or foreach != self.node.foreach_param:
+            raise InvalidNextException(
+                f"step '{self.node.name}' called self.next({', '.join(names)}"
+                f"{f', foreach={foreach!r}' if foreach else ''}) but its source says "
+                f"self.next({', '.join(self.node.out_funcs)}) ({where})"
+            )
+        self.next_call = (names, foreach)
+
+    def merge_artifacts(
+        self, flow: FlowSpec, inputs: Any, exclude: list[str], include: list[str]
+    ) -> None:
+        if self.inputs is None:
+            raise MergeArtifactsException(
+                f"merge_artifacts() works only in a join step; '{self.node.name}' is not one"
+            )
+        if exclude and include:
+            raise MergeArtifactsException("merge_artifacts() takes exclude= or include=, not both")
+        seen: dict[str, list[art.ArtifactRef]] = {}
+        for inp in inputs:
+            for name, ref in inp._aflow_record.artifacts.items():
+                seen.setdefault(name, []).append(ref)
+        missing = [n for n in include if n not in seen]
+        if missing:
+            raise MissingInMergeArtifactsException(
+                f"merge_artifacts(include=...) names artifacts no input has: {', '.join(missing)}",
+                missing,
+            )
+        conflicts = []
+        for name, refs in seen.items():
+            if (include and name not in include) or name in exclude or name in flow.__dict__:
+                continue
+            if all(art.same_value(refs[0], r) for r in refs[1:]):
+                self.inherited[name] = refs[0]
+            else:
+                conflicts.append(name)
+        if conflicts:
+            raise UnhandledInMergeArtifactsException(
+                f"step '{self.node.name}': inputs disagree on {', '.join(sorted(conflicts))}; "
+                "set them in the join before merge_artifacts(), or pass exclude=[...]",
+                sorted(conflicts),
+            )
+
+    @property
+    def index(self) -> int | None:
+        stack = self.spec.foreach_stack
+        return stack[-1][1] if stack else None
+
+    @property
+    def input(self) -> Any:
+        if not self.spec.foreach_stack:
+            return None
+        if not self._input_cache[0]:
+            item = _frame_item(self.store, self.flow_name, self.spec.foreach_stack[-1])
+            self._input_cache = (True, item)
+        return self._input_cache[1]
+
+    def foreach_stack(self) -> list[tuple[int, int, Any]]:
+        return _foreach_stack(self.store, self.flow_name, self.spec.foreach_stack)
+
+    # -- running and committing ------------------------------------------------------------------
+
+    def run_step(self, flow: FlowSpec) -> None:
+        method = getattr(flow, self.node.name)
+        args = (self.inputs,) if self.inputs is not None else ()
+        if inspect.iscoroutinefunction(method):
+            asyncio.run(method(*args))
+        else:
+            method(*args)
+        if self.node.name != "end" and self.next_call is None:
+            raise InvalidNextException(
+                f"step '{self.node.name}' returned without calling self.next() "
+                f"({self.node.file}:{self.node.def_line})"
+            )
+
+    def outputs(self, flow: FlowSpec) -> dict[str, art.ArtifactRef]:
+        refs = dict(self.inherited)
+        skip = set(self.spec.param_names)
+        for name, value in flow.__dict__.items():
+            if name == "_aflow_task" or name in skip:
+                continue
+            prior = self.loaded.get(name)
+            if prior is not None and prior[0] is value and isinstance(value, _IMMUTABLE):
+                continue  # read and not replaced: its stored bytes are still right
+            refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name))
+        return refs
+
+    def split(self, flow: FlowSpec) -> tuple[int, str] | None:
+        param = self.node.foreach_param
+        if param is None:
+            return None
+        where = f"{self.node.file}:{self.node.next_line}"
+        try:
+            values = getattr(flow, param)
+        except AttributeError:
+            raise InvalidNextException(
+                f"step '{self.node.name}' fans out over '{param}', but no artifact has that name "
+                f"({where})"
+            ) from None
+        try:
+            items = iter(values)
+        except TypeError:
+            raise InvalidNextException(
+                f"step '{self.node.name}' fans out over '{param}', a {type(values).__name__}, "
+                f"which is not iterable ({where})"
+            ) from None
+        parts, digest, count = art.serialize_items(items, param)
+        if count == 0:
+            raise InvalidNextException(
+                f"step '{self.node.name}' fans out over '{param}', which is empty: a foreach "
+                f"needs at least one item ({where})"
+            )
+        key = art.blob_key(self.flow_name, digest)
+        if not self.store.exists(key):
+            self.store.put(key, parts)
+        return count, digest
+
+
+def user_traceback(e: BaseException) -> str:
+    """The exception's traceback without aflow's own frames: what the user needs to see."""
+    te = traceback.TracebackException.from_exception(e)
+    te.stack = traceback.StackSummary.from_list(
+        [f for f in te.stack if not f.filename.startswith(_AFLOW_DIR)]
+    )
+    if isinstance(e, AflowException):
+        te.stack = traceback.StackSummary.from_list(te.stack[-1:])
+    return "".join(te.format())
+
+
+def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec]) -> int:
+    """Run one attempt; returns the process exit code (0 when the record says done)."""
+    started = time.time()
+    record = TaskRecord(
+        flow=spec.flow_name,
+        run_id=spec.run_id,
+        step=spec.step,
+        task_id=spec.task_id,
+        attempt=spec.attempt,
+        foreach_stack=spec.foreach_stack,
+        parents=spec.parents,
+        parents_manifest=spec.parents_manifest,
+        started_at=started,
+        pid=os.getpid(),
+    )
+    current._set(
+        flow_name=spec.flow_name,
+        run_id=spec.run_id,
+        step_name=spec.step,
+        task_id=spec.task_id,
+        retry_count=spec.attempt,
+        username=os.environ.get("USER") or os.environ.get("USERNAME"),
+        tags=[],
+    )
+    key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+    try:
+        node = graph_for(flow_cls)[spec.step]
+        task = Task(spec, store, node)
+        flow = flow_cls.__new__(flow_cls)
+        flow.__dict__["_aflow_task"] = task
+        task.run_step(flow)
+        split = task.split(flow)
+        record.artifacts = task.outputs(flow)
+        record.next_steps = list(node.out_funcs)
+        if split:
+            record.num_splits, record.split_digest = split
+        record.finished_at = time.time()
+        store.put(key, [record.pack()])
+        return 0
+    except BaseException as e:
+        shown = user_traceback(e)
+        sys.stdout.flush()
+        print(f"Step '{spec.step}' failed ({spec.pathspec}):\n{shown}", file=sys.stderr, end="")
+        sys.stderr.flush()
+        record.status = "failed"
+        record.finished_at = time.time()
+        record.error = {"type": type(e).__name__, "message": str(e), "traceback": shown}
+        try:
+            store.put(key, [record.pack()])
+        except Exception as store_error:
+            print(f"could not save the failure record: {store_error}", file=sys.stderr)
+        return 1
+
+
+def main() -> int:
+    """`python -m aflow.engine.task_runtime`: a packed TaskSpec on stdin; the fresh-process path."""
+    from aflow.engine.flow_loader import import_flow
+    from aflow.stores.base import open_store
+
+    spec = TaskSpec.unpack(sys.stdin.buffer.read())
+    flow_cls = import_flow(spec.flow_name, spec.flow_module, spec.flow_file, spec.sys_path)
+    store = open_store(spec.datastore, spec.store_root).blocking()
+    return run_task(spec, store, flow_cls)
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,93 @@
+"""Exceptions a user can cause, each with a message that says what to fix.
+
+Names follow Metaflow's (`MetaflowException` and friends are aliases) so a flow that imports them keeps
+working after its import line changes. Internal errors are ordinary Python exceptions and are shown
+with a traceback only under `--debug`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AflowException(Exception):
+    """Base of every error aflow raises on purpose: its message is meant for the user."""
+
+    headline = "aflow error"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a flow definition, located in the user's source."""
+
+    message: str
+    step: str | None = None
+    file: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}: " if self.file and self.line else ""
+        what = f"step '{self.step}': " if self.step else ""
+        return f"{where}{what}{self.message}"
+
+
+class FlowDefinitionError(AflowException):
+    """The flow's graph is invalid; raised before anything runs (`aflow check`)."""
+
+    headline = "invalid flow"
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class InvalidNextException(AflowException):
+    headline = "invalid self.next() transition"
+
+
+class ParameterError(AflowException):
+    headline = "invalid parameter"
+
+
+class MergeArtifactsException(AflowException):
+    headline = "cannot merge artifacts"
+
+    def __init__(self, msg: str, unhandled: list[str] | None = None) -> None:
+        self.artifact_names = unhandled or []
+        super().__init__(msg)
+
+
+class UnhandledInMergeArtifactsException(MergeArtifactsException):
+    headline = "conflicting artifacts in merge_artifacts"
+
+
+class MissingInMergeArtifactsException(MergeArtifactsException):
+    headline = "artifacts named in merge_artifacts are missing"
+
+
+class ArtifactError(AflowException):
+    headline = "artifact error"
+
+
+class DataStoreError(AflowException):
+    headline = "datastore error"
+
+
+class AflowNotFound(AflowException):
+    headline = "object not found"
+
+
+class TaskFailed(AflowException):
+    """A task ended without committing a successful record; carries what the store knows of why."""
+
+    headline = "task failed"
+
+    def __init__(self, pathspec: str, message: str, traceback: str | None = None) -> None:
+        self.pathspec = pathspec
+        self.traceback = traceback
+        super().__init__(f"{pathspec}: {message}")
+
+
+# Metaflow's names, for flows that import them.
+MetaflowException = AflowException
+MetaflowNotFound = AflowNotFound

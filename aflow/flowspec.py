@@ -1,0 +1,121 @@
+"""The authoring model: `FlowSpec`, `@step`, `self.next`, `merge_artifacts`, `self.input`/`self.index`.
+
+A FlowSpec instance is inert until the task runtime attaches a task context to it (`_aflow_task`);
+then attribute reads fall through to the task's inherited artifacts, loaded lazily, and every public
+attribute the step sets becomes an artifact. This module knows nothing about stores or processes: it
+talks to the context through the small `TaskContext` protocol below.
+
+Instantiating a flow at module level (`if __name__ == "__main__": MyFlow()`) starts the command line,
+as in Metaflow, unless aflow itself is loading the file (`loading_flow_file`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_loading_depth = 0
+
+
+@contextlib.contextmanager
+def loading_flow_file() -> Iterator[None]:
+    """While active, `MyFlow()` builds an inert instance instead of starting the CLI."""
+    global _loading_depth
+    _loading_depth += 1
+    try:
+        yield
+    finally:
+        _loading_depth -= 1
+
+
+def step(f: F) -> F:
+    """Mark a method as a step of the flow."""
+    f.is_step = True  # type: ignore[attr-defined]
+    f.name = f.__name__  # type: ignore[attr-defined]
+    if not hasattr(f, "decorators"):
+        f.decorators = []  # type: ignore[attr-defined]
+    return f
+
+
+def is_step(obj: Any) -> bool:
+    return callable(obj) and getattr(obj, "is_step", False) is True
+
+
+class TaskContext(Protocol):
+    """What a flow instance needs from the task that runs it."""
+
+    def load(self, name: str) -> Any: ...
+    def record_next(self, targets: tuple[Any, ...], foreach: str | None) -> None: ...
+    def merge_artifacts(
+        self, flow: FlowSpec, inputs: Any, exclude: list[str], include: list[str]
+    ) -> None: ...
+    def foreach_stack(self) -> list[tuple[int, int, Any]]: ...
+    @property
+    def input(self) -> Any: ...
+    @property
+    def index(self) -> int | None: ...
+
+
+class FlowSpec:
+    """Base class of every flow: subclass it and mark methods with `@step`."""
+
+    def __init__(self, use_cli: bool = True) -> None:
+        if use_cli and _loading_depth == 0:
+            from aflow.cli import run_flow_cli
+
+            run_flow_cli(type(self))
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def _aflow_context(self) -> TaskContext:
+        ctx = self.__dict__.get("_aflow_task")
+        if ctx is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not running: steps run through `aflow run` or run_flow()"
+            )
+        return ctx
+
+    def _aflow_artifact(self, name: str) -> Any:
+        if name in self.__dict__:
+            return self.__dict__[name]
+        value = self._aflow_context().load(name)
+        self.__dict__[name] = value
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: that is, for artifacts not read yet.
+        if name.startswith("__") or name.startswith("_aflow") or "_aflow_task" not in self.__dict__:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        return self._aflow_artifact(name)
+
+    def next(self, *steps: Any, foreach: str | None = None, **_ignored: Any) -> None:
+        """Name the step(s) that run after this one; `foreach="attr"` fans out over an iterable."""
+        self._aflow_context().record_next(steps, foreach)
+
+    def merge_artifacts(
+        self,
+        inputs: Iterable[Any],
+        exclude: list[str] | None = None,
+        include: list[str] | None = None,
+    ) -> None:
+        """In a join, take every artifact the inputs agree on (or that this step already set)."""
+        self._aflow_context().merge_artifacts(self, inputs, list(exclude or []), list(include or []))
+
+    @property
+    def input(self) -> Any:
+        """The item of the innermost foreach this task was given."""
+        return self._aflow_context().input
+
+    @property
+    def index(self) -> int | None:
+        """The position of this task in the innermost foreach."""
+        return self._aflow_context().index
+
+    def foreach_stack(self) -> list[tuple[int, int, Any]]:
+        """(index, num_splits, value) for every enclosing foreach, outermost first."""
+        return self._aflow_context().foreach_stack()

@@ -1,0 +1,366 @@
+"""The flow's DAG, read statically from the class source with `ast`, and its validation.
+
+Everything here runs before any task starts (and is all `aflow check` does). Each problem found
+names the step and the file:line to fix. The graph is also what the scheduler walks: node types
+(linear, split, foreach, join, end) and the split each join closes.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any
+
+from aflow.exception import FlowDefinitionError, Problem
+from aflow.flowspec import is_step
+
+
+@dataclass
+class StepNode:
+    name: str
+    file: str
+    def_line: int
+    out_funcs: list[str] = field(default_factory=list)
+    in_funcs: list[str] = field(default_factory=list)
+    foreach_param: str | None = None
+    takes_inputs: bool = False
+    next_line: int | None = None
+    doc: str = ""
+    decorators: list[str] = field(default_factory=list)
+    split_parents: list[str] = field(default_factory=list)
+    matching_join: str | None = None
+    is_async: bool = False
+
+    @property
+    def type(self) -> str:
+        if self.name == "end":
+            return "end"
+        if self.takes_inputs:
+            return "join"
+        if self.foreach_param is not None:
+            return "foreach"
+        if len(self.out_funcs) > 1:
+            return "split"
+        if self.name == "start":
+            return "start"
+        return "linear"
+
+    @property
+    def is_split(self) -> bool:
+        return self.foreach_param is not None or len(self.out_funcs) > 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "next": self.out_funcs,
+            "foreach": self.foreach_param,
+            "line": self.def_line,
+            "doc": self.doc,
+            "decorators": self.decorators,
+            "split_parents": self.split_parents,
+        }
+
+
+class FlowGraph:
+    """The validated DAG of a flow class."""
+
+    def __init__(self, flow_cls: type) -> None:
+        self.name = flow_cls.__name__
+        self.file, self.line = _class_location(flow_cls)
+        self.problems: list[Problem] = []
+        self.nodes: dict[str, StepNode] = {}
+        for attr in dir(flow_cls):
+            func = getattr(flow_cls, attr, None)
+            if is_step(func):
+                node = self._parse_step(attr, func)
+                if node is not None:
+                    self.nodes[attr] = node
+        self.order: list[str] = []
+        self._validate()
+
+    def __getitem__(self, name: str) -> StepNode:
+        return self.nodes[name]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (self.nodes[n] for n in self.order)
+
+    def check(self) -> FlowGraph:
+        """Raise FlowDefinitionError listing every problem, or return self."""
+        if self.problems:
+            raise FlowDefinitionError(self.problems)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "steps": {n: self.nodes[n].to_dict() for n in self.order}}
+
+    # -- reading the source ------------------------------------------------------------------
+
+    def _problem(self, message: str, step: str | None = None, line: int | None = None) -> None:
+        self.problems.append(Problem(message, step, self.file, line or self.line))
+
+    def _parse_step(self, name: str, func: Any) -> StepNode | None:
+        func = inspect.unwrap(func)
+        try:
+            file = inspect.getsourcefile(func) or self.file
+            lines, first = inspect.getsourcelines(func)
+        except (OSError, TypeError):
+            self._problem("cannot read the step's source code", name)
+            return None
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+        fdef = tree.body[0]
+        assert isinstance(fdef, (ast.FunctionDef, ast.AsyncFunctionDef))
+        offset = first - 1
+        node = StepNode(
+            name=name,
+            file=file,
+            def_line=fdef.lineno + offset,
+            doc=inspect.getdoc(func) or "",
+            decorators=[getattr(d, "name", type(d).__name__) for d in func.decorators],
+            is_async=isinstance(fdef, ast.AsyncFunctionDef),
+        )
+        args = [a.arg for a in fdef.args.args]
+        node.takes_inputs = len(args) >= 2
+        self_name = args[0] if args else "self"
+
+        def at(n: ast.AST) -> int:
+            return getattr(n, "lineno", fdef.lineno) + offset
+
+        calls = [c for c in _own_nodes(fdef) if _is_next_call(c, self_name)]
+        for ret in (r for r in _own_nodes(fdef) if isinstance(r, ast.Return)):
+            if name != "end":
+                self._problem(
+                    "returns before calling self.next(): every path must end in self.next()",
+                    name,
+                    at(ret),
+                )
+        if name == "end":
+            if calls:
+                self._problem("the end step must not call self.next()", name, at(calls[0]))
+            return node
+        if not calls:
+            self._problem(
+                "never calls self.next(): end the step with self.next(self.<step>)",
+                name,
+                node.def_line,
+            )
+            return node
+        if len(calls) > 1:
+            where = ", ".join(str(at(c)) for c in calls)
+            self._problem(f"calls self.next() more than once (lines {where})", name, at(calls[1]))
+            return node
+        call = calls[0]
+        assert isinstance(call, ast.Call)
+        node.next_line = at(call)
+        last = fdef.body[-1]
+        if not (isinstance(last, ast.Expr) and last.value is call):
+            self._problem(
+                "self.next() must be the step's last statement, outside any if/for/with block",
+                name,
+                node.next_line,
+            )
+        for arg in call.args:
+            if (
+                isinstance(arg, ast.Attribute)
+                and isinstance(arg.value, ast.Name)
+                and arg.value.id == self_name
+            ):
+                node.out_funcs.append(arg.attr)
+            else:
+                self._problem("self.next() takes steps written as self.<step>", name, at(arg))
+        for kw in call.keywords:
+            if kw.arg == "foreach":
+                if isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                    node.foreach_param = kw.value.value
+                else:
+                    self._problem(
+                        'foreach= takes the artifact name as a string: foreach="items"',
+                        name,
+                        at(kw.value),
+                    )
+            elif kw.arg != "num_parallel":
+                self._problem(f"self.next() has no argument '{kw.arg}'", name, at(kw.value))
+        if not node.out_funcs:
+            self._problem("self.next() names no step", name, node.next_line)
+        if node.foreach_param is not None and len(node.out_funcs) != 1:
+            self._problem("a foreach must go to exactly one step", name, node.next_line)
+        return node
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def _validate(self) -> None:
+        for required in ("start", "end"):
+            if required not in self.nodes:
+                self._problem(f"the flow has no '{required}' step: add a @step named {required}")
+        for node in self.nodes.values():
+            for target in node.out_funcs:
+                if target not in self.nodes:
+                    self._problem(
+                        f"self.next() names '{target}', which is not a step of {self.name}",
+                        node.name,
+                        node.next_line,
+                    )
+        if "start" in self.nodes and self.nodes["start"].takes_inputs:
+            self._problem("the start step cannot take inputs", "start", self.nodes["start"].def_line)
+        if self.problems:
+            self.order = sorted(self.nodes)
+            return
+        for node in self.nodes.values():
+            for target in node.out_funcs:
+                self.nodes[target].in_funcs.append(node.name)
+        reachable = self._reachable()
+        for node in self.nodes.values():
+            if node.name not in reachable:
+                self._problem("is not reachable from 'start'", node.name, node.def_line)
+        self.order = self._topological(reachable)
+        if not self.problems:
+            self._check_splits()
+
+    def _reachable(self) -> set[str]:
+        seen, todo = set(), ["start"]
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(self.nodes[name].out_funcs)
+        return seen
+
+    def _topological(self, reachable: set[str]) -> list[str]:
+        indegree = {n: sum(1 for p in self.nodes[n].in_funcs if p in reachable) for n in reachable}
+        ready = ["start"]
+        order: list[str] = []
+        while ready:
+            name = ready.pop(0)
+            order.append(name)
+            for child in self.nodes[name].out_funcs:
+                indegree[child] -= 1
+                if indegree[child] == 0:
+                    ready.append(child)
+        looped = sorted(reachable - set(order), key=lambda n: self.nodes[n].def_line)
+        if looped:
+            self._problem(
+                f"steps {', '.join(looped)} form a cycle: a flow must be a DAG",
+                looped[0],
+                self.nodes[looped[0]].next_line,
+            )
+        return order + looped
+
+    def _check_splits(self) -> None:
+        joins_of: dict[str, list[str]] = {}
+        for name in self.order:
+            node = self.nodes[name]
+            incoming = [self._stack_after(p) for p in node.in_funcs]
+            if name == "start":
+                node.split_parents = []
+            elif node.takes_inputs:
+                closing = {tuple(s) for s in incoming}
+                tops = {s[-1] if s else None for s in incoming}
+                if None in tops:
+                    self._problem(
+                        "takes inputs but no split leads to it: drop the inputs argument",
+                        name,
+                        node.def_line,
+                    )
+                    continue
+                if len(closing) > 1:
+                    detail = ", ".join(
+                        f"{p} (split at {s[-1]})" for p, s in zip(node.in_funcs, incoming, strict=True)
+                    )
+                    self._problem(
+                        f"joins branches of different splits: {detail}", name, node.def_line
+                    )
+                    continue
+                stack = incoming[0]
+                joins_of.setdefault(stack[-1], []).append(name)
+                node.split_parents = stack[:-1]
+            else:
+                if len(node.in_funcs) > 1:
+                    self._problem(
+                        f"has several incoming steps ({', '.join(node.in_funcs)}) but takes no "
+                        f"inputs: declare it as def {name}(self, inputs)",
+                        name,
+                        node.def_line,
+                    )
+                    continue
+                node.split_parents = incoming[0]
+            if name == "end" and node.split_parents:
+                split = node.split_parents[-1]
+                self._problem(
+                    f"is reached inside the split at '{split}' that no join closes",
+                    name,
+                    node.def_line,
+                )
+        for node in self.nodes.values():
+            if not node.is_split:
+                continue
+            joins = joins_of.get(node.name, [])
+            if len(joins) > 1:
+                self._problem(
+                    f"its branches are joined by several steps ({', '.join(joins)}): "
+                    "every branch of a split must end in the same join",
+                    node.name,
+                    node.next_line,
+                )
+            elif joins:
+                node.matching_join = joins[0]
+
+    def _stack_after(self, name: str) -> list[str]:
+        node = self.nodes[name]
+        return node.split_parents + [name] if node.is_split else node.split_parents
+
+
+def _own_nodes(fdef: ast.AST) -> list[ast.AST]:
+    """The nodes of a function body, not descending into nested functions, lambdas or classes."""
+    found: list[ast.AST] = []
+    todo = list(ast.iter_child_nodes(fdef))
+    while todo:
+        n = todo.pop()
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue
+        found.append(n)
+        todo.extend(ast.iter_child_nodes(n))
+    return found
+
+
+def _is_next_call(n: ast.AST, self_name: str) -> bool:
+    return (
+        isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr == "next"
+        and isinstance(n.func.value, ast.Name)
+        and n.func.value.id == self_name
+    )
+
+
+def flow_source_file(flow_cls: type) -> str | None:
+    """The file that defines the flow's steps (a flow run as `__main__` has no module file)."""
+    for attr in dir(flow_cls):
+        func = getattr(flow_cls, attr, None)
+        if is_step(func):
+            code = getattr(inspect.unwrap(func), "__code__", None)
+            if code is not None:
+                return code.co_filename
+    return None
+
+
+def _class_location(flow_cls: type) -> tuple[str, int]:
+    file = flow_source_file(flow_cls)
+    if file is None:
+        return "<unknown>", 1
+    try:
+        with open(file, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError):
+        return file, 1
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == flow_cls.__name__:
+            return file, node.lineno
+    return file, 1
+
+
+@functools.cache
+def graph_for(flow_cls: type) -> FlowGraph:
+    """The graph of a flow class, built once per process."""
+    return FlowGraph(flow_cls)

@@ -1,0 +1,100 @@
+"""Run and task records: what the store says about a run and each task attempt (msgpack).
+
+A task record is written last, after every blob it names, and is the commit point: a task is done
+when its record says so. The scheduler learns what a task produced (its foreach width, its status)
+only from here, so a local task and a remote one look the same to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from aflow.stores.artifacts import ArtifactRef
+
+
+def run_prefix(flow: str, run_id: str) -> str:
+    return f"{flow}/{run_id}"
+
+
+def run_record_key(flow: str, run_id: str) -> str:
+    return f"{flow}/{run_id}/run.mpk"
+
+
+def task_prefix(flow: str, run_id: str, step: str, task_id: str) -> str:
+    return f"{flow}/{run_id}/{step}/{task_id}"
+
+
+def task_record_key(flow: str, run_id: str, step: str, task_id: str, attempt: int) -> str:
+    return f"{task_prefix(flow, run_id, step, task_id)}/{attempt}.mpk"
+
+
+def task_log_key(flow: str, run_id: str, step: str, task_id: str, attempt: int) -> str:
+    return f"{task_prefix(flow, run_id, step, task_id)}/{attempt}.log"
+
+
+class _Record:
+    def pack(self) -> bytes:
+        return msgpack.packb(dataclasses.asdict(self), use_bin_type=True)  # type: ignore[call-overload]
+
+    @classmethod
+    def unpack(cls, data: bytes | bytearray):  # type: ignore[no-untyped-def]
+        raw = msgpack.unpackb(data, raw=False)
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+Frame = list[Any]
+"""One enclosing foreach: [split step, index, num_splits, items digest]."""
+
+
+@dataclass
+class TaskRecord(_Record):
+    flow: str
+    run_id: str
+    step: str
+    task_id: str
+    attempt: int = 0
+    status: str = "done"  # done | failed
+    artifacts: dict[str, ArtifactRef] = field(default_factory=dict)
+    foreach_stack: list[Frame] = field(default_factory=list)
+    parents: list[str] = field(default_factory=list)
+    parents_manifest: str | None = None
+    next_steps: list[str] = field(default_factory=list)
+    num_splits: int | None = None
+    split_digest: str | None = None
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    error: dict[str, str] | None = None
+    pid: int | None = None
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self.flow}/{self.run_id}/{self.step}/{self.task_id}"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done"
+
+
+@dataclass
+class RunRecord(_Record):
+    flow: str
+    run_id: str
+    status: str = "running"  # running | done | failed | cancelled
+    params: dict[str, str] = field(default_factory=dict)
+    graph: dict[str, Any] = field(default_factory=dict)
+    started_at: float = 0.0
+    finished_at: float | None = None
+    error: dict[str, str] | None = None
+    user: str | None = None
+    tags: list[str] = field(default_factory=list)
+    datastore: str = "local"
+    end_task: str | None = None
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self.flow}/{self.run_id}"
