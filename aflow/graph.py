@@ -203,11 +203,14 @@ class FlowGraph:
                         node.next_line,
                     )
         if "start" in self.nodes and self.nodes["start"].takes_inputs:
-            self._problem("the start step cannot take inputs", "start", self.nodes["start"].def_line)
-        if self.problems:
+            self._problem(
+                "the start step cannot take inputs", "start", self.nodes["start"].def_line
+            )
+        if "start" not in self.nodes:
             self.order = sorted(self.nodes)
             return
         for node in self.nodes.values():
+            node.out_funcs = [t for t in node.out_funcs if t in self.nodes]
             for target in node.out_funcs:
                 self.nodes[target].in_funcs.append(node.name)
         reachable = self._reachable()
@@ -217,6 +220,7 @@ class FlowGraph:
         self.order = self._topological(reachable)
         if not self.problems:
             self._check_splits()
+        self.problems.sort(key=lambda p: (p.file or "", p.line or 0))
 
     def _reachable(self) -> set[str]:
         seen, todo = set(), ["start"]
@@ -266,7 +270,8 @@ class FlowGraph:
                     continue
                 if len(closing) > 1:
                     detail = ", ".join(
-                        f"{p} (split at {s[-1]})" for p, s in zip(node.in_funcs, incoming, strict=True)
+                        f"{p} (split at {s[-1]})"
+                        for p, s in zip(node.in_funcs, incoming, strict=True)
                     )
                     self._problem(
                         f"joins branches of different splits: {detail}", name, node.def_line
@@ -308,7 +313,7 @@ class FlowGraph:
 
     def _stack_after(self, name: str) -> list[str]:
         node = self.nodes[name]
-        return node.split_parents + [name] if node.is_split else node.split_parents
+        return [*node.split_parents, name] if node.is_split else node.split_parents
 
 
 def _own_nodes(fdef: ast.AST) -> list[ast.AST]:

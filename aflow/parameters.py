@@ -54,8 +54,8 @@ class Parameter:
         self,
         name: str,
         default: Any = _MISSING,
-        type: Callable[[Any], Any] | None = None,  # noqa: A002 - Metaflow's keyword
-        help: str | None = None,  # noqa: A002 - Metaflow's keyword
+        type: Callable[[Any], Any] | None = None,
+        help: str | None = None,
         required: bool = False,
         show_default: bool = True,
         **_ignored: Any,

@@ -41,9 +41,23 @@ class LocalBackend:
     name = "local"
 
     def __init__(
-        self, name: str, module: str, file: str, sys_path: list[str], spawn: bool | None = None
+        self,
+        name: str,
+        module: str,
+        file: str,
+        sys_path: list[str],
+        datastore: str,
+        store_root: str,
+        spawn: bool | None = None,
     ) -> None:
-        self.hello = {"name": name, "module": module, "file": file, "sys_path": sys_path}
+        self.hello = {
+            "name": name,
+            "module": module,
+            "file": file,
+            "sys_path": sys_path,
+            "datastore": datastore,
+            "store_root": store_root,
+        }
         if spawn is None:
             spawn = os.environ.get("AFLOW_LOCAL_SPAWN") == "1" or not hasattr(os, "fork")
         self.spawn = spawn

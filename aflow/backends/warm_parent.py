@@ -12,6 +12,7 @@ scheduler went away) it kills every child it started and exits.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import select
 import signal
@@ -32,7 +33,7 @@ def _run_child(spec_bytes: bytes, fds: list[int], closing: list[int], flow_cls: 
     """In the forked child: become its own process group, wire up output, run, exit."""
     code = 1
     try:
-        os.setsid()
+        os.setpgid(0, 0)  # its own process group, so a cancel reaches what it starts too
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
@@ -65,6 +66,9 @@ def serve(sock: socket.socket) -> None:
     try:
         from aflow.engine.flow_loader import import_flow
         from aflow.engine.task_runtime import run_task  # noqa: F401 - imported to be warm
+        from aflow.stores.base import open_store
+
+        open_store(hello["datastore"], hello["store_root"])  # imports the store's module once
         from aflow.graph import graph_for
 
         flow_cls = import_flow(hello["name"], hello["module"], hello["file"], hello["sys_path"])
@@ -72,6 +76,9 @@ def serve(sock: socket.socket) -> None:
     except BaseException:
         _send(sock, {"error": traceback.format_exc()})
         return
+    # Children then never touch (and so never copy) the warm parent's objects when they collect.
+    gc.collect()
+    gc.freeze()
     _send(sock, {"ready": os.getpid()})
 
     wake_r, wake_w = os.pipe()

@@ -70,7 +70,9 @@ def load_flow_file(path: str) -> type[FlowSpec]:
         raise FlowDefinitionError([Problem("defines no FlowSpec subclass", None, path, 1)])
     if len(flows) > 1:
         names = ", ".join(c.__name__ for c in flows)
-        raise FlowDefinitionError([Problem(f"defines several flows ({names}): keep one per file", None, path, 1)])
+        raise FlowDefinitionError(
+            [Problem(f"defines several flows ({names}): keep one per file", None, path, 1)]
+        )
     return flows[0]
 
 

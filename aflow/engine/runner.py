@@ -170,14 +170,21 @@ async def _drive(
             param_artifacts=await _save_params(store, ref.name, values),
             param_names=list(values),
         )
-        async with LocalBackend(ref.name, ref.module, ref.file, list(ref.sys_path)) as backend:
+        backend = LocalBackend(
+            ref.name, ref.module, ref.file, list(ref.sys_path), datastore, store.url
+        )
+        async with backend:
             scheduler = Scheduler(graph, ctx, backend, store, bus, max_workers)
             try:
                 await scheduler.run()
                 record.status = "done"
             except TaskFailed as e:
                 record.status = "failed"
-                record.error = {"task": e.pathspec, "message": str(e), "traceback": e.traceback or ""}
+                record.error = {
+                    "task": e.pathspec,
+                    "message": str(e),
+                    "traceback": e.traceback or "",
+                }
             record.end_task = scheduler.end_task
     except anyio.get_cancelled_exc_class():
         record.status = "cancelled"

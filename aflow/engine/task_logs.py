@@ -35,6 +35,6 @@ def parse_log(data: bytes) -> list[tuple[str, str, str]]:
     """(timestamp, stream, line) for each saved line."""
     out = []
     for raw in data.decode(errors="replace").splitlines():
-        stamp, stream, text = (raw.split(" ", 2) + ["", ""])[:3]
+        stamp, stream, text = ([*raw.split(" ", 2), "", ""])[:3]
         out.append((stamp, stream, text))
     return out

@@ -78,9 +78,7 @@ class InputTask:
         if name not in self._values:
             ref = self._aflow_record.artifacts.get(name)
             if ref is None:
-                raise AttributeError(
-                    f"input from step '{self.step_name}' has no artifact '{name}'"
-                )
+                raise AttributeError(f"input from step '{self.step_name}' has no artifact '{name}'")
             blob = art.load_ref_blob(self._store, self._spec.flow_name, ref)
             self._values[name] = art.deserialize(blob)
         return self._values[name]
@@ -187,7 +185,9 @@ class Task:
     def record_next(self, targets: tuple[Any, ...], foreach: str | None) -> None:
         where = f"{self.node.file}:{self.node.next_line or self.node.def_line}"
         if self.next_call is not None:
-            raise InvalidNextException(f"step '{self.node.name}' called self.next() twice ({where})")
+            raise InvalidNextException(
+                f"step '{self.node.name}' called self.next() twice ({where})"
+            )
         names = [getattr(t, "__name__", repr(t)) for t in targets]
         if names != self.node.out_funcs or foreach != self.node.foreach_param:
             raise InvalidNextException(
