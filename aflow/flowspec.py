@@ -104,9 +104,7 @@ class FlowSpec:
         include: list[str] | None = None,
     ) -> None:
         """In a join, take every artifact the inputs agree on (or that this step already set)."""
-        self._aflow_context().merge_artifacts(
-            self, inputs, list(exclude or []), list(include or [])
-        )
+        self._aflow_context().merge_artifacts(self, inputs, list(exclude or []), list(include or []))
 
     @property
     def input(self) -> Any:

@@ -203,9 +203,7 @@ class FlowGraph:
                         node.next_line,
                     )
         if "start" in self.nodes and self.nodes["start"].takes_inputs:
-            self._problem(
-                "the start step cannot take inputs", "start", self.nodes["start"].def_line
-            )
+            self._problem("the start step cannot take inputs", "start", self.nodes["start"].def_line)
         if "start" not in self.nodes:
             self.order = sorted(self.nodes)
             return
@@ -270,12 +268,9 @@ class FlowGraph:
                     continue
                 if len(closing) > 1:
                     detail = ", ".join(
-                        f"{p} (split at {s[-1]})"
-                        for p, s in zip(node.in_funcs, incoming, strict=True)
+                        f"{p} (split at {s[-1]})" for p, s in zip(node.in_funcs, incoming, strict=True)
                     )
-                    self._problem(
-                        f"joins branches of different splits: {detail}", name, node.def_line
-                    )
+                    self._problem(f"joins branches of different splits: {detail}", name, node.def_line)
                     continue
                 stack = incoming[0]
                 joins_of.setdefault(stack[-1], []).append(name)

@@ -108,9 +108,7 @@ class Parameter:
                 return self.convert(given[key])
         if self.default is _MISSING or self.default is None:
             if self.required:
-                raise ParameterError(
-                    f"parameter '{self.name}' is required: pass --{self.name} VALUE"
-                )
+                raise ParameterError(f"parameter '{self.name}' is required: pass --{self.name} VALUE")
             return None
         default = self.default() if callable(self.default) else self.default
         return self.convert(default) if isinstance(default, str) else default

@@ -248,9 +248,7 @@ async def _fd_chunks(fd: int) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _pump(
-    chunks: AsyncIterator[bytes], stream: str, logs: LogSink, drained: anyio.Event
-) -> None:
+async def _pump(chunks: AsyncIterator[bytes], stream: str, logs: LogSink, drained: anyio.Event) -> None:
     """Forward whole lines as they arrive; a last line without a newline is sent at EOF."""
     pending = b""
     async for chunk in chunks:

@@ -34,9 +34,7 @@ class RunPrinter:
     def handle(self, event: ev.Event) -> None:
         if isinstance(event, ev.LogLine):
             stream = self.out if event.stream == "stdout" else self.err
-            print(
-                f"{self._dim}[{self._short(event.pathspec)}]{self._off} {event.line}", file=stream
-            )
+            print(f"{self._dim}[{self._short(event.pathspec)}]{self._off} {event.line}", file=stream)
         elif isinstance(event, ev.TaskFailed):
             self._say(
                 f"{self._red}[{self._short(event.pathspec)}] Task failed: {event.message}{self._off}"
@@ -44,9 +42,7 @@ class RunPrinter:
         elif self.quiet:
             return
         elif isinstance(event, ev.RunStarted):
-            self._say(
-                f"Workflow {event.flow} starting (run-id {event.run_id}) in {event.datastore}"
-            )
+            self._say(f"Workflow {event.flow} starting (run-id {event.run_id}) in {event.datastore}")
         elif isinstance(event, ev.TaskStarted):
             retry = f" (retry {event.attempt})" if event.attempt else ""
             self._say(f"[{self._short(event.pathspec)}] Task is starting{retry}.")

@@ -35,9 +35,7 @@ def _call(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
                     ready.set()
                     await portal.sleep_until_stopped()
 
-            threading.Thread(
-                target=anyio.run, args=(serve,), daemon=True, name="aflow-client"
-            ).start()
+            threading.Thread(target=anyio.run, args=(serve,), daemon=True, name="aflow-client").start()
             ready.wait()
             _portal = box[0]
     return _portal.call(fn, *args)

@@ -39,15 +39,15 @@ class FlowRef:
         return cls(flow_cls.__name__, flow_cls.__module__, os.path.abspath(file), tuple(sys.path))
 
 
-def _flows_in(namespace: dict[str, object], file: str) -> list[type[FlowSpec]]:
+def _flows_in(namespace: dict[str, object]) -> list[type[FlowSpec]]:
     found = [
         v
         for v in namespace.values()
-        if isinstance(v, type)
-        and issubclass(v, FlowSpec)
-        and v is not FlowSpec
-        and v.__module__ == "__main__"
+        if isinstance(v, type) and issubclass(v, FlowSpec) and v is not FlowSpec
     ]
+    # A flow defined in the file wins over flows it merely imports.
+    own = [c for c in found if c.__module__ == "__main__"]
+    found = own or found
     # A base flow subclassed in the same file is not the flow to run.
     return [c for c in found if not any(o is not c and issubclass(o, c) for o in found)]
 
@@ -65,7 +65,7 @@ def load_flow_file(path: str) -> type[FlowSpec]:
         raise FlowDefinitionError(
             [Problem(f"syntax error: {e.msg}", None, e.filename or path, e.lineno)]
         ) from None
-    flows = _flows_in(namespace, path)
+    flows = _flows_in(namespace)
     if not flows:
         raise FlowDefinitionError([Problem("defines no FlowSpec subclass", None, path, 1)])
     if len(flows) > 1:

@@ -94,10 +94,20 @@ async def start_flow(
     store = open_store(datastore, datastore_root)
     bus = EventBus()
     handle = RunningFlow(run_id or new_run_id(), flow_cls.__name__, bus.subscribe())
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_drive, handle, graph, ref, values, store, bus, datastore, max_workers)
-        yield handle
-        await handle._done.wait()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_drive, handle, graph, ref, values, store, bus, datastore, max_workers)
+            yield handle
+            await handle._done.wait()
+    except BaseExceptionGroup as group:
+        # The caller's own exception (or cancellation) comes out as itself, not in a group.
+        raise _single(group) from None
+
+
+def _single(group: BaseExceptionGroup) -> BaseException:
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        group = group.exceptions[0]  # type: ignore[assignment]
+    return group
 
 
 async def run_flow(
@@ -170,9 +180,7 @@ async def _drive(
             param_artifacts=await _save_params(store, ref.name, values),
             param_names=list(values),
         )
-        backend = LocalBackend(
-            ref.name, ref.module, ref.file, list(ref.sys_path), datastore, store.url
-        )
+        backend = LocalBackend(ref.name, ref.module, ref.file, list(ref.sys_path), datastore, store.url)
         async with backend:
             scheduler = Scheduler(graph, ctx, backend, store, bus, max_workers)
             try:

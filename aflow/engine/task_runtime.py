@@ -185,9 +185,7 @@ class Task:
     def record_next(self, targets: tuple[Any, ...], foreach: str | None) -> None:
         where = f"{self.node.file}:{self.node.next_line or self.node.def_line}"
         if self.next_call is not None:
-            raise InvalidNextException(
-                f"step '{self.node.name}' called self.next() twice ({where})"
-            )
+            raise InvalidNextException(f"step '{self.node.name}' called self.next() twice ({where})")
         names = [getattr(t, "__name__", repr(t)) for t in targets]
         if names != self.node.out_funcs or foreach != self.node.foreach_param:
             raise InvalidNextException(

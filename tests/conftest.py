@@ -1,0 +1,47 @@
+"""Shared fixtures: a fresh datastore per test, and helpers to run flows through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWS = Path(__file__).resolve().parent / "flows"
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture
+def store_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "store"
+    monkeypatch.setenv("AFLOW_DATASTORE_ROOT", str(root))
+    return root
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`aflow ARGS` in a subprocess (the environment, with AFLOW_DATASTORE_ROOT, is inherited)."""
+    return subprocess.run(
+        [sys.executable, "-m", "aflow", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=os.environ.copy(),
+    )
+
+
+def run_script(script: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python flow.py ARGS`, the Metaflow habit."""
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
+
+
+sys.path.insert(0, str(FLOWS))
