@@ -41,7 +41,9 @@ class TaskSpec:
         return f"{self.flow_name}/{self.run_id}/{self.step}/{self.task_id}"
 
     def pack(self) -> bytes:
-        return msgpack.packb(dataclasses.asdict(self), use_bin_type=True)  # type: ignore[call-overload]
+        return msgpack.packb(
+            {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, use_bin_type=True
+        )  # type: ignore[call-overload]
 
     @classmethod
     def unpack(cls, data: bytes) -> TaskSpec:

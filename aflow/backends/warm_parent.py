@@ -47,10 +47,10 @@ def _run_child(spec_bytes: bytes, fds: list[int], closing: list[int], flow_cls: 
         sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         from aflow.backends.base import TaskSpec
         from aflow.engine.task_runtime import run_task
-        from aflow.stores.base import open_store
+        from aflow.stores.base import open_blocking_store
 
         spec = TaskSpec.unpack(spec_bytes)
-        code = run_task(spec, open_store(spec.datastore, spec.store_root).blocking(), flow_cls)
+        code = run_task(spec, open_blocking_store(spec.datastore, spec.store_root), flow_cls)
     except BaseException:
         traceback.print_exc()
     finally:
@@ -66,9 +66,9 @@ def serve(sock: socket.socket) -> None:
     try:
         from aflow.engine.flow_loader import import_flow
         from aflow.engine.task_runtime import run_task  # noqa: F401 - imported to be warm
-        from aflow.stores.base import open_store
+        from aflow.stores.base import open_blocking_store
 
-        open_store(hello["datastore"], hello["store_root"])  # imports the store's module once
+        open_blocking_store(hello["datastore"], hello["store_root"])  # imports the store's module once
         from aflow.graph import graph_for
 
         flow_cls = import_flow(hello["name"], hello["module"], hello["file"], hello["sys_path"])

@@ -11,7 +11,6 @@ failed, with the user's traceback) so the scheduler and the client can say why.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import sys
@@ -252,6 +251,8 @@ class Task:
         method = getattr(flow, self.node.name)
         args = (self.inputs,) if self.inputs is not None else ()
         if inspect.iscoroutinefunction(method):
+            import asyncio  # only async steps pay for it
+
             asyncio.run(method(*args))
         else:
             method(*args)
@@ -372,11 +373,11 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
 def main() -> int:
     """`python -m aflow.engine.task_runtime`: a packed TaskSpec on stdin; the fresh-process path."""
     from aflow.engine.flow_loader import import_flow
-    from aflow.stores.base import open_store
+    from aflow.stores.base import open_blocking_store
 
     spec = TaskSpec.unpack(sys.stdin.buffer.read())
     flow_cls = import_flow(spec.flow_name, spec.flow_module, spec.flow_file, spec.sys_path)
-    store = open_store(spec.datastore, spec.store_root).blocking()
+    store = open_blocking_store(spec.datastore, spec.store_root)
     return run_task(spec, store, flow_cls)
 
 

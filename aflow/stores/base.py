@@ -9,7 +9,7 @@ user's (synchronous) step code and has no event loop of its own to await on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from aflow.exception import AflowNotFound, DataStoreError
 
@@ -64,6 +64,19 @@ def open_store(datastore: str, root: str | None) -> ObjectStore:
         from aflow.stores.local import LocalStore, default_local_root
 
         return LocalStore(root or default_local_root())
+    _unknown(datastore)
+
+
+def open_blocking_store(datastore: str, root: str | None) -> BlockingObjectStore:
+    """The same store for a task process: synchronous, and without loading the async machinery."""
+    if datastore == "local":
+        from aflow.stores.local import LocalFiles, default_local_root
+
+        return LocalFiles(root or default_local_root())
+    _unknown(datastore)
+
+
+def _unknown(datastore: str) -> NoReturn:
     raise DataStoreError(
         f"--datastore {datastore} is not built yet: only the local datastore exists "
         "(see the README's list of what is not built)"

@@ -1,8 +1,9 @@
 """The local datastore: the store layout as files under a directory (`.aflow/` by default).
 
 Writes go to a temporary file beside the target and are renamed into place, so a crash at any
-moment leaves either the old object or the new one, never half of one. The async methods run the
-file work in a worker thread, one hop per operation, so the event loop never waits on the disk.
+moment leaves either the old object or the new one, never half of one. The operations here are
+synchronous (what a task process uses); the engine sees them through ThreadedStore, one worker-thread
+hop per operation, so the event loop never waits on the disk.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
-
-import anyio.to_thread
+from typing import TYPE_CHECKING
 
 from aflow.stores.base import Buffer, NotFound
+
+if TYPE_CHECKING:
+    from aflow.stores.threaded import ThreadedStore
 
 
 def default_local_root() -> str:
@@ -91,27 +94,8 @@ class LocalFiles:
         return sorted(n for n in names if not n.endswith(".tmp"))
 
 
-class LocalStore:
-    """The async face of LocalFiles."""
+def LocalStore(root: str | os.PathLike[str]) -> ThreadedStore:
+    """The local datastore as an async ObjectStore."""
+    from aflow.stores.threaded import ThreadedStore
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.files = LocalFiles(root)
-        self.url = self.files.url
-
-    async def put(self, key: str, parts: Sequence[Buffer]) -> None:
-        await anyio.to_thread.run_sync(self.files.put, key, parts)
-
-    async def get(self, key: str) -> bytearray:
-        return await anyio.to_thread.run_sync(self.files.get, key)
-
-    async def get_range(self, key: str, start: int, length: int) -> bytes:
-        return await anyio.to_thread.run_sync(self.files.get_range, key, start, length)
-
-    async def exists(self, key: str) -> bool:
-        return await anyio.to_thread.run_sync(self.files.exists, key)
-
-    async def list(self, prefix: str) -> list[str]:
-        return await anyio.to_thread.run_sync(self.files.list, prefix)
-
-    def blocking(self) -> LocalFiles:
-        return self.files
+    return ThreadedStore(LocalFiles(root))

@@ -38,7 +38,9 @@ def task_log_key(flow: str, run_id: str, step: str, task_id: str, attempt: int) 
 
 class _Record:
     def pack(self) -> bytes:
-        return msgpack.packb(dataclasses.asdict(self), use_bin_type=True)  # type: ignore[call-overload]
+        return msgpack.packb(
+            {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, use_bin_type=True
+        )  # type: ignore[call-overload]
 
     @classmethod
     def unpack(cls, data: bytes | bytearray):  # type: ignore[no-untyped-def]
