@@ -31,6 +31,10 @@ def loading_flow_file() -> Iterator[None]:
         _loading_depth -= 1
 
 
+def loading_depth() -> int:
+    return _loading_depth
+
+
 def step(f: F) -> F:
     """Mark a method as a step of the flow."""
     f.is_step = True  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ import anyio
 from anyio.from_thread import BlockingPortal
 
 from aflow.client.core import AsyncRun, AsyncTask
+from aflow.exception import AflowException
 from aflow.stores.base import open_store
 
 T = TypeVar("T")
@@ -150,10 +151,13 @@ class Run:
         return Task(core) if core else None
 
     @property
-    def data(self) -> DataArtifacts | None:
-        """The end step's artifacts (None until the run has finished its end step)."""
+    def data(self) -> DataArtifacts:
+        """The end step's artifacts; an error naming why when the run did not reach its end."""
         end = self.end_task
-        return end.data if end else None
+        if end is None:
+            why = f": {self.error}" if self.error else ""
+            raise AflowException(f"run {self.pathspec} has no end step data ({self.status}{why})")
+        return end.data
 
     def __getitem__(self, step: str) -> Step:
         return Step(self._core, step)

@@ -1,17 +1,18 @@
 """Finding and loading the user's flow class: from a file path (CLI) or by module (task processes).
 
-A flow file is always executed as module `__main__`, as Metaflow does, so classes defined in it
-pickle the same way in the scheduler, the warm parent and every task. While aflow loads a file,
-`MyFlow()` at the bottom of it builds an inert instance instead of starting the command line.
+A flow file is executed under the name `__aflow_main__`, so its `if __name__ == "__main__":` block
+does not run (that block starts the CLI, or a script's own run_flow() call); afterwards its classes
+and functions are renamed into `__main__`, as if it had been run as a script, so what they pickle
+reads back the same in the scheduler, the warm parent and every task.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import runpy
 import sys
 import types
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aflow.exception import AflowException, FlowDefinitionError, Problem
@@ -52,6 +53,34 @@ def _flows_in(namespace: dict[str, object]) -> list[type[FlowSpec]]:
     return [c for c in found if not any(o is not c and issubclass(o, c) for o in found)]
 
 
+_EXEC_NAME = "__aflow_main__"
+
+
+def exec_flow_file(path: str) -> types.ModuleType:
+    """Execute a flow file as a module whose classes and functions belong to `__main__`."""
+    with open(path, "rb") as f:
+        code = compile(f.read(), path, "exec")
+    mod = types.ModuleType(_EXEC_NAME)
+    mod.__file__ = path
+    sys.modules[_EXEC_NAME] = mod  # what dataclasses and friends look up while the file runs
+    with loading_flow_file():
+        exec(code, mod.__dict__)
+    _adopt(mod.__dict__.values())
+    mod.__name__ = "__main__"
+    return mod
+
+
+def _adopt(values: Iterable[object]) -> None:
+    for value in values:
+        if isinstance(value, (type, types.FunctionType)) and value.__module__ == _EXEC_NAME:
+            try:
+                value.__module__ = "__main__"
+            except (AttributeError, TypeError):
+                continue
+            if isinstance(value, type):
+                _adopt(vars(value).values())
+
+
 def load_flow_file(path: str) -> type[FlowSpec]:
     """Run a flow file as `__main__` and return the one FlowSpec subclass it defines."""
     path = os.path.abspath(path)
@@ -59,8 +88,7 @@ def load_flow_file(path: str) -> type[FlowSpec]:
         raise AflowException(f"no flow file at {path}")
     sys.path.insert(0, os.path.dirname(path))
     try:
-        with loading_flow_file():
-            namespace = runpy.run_path(path, run_name="__main__")
+        namespace = exec_flow_file(path).__dict__
     except SyntaxError as e:
         raise FlowDefinitionError(
             [Problem(f"syntax error: {e.msg}", None, e.filename or path, e.lineno)]
@@ -84,14 +112,9 @@ def import_flow(name: str, module: str, file: str, sys_path: list[str]) -> type[
         if p not in sys.path:
             sys.path.insert(0, p)
     if module == "__main__":
-        mod = types.ModuleType("__main__")
-        mod.__file__ = file
-        sys.modules["__main__"] = mod
         sys.path.insert(0, os.path.dirname(file))
-        with open(file, "rb") as f:
-            code = compile(f.read(), file, "exec")
-        with loading_flow_file():
-            exec(code, mod.__dict__)
+        mod = exec_flow_file(file)
+        sys.modules["__main__"] = mod  # this process exists to run the flow: it is its main
     else:
         with loading_flow_file():
             mod = importlib.import_module(module)

@@ -18,12 +18,13 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from aflow import flowspec
 from aflow.backends.local import LocalBackend
 from aflow.client.core import AsyncRun
 from aflow.engine.events import Event, EventBus, RunFinished, RunStarted
 from aflow.engine.flow_loader import FlowRef
 from aflow.engine.scheduler import RunContext, Scheduler
-from aflow.exception import ParameterError, TaskFailed
+from aflow.exception import AflowException, ParameterError, TaskFailed
 from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
 from aflow.parameters import flow_parameters
@@ -86,6 +87,11 @@ async def start_flow(
 
     Leaving the block waits for the run to end; cancelling the caller cancels the run.
     """
+    if flowspec.loading_depth() > 0:
+        raise AflowException(
+            "run_flow()/start_flow() was called while aflow was importing the flow's module in a "
+            "task process: put the call under `if __name__ == \"__main__\":` in that file"
+        )
     graph = graph_for(flow_cls).check()
     values = resolve_params(flow_cls, params or {})
     if max_workers < 1:
