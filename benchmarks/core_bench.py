@@ -108,24 +108,26 @@ def venv_python() -> Path:
     return VENV / "bin" / "python"
 
 
+def pkg_version(python: str | Path, dist: str) -> str | None:
+    """Installed version of a distribution in the given interpreter's env, if any."""
+    code = f"import importlib.metadata as m; print(m.version({dist!r}))"
+    res = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
 def ensure_metaflow_venv() -> None:
     """Create benchmarks/.venv-metaflow with Metaflow (and the host's numpy) if missing."""
     py = venv_python()
     if (
         py.exists()
-        and subprocess.run([py, "-c", "import metaflow, numpy"], capture_output=True).returncode
-        == 0
+        and subprocess.run([py, "-c", "import metaflow, numpy"], capture_output=True).returncode == 0
     ):
         return
     print(f"setting up {VENV} ...", file=sys.stderr)
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
-    try:
-        import numpy  # same numpy version on both sides keeps the numpy case fair
-
-        numpy_spec = f"numpy=={numpy.__version__}"
-    except ImportError:
-        numpy_spec = "numpy"
+    host_numpy = pkg_version(sys.executable, "numpy")  # same numpy on both sides
+    numpy_spec = f"numpy=={host_numpy}" if host_numpy else "numpy"
     subprocess.run([py, "-m", "pip", "install", "-q", METAFLOW_SPEC, numpy_spec], check=True)
 
 
@@ -203,7 +205,9 @@ def fmt(value: float | int | bool | None) -> str:
 
 
 def ratio(num: float | None, den: float | None) -> str:
-    return f"{num / den:.1f}x" if num is not None and den else "n/a"
+    if num is None or not den:
+        return "n/a"
+    return f"{num / den:.2f}x" if num < den else f"{num / den:.1f}x"
 
 
 def print_table(
@@ -306,6 +310,11 @@ def main() -> None:
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
                 "platform": platform.platform(),
+            },
+            "versions": {
+                "aflow": pkg_version(sys.executable, "aflow"),
+                "metaflow": pkg_version(venv_python(), "metaflow") if VENV.exists() else None,
+                "numpy": pkg_version(sys.executable, "numpy"),
             },
             "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "import_s": imports,

@@ -263,13 +263,30 @@ def test_foreach_over_non_iterable_names_step_and_line(store_root: Path) -> None
 # -- cancellation and crashes --------------------------------------------------------------
 
 
-def _children_of(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True)
-    return [
-        int(line.split()[0])
-        for line in out.stdout.splitlines()[1:]
-        if "napping" in line or "SleepyFlow" in line or "warm_parent" in line
-    ]
+def _descendants(pid: int) -> set[int]:
+    out = subprocess.run(["ps", "-eo", "pid,ppid"], capture_output=True, text=True)
+    children: dict[int, list[int]] = {}
+    for line in out.stdout.splitlines()[1:]:
+        child, parent = map(int, line.split())
+        children.setdefault(parent, []).append(child)
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
 
 
 def test_cancelling_run_flow_stops_every_task(store_root: Path) -> None:
@@ -339,16 +356,24 @@ def test_killed_scheduler_leaves_only_whole_records(store_root: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    time.sleep(1.5)
+    deadline = time.monotonic() + 20
+    while not list(store_root.glob("ForeachFlow/*/work/*/0.mpk")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    below = _descendants(proc.pid)
+    assert below, "the run had started its warm parent and tasks"
     proc.kill()
     proc.wait()
-    time.sleep(0.5)  # the warm parent notices and stops its children
+    deadline = time.monotonic() + 10  # the warm parent notices and stops its children
+    while any(_alive(p) for p in below) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in below)
     count = 0
     for dirpath, _dirs, files in os.walk(store_root):
         for name in files:
-            assert not name.endswith(".tmp"), name
+            # A task killed mid-write may leave its temporary file; never a partial record.
             if name.endswith(".mpk"):
-                msgpack.unpackb((Path(dirpath) / name).read_bytes())
+                record = msgpack.unpackb((Path(dirpath) / name).read_bytes())
+                assert record["status"] in ("running", "done", "failed")
                 count += 1
     assert count > 0
 

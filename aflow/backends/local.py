@@ -1,10 +1,10 @@
 """The local backend: each task in its own OS process on this machine.
 
 By default tasks are forked from a warm parent (see warm_parent.py) that has already imported aflow
-and the flow module; where fork is unavailable, or with AFLOW_LOCAL_SPAWN=1, each task is a fresh
-`python -m aflow.engine.task_runtime`. Either way the task's stdout and stderr come back over pipes
-and are forwarded line by line to the LogSink while the task runs. Cancelling `run` kills the task's
-whole process group.
+and the flow module; all tasks' output comes back multiplexed on the one socket to it. Where fork is
+unavailable, or with AFLOW_LOCAL_SPAWN=1, each task is a fresh `python -m aflow.engine.task_runtime`
+with its own pipes. Either way output is forwarded line by line to the LogSink while the task runs,
+and cancelling `run` stops the task's whole process group (SIGTERM, then SIGKILL).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable
 from types import TracebackType
+from typing import Any
 
 import anyio
 import msgpack
@@ -26,15 +27,17 @@ from aflow.backends.base import LogSink, TaskExit, TaskSpec
 from aflow.exception import AflowException
 
 _TERM_GRACE = 3.0
-_DRAIN_GRACE = 2.0
+_STREAMS = ("stdout", "stderr")
 
 
-class _Child:
-    def __init__(self) -> None:
-        self.pid: int | None = None
+class _Task:
+    """What the scheduler side knows of one forked task: its log, its line buffers, its exit."""
+
+    def __init__(self, logs: LogSink) -> None:
+        self.logs = logs
+        self.pending = [b"", b""]
         self.exitcode: int | None = None
         self.done = anyio.Event()
-        self.abandoned = False
 
 
 class LocalBackend:
@@ -62,7 +65,7 @@ class LocalBackend:
             spawn = os.environ.get("AFLOW_LOCAL_SPAWN") == "1" or not hasattr(os, "fork")
         self.spawn = spawn
         self._sock: socket.socket | None = None
-        self._children: dict[int, _Child] = {}
+        self._tasks: dict[int, _Task] = {}
         self._ids = itertools.count()
         self._stack = contextlib.AsyncExitStack()
 
@@ -85,7 +88,7 @@ class LocalBackend:
         self._stack.push_async_callback(self._stop_warm_parent, proc)
         ours.setblocking(False)
         self._sock = ours
-        ours.send(msgpack.packb(self.hello, use_bin_type=True))
+        await self._send(self.hello)
         reply = await self._receive()
         if reply is None or "error" in reply:
             await self._stack.aclose()
@@ -93,7 +96,7 @@ class LocalBackend:
             raise AflowException(f"the local task launcher could not load the flow:\n{detail}")
         tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._stack.callback(tg.cancel_scope.cancel)
-        tg.start_soon(self._dispatch_replies)
+        tg.start_soon(self._dispatch)
         return self
 
     async def __aexit__(
@@ -114,89 +117,70 @@ class LocalBackend:
             proc.kill()
             await proc.wait()
 
-    async def _receive(self) -> dict[str, object] | None:
+    async def _send(self, message: dict[str, Any]) -> None:
+        assert self._sock is not None
+        data = msgpack.packb(message, use_bin_type=True)
+        while True:
+            try:
+                self._sock.send(data)
+                return
+            except BlockingIOError:
+                await anyio.wait_writable(self._sock)
+
+    async def _receive(self) -> dict[str, Any] | None:
         assert self._sock is not None
         while True:
-            await anyio.wait_readable(self._sock)
             try:
-                data = self._sock.recv(1 << 16)
+                data = self._sock.recv(1 << 20)
             except BlockingIOError:
+                await anyio.wait_readable(self._sock)
                 continue
             return msgpack.unpackb(data, raw=False) if data else None
 
-    async def _dispatch_replies(self) -> None:
+    async def _dispatch(self) -> None:
+        """Route the warm parent's messages: output chunks and exits, by request id."""
         while (msg := await self._receive()) is not None:
-            child = self._children.get(msg["id"])  # type: ignore[arg-type]
-            if child is None:
+            task = self._tasks.get(msg["id"])
+            if task is None:
                 continue
-            if "pid" in msg:
-                child.pid = msg["pid"]  # type: ignore[assignment]
-                if child.abandoned:
-                    _kill_group(child.pid, signal.SIGKILL)
-            if "exit" in msg:
-                child.exitcode = msg["exit"]  # type: ignore[assignment]
-                del self._children[msg["id"]]  # type: ignore[arg-type]
-                child.done.set()
-        for child in self._children.values():  # the warm parent is gone, and its children too
-            child.exitcode = -signal.SIGKILL
-            child.done.set()
-        self._children.clear()
+            if "d" in msg:
+                stream = msg["s"]
+                *lines, task.pending[stream] = (task.pending[stream] + msg["d"]).split(b"\n")
+                for line in lines:
+                    await task.logs.line(_STREAMS[stream], line.decode(errors="replace"))
+            elif "exit" in msg:
+                for stream, rest in enumerate(task.pending):
+                    if rest:
+                        await task.logs.line(_STREAMS[stream], rest.decode(errors="replace"))
+                task.exitcode = msg["exit"]
+                del self._tasks[msg["id"]]
+                task.done.set()
+        for task in self._tasks.values():  # the warm parent is gone, and its children with it
+            task.exitcode = -signal.SIGKILL
+            task.done.set()
+        self._tasks.clear()
 
     # -- running a task ----------------------------------------------------------------------
 
     async def run(self, task: TaskSpec, logs: LogSink) -> TaskExit:
         if self.spawn:
             return await self._run_spawned(task, logs)
-        assert self._sock is not None
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
         req_id = next(self._ids)
-        child = self._children[req_id] = _Child()
+        state = self._tasks[req_id] = _Task(logs)
         try:
-            try:
-                message = msgpack.packb({"id": req_id, "spec": task.pack()}, use_bin_type=True)
-                await self._send_fds(message, [out_w, err_w])
-            finally:
-                os.close(out_w)
-                os.close(err_w)
-            async with anyio.create_task_group() as tg:
-                drained = [anyio.Event(), anyio.Event()]
-                tg.start_soon(_pump, _fd_chunks(out_r), "stdout", logs, drained[0])
-                tg.start_soon(_pump, _fd_chunks(err_r), "stderr", logs, drained[1])
-                await child.done.wait()
-                with anyio.move_on_after(_DRAIN_GRACE):  # a grandchild may hold the pipes open
-                    for event in drained:
-                        await event.wait()
-                tg.cancel_scope.cancel()
+            await self._send({"run": req_id, "spec": task.pack()})
+            await state.done.wait()
         except BaseException:
-            if not child.done.is_set():
-                child.abandoned = True
-                await self._stop(child)
+            with anyio.CancelScope(shield=True):
+                if not state.done.is_set():
+                    await self._send({"kill": req_id, "sig": signal.SIGTERM})
+                    with anyio.move_on_after(_TERM_GRACE):
+                        await state.done.wait()
+                    if not state.done.is_set():
+                        await self._send({"kill": req_id, "sig": signal.SIGKILL})
             raise
-        finally:
-            os.close(out_r)
-            os.close(err_r)
-        assert child.exitcode is not None
-        return _exit(child.exitcode)
-
-    async def _send_fds(self, message: bytes, fds: list[int]) -> None:
-        assert self._sock is not None
-        while True:
-            try:
-                socket.send_fds(self._sock, [message], fds)
-                return
-            except BlockingIOError:
-                await anyio.wait_writable(self._sock)
-
-    async def _stop(self, child: _Child) -> None:
-        with anyio.CancelScope(shield=True):
-            if child.pid is None:
-                return  # killed by the dispatcher as soon as its pid arrives
-            _kill_group(child.pid, signal.SIGTERM)
-            with anyio.move_on_after(_TERM_GRACE):
-                await child.done.wait()
-                return
-            _kill_group(child.pid, signal.SIGKILL)
+        assert state.exitcode is not None
+        return _exit(state.exitcode)
 
     async def _run_spawned(self, task: TaskSpec, logs: LogSink) -> TaskExit:
         proc = await anyio.open_process(
@@ -207,8 +191,8 @@ class LocalBackend:
             await proc.stdin.send(task.pack())
             await proc.stdin.aclose()
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_pump, proc.stdout, "stdout", logs, anyio.Event())
-                tg.start_soon(_pump, proc.stderr, "stderr", logs, anyio.Event())
+                tg.start_soon(_pump, proc.stdout, "stdout", logs)
+                tg.start_soon(_pump, proc.stderr, "stderr", logs)
                 code = await proc.wait()
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -235,20 +219,7 @@ def _kill_group(pid: int, sig: int) -> None:
         pass
 
 
-async def _fd_chunks(fd: int) -> AsyncIterator[bytes]:
-    os.set_blocking(fd, False)
-    while True:
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except BlockingIOError:
-            await anyio.wait_readable(fd)
-            continue
-        if not chunk:
-            return
-        yield chunk
-
-
-async def _pump(chunks: AsyncIterator[bytes], stream: str, logs: LogSink, drained: anyio.Event) -> None:
+async def _pump(chunks: AsyncIterable[bytes], stream: str, logs: LogSink) -> None:
     """Forward whole lines as they arrive; a last line without a newline is sent at EOF."""
     pending = b""
     async for chunk in chunks:
@@ -258,4 +229,3 @@ async def _pump(chunks: AsyncIterator[bytes], stream: str, logs: LogSink, draine
             await logs.line(stream, line.decode(errors="replace"))
     if pending:
         await logs.line(stream, pending.decode(errors="replace"))
-    drained.set()

@@ -1,12 +1,15 @@
 """The local backend's warm parent: a small single-threaded process that forks one child per task.
 
-It imports aflow and the user's flow module once, then waits on a Unix socket for task requests.
-Each request carries a packed TaskSpec and two pipe ends (the task's stdout and stderr, passed as
-file descriptors); the warm parent forks, and the child runs the task runtime with its output on
-those pipes. Forking a warm process costs about a millisecond where a fresh interpreter costs
-hundreds. This process never runs an event loop or a thread, which is what makes forking it safe;
-it reports each child's pid and exit status back on the socket, and when the socket closes (the
-scheduler went away) it kills every child it started and exits.
+It imports aflow and the user's flow module once, then serves the scheduler over one Unix socket:
+a `run` request carries a packed TaskSpec; the warm parent forks, and the child runs the task runtime
+with its stdout and stderr on two pipes. The warm parent reads those pipes and forwards the output
+on the socket as it comes, then the exit status once the child has exited and its output is drained;
+a `kill` request signals a task's process group. Forking a warm process costs about a millisecond
+where a fresh interpreter costs hundreds, and multiplexing every task's output here keeps per-task
+file descriptors out of the scheduler's event loop.
+
+This process never runs an event loop or a thread, which is what makes forking it safe. When the
+socket closes (the scheduler went away) it kills every child it started and exits.
 """
 
 from __future__ import annotations
@@ -18,33 +21,44 @@ import select
 import signal
 import socket
 import sys
+import time
 import traceback
+from dataclasses import dataclass, field
 
 import msgpack
 
 _MAX_MESSAGE = 1 << 20
+_CHUNK = 1 << 16
+_DRAIN_GRACE = 2.0  # seconds a grandchild may hold a dead task's pipes open
+
+
+@dataclass
+class _Child:
+    req_id: int
+    pid: int
+    open_fds: set[int] = field(default_factory=set)
+    exitcode: int | None = None
+    exited_at: float = 0.0
 
 
 def _send(sock: socket.socket, msg: dict[str, object]) -> None:
     sock.send(msgpack.packb(msg, use_bin_type=True))
 
 
-def _run_child(spec_bytes: bytes, fds: list[int], closing: list[int], flow_cls: type) -> None:
-    """In the forked child: become its own process group, wire up output, run, exit."""
+def _run_child(spec_bytes: bytes, out_w: int, err_w: int, closing: list[int], flow_cls: type) -> None:
+    """In the forked child: its own process group, output on the pipes, run, exit."""
     code = 1
     try:
-        os.setpgid(0, 0)  # its own process group, so a cancel reaches what it starts too
+        os.setpgid(0, 0)  # so that stopping the task also stops whatever it started
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
         for fd in closing:
             os.close(fd)
-        os.dup2(fds[0], 1)
-        os.dup2(fds[1], 2)
-        os.close(fds[0])
-        os.close(fds[1])
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-        sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.close(out_w)
+        os.close(err_w)
         from aflow.backends.base import TaskSpec
         from aflow.engine.task_runtime import run_task
         from aflow.stores.base import open_blocking_store
@@ -61,75 +75,146 @@ def _run_child(spec_bytes: bytes, fds: list[int], closing: list[int], flow_cls: 
             os._exit(code)
 
 
+class WarmParent:
+    def __init__(self, sock: socket.socket, flow_cls: type) -> None:
+        self.sock = sock
+        self.flow_cls = flow_cls
+        self.by_req: dict[int, _Child] = {}
+        self.by_pid: dict[int, _Child] = {}
+        self.by_fd: dict[int, tuple[_Child, int]] = {}  # fd -> (child, 0 for stdout / 1 for stderr)
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+
+    def serve(self) -> None:
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides when tasks stop
+        try:
+            while True:
+                lingering = [c for c in self.by_req.values() if c.exitcode is not None]
+                timeout = _DRAIN_GRACE if lingering else None
+                watched = [self.sock.fileno(), self.wake_r, *self.by_fd]
+                readable, _, _ = select.select(watched, [], [], timeout)
+                for fd in readable:
+                    if fd == self.wake_r:
+                        self._drain_wakeups()
+                    elif fd != self.sock.fileno():
+                        self._forward(fd)
+                self._reap()
+                self._finish_lingering()
+                if self.sock.fileno() in readable and not self._serve_request():
+                    return
+        finally:
+            for child in self.by_req.values():
+                _kill_group(child.pid, signal.SIGKILL)
+
+    def _serve_request(self) -> bool:
+        data = self.sock.recv(_MAX_MESSAGE)
+        if not data:
+            return False
+        req = msgpack.unpackb(data, raw=False)
+        if "kill" in req:
+            child = self.by_req.get(req["kill"])
+            if child is not None:
+                _kill_group(child.pid, req["sig"])
+            return True
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            closing = [self.sock.fileno(), self.wake_r, self.wake_w, out_r, err_r, *self.by_fd]
+            _run_child(req["spec"], out_w, err_w, closing, self.flow_cls)
+        os.close(out_w)
+        os.close(err_w)
+        child = _Child(req["run"], pid, {out_r, err_r})
+        self.by_req[child.req_id] = self.by_pid[pid] = child
+        self.by_fd[out_r] = (child, 0)
+        self.by_fd[err_r] = (child, 1)
+        return True
+
+    def _forward(self, fd: int) -> None:
+        child, stream = self.by_fd[fd]
+        try:
+            data = os.read(fd, _CHUNK)
+        except OSError:
+            data = b""
+        if data:
+            _send(self.sock, {"id": child.req_id, "s": stream, "d": data})
+            return
+        self._close(fd)
+        self._maybe_done(child)
+
+    def _close(self, fd: int) -> None:
+        child, _ = self.by_fd.pop(fd)
+        child.open_fds.discard(fd)
+        os.close(fd)
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _reap(self) -> None:
+        while self.by_pid:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.by_pid.pop(pid, None)
+            if child is not None:
+                child.exitcode = os.waitstatus_to_exitcode(status)
+                child.exited_at = time.monotonic()
+                self._maybe_done(child)
+
+    def _finish_lingering(self) -> None:
+        now = time.monotonic()
+        for child in list(self.by_req.values()):
+            if child.exitcode is not None and now - child.exited_at >= _DRAIN_GRACE:
+                for fd in list(child.open_fds):
+                    self._close(fd)
+                self._maybe_done(child)
+
+    def _maybe_done(self, child: _Child) -> None:
+        if child.exitcode is None or child.open_fds:
+            return
+        del self.by_req[child.req_id]
+        _send(self.sock, {"id": child.req_id, "exit": child.exitcode})
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def serve(sock: socket.socket) -> None:
     hello = msgpack.unpackb(sock.recv(_MAX_MESSAGE), raw=False)
     try:
         from aflow.engine.flow_loader import import_flow
         from aflow.engine.task_runtime import run_task  # noqa: F401 - imported to be warm
+        from aflow.graph import graph_for
         from aflow.stores.base import open_blocking_store
 
-        open_blocking_store(hello["datastore"], hello["store_root"])  # imports the store's module once
-        from aflow.graph import graph_for
-
+        open_blocking_store(hello["datastore"], hello["store_root"])  # imports the store's module
         flow_cls = import_flow(hello["name"], hello["module"], hello["file"], hello["sys_path"])
         graph_for(flow_cls)
     except BaseException:
         _send(sock, {"error": traceback.format_exc()})
         return
-    # Children then never touch (and so never copy) the warm parent's objects when they collect.
+    # Children inherit line-buffered output, and never touch (so never copy) the warm parent's
+    # objects when their garbage collector runs.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     gc.collect()
     gc.freeze()
     _send(sock, {"ready": os.getpid()})
-
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides when tasks stop
-    children: dict[int, int] = {}
-    try:
-        while True:
-            readable, _, _ = select.select([sock, wake_r], [], [])
-            if wake_r in readable:
-                try:
-                    while os.read(wake_r, 512):
-                        pass
-                except BlockingIOError:
-                    pass
-            _reap(sock, children)
-            if sock not in readable:
-                continue
-            msg, fds, _flags, _addr = socket.recv_fds(sock, _MAX_MESSAGE, 2)
-            if not msg:
-                return
-            req = msgpack.unpackb(msg, raw=False)
-            pid = os.fork()
-            if pid == 0:
-                _run_child(req["spec"], fds, [sock.fileno(), wake_r, wake_w], flow_cls)
-            for fd in fds:
-                os.close(fd)
-            children[pid] = req["id"]
-            _send(sock, {"id": req["id"], "pid": pid})
-    finally:
-        for pid in children:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-
-def _reap(sock: socket.socket, children: dict[int, int]) -> None:
-    while children:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        req_id = children.pop(pid, None)
-        if req_id is not None:
-            _send(sock, {"id": req_id, "exit": os.waitstatus_to_exitcode(status)})
+    WarmParent(sock, flow_cls).serve()
 
 
 def main() -> None:

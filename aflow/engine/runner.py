@@ -90,7 +90,7 @@ async def start_flow(
     if flowspec.loading_depth() > 0:
         raise AflowException(
             "run_flow()/start_flow() was called while aflow was importing the flow's module in a "
-            "task process: put the call under `if __name__ == \"__main__\":` in that file"
+            'task process: put the call under `if __name__ == "__main__":` in that file'
         )
     graph = graph_for(flow_cls).check()
     values = resolve_params(flow_cls, params or {})
