@@ -31,10 +31,10 @@ class TaskLog:
             await store.put(key, ["".join(self.lines).encode()])
 
 
-def parse_log(data: bytes) -> list[tuple[str, str, str]]:
+def parse_log(data: bytes | bytearray | memoryview) -> list[tuple[str, str, str]]:
     """(timestamp, stream, line) for each saved line."""
     out = []
-    for raw in data.decode(errors="replace").splitlines():
+    for raw in bytes(data).decode(errors="replace").splitlines():
         stamp, stream, text = ([*raw.split(" ", 2), "", ""])[:3]
         out.append((stamp, stream, text))
     return out

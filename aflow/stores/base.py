@@ -8,12 +8,13 @@ user's (synchronous) step code and has no event loop of its own to await on.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Sequence
 from typing import NoReturn, Protocol
 
 from aflow.exception import AflowNotFound, DataStoreError
 
-Buffer = bytes | bytearray | memoryview
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
 class NotFound(AflowNotFound):
@@ -28,7 +29,7 @@ class BlockingObjectStore(Protocol):
     url: str
 
     def put(self, key: str, parts: Sequence[Buffer]) -> None: ...
-    def get(self, key: str) -> bytearray: ...
+    def get(self, key: str) -> Buffer: ...
     def get_range(self, key: str, start: int, length: int) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
@@ -43,8 +44,8 @@ class ObjectStore(Protocol):
         """Store the concatenation of `parts` under `key`, atomically."""
         ...
 
-    async def get(self, key: str) -> bytearray:
-        """The whole object; raises NotFound."""
+    async def get(self, key: str) -> Buffer:
+        """The whole object as a writable bytes-like buffer; raises NotFound."""
         ...
 
     async def get_range(self, key: str, start: int, length: int) -> bytes: ...

@@ -8,6 +8,7 @@ hop per operation, so the event loop never waits on the disk.
 
 from __future__ import annotations
 
+import mmap
 import os
 import secrets
 from collections.abc import Sequence
@@ -18,6 +19,9 @@ from aflow.stores.base import Buffer, NotFound
 
 if TYPE_CHECKING:
     from aflow.stores.threaded import ThreadedStore
+
+
+MMAP_THRESHOLD = 1 << 20
 
 
 def default_local_root() -> str:
@@ -57,21 +61,28 @@ class LocalFiles:
                 pass
             raise
 
-    def get(self, key: str) -> bytearray:
+    def get(self, key: str) -> Buffer:
         try:
-            with open(self._path(key), "rb", buffering=0) as f:
-                size = os.fstat(f.fileno()).st_size
-                data = bytearray(size)
-                view = memoryview(data)
-                got = 0
-                while got < size:
-                    n = f.readinto(view[got:])
-                    if not n:
-                        break
-                    got += n
-                return data if got == size else data[:got]
+            f = open(self._path(key), "rb", buffering=0)  # noqa: SIM115 - closed below
         except FileNotFoundError:
             raise NotFound(self._path(key)) from None
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            if size >= MMAP_THRESHOLD:
+                # A private mapping: no copy now, pages come from the page cache as they are
+                # read, and writes (an array changed in place) stay in this process.
+                return mmap.mmap(
+                    f.fileno(), size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE
+                )
+            data = bytearray(size)
+            view = memoryview(data)
+            got = 0
+            while got < size:
+                n = f.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+            return data if got == size else data[:got]
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         try:

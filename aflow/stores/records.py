@@ -14,6 +14,7 @@ from typing import Any
 import msgpack
 
 from aflow.stores.artifacts import ArtifactRef
+from aflow.stores.base import Buffer
 
 
 def run_prefix(flow: str, run_id: str) -> str:
@@ -43,7 +44,7 @@ class _Record:
         )  # type: ignore[call-overload]
 
     @classmethod
-    def unpack(cls, data: bytes | bytearray):  # type: ignore[no-untyped-def]
+    def unpack(cls, data: Buffer):  # type: ignore[no-untyped-def]
         raw = msgpack.unpackb(data, raw=False)
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in raw.items() if k in known})

@@ -21,7 +21,7 @@ class ThreadedStore:
     async def put(self, key: str, parts: Sequence[Buffer]) -> None:
         await anyio.to_thread.run_sync(self.sync.put, key, parts)
 
-    async def get(self, key: str) -> bytearray:
+    async def get(self, key: str) -> Buffer:
         return await anyio.to_thread.run_sync(self.sync.get, key)
 
     async def get_range(self, key: str, start: int, length: int) -> bytes:
