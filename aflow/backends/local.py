@@ -30,6 +30,36 @@ _TERM_GRACE = 3.0
 _STREAMS = ("stdout", "stderr")
 
 
+_prestarted: dict[str, tuple[subprocess.Popen[bytes], socket.socket]] = {}
+
+
+def _start_warm_parent(flow_file: str | None) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    args = [sys.executable, "-m", "aflow.backends.warm_parent", str(theirs.fileno())]
+    try:
+        proc = subprocess.Popen(
+            [*args, flow_file] if flow_file else args,
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        theirs.close()
+    ours.setblocking(False)
+    return proc, ours
+
+
+def prestart(flow_file: str) -> None:
+    """Start the warm parent for a flow file now, so it imports the flow while the caller does.
+
+    The next LocalBackend for that file adopts it; one nobody adopts exits when this process does.
+    """
+    if os.environ.get("AFLOW_LOCAL_SPAWN") == "1" or not hasattr(os, "fork"):
+        return
+    path = os.path.abspath(flow_file)
+    if path not in _prestarted:
+        _prestarted[path] = _start_warm_parent(path)
+
+
 class _Task:
     """What the scheduler side knows of one forked task: its log, its line buffers, its exit."""
 
@@ -74,20 +104,11 @@ class LocalBackend:
     async def __aenter__(self) -> LocalBackend:
         if self.spawn:
             return self
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            proc = await anyio.open_process(
-                [sys.executable, "-m", "aflow.backends.warm_parent", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=None,
-                stderr=None,
-            )
-        finally:
-            theirs.close()
+        adopted = (
+            _prestarted.pop(self.hello["file"], None) if self.hello["module"] == "__main__" else None
+        )
+        proc, self._sock = adopted or _start_warm_parent(None)
         self._stack.push_async_callback(self._stop_warm_parent, proc)
-        ours.setblocking(False)
-        self._sock = ours
         await self._send(self.hello)
         reply = await self._receive()
         if reply is None or "error" in reply:
@@ -107,15 +128,15 @@ class LocalBackend:
     ) -> None:
         await self._stack.__aexit__(exc_type, exc, tb)
 
-    async def _stop_warm_parent(self, proc: anyio.abc.Process) -> None:
+    async def _stop_warm_parent(self, proc: subprocess.Popen[bytes]) -> None:
         with anyio.CancelScope(shield=True):
             if self._sock is not None:
                 self._sock.close()  # the warm parent sees EOF, kills leftovers and exits
-            with anyio.move_on_after(_TERM_GRACE):
-                await proc.wait()
-                return
-            proc.kill()
-            await proc.wait()
+            try:
+                await anyio.to_thread.run_sync(proc.wait, _TERM_GRACE)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await anyio.to_thread.run_sync(proc.wait)
 
     async def _send(self, message: dict[str, Any]) -> None:
         assert self._sock is not None

@@ -219,6 +219,15 @@ def serve(sock: socket.socket) -> None:
 
 def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
+    if len(sys.argv) > 2:
+        # Started ahead of the run (see local.prestart): load the flow file while the scheduler
+        # loads it too. A failure here is reported when the hello arrives and the load is retried.
+        try:
+            from aflow.engine.flow_loader import import_flow
+
+            import_flow("", "__main__", sys.argv[2], [])
+        except BaseException:
+            pass
     try:
         serve(sock)
     except OSError as e:

@@ -94,8 +94,11 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only task output.")] = False,
 ) -> None:
     def go() -> None:
+        from aflow.backends.local import prestart
         from aflow.cli.flow_args import parse_flow_args
 
+        if datastore == "local":
+            prestart(str(flow_file))  # the task launcher warms up while we load and check the flow
         flow_cls = _load(flow_file)
         params = parse_flow_args(flow_cls, list(ctx.args))
         status = _run_blocking(
