@@ -194,7 +194,10 @@ def _kill_group(pid: int, sig: int) -> None:
 
 
 def serve(sock: socket.socket) -> None:
-    hello = msgpack.unpackb(sock.recv(_MAX_MESSAGE), raw=False)
+    data = sock.recv(_MAX_MESSAGE)
+    if not data:
+        return  # started ahead of a run that was then refused
+    hello = msgpack.unpackb(data, raw=False)
     try:
         from aflow.engine.flow_loader import import_flow
         from aflow.engine.task_runtime import run_task  # noqa: F401 - imported to be warm
