@@ -8,9 +8,9 @@ hop per operation, so the event loop never waits on the disk.
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +28,25 @@ def default_local_root() -> str:
     return os.environ.get("AFLOW_DATASTORE_ROOT") or os.path.join(os.getcwd(), ".aflow")
 
 
+_tmp_ids = itertools.count()
+
+
+def _create(path: str) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        pass
+    folder = os.path.dirname(path)
+    try:
+        os.mkdir(folder)  # usually only the task's own folder is new
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+    except FileExistsError:
+        pass
+    return os.open(path, flags, 0o644)
+
+
 class LocalFiles:
     """Synchronous file operations on a store root (what the task runtime uses directly)."""
 
@@ -39,22 +58,22 @@ class LocalFiles:
         return os.path.join(self.url, key)
 
     def put(self, key: str, parts: Sequence[Buffer]) -> None:
+        # Plain os calls, no file objects: a forked task process copies every page it touches,
+        # and this runs once or more in every task.
         path = self._path(key)
-        tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp = f"{path}.{os.getpid()}.{next(_tmp_ids)}.tmp"
+        fd = _create(tmp)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            with open(fd, "wb", buffering=0, closefd=True) as f:
-                for part in parts:
-                    view = memoryview(part).cast("B")
-                    while view:
-                        written = f.write(view)
-                        view = view[written:]
+            for part in parts:
+                view = memoryview(part).cast("B")
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.close(fd)
+            fd = -1
             os.replace(tmp, path)
         except BaseException:
+            if fd >= 0:
+                os.close(fd)
             try:
                 os.unlink(tmp)
             except OSError:
@@ -63,26 +82,25 @@ class LocalFiles:
 
     def get(self, key: str) -> Buffer:
         try:
-            f = open(self._path(key), "rb", buffering=0)  # noqa: SIM115 - closed below
+            fd = os.open(self._path(key), os.O_RDONLY)
         except FileNotFoundError:
             raise NotFound(self._path(key)) from None
-        with f:
-            size = os.fstat(f.fileno()).st_size
+        try:
+            size = os.fstat(fd).st_size
             if size >= MMAP_THRESHOLD:
                 # A private mapping: no copy now, pages come from the page cache as they are
                 # read, and writes (an array changed in place) stay in this process.
-                return mmap.mmap(
-                    f.fileno(), size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE
-                )
+                return mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
             data = bytearray(size)
-            view = memoryview(data)
-            got = 0
+            got = os.readv(fd, [data])
             while got < size:
-                n = f.readinto(view[got:])
-                if not n:
-                    break
-                got += n
-            return data if got == size else data[:got]
+                more = os.preadv(fd, [memoryview(data)[got:]], got)
+                if not more:
+                    return data[:got]
+                got += more
+            return data
+        finally:
+            os.close(fd)
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         try:
