@@ -387,3 +387,54 @@ def test_foreach_leaves_few_files_per_task(store_root: Path) -> None:
     files = [f for _, _, fs in os.walk(store_root) for f in fs]
     tasks = 200 + 3
     assert len(files) / tasks <= 3
+
+
+# -- scripts that call run_flow() themselves ------------------------------------------------
+
+SCRIPT = """
+import anyio
+from dataclasses import dataclass
+
+import aflow
+from aflow import FlowSpec, step
+
+
+@dataclass
+class Point:
+    x: int
+
+
+class ScriptFlow(FlowSpec):
+    @step
+    def start(self):
+        self.point = Point(3)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.doubled = Point(self.point.x * 2)
+
+
+async def main():
+    run = await aflow.run_flow(ScriptFlow)
+    print("RESULT", run.successful, run.data.doubled)
+
+{guard}
+    anyio.run(main)
+"""
+
+
+def test_script_running_its_own_flow(store_root: Path, tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.format(guard='if __name__ == "__main__":'))
+    result = run_script(script)
+    assert result.returncode == 0, result.stderr
+    assert "RESULT True Point(x=6)" in result.stdout  # classes from the script round-trip
+
+
+def test_unguarded_script_fails_cleanly_instead_of_recursing(store_root: Path, tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.format(guard="if True:"))
+    result = run_script(script, timeout=60)
+    assert result.returncode != 0
+    assert 'put the call under `if __name__ == "__main__":`' in result.stderr

@@ -1,0 +1,3 @@
+from aflow import FlowSpec, step
+
+x = 1

@@ -1,0 +1,10 @@
+from aflow import FlowSpec, step
+
+class Syntax(FlowSpec):
+    @step
+    def start(self)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
