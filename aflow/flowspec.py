@@ -97,6 +97,13 @@ class FlowSpec:
             raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
         return self._aflow_artifact(name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if is_step(getattr(type(self), name, None)):
+            raise AttributeError(
+                f"'{name}' is a step of {type(self).__name__}: an artifact cannot take a step's name"
+            )
+        object.__setattr__(self, name, value)
+
     def next(self, *steps: Any, foreach: str | None = None, **_ignored: Any) -> None:
         """Name the step(s) that run after this one; `foreach="attr"` fans out over an iterable."""
         self._aflow_context().record_next(steps, foreach)

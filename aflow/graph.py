@@ -148,7 +148,7 @@ class FlowGraph:
             )
             return node
         if len(calls) > 1:
-            where = ", ".join(str(at(c)) for c in calls)
+            where = ", ".join(str(at(c)) for c in sorted(calls, key=at))
             self._problem(f"calls self.next() more than once (lines {where})", name, at(calls[1]))
             return node
         call = calls[0]
@@ -230,24 +230,31 @@ class FlowGraph:
         return seen
 
     def _topological(self, reachable: set[str]) -> list[str]:
-        indegree = {n: sum(1 for p in self.nodes[n].in_funcs if p in reachable) for n in reachable}
-        ready = ["start"]
+        """Depth-first from start: the steps in topological order, and any cycle reported."""
         order: list[str] = []
-        while ready:
-            name = ready.pop(0)
-            order.append(name)
+        state: dict[str, int] = {}  # 1 while on the current path, 2 when done
+        path: list[str] = []
+
+        def visit(name: str) -> None:
+            state[name] = 1
+            path.append(name)
             for child in self.nodes[name].out_funcs:
-                indegree[child] -= 1
-                if indegree[child] == 0:
-                    ready.append(child)
-        looped = sorted(reachable - set(order), key=lambda n: self.nodes[n].def_line)
-        if looped:
-            self._problem(
-                f"steps {', '.join(looped)} form a cycle: a flow must be a DAG",
-                looped[0],
-                self.nodes[looped[0]].next_line,
-            )
-        return order + looped
+                if state.get(child) == 1:
+                    loop = path[path.index(child) :]
+                    cycle = " -> ".join([*loop, child])
+                    self._problem(
+                        f"steps form a cycle ({cycle}): a flow must be a DAG",
+                        name,
+                        self.nodes[name].next_line,
+                    )
+                elif child not in state:
+                    visit(child)
+            path.pop()
+            state[name] = 2
+            order.append(name)
+
+        visit("start")
+        return order[::-1]
 
     def _check_splits(self) -> None:
         joins_of: dict[str, list[str]] = {}

@@ -84,6 +84,9 @@ class Parameter:
             f"parameter '{self.name}' is read-only: assign to another attribute instead"
         )
 
+    def __delete__(self, instance: Any) -> None:
+        raise AttributeError(f"parameter '{self.name}' is read-only: it cannot be deleted")
+
     @property
     def type_name(self) -> str:
         if self.is_flag:

@@ -145,8 +145,9 @@ def test_train_flow_cli_end_to_end(tmp_path):
 
 
 def test_train_flow_run_flow_data_and_nonblocking(tmp_path):
-    import aflow as af
     from acc_train import ModelSpec, TrainFlow
+
+    import aflow as af
 
     async def main():
         gaps: list[float] = []
@@ -320,8 +321,9 @@ def test_async_step_traceback_shows_only_user_frames(tmp_path):
 
 
 def test_foreach_semantics_through_nested_joins(tmp_path):
-    import aflow as af
     from acc_semantics import Semantics
+
+    import aflow as af
 
     async def main():
         run = await af.run_flow(Semantics, datastore_root=str(tmp_path))
@@ -451,7 +453,7 @@ def test_invalid_graphs_fail_check_with_file_line(tmp_path):
 def test_invalid_graph_refused_by_run_too(tmp_path):
     r = aflow("run", str(INVALID / "join_mismatch.py"), root=tmp_path)
     assert r.returncode == 1
-    assert "join_mismatch.py:22: step 'join'" in r.stderr
+    assert "join_mismatch.py:23: step 'join'" in r.stderr
     assert run_records(tmp_path, "JoinMismatch") == []
 
 
@@ -625,9 +627,10 @@ def test_run_flow_with_flow_defined_in_guarded_driver_script(tmp_path):
 def test_run_flow_failure_and_param_errors():
     import tempfile
 
-    import aflow as af
     from acc_runtime_next import RuntimeNext
     from acc_train import TrainFlow
+
+    import aflow as af
 
     with tempfile.TemporaryDirectory() as root:
 
@@ -648,8 +651,9 @@ def test_run_flow_failure_and_param_errors():
 
 
 def test_start_flow_events_and_wait(tmp_path):
-    import aflow as af
     from acc_train import TrainFlow
+
+    import aflow as af
 
     async def main():
         async with af.start_flow(
@@ -670,8 +674,9 @@ def test_start_flow_events_and_wait(tmp_path):
 
 def test_start_flow_wait_returns_a_run_like_run_flow(tmp_path):
     """`await r.wait()` should give what run_flow gives (.successful, .data), not a bare AsyncRun."""
-    import aflow as af
     from acc_semantics import Semantics
+
+    import aflow as af
 
     async def main():
         async with af.start_flow(Semantics, datastore_root=str(tmp_path)) as r:

@@ -256,7 +256,7 @@ def test_foreach_over_non_iterable_names_step_and_line(store_root: Path) -> None
         for i, text in enumerate((FLOWS / "behaviours.py").read_text().splitlines(), 1)
         if 'foreach="items"' in text and i > 100
     )
-    assert "'items', a int, which is not iterable" in run.error
+    assert "'items', which is not iterable (it is int 5)" in run.error
     assert f"behaviours.py:{line}" in run.error
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -123,31 +124,52 @@ def _run_blocking(
 
     from aflow.cli.output import RunPrinter
     from aflow.engine.events import RunFinished
-    from aflow.engine.runner import start_flow
+    from aflow.engine.runner import start_flow, unwrap_group
 
     printer = RunPrinter(quiet=quiet)
+    terminated = False
+
+    async def stop_on_sigterm(scope: anyio.CancelScope) -> None:
+        # SIGINT already cancels the run (asyncio turns it into cancellation); `kill`, `timeout`
+        # and container stops send SIGTERM, which must stop the run just as cleanly.
+        nonlocal terminated
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                terminated = True
+                scope.cancel()
+                return
 
     async def main() -> str:
-        async with start_flow(
-            flow_cls,
-            params,
-            max_workers=max_workers,
-            datastore=datastore,
-            datastore_root=datastore_root,
-        ) as running:
-            if run_id_file is not None:
-                run_id_file.write_text(running.run_id)
-            async for event in running.events():
-                if isinstance(event, RunFinished):
-                    printer.finish(event)
-                else:
-                    printer.handle(event)
-        return (await running.wait())._record.status  # type: ignore[union-attr]
+        running = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_on_sigterm, tg.cancel_scope)
+            async with start_flow(
+                flow_cls,
+                params,
+                max_workers=max_workers,
+                datastore=datastore,
+                datastore_root=datastore_root,
+            ) as running:
+                if run_id_file is not None:
+                    run_id_file.write_text(running.run_id)
+                async for event in running.events():
+                    if isinstance(event, RunFinished):
+                        printer.finish(event)
+                    else:
+                        printer.handle(event)
+            tg.cancel_scope.cancel()
+        return (await running.wait()).status if running is not None else "cancelled"
 
     try:
-        return anyio.run(main)
+        status = anyio.run(main)
+    except BaseExceptionGroup as group:
+        raise unwrap_group(group) from None
     finally:
         sys.stdout.flush()
+    if terminated:
+        typer.echo("terminated: every task was stopped and the run recorded as cancelled", err=True)
+        raise typer.Exit(128 + signal.SIGTERM)
+    return status
 
 
 @app.command(help="Check the flow's graph without running it.")

@@ -20,6 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from aflow import flowspec
 from aflow.backends.local import LocalBackend
+from aflow.client import Run
 from aflow.client.core import AsyncRun
 from aflow.engine.events import Event, EventBus, RunFinished, RunStarted
 from aflow.engine.flow_loader import FlowRef
@@ -67,10 +68,11 @@ class RunningFlow:
         """Every event of the run, in order; the stream ends after RunFinished."""
         return self._events
 
-    async def wait(self) -> AsyncRun:
+    async def wait(self) -> Run:
+        """The finished run (what run_flow() returns)."""
         await self._done.wait()
         assert self._result is not None
-        return self._result
+        return Run._of(self._result)
 
 
 @contextlib.asynccontextmanager
@@ -107,10 +109,11 @@ async def start_flow(
             await handle._done.wait()
     except BaseExceptionGroup as group:
         # The caller's own exception (or cancellation) comes out as itself, not in a group.
-        raise _single(group) from None
+        raise unwrap_group(group) from None
 
 
-def _single(group: BaseExceptionGroup) -> BaseException:
+def unwrap_group(group: BaseExceptionGroup) -> BaseException:
+    """The one exception inside nested single-exception groups (or the group itself)."""
     while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
         group = group.exceptions[0]  # type: ignore[assignment]
     return group
@@ -123,10 +126,8 @@ async def run_flow(
     max_workers: int = DEFAULT_MAX_WORKERS,
     datastore: str = "local",
     datastore_root: str | None = None,
-) -> Any:
+) -> Run:
     """Run a flow to its end inside the caller's event loop and return its `Run`."""
-    from aflow.client import Run
-
     async with start_flow(
         flow_cls,
         params,
@@ -135,7 +136,7 @@ async def run_flow(
         datastore_root=datastore_root,
     ) as running:
         pass
-    return Run._of(await running.wait())
+    return await running.wait()
 
 
 async def _save_params(

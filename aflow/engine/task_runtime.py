@@ -38,6 +38,11 @@ from aflow.stores.base import BlockingObjectStore
 from aflow.stores.records import TaskRecord, task_record_key
 
 _AFLOW_DIR = os.path.dirname(os.path.abspath(aflow.__file__))
+# Frames the user did not write: ours, and asyncio's when an async step is awaited.
+_HIDDEN_DIRS = (
+    _AFLOW_DIR + os.sep,
+    os.path.dirname(os.path.abspath(inspect.__file__)) + os.sep + "asyncio" + os.sep,
+)
 _IMMUTABLE = (str, bytes, int, float, bool, complex, type(None))
 
 
@@ -290,8 +295,8 @@ class Task:
             items = iter(values)
         except TypeError:
             raise InvalidNextException(
-                f"step '{self.node.name}' fans out over '{param}', a {type(values).__name__}, "
-                f"which is not iterable ({where})"
+                f"step '{self.node.name}' fans out over '{param}', which is not iterable "
+                f"(it is {type(values).__name__} {values!r:.60}) ({where})"
             ) from None
         parts, digest, count = art.serialize_items(items, param)
         if count == 0:
@@ -309,7 +314,7 @@ def user_traceback(e: BaseException) -> str:
     """The exception's traceback without aflow's own frames: what the user needs to see."""
     te = traceback.TracebackException.from_exception(e)
     te.stack = traceback.StackSummary.from_list(
-        [f for f in te.stack if not f.filename.startswith(_AFLOW_DIR)]
+        [f for f in te.stack if not f.filename.startswith(_HIDDEN_DIRS)]
     )
     if isinstance(e, AflowException):
         te.stack = traceback.StackSummary.from_list(te.stack[-1:])

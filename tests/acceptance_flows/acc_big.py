@@ -1,5 +1,6 @@
 import numpy as np
-from aflow import FlowSpec, step, Parameter
+
+from aflow import FlowSpec, Parameter, step
 
 
 class BigFlow(FlowSpec):

@@ -1,5 +1,8 @@
-import time, os, asyncio
-from aflow import FlowSpec, step, Parameter
+import asyncio
+import os
+import time
+
+from aflow import FlowSpec, Parameter, step
 
 
 class Conc(FlowSpec):

@@ -1,5 +1,8 @@
-import os, sys, subprocess
-from aflow import FlowSpec, step, Parameter
+import os
+import subprocess
+import sys
+
+from aflow import FlowSpec, Parameter, step
 
 
 class Loud(FlowSpec):

@@ -1,4 +1,4 @@
-from aflow import FlowSpec, step, Parameter
+from aflow import FlowSpec, Parameter, step
 
 
 class Mutate(FlowSpec):

@@ -1,4 +1,4 @@
-from aflow import FlowSpec, step, Parameter, JSONType
+from aflow import FlowSpec, JSONType, Parameter, step
 
 
 class ParamsFlow(FlowSpec):

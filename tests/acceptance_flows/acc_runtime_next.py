@@ -1,5 +1,8 @@
-import asyncio, os, sys
-from aflow import FlowSpec, step, Parameter, current
+import asyncio
+import os
+import sys
+
+from aflow import FlowSpec, Parameter, current, step
 
 
 class RuntimeNext(FlowSpec):
@@ -42,10 +45,6 @@ class RuntimeNext(FlowSpec):
             getattr(self, "next")("end")
         elif m == "notastep":
             getattr(self, "next")(print)
-        elif m == "blocking":
-            import time
-
-            time.sleep(0.01)
         self.next(self.end)
 
     @step

@@ -1,4 +1,4 @@
-from aflow import FlowSpec, step, current
+from aflow import FlowSpec, current, step
 
 
 class Semantics(FlowSpec):

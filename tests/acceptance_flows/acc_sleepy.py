@@ -1,5 +1,6 @@
 import time
-from aflow import FlowSpec, step, Parameter
+
+from aflow import FlowSpec, Parameter, step
 
 
 class Sleepy(FlowSpec):

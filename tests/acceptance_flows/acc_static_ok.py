@@ -1,4 +1,5 @@
 import contextlib
+
 from aflow import FlowSpec, step
 
 

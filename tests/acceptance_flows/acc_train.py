@@ -1,8 +1,10 @@
 """ML-tutorial-style flow: hyperparameter grid via nested foreach, branch inside foreach."""
 
 import sys
+
 import numpy as np
-from aflow import FlowSpec, step, Parameter, current, JSONType
+
+from aflow import FlowSpec, JSONType, Parameter, current, step
 
 
 class ModelSpec:
