@@ -438,3 +438,14 @@ def test_unguarded_script_fails_cleanly_instead_of_recursing(store_root: Path, t
     result = run_script(script, timeout=60)
     assert result.returncode != 0
     assert 'put the call under `if __name__ == "__main__":`' in result.stderr
+
+
+def test_run_help_lists_the_flow_parameters(store_root: Path) -> None:
+    result = run_cli("run", str(FLOWS / "nested.py"), "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Parameters of NestedFlow:" in result.stdout
+    assert "--scale INT" in result.stdout and "multiplier" in result.stdout
+    assert "--verbose/--no-verbose" in result.stdout
+    assert not store_root.exists()  # nothing ran
+    result = run_script(FLOWS / "nested.py", "run", "--help")
+    assert "--label STR" in result.stdout

@@ -77,12 +77,19 @@ def _options(
 
 
 @app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    help="Run the flow. Flow parameters follow as --name value.",
+    # --help is ours so that, given a flow file, it can list the flow's parameters too.
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],
+    },
+    help="Run the flow. Flow parameters follow as --name value (see: aflow run flow.py --help).",
 )
 def run(
     ctx: typer.Context,
-    flow_file: FlowFile,
+    flow_file: Annotated[
+        Path | None, typer.Argument(help="The flow file (a .py file defining a FlowSpec).")
+    ] = None,
     max_workers: Annotated[int, typer.Option(help="How many tasks may run at once.")] = 16,
     datastore: Annotated[str, typer.Option(help="Where runs are stored: local.")] = "local",
     datastore_root: Annotated[
@@ -94,10 +101,18 @@ def run(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only task output.")] = False,
 ) -> None:
+    wants_help = any(a in ("--help", "-h") for a in ctx.args)
+    if flow_file is not None and str(flow_file) in ("--help", "-h"):
+        flow_file, wants_help = None, True  # `aflow run --help`: no flow named
+    if flow_file is None or wants_help:
+        _run_help(ctx, flow_file, wants_help)
+        return
+
     def go() -> None:
         from aflow.backends.local import prestart
         from aflow.cli.flow_args import parse_flow_args
 
+        assert flow_file is not None
         if datastore == "local":
             prestart(str(flow_file))  # the task launcher warms up while we load and check the flow
         flow_cls = _load(flow_file)
@@ -107,6 +122,24 @@ def run(
         )
         if status != "done":
             raise typer.Exit(1)
+
+    _guarded(go)
+
+
+def _run_help(ctx: typer.Context, flow_file: Path | None, asked: bool) -> None:
+    typer.echo(ctx.get_help())
+    if flow_file is None:
+        if not asked:
+            typer.echo("\nerror: which flow? give the flow file: aflow run flow.py", err=True)
+            raise typer.Exit(2)
+        return
+
+    def go() -> None:
+        from aflow.cli.flow_args import describe_parameters
+
+        flow_cls = _load(flow_file)
+        listing = describe_parameters(flow_cls)
+        typer.echo(f"\nParameters of {flow_cls.__name__}:\n{listing or '  (none)'}")
 
     _guarded(go)
 
