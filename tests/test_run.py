@@ -76,7 +76,10 @@ def test_nested_flow_cli_and_python_flow_py(store_root: Path) -> None:
     assert "cli:a1,a2,b1,b2,c1,c2" in result.stdout
     result = run_script(FLOWS / "nested.py", "run", "--scale", "5", "--no-verbose", "-q")
     assert result.returncode == 0, result.stderr
-    assert "a1,a2" not in result.stdout
+    assert "Done!" in result.stdout and "a1,a2" not in result.stdout
+    run_ids = sorted(records(store_root, "NestedFlow"))
+    assert len(run_ids) == 2
+    assert aflow.Run(f"NestedFlow/{run_ids[-1]}").data.total_weight == 5 * 1000 * 3
 
 
 def test_nested_flow_run_flow_artifacts(store_root: Path) -> None:

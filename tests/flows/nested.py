@@ -64,3 +64,7 @@ class NestedFlow(FlowSpec):
         self.summary = f"{self.label}:{','.join(self.all_values)}"
         if self.verbose:
             print(self.summary)
+
+
+if __name__ == "__main__":
+    NestedFlow()
