@@ -452,3 +452,23 @@ def test_run_help_lists_the_flow_parameters(store_root: Path) -> None:
     assert not store_root.exists()  # nothing ran
     result = run_script(FLOWS / "nested.py", "run", "--help")
     assert "--label STR" in result.stdout
+
+
+def test_artifacts_changed_in_place_are_saved_and_untouched_ones_kept(store_root: Path) -> None:
+    from behaviours import InPlaceFlow
+
+    run = anyio.run(lambda: aflow.run_flow(InPlaceFlow))
+    assert run.successful
+    assert run.data.total_after == 3.0
+
+    def key(step: str) -> str:
+        (task,) = list(run[step])
+        return _record(store_root, run.id, step, task.id)["artifacts"]["big"]["k"]
+
+    assert key("reader") == key("start")  # read, left alone: the same blob
+    assert key("writer") != key("start")  # changed in place: a new blob
+    assert run["start"].task.data.big.sum() == 0.0
+
+
+def _record(root: Path, run_id: str, step: str, task_id: str) -> dict:
+    return msgpack.unpackb((root / "InPlaceFlow" / run_id / step / task_id / "0.mpk").read_bytes())

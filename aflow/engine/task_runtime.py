@@ -34,7 +34,7 @@ from aflow.exception import (
 from aflow.flowspec import FlowSpec
 from aflow.graph import StepNode, graph_for
 from aflow.stores import artifacts as art
-from aflow.stores.base import BlockingObjectStore
+from aflow.stores.base import BlockingObjectStore, Buffer
 from aflow.stores.records import TaskRecord, task_record_key
 
 _AFLOW_DIR = os.path.dirname(os.path.abspath(aflow.__file__))
@@ -153,7 +153,7 @@ class Task:
         self.node = node
         self.flow_name = spec.flow_name
         self.inherited: dict[str, art.ArtifactRef] = dict(spec.initial_artifacts)
-        self.loaded: dict[str, tuple[Any, art.ArtifactRef]] = {}
+        self.loaded: dict[str, tuple[Any, Buffer]] = {}  # name -> (value, its blob)
         self.next_call: tuple[list[str], str | None] | None = None
         self.inputs: Inputs | None = None
         parents = spec.parents
@@ -182,8 +182,9 @@ class Task:
             raise AttributeError(
                 f"step '{self.node.name}' has no artifact '{name}': no earlier step set it{hint}"
             )
-        value = art.deserialize(art.load_ref_blob(self.store, self.flow_name, ref))
-        self.loaded[name] = (value, ref)
+        blob = art.load_ref_blob(self.store, self.flow_name, ref)
+        value = art.deserialize(blob)
+        self.loaded[name] = (value, blob)
         return value
 
     def record_next(self, targets: tuple[Any, ...], foreach: str | None) -> None:
@@ -274,8 +275,12 @@ class Task:
             if name == "_aflow_task" or name in skip:
                 continue
             prior = self.loaded.get(name)
-            if prior is not None and prior[0] is value and isinstance(value, _IMMUTABLE):
-                continue  # read and not replaced: its stored bytes are still right
+            if (
+                prior is not None
+                and prior[0] is value
+                and (isinstance(value, _IMMUTABLE) or art.unchanged_since_load(value, prior[1]))
+            ):
+                continue  # read and left alone: its stored bytes are still right
             refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name))
         return refs
 

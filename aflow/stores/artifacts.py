@@ -12,7 +12,9 @@ never on an event loop.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import mmap
 import pickle
 import struct
 from collections.abc import Iterable
@@ -147,3 +149,50 @@ def load_item(store: BlockingObjectStore, flow: str, digest: str, count: int, in
     start, end = struct.unpack("<QQ", store.get_range(key, table + 8 * index, 16))
     data_at = table + 8 * (count + 1)
     return pickle.loads(store.get_range(key, data_at + start, end - start))
+
+
+# -- recognising an artifact that was loaded and left alone -------------------------------------
+# A task re-saves every artifact it read, since it may have changed it in place. For a large one
+# that costs a full hash. A blob loaded through a private file mapping (see LocalFiles.get) can be
+# checked far more cheaply: if the object still pickles to the same header over the very same
+# memory, and the kernel says none of those pages was copied on write, it is the stored value.
+
+
+def unchanged_since_load(obj: Any, blob: Buffer) -> bool:
+    """True only when `obj` is provably still the value stored in `blob` (a private file map)."""
+    if not isinstance(blob, mmap.mmap):
+        return False
+    try:
+        base = ctypes.addressof(ctypes.c_char.from_buffer(blob))
+        buffers: list[pickle.PickleBuffer] = []
+        data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        view = memoryview(blob)
+        _magic, nbuf, plen = _HEAD.unpack_from(view, 0)
+        if nbuf != len(buffers) or nbuf == 0:
+            return False
+        table = _HEAD.size
+        if view[table + _BUF.size * nbuf : table + _BUF.size * nbuf + plen] != data:
+            return False
+        for i, buf in enumerate(buffers):
+            off, length = _BUF.unpack_from(view, table + _BUF.size * i)
+            raw = buf.raw()
+            if raw.nbytes != length or raw.readonly:
+                return False
+            if ctypes.addressof(ctypes.c_char.from_buffer(raw)) != base + off:
+                return False
+            if _pages_copied(base + off, length):
+                return False
+        return True
+    except (OSError, ValueError, TypeError, BufferError, pickle.PicklingError):
+        return False
+
+
+def _pages_copied(addr: int, length: int) -> bool:
+    """Whether any page of a private file mapping was written (is now anonymous, or swapped)."""
+    page = mmap.PAGESIZE
+    first, last = addr // page, (addr + length - 1) // page
+    with open("/proc/self/pagemap", "rb", buffering=0) as f:
+        f.seek(first * 8)
+        entries = memoryview(f.read((last - first + 1) * 8)).cast("Q")
+    present, swapped, file_page = 1 << 63, 1 << 62, 1 << 61
+    return any(e & swapped or (e & present and not e & file_page) for e in entries)

@@ -155,3 +155,28 @@ class ReassignParamFlow(FlowSpec):
     @step
     def end(self):
         pass
+
+
+class InPlaceFlow(FlowSpec):
+    """A large array read by two steps: one leaves it alone, one changes it in place."""
+
+    @step
+    def start(self):
+        import numpy as np
+
+        self.big = np.zeros(500_000)
+        self.next(self.reader)
+
+    @step
+    def reader(self):
+        self.total_before = float(self.big.sum())
+        self.next(self.writer)
+
+    @step
+    def writer(self):
+        self.big[7] = 3.0
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.total_after = float(self.big.sum())
