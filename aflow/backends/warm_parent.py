@@ -30,6 +30,7 @@ import msgpack
 _MAX_MESSAGE = 1 << 20
 _CHUNK = 1 << 16
 _DRAIN_GRACE = 2.0  # seconds a grandchild may hold a dead task's pipes open
+_TERM_GRACE = 3.0  # seconds tasks get to stop after SIGTERM when the scheduler is gone
 
 
 @dataclass
@@ -51,7 +52,7 @@ def _run_child(spec_bytes: bytes, out_w: int, err_w: int, closing: list[int], fl
     try:
         os.setpgid(0, 0)  # so that stopping the task also stops whatever it started
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGCHLD, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
         for fd in closing:
             os.close(fd)
@@ -106,8 +107,18 @@ class WarmParent:
                 if self.sock.fileno() in readable and not self._serve_request():
                     return
         finally:
-            for child in self.by_req.values():
-                _kill_group(child.pid, signal.SIGKILL)
+            self._stop_all()
+
+    def _stop_all(self) -> None:
+        """SIGTERM every task (each cleans up: no temporary files left), SIGKILL the stragglers."""
+        for child in self.by_req.values():
+            _kill_group(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + _TERM_GRACE
+        while self.by_pid and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self._reap(report=False)
+        for child in self.by_req.values():
+            _kill_group(child.pid, signal.SIGKILL)
 
     def _serve_request(self) -> bool:
         data = self.sock.recv(_MAX_MESSAGE)
@@ -157,7 +168,7 @@ class WarmParent:
         except BlockingIOError:
             pass
 
-    def _reap(self) -> None:
+    def _reap(self, report: bool = True) -> None:
         while self.by_pid:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -169,7 +180,8 @@ class WarmParent:
             if child is not None:
                 child.exitcode = os.waitstatus_to_exitcode(status)
                 child.exited_at = time.monotonic()
-                self._maybe_done(child)
+                if report:
+                    self._maybe_done(child)
 
     def _finish_lingering(self) -> None:
         now = time.monotonic()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import sys
 import time
 import traceback
@@ -326,8 +327,18 @@ def user_traceback(e: BaseException) -> str:
     return "".join(te.format())
 
 
+class TaskTerminated(BaseException):
+    """SIGTERM arrived: the run is being stopped. Raised so that `finally` blocks (ours, which
+    remove temporary files, and the user's) run before the process exits."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise TaskTerminated("the task was stopped (SIGTERM): its run was cancelled or failed")
+
+
 def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec]) -> int:
     """Run one attempt; returns the process exit code (0 when the record says done)."""
+    signal.signal(signal.SIGTERM, _terminated)
     started = time.time()
     record = TaskRecord(
         flow=spec.flow_name,
