@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 
 import msgpack
 
+from aflow.backends.base import TaskSpec
+from aflow.engine.task_runtime import run_task
+from aflow.stores.base import open_blocking_store
+
 _MAX_MESSAGE = 1 << 20
 _CHUNK = 1 << 16
 _DRAIN_GRACE = 2.0  # seconds a grandchild may hold a dead task's pipes open
@@ -60,10 +64,6 @@ def _run_child(spec_bytes: bytes, out_w: int, err_w: int, closing: list[int], fl
         os.dup2(err_w, 2)
         os.close(out_w)
         os.close(err_w)
-        from aflow.backends.base import TaskSpec
-        from aflow.engine.task_runtime import run_task
-        from aflow.stores.base import open_blocking_store
-
         spec = TaskSpec.unpack(spec_bytes)
         code = run_task(spec, open_blocking_store(spec.datastore, spec.store_root), flow_cls)
     except BaseException:
@@ -212,9 +212,7 @@ def serve(sock: socket.socket) -> None:
     hello = msgpack.unpackb(data, raw=False)
     try:
         from aflow.engine.flow_loader import import_flow
-        from aflow.engine.task_runtime import run_task  # noqa: F401 - imported to be warm
         from aflow.graph import graph_for
-        from aflow.stores.base import open_blocking_store
 
         open_blocking_store(hello["datastore"], hello["store_root"])  # imports the store's module
         flow_cls = import_flow(hello["name"], hello["module"], hello["file"], hello["sys_path"])

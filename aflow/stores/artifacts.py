@@ -76,6 +76,8 @@ def serialize(obj: Any, name: str = "artifact") -> Serialized:
         parts.append(raw)
         pos += raw.nbytes
     parts[0] = _HEAD.pack(BLOB_MAGIC, len(raws), len(data)) + b"".join(table)
+    if pos <= INLINE_LIMIT:
+        return Serialized(parts, "", pos)  # lives in the record: no key, so no hash
     h = hashlib.sha256()
     for part in parts:
         h.update(part)

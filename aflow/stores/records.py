@@ -8,6 +8,7 @@ only from here, so a local task and a remote one look the same to it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,15 +40,19 @@ def task_log_key(flow: str, run_id: str, step: str, task_id: str, attempt: int) 
 
 class _Record:
     def pack(self) -> bytes:
-        return msgpack.packb(
-            {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, use_bin_type=True
-        )  # type: ignore[call-overload]
+        return msgpack.packb({n: getattr(self, n) for n in _field_names(type(self))}, use_bin_type=True)
 
     @classmethod
     def unpack(cls, data: Buffer):  # type: ignore[no-untyped-def]
         raw = msgpack.unpackb(data, raw=False)
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        known = _field_names(cls)
+        # Fields a newer aflow added are ignored, so old and new versions read each other.
         return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 Frame = list[Any]
