@@ -32,7 +32,6 @@ class StepNode:
     decorators: list[str] = field(default_factory=list)
     split_parents: list[str] = field(default_factory=list)
     matching_join: str | None = None
-    is_async: bool = False
 
     @property
     def type(self) -> str:
@@ -119,7 +118,6 @@ class FlowGraph:
             def_line=fdef.lineno + offset,
             doc=inspect.getdoc(func) or "",
             decorators=[getattr(d, "name", type(d).__name__) for d in func.decorators],
-            is_async=isinstance(fdef, ast.AsyncFunctionDef),
         )
         args = [a.arg for a in fdef.args.args]
         node.takes_inputs = len(args) >= 2
@@ -280,6 +278,14 @@ class FlowGraph:
                     self._problem(f"joins branches of different splits: {detail}", name, node.def_line)
                     continue
                 stack = incoming[0]
+                if stack[-1] in node.in_funcs:
+                    self._problem(
+                        f"follows its split '{stack[-1]}' directly: every branch needs a step of "
+                        "its own before the join",
+                        name,
+                        node.def_line,
+                    )
+                    continue
                 joins_of.setdefault(stack[-1], []).append(name)
                 node.split_parents = stack[:-1]
             else:

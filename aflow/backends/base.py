@@ -30,7 +30,7 @@ class TaskSpec:
     store_root: str
     attempt: int = 0
     sys_path: list[str] = field(default_factory=list)
-    parents: list[str] = field(default_factory=list)  # "step/task_id" within the run
+    parents: list[str] = field(default_factory=list)  # "step/task_id/attempt" within the run
     parents_manifest: str | None = None  # digest of a msgpack list, for wide joins
     foreach_stack: list[list[Any]] = field(default_factory=list)
     initial_artifacts: dict[str, Any] = field(default_factory=dict)

@@ -1,10 +1,10 @@
 """The local backend: each task in its own OS process on this machine.
 
-By default tasks are forked from a warm parent (see warm_parent.py) that has already imported aflow
-and the flow module; all tasks' output comes back multiplexed on the one socket to it. Where fork is
-unavailable, or with AFLOW_LOCAL_SPAWN=1, each task is a fresh `python -m aflow.engine.task_runtime`
-with its own pipes. Either way output is forwarded line by line to the LogSink while the task runs,
-and cancelling `run` stops the task's whole process group (SIGTERM, then SIGKILL).
+Tasks are forked from a warm parent (see warm_parent.py) that has already imported aflow and the flow
+module; every task's output comes back multiplexed on the one socket to it and is forwarded line by
+line to the task's LogSink. Cancelling `run` stops the task's whole process group (SIGTERM, then
+SIGKILL). Where fork is unavailable, or with AFLOW_LOCAL_SPAWN=1, tasks are fresh interpreters
+instead (spawned.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterable
 from types import TracebackType
 from typing import Any
 
@@ -24,13 +23,18 @@ import anyio
 import msgpack
 
 from aflow.backends.base import LogSink, TaskExit, TaskSpec
+from aflow.backends.processes import TERM_GRACE, LineSplitter, task_exit
+from aflow.backends.spawned import run_spawned
 from aflow.exception import AflowException
 
-_TERM_GRACE = 3.0
 _STREAMS = ("stdout", "stderr")
-
+_MESSAGE_MAX = 1 << 20
 
 _prestarted: dict[str, tuple[subprocess.Popen[bytes], socket.socket]] = {}
+
+
+def _spawn_disabled() -> bool:
+    return os.environ.get("AFLOW_LOCAL_SPAWN") == "1" or not hasattr(os, "fork")
 
 
 def _start_warm_parent(flow_file: str | None) -> tuple[subprocess.Popen[bytes], socket.socket]:
@@ -53,7 +57,7 @@ def prestart(flow_file: str) -> None:
 
     The next LocalBackend for that file adopts it; one nobody adopts exits when this process does.
     """
-    if os.environ.get("AFLOW_LOCAL_SPAWN") == "1" or not hasattr(os, "fork"):
+    if _spawn_disabled():
         return
     path = os.path.abspath(flow_file)
     if path not in _prestarted:
@@ -65,8 +69,8 @@ class _Task:
 
     def __init__(self, logs: LogSink) -> None:
         self.logs = logs
-        self.pending = [b"", b""]
-        self.exitcode: int | None = None
+        self.lines = (LineSplitter(), LineSplitter())
+        self.exit: TaskExit | None = None
         self.done = anyio.Event()
 
 
@@ -91,12 +95,13 @@ class LocalBackend:
             "datastore": datastore,
             "store_root": store_root,
         }
-        if spawn is None:
-            spawn = os.environ.get("AFLOW_LOCAL_SPAWN") == "1" or not hasattr(os, "fork")
-        self.spawn = spawn
+        self.spawn = _spawn_disabled() if spawn is None else spawn
         self._sock: socket.socket | None = None
+        self._pid: int | None = None
         self._tasks: dict[int, _Task] = {}
         self._ids = itertools.count()
+        self._send_lock = anyio.Lock()
+        self._buffer = bytearray(_MESSAGE_MAX)
         self._stack = contextlib.AsyncExitStack()
 
     # -- lifetime ----------------------------------------------------------------------------
@@ -104,10 +109,11 @@ class LocalBackend:
     async def __aenter__(self) -> LocalBackend:
         if self.spawn:
             return self
-        adopted = (
-            _prestarted.pop(self.hello["file"], None) if self.hello["module"] == "__main__" else None
-        )
+        adopted = None
+        if self.hello["module"] == "__main__":
+            adopted = _prestarted.pop(self.hello["file"], None)
         proc, self._sock = adopted or _start_warm_parent(None)
+        self._pid = proc.pid
         self._stack.push_async_callback(self._stop_warm_parent, proc)
         await self._send(self.hello)
         reply = await self._receive()
@@ -131,53 +137,67 @@ class LocalBackend:
     async def _stop_warm_parent(self, proc: subprocess.Popen[bytes]) -> None:
         with anyio.CancelScope(shield=True):
             if self._sock is not None:
-                self._sock.close()  # the warm parent sees EOF, kills leftovers and exits
+                self._sock.close()  # the warm parent sees EOF, stops leftovers and exits
             try:
-                await anyio.to_thread.run_sync(proc.wait, _TERM_GRACE)
+                await anyio.to_thread.run_sync(proc.wait, 2 * TERM_GRACE)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 await anyio.to_thread.run_sync(proc.wait)
 
+    # -- the socket to the warm parent -------------------------------------------------------
+
     async def _send(self, message: dict[str, Any]) -> None:
         assert self._sock is not None
         data = msgpack.packb(message, use_bin_type=True)
-        while True:
-            try:
-                self._sock.send(data)
-                return
-            except BlockingIOError:
-                await anyio.wait_writable(self._sock)
+        async with self._send_lock:  # one writer may wait for the socket at a time
+            while True:
+                try:
+                    self._sock.send(data)
+                    return
+                except BlockingIOError:
+                    await anyio.wait_writable(self._sock)
+                except OSError as e:
+                    raise self._launcher_died() from e
 
     async def _receive(self) -> dict[str, Any] | None:
+        """The next message, or None once the warm parent is gone."""
         assert self._sock is not None
         while True:
             try:
-                data = self._sock.recv(1 << 20)
+                size = self._sock.recv_into(self._buffer)
             except BlockingIOError:
                 await anyio.wait_readable(self._sock)
                 continue
-            return msgpack.unpackb(data, raw=False) if data else None
+            except OSError:
+                return None
+            return msgpack.unpackb(memoryview(self._buffer)[:size], raw=False) if size else None
+
+    def _launcher_died(self) -> AflowException:
+        return AflowException(
+            f"the local task launcher (warm parent, pid {self._pid}) died; "
+            "its tasks were stopped with it"
+        )
 
     async def _dispatch(self) -> None:
-        """Route the warm parent's messages: output chunks and exits, by request id."""
+        """Route the warm parent's messages (output chunks and exits) to their tasks."""
         while (msg := await self._receive()) is not None:
             task = self._tasks.get(msg["id"])
             if task is None:
                 continue
             if "d" in msg:
                 stream = msg["s"]
-                *lines, task.pending[stream] = (task.pending[stream] + msg["d"]).split(b"\n")
-                for line in lines:
-                    await task.logs.line(_STREAMS[stream], line.decode(errors="replace"))
+                for line in task.lines[stream].feed(msg["d"]):
+                    await task.logs.line(_STREAMS[stream], line)
             elif "exit" in msg:
-                for stream, rest in enumerate(task.pending):
-                    if rest:
-                        await task.logs.line(_STREAMS[stream], rest.decode(errors="replace"))
-                task.exitcode = msg["exit"]
+                for stream in (0, 1):
+                    for line in task.lines[stream].rest():
+                        await task.logs.line(_STREAMS[stream], line)
+                task.exit = task_exit(msg["exit"])
                 del self._tasks[msg["id"]]
                 task.done.set()
-        for task in self._tasks.values():  # the warm parent is gone, and its children with it
-            task.exitcode = -signal.SIGKILL
+        died = self._launcher_died()
+        for task in self._tasks.values():
+            task.exit = TaskExit(-signal.SIGKILL, str(died))
             task.done.set()
         self._tasks.clear()
 
@@ -185,68 +205,23 @@ class LocalBackend:
 
     async def run(self, task: TaskSpec, logs: LogSink) -> TaskExit:
         if self.spawn:
-            return await self._run_spawned(task, logs)
+            return await run_spawned(task, logs)
         req_id = next(self._ids)
         state = self._tasks[req_id] = _Task(logs)
         try:
-            await self._send({"run": req_id, "spec": task.pack()})
+            try:
+                await self._send({"run": req_id, "spec": task.pack()})
+            except AflowException as died:
+                del self._tasks[req_id]
+                return TaskExit(-signal.SIGKILL, str(died))
             await state.done.wait()
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                if not state.done.is_set():
-                    await self._send({"kill": req_id, "sig": signal.SIGTERM})
-                    with anyio.move_on_after(_TERM_GRACE):
-                        await state.done.wait()
-                    if not state.done.is_set():
-                        await self._send({"kill": req_id, "sig": signal.SIGKILL})
+            # Cancelled: the warm parent stops the task (SIGTERM, SIGKILL if it lingers); waiting
+            # for that here would hold up the run's cancellation for nothing.
+            self._tasks.pop(req_id, None)
+            if not state.done.is_set():
+                with anyio.CancelScope(shield=True), contextlib.suppress(AflowException):
+                    await self._send({"kill": req_id})
             raise
-        assert state.exitcode is not None
-        return _exit(state.exitcode)
-
-    async def _run_spawned(self, task: TaskSpec, logs: LogSink) -> TaskExit:
-        proc = await anyio.open_process(
-            [sys.executable, "-m", "aflow.engine.task_runtime"], start_new_session=True
-        )
-        try:
-            assert proc.stdin and proc.stdout and proc.stderr
-            await proc.stdin.send(task.pack())
-            await proc.stdin.aclose()
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_pump, proc.stdout, "stdout", logs)
-                tg.start_soon(_pump, proc.stderr, "stderr", logs)
-                code = await proc.wait()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                _kill_group(proc.pid, signal.SIGTERM)
-                with anyio.move_on_after(_TERM_GRACE):
-                    await proc.wait()
-                if proc.returncode is None:
-                    _kill_group(proc.pid, signal.SIGKILL)
-                    await proc.wait()
-            raise
-        return _exit(code)
-
-
-def _exit(code: int) -> TaskExit:
-    if code < 0:
-        return TaskExit(code, f"killed by {signal.Signals(-code).name}")
-    return TaskExit(code, None if code == 0 else f"exited with code {code}")
-
-
-def _kill_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-async def _pump(chunks: AsyncIterable[bytes], stream: str, logs: LogSink) -> None:
-    """Forward whole lines as they arrive; a last line without a newline is sent at EOF."""
-    pending = b""
-    async for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            await logs.line(stream, line.decode(errors="replace"))
-    if pending:
-        await logs.line(stream, pending.decode(errors="replace"))
+        assert state.exit is not None
+        return state.exit

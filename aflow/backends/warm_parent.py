@@ -8,16 +8,19 @@ a `kill` request signals a task's process group. Forking a warm process costs ab
 where a fresh interpreter costs hundreds, and multiplexing every task's output here keeps per-task
 file descriptors out of the scheduler's event loop.
 
-This process never runs an event loop or a thread, which is what makes forking it safe. When the
-socket closes (the scheduler went away) it kills every child it started and exits.
+A task's processes end with it: when its main process exits, whatever it left running in its process
+group is killed. This process never runs an event loop or a thread, which is what makes forking it
+safe. When the socket closes (the scheduler went away) it stops every task and exits; if it dies
+itself, the kernel stops its tasks (parent-death signal).
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import gc
 import os
-import select
+import selectors
 import signal
 import socket
 import sys
@@ -28,13 +31,14 @@ from dataclasses import dataclass, field
 import msgpack
 
 from aflow.backends.base import TaskSpec
+from aflow.backends.processes import TERM_GRACE, kill_group
 from aflow.engine.task_runtime import run_task
 from aflow.stores.base import open_blocking_store
 
-_MAX_MESSAGE = 1 << 20
+_MESSAGE_MAX = 1 << 20
 _CHUNK = 1 << 16
-_DRAIN_GRACE = 2.0  # seconds a grandchild may hold a dead task's pipes open
-_TERM_GRACE = 3.0  # seconds tasks get to stop after SIGTERM when the scheduler is gone
+_DRAIN_GRACE = 0.5  # seconds to read what a dead task's pipes still hold
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -44,10 +48,16 @@ class _Child:
     open_fds: set[int] = field(default_factory=set)
     exitcode: int | None = None
     exited_at: float = 0.0
+    kill_at: float | None = None  # when a SIGTERMed task gets SIGKILL
 
 
-def _send(sock: socket.socket, msg: dict[str, object]) -> None:
-    sock.send(msgpack.packb(msg, use_bin_type=True))
+def _stop_with_parent() -> None:
+    """Ask the kernel to SIGTERM this process when the warm parent dies (Linux only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _run_child(spec_bytes: bytes, out_w: int, err_w: int, closing: list[int], flow_cls: type) -> None:
@@ -55,6 +65,7 @@ def _run_child(spec_bytes: bytes, out_w: int, err_w: int, closing: list[int], fl
     code = 1
     try:
         os.setpgid(0, 0)  # so that stopping the task also stops whatever it started
+        _stop_with_parent()
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
@@ -80,12 +91,16 @@ class WarmParent:
     def __init__(self, sock: socket.socket, flow_cls: type) -> None:
         self.sock = sock
         self.flow_cls = flow_cls
+        self.buffer = bytearray(_MESSAGE_MAX)
         self.by_req: dict[int, _Child] = {}
         self.by_pid: dict[int, _Child] = {}
         self.by_fd: dict[int, tuple[_Child, int]] = {}  # fd -> (child, 0 for stdout / 1 for stderr)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
+        self.selector = selectors.DefaultSelector()  # epoll: no limit on descriptor numbers
+        self.selector.register(self.sock, selectors.EVENT_READ)
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
 
     def serve(self) -> None:
         signal.set_wakeup_fd(self.wake_w)
@@ -93,56 +108,66 @@ class WarmParent:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides when tasks stop
         try:
             while True:
-                lingering = [c for c in self.by_req.values() if c.exitcode is not None]
-                timeout = _DRAIN_GRACE if lingering else None
-                watched = [self.sock.fileno(), self.wake_r, *self.by_fd]
-                readable, _, _ = select.select(watched, [], [], timeout)
-                for fd in readable:
-                    if fd == self.wake_r:
+                events = self.selector.select(self._timeout())
+                requests = False
+                for key, _ in events:
+                    if key.fd == self.wake_r:
                         self._drain_wakeups()
-                    elif fd != self.sock.fileno():
-                        self._forward(fd)
+                    elif key.fd == self.sock.fileno():
+                        requests = True
+                    else:
+                        self._forward(key.fd)
                 self._reap()
                 self._finish_lingering()
-                if self.sock.fileno() in readable and not self._serve_request():
+                self._escalate_kills()
+                if requests and not self._serve_request():
                     return
         finally:
             self._stop_all()
 
-    def _stop_all(self) -> None:
-        """SIGTERM every task (each cleans up: no temporary files left), SIGKILL the stragglers."""
-        for child in self.by_req.values():
-            _kill_group(child.pid, signal.SIGTERM)
-        deadline = time.monotonic() + _TERM_GRACE
-        while self.by_pid and time.monotonic() < deadline:
-            time.sleep(0.02)
-            self._reap(report=False)
-        for child in self.by_req.values():
-            _kill_group(child.pid, signal.SIGKILL)
-
     def _serve_request(self) -> bool:
-        data = self.sock.recv(_MAX_MESSAGE)
-        if not data:
+        size = self.sock.recv_into(self.buffer)
+        if not size:
             return False
-        req = msgpack.unpackb(data, raw=False)
+        req = msgpack.unpackb(memoryview(self.buffer)[:size], raw=False)
         if "kill" in req:
             child = self.by_req.get(req["kill"])
-            if child is not None:
-                _kill_group(child.pid, req["sig"])
+            if child is not None and child.exitcode is None:
+                kill_group(child.pid, signal.SIGTERM)
+                child.kill_at = time.monotonic() + TERM_GRACE
             return True
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             closing = [self.sock.fileno(), self.wake_r, self.wake_w, out_r, err_r, *self.by_fd]
+            self.selector = None  # type: ignore[assignment] - the child has no use for it
             _run_child(req["spec"], out_w, err_w, closing, self.flow_cls)
         os.close(out_w)
         os.close(err_w)
         child = _Child(req["run"], pid, {out_r, err_r})
         self.by_req[child.req_id] = self.by_pid[pid] = child
-        self.by_fd[out_r] = (child, 0)
-        self.by_fd[err_r] = (child, 1)
+        for stream, fd in enumerate((out_r, err_r)):
+            self.by_fd[fd] = (child, stream)
+            self.selector.register(fd, selectors.EVENT_READ)
         return True
+
+    def _timeout(self) -> float | None:
+        """How long select may wait: until a drain grace or a kill escalation is due."""
+        now, due = time.monotonic(), []
+        for c in self.by_req.values():
+            if c.exitcode is not None:
+                due.append(c.exited_at + _DRAIN_GRACE)
+            elif c.kill_at is not None:
+                due.append(c.kill_at)
+        return max(0.0, min(due) - now) if due else None
+
+    def _escalate_kills(self) -> None:
+        now = time.monotonic()
+        for c in self.by_req.values():
+            if c.exitcode is None and c.kill_at is not None and now >= c.kill_at:
+                kill_group(c.pid, signal.SIGKILL)
+                c.kill_at = None
 
     def _forward(self, fd: int) -> None:
         child, stream = self.by_fd[fd]
@@ -159,6 +184,7 @@ class WarmParent:
     def _close(self, fd: int) -> None:
         child, _ = self.by_fd.pop(fd)
         child.open_fds.discard(fd)
+        self.selector.unregister(fd)
         os.close(fd)
 
     def _drain_wakeups(self) -> None:
@@ -177,11 +203,15 @@ class WarmParent:
             if pid == 0:
                 return
             child = self.by_pid.pop(pid, None)
-            if child is not None:
-                child.exitcode = os.waitstatus_to_exitcode(status)
-                child.exited_at = time.monotonic()
-                if report:
-                    self._maybe_done(child)
+            if child is None:
+                continue
+            child.exitcode = os.waitstatus_to_exitcode(status)
+            child.exited_at = time.monotonic()
+            # The task is over: what it left running in its group goes too (and lets go of the
+            # pipes, so its output can be drained to the end).
+            kill_group(pid, signal.SIGKILL)
+            if report:
+                self._maybe_done(child)
 
     def _finish_lingering(self) -> None:
         now = time.monotonic()
@@ -197,16 +227,24 @@ class WarmParent:
         del self.by_req[child.req_id]
         _send(self.sock, {"id": child.req_id, "exit": child.exitcode})
 
+    def _stop_all(self) -> None:
+        """SIGTERM every task (each cleans up: no temporary files left), SIGKILL the stragglers."""
+        for child in self.by_req.values():
+            kill_group(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + TERM_GRACE
+        while self.by_pid and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self._reap(report=False)
+        for child in self.by_req.values():
+            kill_group(child.pid, signal.SIGKILL)
 
-def _kill_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+
+def _send(sock: socket.socket, msg: dict[str, object]) -> None:
+    sock.send(msgpack.packb(msg, use_bin_type=True))
 
 
 def serve(sock: socket.socket) -> None:
-    data = sock.recv(_MAX_MESSAGE)
+    data = sock.recv(_MESSAGE_MAX)
     if not data:
         return  # started ahead of a run that was then refused
     hello = msgpack.unpackb(data, raw=False)

@@ -57,7 +57,7 @@ def new_run_id() -> str:
 class RunningFlow:
     """A run in progress: read `events()` as it goes, `await wait()` for the finished Run."""
 
-    def __init__(self, run_id: str, flow: str, events: MemoryObjectReceiveStream[Event]) -> None:
+    def __init__(self, run_id: str, flow: str, events: MemoryObjectReceiveStream[Event] | None) -> None:
         self.run_id = run_id
         self.flow = flow
         self._events = events
@@ -66,6 +66,8 @@ class RunningFlow:
 
     def events(self) -> MemoryObjectReceiveStream[Event]:
         """Every event of the run, in order; the stream ends after RunFinished."""
+        if self._events is None:
+            raise AflowException("this run was started with events=False")
         return self._events
 
     async def wait(self) -> Run:
@@ -84,10 +86,12 @@ async def start_flow(
     datastore: str = "local",
     datastore_root: str | None = None,
     run_id: str | None = None,
+    events: bool = True,
 ) -> AsyncIterator[RunningFlow]:
     """Start a run in the background of the caller's event loop.
 
-    Leaving the block waits for the run to end; cancelling the caller cancels the run.
+    Leaving the block waits for the run to end; cancelling the caller cancels the run. With
+    `events=False` nothing is kept for `events()` (what run_flow() does).
     """
     if flowspec.loading_depth() > 0:
         raise AflowException(
@@ -101,7 +105,7 @@ async def start_flow(
     ref = FlowRef.of(flow_cls)
     store = open_store(datastore, datastore_root)
     bus = EventBus()
-    handle = RunningFlow(run_id or new_run_id(), flow_cls.__name__, bus.subscribe())
+    handle = RunningFlow(run_id or new_run_id(), flow_cls.__name__, bus.subscribe() if events else None)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_drive, handle, graph, ref, values, store, bus, datastore, max_workers)
@@ -134,6 +138,7 @@ async def run_flow(
         max_workers=max_workers,
         datastore=datastore,
         datastore_root=datastore_root,
+        events=False,
     ) as running:
         pass
     return await running.wait()
@@ -201,14 +206,23 @@ async def _drive(
                     "traceback": e.traceback or "",
                 }
             record.end_task = scheduler.end_task
-    except anyio.get_cancelled_exc_class():
-        record.status = "cancelled"
-        raise
-    except Exception as e:
-        # Not a task's failure but the run's (say, the flow no longer loads): the run record and
-        # RunFinished say so, and run_flow() returns an unsuccessful Run rather than raising.
+    except BaseException as e:
+        # Not a task's failure but the run's: cancellation, or an error of the machinery (say,
+        # the flow no longer loads in the task launcher). The run record and RunFinished say
+        # which; run_flow() then returns an unsuccessful Run rather than raising, except that
+        # cancellation (and anything not an Exception) goes on up.
+        stopping = (anyio.get_cancelled_exc_class(), KeyboardInterrupt)
+        if isinstance(e, stopping) or (
+            isinstance(e, BaseExceptionGroup) and e.subgroup(stopping) is not None
+        ):
+            record.status = "cancelled"
+            raise
+        leaf = unwrap_group(e) if isinstance(e, BaseExceptionGroup) else e
+        message = str(leaf) if isinstance(leaf, AflowException) else f"{type(leaf).__name__}: {leaf}"
         record.status = "failed"
-        record.error = {"message": str(e), "traceback": traceback.format_exc()}
+        record.error = {"message": message, "traceback": "".join(traceback.format_exception(leaf))}
+        if not isinstance(e, Exception):
+            raise
     finally:
         record.finished_at = time.time()
         with anyio.CancelScope(shield=True):

@@ -54,7 +54,6 @@ class Ready:
 class _JoinWait:
     width: int
     arrived: dict[int, str] = field(default_factory=dict)
-    frames: list[list[Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -93,7 +92,6 @@ class Scheduler:
         self._tg: anyio.abc.TaskGroup | None = None
         self.failure: TaskFailedError | None = None
         self.end_task: str | None = None
-        self.tasks_done = 0
 
     async def run(self) -> None:
         """Run the flow to its end; raises TaskFailed for the first task that failed."""
@@ -102,6 +100,10 @@ class Scheduler:
             await self._launch(Ready("start", [], [], ()))
         if self.failure is not None:
             raise self.failure
+        if self._joins or self.end_task is None:
+            # Validation should make this impossible; never report such a run as done.
+            waiting = ", ".join(f"{join} (from {split})" for join, split in self._joins)
+            raise RuntimeError(f"the run stopped before its end step; joins still waiting: {waiting}")
 
     async def _launch(self, ready: Ready) -> None:
         await self.slots.acquire()
@@ -119,7 +121,6 @@ class Scheduler:
             return
         finally:
             self.slots.release()
-        self.tasks_done += 1
         await self._advance(ready, record)
 
     async def _execute(self, ready: Ready, task_id: str) -> TaskRecord:
@@ -147,10 +148,12 @@ class Scheduler:
         log = TaskLog(spec.pathspec, self.bus)
         started = time.monotonic()
         self.bus.emit(TaskStarted(spec.pathspec, attempt))
-        outcome = await self.backend.run(spec, log)
         key = (ctx.flow_name, ctx.run_id, ready.step, task_id, attempt)
-        with anyio.CancelScope(shield=True):
-            await log.save(self.store, task_log_key(*key))
+        try:
+            outcome = await self.backend.run(spec, log)
+        finally:
+            with anyio.CancelScope(shield=True):  # a stopped task's output is kept too
+                await log.save(self.store, task_log_key(*key))
         record = await self._read_record(task_record_key(*key))
         if outcome.returncode == 0 and record is not None and record.ok:
             self.bus.emit(TaskFinished(spec.pathspec, attempt, time.monotonic() - started))

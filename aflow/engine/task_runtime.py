@@ -214,26 +214,28 @@ class Task:
         for inp in inputs:
             for name, ref in inp._aflow_record.artifacts.items():
                 seen.setdefault(name, []).append(ref)
-        missing = [n for n in include if n not in seen]
+        missing = [n for n in include if n not in seen and n not in flow.__dict__]
         if missing:
             raise MissingInMergeArtifactsException(
                 f"merge_artifacts(include=...) names artifacts no input has: {', '.join(missing)}",
                 missing,
             )
+        merged: dict[str, art.ArtifactRef] = {}
         conflicts = []
         for name, refs in seen.items():
             if (include and name not in include) or name in exclude or name in flow.__dict__:
                 continue
             if all(art.same_value(refs[0], r) for r in refs[1:]):
-                self.inherited[name] = refs[0]
+                merged[name] = refs[0]
             else:
                 conflicts.append(name)
-        if conflicts:
+        if conflicts:  # as in Metaflow, nothing is merged unless everything can be
             raise UnhandledInMergeArtifactsException(
                 f"step '{self.node.name}': inputs disagree on {', '.join(sorted(conflicts))}; "
                 "set them in the join before merge_artifacts(), or pass exclude=[...]",
                 sorted(conflicts),
             )
+        self.inherited.update(merged)
 
     @property
     def index(self) -> int | None:

@@ -1,0 +1,50 @@
+"""The local backend's fallback: each task a fresh `python -m aflow.engine.task_runtime` process.
+
+Used where fork is unavailable, or with AFLOW_LOCAL_SPAWN=1. Slower to start (a new interpreter per
+task) but needs nothing warm. The task's output comes back over its own pipes, line by line.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import AsyncIterable
+
+import anyio
+
+from aflow.backends.base import LogSink, TaskExit, TaskSpec
+from aflow.backends.processes import TERM_GRACE, LineSplitter, kill_group, task_exit
+
+
+async def run_spawned(task: TaskSpec, logs: LogSink) -> TaskExit:
+    proc = await anyio.open_process(
+        [sys.executable, "-m", "aflow.engine.task_runtime"], start_new_session=True
+    )
+    try:
+        assert proc.stdin and proc.stdout and proc.stderr
+        await proc.stdin.send(task.pack())
+        await proc.stdin.aclose()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_pump, proc.stdout, "stdout", logs)
+            tg.start_soon(_pump, proc.stderr, "stderr", logs)
+            code = await proc.wait()
+            kill_group(proc.pid, signal.SIGKILL)  # what the task left running would hold the pipes
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            kill_group(proc.pid, signal.SIGTERM)
+            with anyio.move_on_after(TERM_GRACE):
+                await proc.wait()
+            if proc.returncode is None:
+                kill_group(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        raise
+    return task_exit(code)
+
+
+async def _pump(chunks: AsyncIterable[bytes], stream: str, logs: LogSink) -> None:
+    lines = LineSplitter()
+    async for chunk in chunks:
+        for line in lines.feed(chunk):
+            await logs.line(stream, line)
+    for line in lines.rest():
+        await logs.line(stream, line)
