@@ -22,9 +22,14 @@ _LAZY = {
     "run_flow": "aflow.engine.runner",
     "start_flow": "aflow.engine.runner",
     "RunningFlow": "aflow.engine.runner",
+    "Flow": "aflow.client",
     "Run": "aflow.client",
     "Step": "aflow.client",
     "Task": "aflow.client",
+    "DataArtifact": "aflow.client",
+    "namespace": "aflow.client",
+    "get_namespace": "aflow.client",
+    "AsyncFlow": "aflow.client",
 }
 
 

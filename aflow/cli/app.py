@@ -1,4 +1,4 @@
-"""The typer application: `run` and `check` (more commands come with later features)."""
+"""The typer application: `run` and `check` here; inspection commands (list, show, logs) in inspect.py."""
 
 from __future__ import annotations
 
@@ -215,3 +215,7 @@ def check(flow_file: FlowFile) -> None:
         typer.echo(f"{flow_cls.__name__}: {len(graph.nodes)} steps, graph is valid.")
 
     _guarded(go)
+
+
+# Inspection commands register themselves on `app`.
+from aflow.cli import inspect as _inspect  # noqa: E402, F401

@@ -31,7 +31,7 @@ from aflow.graph import FlowGraph, graph_for
 from aflow.parameters import flow_parameters
 from aflow.stores import artifacts as art
 from aflow.stores.base import ObjectStore, open_store
-from aflow.stores.records import RunRecord, run_record_key
+from aflow.stores.records import HEARTBEAT_SECONDS, RunRecord, run_record_key
 
 DEFAULT_MAX_WORKERS = 16
 
@@ -179,6 +179,7 @@ async def _drive(
     )
     key = run_record_key(ref.name, handle.run_id)
     try:
+        record.heartbeat_at = time.time()
         await store.put(key, [record.pack()])
         bus.emit(RunStarted(ref.name, handle.run_id, store.url))
         ctx = RunContext(
@@ -193,8 +194,9 @@ async def _drive(
             param_names=list(values),
         )
         backend = LocalBackend(ref.name, ref.module, ref.file, list(ref.sys_path), datastore, store.url)
-        async with backend:
+        async with backend, anyio.create_task_group() as beating:
             scheduler = Scheduler(graph, ctx, backend, store, bus, max_workers)
+            beating.start_soon(_heartbeat, store, key, record, scheduler)
             try:
                 await scheduler.run()
                 record.status = "done"
@@ -205,6 +207,9 @@ async def _drive(
                     "message": str(e),
                     "traceback": e.traceback or "",
                 }
+            finally:
+                beating.cancel_scope.cancel()
+                record.tasks_done, record.tasks_failed = scheduler.tasks_done, scheduler.tasks_failed
             record.end_task = scheduler.end_task
     except BaseException as e:
         # Not a task's failure but the run's: cancellation, or an error of the machinery (say,
@@ -224,7 +229,7 @@ async def _drive(
         if not isinstance(e, Exception):
             raise
     finally:
-        record.finished_at = time.time()
+        record.finished_at = record.heartbeat_at = time.time()
         with anyio.CancelScope(shield=True):
             try:
                 await store.put(key, [record.pack()])
@@ -234,6 +239,15 @@ async def _drive(
                 bus.close()
                 handle._result = AsyncRun(store, ref.name, handle.run_id, record)
                 handle._done.set()
+
+
+async def _heartbeat(store: ObjectStore, key: str, record: RunRecord, scheduler: Scheduler) -> None:
+    """Rewrite the run record now and then, so a reader can tell a live run from a dead one."""
+    while True:
+        await anyio.sleep(HEARTBEAT_SECONDS)
+        record.heartbeat_at = time.time()
+        record.tasks_done, record.tasks_failed = scheduler.tasks_done, scheduler.tasks_failed
+        await store.put(key, [record.pack()])
 
 
 def _user() -> str | None:

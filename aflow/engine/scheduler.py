@@ -92,6 +92,8 @@ class Scheduler:
         self._tg: anyio.abc.TaskGroup | None = None
         self.failure: TaskFailedError | None = None
         self.end_task: str | None = None
+        self.tasks_done = 0
+        self.tasks_failed = 0
 
     async def run(self) -> None:
         """Run the flow to its end; raises TaskFailed for the first task that failed."""
@@ -156,6 +158,7 @@ class Scheduler:
                 await log.save(self.store, task_log_key(*key))
         record = await self._read_record(task_record_key(*key))
         if outcome.returncode == 0 and record is not None and record.ok:
+            self.tasks_done += 1
             self.bus.emit(TaskFinished(spec.pathspec, attempt, time.monotonic() - started))
             return record
         if record is not None and record.error:
@@ -164,6 +167,7 @@ class Scheduler:
         else:
             message = outcome.reason or "the task ended without committing its record"
             tb = None
+        self.tasks_failed += 1
         self.bus.emit(TaskFailed(spec.pathspec, attempt, message, tb))
         raise TaskFailedError(spec.pathspec, message, tb)
 

@@ -17,6 +17,9 @@ import msgpack
 from aflow.stores.artifacts import ArtifactRef
 from aflow.stores.base import Buffer
 
+HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_STALE = 6 * HEARTBEAT_SECONDS
+
 
 def run_prefix(flow: str, run_id: str) -> str:
     return f"{flow}/{run_id}"
@@ -102,7 +105,17 @@ class RunRecord(_Record):
     tags: list[str] = field(default_factory=list)
     datastore: str = "local"
     end_task: str | None = None
+    heartbeat_at: float = 0.0  # rewritten every HEARTBEAT_SECONDS while the scheduler lives
+    origin_run_id: str | None = None  # the run this one resumed
+    tasks_done: int = 0
+    tasks_failed: int = 0
 
     @property
     def pathspec(self) -> str:
         return f"{self.flow}/{self.run_id}"
+
+    def liveness(self, now: float) -> str:
+        """The status, except that a 'running' run whose heartbeat stopped is 'dead'."""
+        if self.status == "running" and now - self.heartbeat_at > HEARTBEAT_STALE:
+            return "dead"
+        return self.status
