@@ -1,4 +1,4 @@
-"""The typer application: `run` and `check` here; inspection commands (list, show, logs) in inspect.py."""
+"""The typer application: `run` and `check`; the inspection commands live in inspect.py."""
 
 from __future__ import annotations
 
