@@ -1,124 +1,50 @@
-"""The client API: read runs, tasks and artifacts back (`Run`, `Step`, `Task`), synchronously.
+"""The client API, as in Metaflow: `Flow`, `Run`, `Step`, `Task`, `DataArtifact`, `namespace`.
 
-The classes here are thin synchronous faces over `aflow.client.core`; their store calls run on one
-background event loop thread shared by the process, so they also work when called from code that is
-itself inside an event loop (a notebook, a web handler).
+The synchronous classes here are thin faces over the async core (`aflow.client.core`: `AsyncFlow`,
+`AsyncRun`, `AsyncStep`, `AsyncTask`, `AsyncDataArtifact`); each property is one awaited core call run
+on the client's background loop thread (`aflow.client.portal`), so these also work from inside an
+event loop. Reads are lazy: nothing is loaded until it is asked for, and an artifact's value only when
+`.data` is read. This module holds no store logic of its own.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
 
-import anyio
-from anyio.from_thread import BlockingPortal
-
-from aflow.client.core import AsyncRun, AsyncTask
-from aflow.exception import AflowException
-from aflow.stores.base import open_store
-
-T = TypeVar("T")
-_portal: BlockingPortal | None = None
-_portal_lock = threading.Lock()
-
-
-def _call(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-    global _portal
-    with _portal_lock:
-        if _portal is None:
-            ready = threading.Event()
-            box: list[BlockingPortal] = []
-
-            async def serve() -> None:
-                async with BlockingPortal() as portal:
-                    box.append(portal)
-                    ready.set()
-                    await portal.sleep_until_stopped()
-
-            threading.Thread(target=anyio.run, args=(serve,), daemon=True, name="aflow-client").start()
-            ready.wait()
-            _portal = box[0]
-    return _portal.call(fn, *args)
+from aflow.client.core import (
+    AsyncDataArtifact,
+    AsyncFlow,
+    AsyncRun,
+    AsyncStep,
+    AsyncTask,
+    ForeachFrame,
+    LogLine,
+    NamespaceMismatch,
+    StepNotFound,
+    TaskException,
+    TaskNotFound,
+    default_namespace,
+    get_namespace,
+    namespace,
+    pages,
+    run_tags,
+    split_pathspec,
+    system_tags,
+    timestamp,
+)
+from aflow.client.portal import call
 
 
-class DataArtifacts:
-    """`task.data.<name>`: each artifact fetched on first access."""
-
-    def __init__(self, task: AsyncTask) -> None:
-        self._task = task
-        self._cache: dict[str, Any] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        if name not in self._cache:
-            self._cache[name] = _call(self._task.artifact, name)
-        return self._cache[name]
-
-    def __contains__(self, name: str) -> bool:
-        return name in _call(self._task.artifact_names)
-
-    def __dir__(self) -> list[str]:
-        return _call(self._task.artifact_names)
-
-    def __repr__(self) -> str:
-        return f"<data of {self._task.pathspec}: {', '.join(dir(self))}>"
-
-
-class Task:
-    def __init__(self, core: AsyncTask) -> None:
-        self._core = core
-        self.id = core.id
-        self.pathspec = core.pathspec
-
-    @property
-    def data(self) -> DataArtifacts:
-        return DataArtifacts(self._core)
-
-    @property
-    def successful(self) -> bool:
-        return _call(self._core.record).ok
-
-    @property
-    def index(self) -> int | None:
-        stack = _call(self._core.record).foreach_stack
-        return stack[-1][1] if stack else None
-
-    def __repr__(self) -> str:
-        return f"Task('{self.pathspec}')"
-
-
-class Step:
-    def __init__(self, run: AsyncRun, name: str) -> None:
-        self._run = run
-        self.id = name
-        self.pathspec = f"{run.pathspec}/{name}"
-
-    def __iter__(self) -> Iterator[Task]:
-        for task_id in _call(self._run.task_ids, self.id):
-            yield Task(self._run.task(self.id, task_id))
-
-    @property
-    def task(self) -> Task | None:
-        return next(iter(self), None)
-
-    def __repr__(self) -> str:
-        return f"Step('{self.pathspec}')"
-
-
-class Run:
-    """A run of a flow: `Run("Flow/run_id")`, or what `run_flow()` returns."""
-
-    def __init__(self, pathspec: str, datastore: str = "local", datastore_root: str | None = None):
-        flow, run_id = pathspec.split("/")
-        self._core = AsyncRun(open_store(datastore, datastore_root), flow, run_id)
+class _Facade:
+    _core: Any
 
     @classmethod
-    def _of(cls, core: AsyncRun) -> Run:
-        run = cls.__new__(cls)
-        run._core = core
-        return run
+    def _of(cls, core: Any) -> Any:
+        obj = cls.__new__(cls)
+        obj._core = core
+        return obj
 
     @property
     def id(self) -> str:
@@ -128,9 +54,217 @@ class Run:
     def pathspec(self) -> str:
         return self._core.pathspec
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}('{self.pathspec}')"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.pathspec == self.pathspec  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.pathspec))
+
+
+class DataArtifact(_Facade):
+    """One artifact: `.data` (loaded now), `.size` and `.sha` (from the record, nothing loaded)."""
+
+    _core: AsyncDataArtifact
+
+    def __init__(self, pathspec: str, *, datastore: str = "local", datastore_root: str | None = None):
+        task, _, name = pathspec.rpartition("/")
+        core = call(AsyncTask.get, task, datastore=datastore, datastore_root=datastore_root)
+        self._core = call(core.data_artifact, name)
+
+    @property
+    def data(self) -> Any:
+        return call(self._core.data)
+
+    @property
+    def size(self) -> int:
+        return self._core.size
+
+    @property
+    def sha(self) -> str:
+        return self._core.sha
+
+
+class DataArtifacts:
+    """`task.data.<name>`: each artifact's value fetched on first access (Metaflow's MetaflowData)."""
+
+    def __init__(self, task: AsyncTask) -> None:
+        self._task = task
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name not in self._cache:
+            self._cache[name] = call(self._task.artifact, name)
+        return self._cache[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in call(self._task.artifact_refs)
+
+    def __dir__(self) -> list[str]:
+        return call(self._task.artifact_names)
+
+    def __repr__(self) -> str:
+        return f"<data of {self._task.pathspec}: {', '.join(dir(self))}>"
+
+
+class Artifacts:
+    """`task.artifacts`: every DataArtifact, by attribute or by iteration (no value loaded)."""
+
+    def __init__(self, items: list[AsyncDataArtifact]) -> None:
+        self._items = {a.name: DataArtifact._of(a) for a in items}
+
+    def __getattr__(self, name: str) -> DataArtifact:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __iter__(self) -> Iterator[DataArtifact]:
+        return iter(self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def __dir__(self) -> list[str]:
+        return list(self._items)
+
+
+class Task(_Facade):
+    """A task: `Task("Flow/run_id/step/task_id")`, its artifacts, output and outcome."""
+
+    _core: AsyncTask
+
+    def __init__(
+        self,
+        pathspec: str,
+        *,
+        attempt: int | None = None,
+        datastore: str = "local",
+        datastore_root: str | None = None,
+    ) -> None:
+        self._core = call(
+            AsyncTask.get, pathspec, attempt=attempt, datastore=datastore, datastore_root=datastore_root
+        )
+
+    @property
+    def data(self) -> DataArtifacts:
+        return DataArtifacts(self._core)
+
+    @property
+    def artifacts(self) -> Artifacts:
+        return Artifacts(call(self._core.artifacts))
+
+    def __getitem__(self, name: str) -> DataArtifact:
+        try:
+            return DataArtifact._of(call(self._core.data_artifact, name))
+        except AttributeError as e:
+            raise KeyError(str(e)) from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in call(self._core.artifact_refs)
+
+    def __iter__(self) -> Iterator[DataArtifact]:
+        return iter(self.artifacts)
+
+    @property
+    def finished(self) -> bool:
+        """The task ended (it has a record), successfully or not."""
+        return call(self._core.record_or_none) is not None
+
+    @property
+    def successful(self) -> bool:
+        record = call(self._core.record_or_none)
+        return record is not None and record.ok
+
+    @property
+    def exception(self) -> Any:
+        """Why it failed (TaskException: type, message, traceback), or None."""
+        return call(self._core.exception)
+
+    @property
+    def foreach_stack(self) -> list[ForeachFrame]:
+        return call(self._core.foreach_stack)
+
+    @property
+    def index(self) -> int | None:
+        """The index in the innermost enclosing foreach, or None outside any foreach."""
+        stack = self.foreach_stack
+        return stack[-1].index if stack else None
+
+    @property
+    def stdout(self) -> str:
+        return call(self._core.output, "stdout")
+
+    @property
+    def stderr(self) -> str:
+        return call(self._core.output, "stderr")
+
+    def loglines(self, stream: str | None = None) -> list[LogLine]:
+        """The saved output lines (time, stream, text) of both streams or of `stream`."""
+        return call(self._core.log, stream)
+
+    @property
+    def current_attempt(self) -> int | None:
+        attempts = call(self._core.attempts)
+        return self._core.attempt if self._core.attempt is not None else (attempts or [None])[-1]
+
+    @property
+    def created_at(self) -> datetime | None:
+        record = call(self._core.record_or_none)
+        return timestamp(record.started_at) if record else None
+
+    @property
+    def finished_at(self) -> datetime | None:
+        record = call(self._core.record_or_none)
+        return timestamp(record.finished_at) if record else None
+
+
+class Step(_Facade):
+    """A step of a run: `run["name"]` or `Step("Flow/run_id/step")`; iterates its tasks."""
+
+    _core: AsyncStep
+
+    def __init__(self, pathspec: str, *, datastore: str = "local", datastore_root: str | None = None):
+        flow, run_id, name = split_pathspec(pathspec, 3, "Flow/run_id/step")
+        run = call(AsyncRun.get, f"{flow}/{run_id}", datastore=datastore, datastore_root=datastore_root)
+        self._core = call(run.step, name)
+
+    def tasks(self) -> Iterator[Task]:
+        for core in call(self._core.tasks):
+            yield Task._of(core)
+
+    def __iter__(self) -> Iterator[Task]:
+        return self.tasks()
+
+    def __getitem__(self, task_id: str) -> Task:
+        return Task._of(call(self._core.task, task_id))
+
+    @property
+    def task(self) -> Task | None:
+        """The step's first task (the only one, outside a foreach)."""
+        core = call(self._core.task)
+        return Task._of(core) if core else None
+
+
+class Run(_Facade):
+    """A run of a flow: `Run("Flow/run_id")`, or what `run_flow()` returns."""
+
+    _core: AsyncRun
+
+    def __init__(self, pathspec: str, datastore: str = "local", datastore_root: str | None = None):
+        self._core = call(AsyncRun.get, pathspec, datastore=datastore, datastore_root=datastore_root)
+
     @property
     def status(self) -> str:
-        return _call(self._core.record).status
+        """done | failed | cancelled | running, or dead (running, but its heartbeat stopped)."""
+        return call(self._core.status)
 
     @property
     def successful(self) -> bool:
@@ -138,32 +272,127 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return self.status != "running"
+        """The run ended and said so (done, failed or cancelled); a dead run never finished."""
+        return self.status in ("done", "failed", "cancelled")
 
     @property
     def error(self) -> str | None:
-        err = _call(self._core.record).error
+        err = call(self._core.live_record).error
         return err.get("message") if err else None
 
     @property
+    def created_at(self) -> datetime | None:
+        return timestamp(call(self._core.record).started_at)
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return timestamp(call(self._core.live_record).finished_at)
+
+    @property
+    def user(self) -> str | None:
+        return call(self._core.record).user
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """The tags given at run time and the implicit `user:<name>`."""
+        return run_tags(call(self._core.record))
+
+    @property
+    def user_tags(self) -> frozenset[str]:
+        return frozenset(call(self._core.record).tags)
+
+    @property
+    def system_tags(self) -> frozenset[str]:
+        return system_tags(call(self._core.record))
+
+    @property
+    def origin_run_id(self) -> str | None:
+        return call(self._core.record).origin_run_id
+
+    @property
     def end_task(self) -> Task | None:
-        core = _call(self._core.end_task)
-        return Task(core) if core else None
+        core = call(self._core.end_task)
+        return Task._of(core) if core else None
 
     @property
     def data(self) -> DataArtifacts:
         """The end step's artifacts; an error naming why when the run did not reach its end."""
-        end = self.end_task
-        if end is None:
-            why = f": {self.error}" if self.error else ""
-            raise AflowException(f"run {self.pathspec} has no end step data ({self.status}{why})")
-        return end.data
+        return DataArtifacts(call(self._core.data_task))
+
+    def steps(self) -> Iterator[Step]:
+        """The steps that ran, newest first (as Metaflow iterates them)."""
+        for core in reversed(call(self._core.steps)):
+            yield Step._of(core)
+
+    def __iter__(self) -> Iterator[Step]:
+        return self.steps()
 
     def __getitem__(self, step: str) -> Step:
-        return Step(self._core, step)
+        return Step._of(call(self._core.step, step))
 
-    def __repr__(self) -> str:
-        return f"Run('{self.pathspec}')"
+    def __contains__(self, step: str) -> bool:
+        return step in call(self._core.step_names)
 
 
-__all__ = ["DataArtifacts", "Run", "Step", "Task"]
+class Flow(_Facade):
+    """A flow in the store, by name: its runs (newest first, in the current namespace)."""
+
+    _core: AsyncFlow
+
+    def __init__(self, name: str, *, datastore: str = "local", datastore_root: str | None = None):
+        self._core = AsyncFlow(name, datastore=datastore, datastore_root=datastore_root)
+
+    @classmethod
+    def list(cls, *, datastore: str = "local", datastore_root: str | None = None) -> list[Flow]:
+        """Every flow in the store."""
+        flows = call(AsyncFlow.list, datastore=datastore, datastore_root=datastore_root)
+        return [cls._of(f) for f in flows]
+
+    def runs(self, *tags: str) -> Iterator[Run]:
+        """Runs carrying every tag given (and the namespace's), newest first; reads only run records."""
+        for page in pages(call(self._core.run_ids)):
+            for core in call(self._core.load_runs, page, tags):
+                yield Run._of(core)
+
+    def __iter__(self) -> Iterator[Run]:
+        return self.runs()
+
+    def __getitem__(self, run_id: str) -> Run:
+        core = call(self._core.run, run_id)
+        call(core.check_namespace)
+        return Run._of(core)
+
+    @property
+    def latest_run(self) -> Run | None:
+        core = call(self._core.latest_run)
+        return Run._of(core) if core else None
+
+    @property
+    def latest_successful_run(self) -> Run | None:
+        core = call(self._core.latest_successful_run)
+        return Run._of(core) if core else None
+
+
+__all__ = [
+    "Artifacts",
+    "AsyncDataArtifact",
+    "AsyncFlow",
+    "AsyncRun",
+    "AsyncStep",
+    "AsyncTask",
+    "DataArtifact",
+    "DataArtifacts",
+    "Flow",
+    "ForeachFrame",
+    "LogLine",
+    "NamespaceMismatch",
+    "Run",
+    "Step",
+    "StepNotFound",
+    "Task",
+    "TaskException",
+    "TaskNotFound",
+    "default_namespace",
+    "get_namespace",
+    "namespace",
+]

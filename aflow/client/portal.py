@@ -1,0 +1,44 @@
+"""One background event loop thread that runs the client's async core for its synchronous classes.
+
+The sync classes in `aflow.client` call `call(fn, ...)`, which runs the coroutine on this loop and
+waits for it. Because the loop is its own thread, the sync API also works from code that is itself
+inside an event loop (a notebook, a web handler). Nothing here knows about runs or stores.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import anyio
+from anyio.from_thread import BlockingPortal
+
+T = TypeVar("T")
+_portal: BlockingPortal | None = None
+_lock = threading.Lock()
+
+
+def _start() -> BlockingPortal:
+    ready = threading.Event()
+    box: list[BlockingPortal] = []
+
+    async def serve() -> None:
+        async with BlockingPortal() as portal:
+            box.append(portal)
+            ready.set()
+            await portal.sleep_until_stopped()
+
+    threading.Thread(target=anyio.run, args=(serve,), daemon=True, name="aflow-client").start()
+    ready.wait()
+    return box[0]
+
+
+def call(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+    """Run `await fn(*args, **kwargs)` on the client's loop thread and return its result."""
+    global _portal
+    with _lock:
+        if _portal is None:
+            _portal = _start()
+    return _portal.call(functools.partial(fn, *args, **kwargs))
