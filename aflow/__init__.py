@@ -20,6 +20,11 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "run_flow": "aflow.engine.runner",
+    "resume_flow": "aflow.engine.runner",
+    "retry": "aflow.decorators",
+    "catch": "aflow.decorators",
+    "timeout": "aflow.decorators",
+    "environment": "aflow.decorators",
     "start_flow": "aflow.engine.runner",
     "RunningFlow": "aflow.engine.runner",
     "Flow": "aflow.client",
@@ -52,8 +57,13 @@ __all__ = [
     "RunningFlow",
     "Step",
     "Task",
+    "catch",
     "current",
+    "environment",
+    "resume_flow",
+    "retry",
     "run_flow",
     "start_flow",
     "step",
+    "timeout",
 ]

@@ -91,3 +91,23 @@ class TaskFailed(AflowException):
 # Metaflow's names, for flows that import them.
 MetaflowException = AflowException
 MetaflowNotFound = AflowNotFound
+
+
+class CaughtException:
+    """What `@catch(var="x")` stores in `self.x` when the step failed: the error, as data.
+
+    Not an Exception subclass on purpose: it is an artifact to inspect (`.type`, `.message`,
+    `.traceback`), not something to raise by accident.
+    """
+
+    def __init__(self, step: str, type: str, message: str, traceback: str) -> None:
+        self.step = step
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.type else self.message
+
+    def __repr__(self) -> str:
+        return f"CaughtException(step={self.step!r}, {self})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import inspect
 import textwrap
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class StepNode:
     decorators: list[str] = field(default_factory=list)
     split_parents: list[str] = field(default_factory=list)
     matching_join: str | None = None
+    code_hash: str = ""  # of the step's source: a resume reruns steps whose code changed
 
     @property
     def type(self) -> str:
@@ -60,6 +62,7 @@ class StepNode:
             "doc": self.doc,
             "decorators": self.decorators,
             "split_parents": self.split_parents,
+            "code": self.code_hash,
         }
 
 
@@ -67,6 +70,7 @@ class FlowGraph:
     """The validated DAG of a flow class."""
 
     def __init__(self, flow_cls: type) -> None:
+        self.flow_cls = flow_cls
         self.name = flow_cls.__name__
         self.file, self.line = _class_location(flow_cls)
         self.problems: list[Problem] = []
@@ -85,6 +89,16 @@ class FlowGraph:
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return (self.nodes[n] for n in self.order)
+
+    def descendants(self, name: str) -> set[str]:
+        """The step and every step after it."""
+        found, todo = set(), [name]
+        while todo:
+            step = todo.pop()
+            if step not in found:
+                found.add(step)
+                todo.extend(self.nodes[step].out_funcs)
+        return found
 
     def check(self) -> FlowGraph:
         """Raise FlowDefinitionError listing every problem, or return self."""
@@ -108,7 +122,8 @@ class FlowGraph:
         except (OSError, TypeError):
             self._problem("cannot read the step's source code", name)
             return None
-        tree = ast.parse(textwrap.dedent("".join(lines)))
+        source = "".join(lines)
+        tree = ast.parse(textwrap.dedent(source))
         fdef = tree.body[0]
         assert isinstance(fdef, (ast.FunctionDef, ast.AsyncFunctionDef))
         offset = first - 1
@@ -118,6 +133,7 @@ class FlowGraph:
             def_line=fdef.lineno + offset,
             doc=inspect.getdoc(func) or "",
             decorators=[getattr(d, "name", type(d).__name__) for d in func.decorators],
+            code_hash=hashlib.sha256(source.encode()).hexdigest()[:16],
         )
         args = [a.arg for a in fdef.args.args]
         node.takes_inputs = len(args) >= 2

@@ -35,6 +35,10 @@ class TaskSpec:
     foreach_stack: list[list[Any]] = field(default_factory=list)
     initial_artifacts: dict[str, Any] = field(default_factory=dict)
     param_names: list[str] = field(default_factory=list)
+    decorators: dict[str, dict[str, Any]] = field(default_factory=dict)  # this step's, by name
+    fallback: dict[str, Any] | None = None  # @catch: record the error instead of running the step
+    tags: list[str] = field(default_factory=list)
+    origin_run_id: str | None = None
 
     @property
     def pathspec(self) -> str:

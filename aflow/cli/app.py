@@ -76,6 +76,30 @@ def _options(
     _debug = debug
 
 
+MaxWorkers = Annotated[int, typer.Option(help="How many tasks may run at once.")]
+Datastore = Annotated[str, typer.Option(help="Where runs are stored: local.")]
+DatastoreRoot = Annotated[
+    str | None,
+    typer.Option(envvar="AFLOW_DATASTORE_ROOT", help="The store's root; default ./.aflow"),
+]
+RunIdFile = Annotated[
+    Path | None, typer.Option(help="Write the run id to this file when the run starts.")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only task output.")]
+With = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--with",
+        help="Add a decorator to every step: retry, catch:var=x, timeout:minutes=5, "
+        "environment:vars={...}. Repeatable.",
+    ),
+]
+Tags = Annotated[list[str] | None, typer.Option("--tag", help="Tag the run. Repeatable.")]
+MaxNumSplits = Annotated[
+    int | None, typer.Option(help="Fail a foreach wider than this (default: no limit).")
+]
+
+
 @app.command(
     # --help is ours so that, given a flow file, it can list the flow's parameters too.
     context_settings={
@@ -90,16 +114,14 @@ def run(
     flow_file: Annotated[
         Path | None, typer.Argument(help="The flow file (a .py file defining a FlowSpec).")
     ] = None,
-    max_workers: Annotated[int, typer.Option(help="How many tasks may run at once.")] = 16,
-    datastore: Annotated[str, typer.Option(help="Where runs are stored: local.")] = "local",
-    datastore_root: Annotated[
-        str | None,
-        typer.Option(envvar="AFLOW_DATASTORE_ROOT", help="The store's root; default ./.aflow"),
-    ] = None,
-    run_id_file: Annotated[
-        Path | None, typer.Option(help="Write the run id to this file when the run starts.")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only task output.")] = False,
+    max_workers: MaxWorkers = 16,
+    datastore: Datastore = "local",
+    datastore_root: DatastoreRoot = None,
+    run_id_file: RunIdFile = None,
+    quiet: Quiet = False,
+    with_: With = None,
+    tag: Tags = None,
+    max_num_splits: MaxNumSplits = None,
 ) -> None:
     wants_help = any(a in ("--help", "-h") for a in ctx.args)
     if flow_file is not None and str(flow_file) in ("--help", "-h"):
@@ -109,21 +131,70 @@ def run(
         return
 
     def go() -> None:
-        from aflow.backends.local import prestart
         from aflow.cli.flow_args import parse_flow_args
 
         assert flow_file is not None
-        if datastore == "local":
-            prestart(str(flow_file))  # the task launcher warms up while we load and check the flow
-        flow_cls = _load(flow_file)
+        flow_cls = _load_for_run(flow_file, datastore)
         params = parse_flow_args(flow_cls, list(ctx.args))
-        status = _run_blocking(
-            flow_cls, params, max_workers, datastore, datastore_root, run_id_file, quiet
-        )
-        if status != "done":
+        options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
+        if _run_blocking(flow_cls, params, options, run_id_file, quiet) != "done":
             raise typer.Exit(1)
 
     _guarded(go)
+
+
+@app.command(help="Resume a run: reuse what it finished, run the rest (or from STEP on).")
+def resume(
+    flow_file: FlowFile,
+    step: Annotated[
+        str | None, typer.Argument(help="Rerun from this step (default: where it failed).")
+    ] = None,
+    origin_run_id: Annotated[
+        str | None, typer.Option(help="The run to resume (default: the latest).")
+    ] = None,
+    max_workers: MaxWorkers = 16,
+    datastore: Datastore = "local",
+    datastore_root: DatastoreRoot = None,
+    run_id_file: RunIdFile = None,
+    quiet: Quiet = False,
+    with_: With = None,
+    tag: Tags = None,
+    max_num_splits: MaxNumSplits = None,
+) -> None:
+    def go() -> None:
+        flow_cls = _load_for_run(flow_file, datastore)
+        options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
+        options.update(resume=True, origin_run_id=origin_run_id, resume_step=step)
+        if _run_blocking(flow_cls, {}, options, run_id_file, quiet) != "done":
+            raise typer.Exit(1)
+
+    _guarded(go)
+
+
+def _load_for_run(flow_file: Path, datastore: str) -> type[FlowSpec]:
+    from aflow.backends.local import prestart
+
+    if datastore == "local":
+        prestart(str(flow_file))  # the task launcher warms up while we load and check the flow
+    return _load(flow_file)
+
+
+def _options_of(
+    max_workers: int,
+    datastore: str,
+    datastore_root: str | None,
+    with_: list[str] | None,
+    tags: list[str] | None,
+    max_num_splits: int | None,
+) -> dict[str, Any]:
+    return {
+        "max_workers": max_workers,
+        "datastore": datastore,
+        "datastore_root": datastore_root,
+        "with_decorators": with_ or [],
+        "tags": tags or [],
+        "max_num_splits": max_num_splits,
+    }
 
 
 def _run_help(ctx: typer.Context, flow_file: Path | None, asked: bool) -> None:
@@ -147,9 +218,7 @@ def _run_help(ctx: typer.Context, flow_file: Path | None, asked: bool) -> None:
 def _run_blocking(
     flow_cls: type[FlowSpec],
     params: dict[str, Any],
-    max_workers: int,
-    datastore: str,
-    datastore_root: str | None,
+    options: dict[str, Any],
     run_id_file: Path | None,
     quiet: bool,
 ) -> str:
@@ -176,13 +245,7 @@ def _run_blocking(
         running = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(stop_on_sigterm, tg.cancel_scope)
-            async with start_flow(
-                flow_cls,
-                params,
-                max_workers=max_workers,
-                datastore=datastore,
-                datastore_root=datastore_root,
-            ) as running:
+            async with start_flow(flow_cls, params, **options) as running:
                 if run_id_file is not None:
                     run_id_file.write_text(running.run_id)
                 async for event in running.events():

@@ -36,18 +36,24 @@ class RunPrinter:
             stream = self.out if event.stream == "stdout" else self.err
             print(f"{self._dim}[{self._short(event.pathspec)}]{self._off} {event.line}", file=stream)
         elif isinstance(event, ev.TaskFailed):
-            self._say(
-                f"{self._red}[{self._short(event.pathspec)}] Task failed: {event.message}{self._off}"
-            )
+            then = "; retrying" if event.retrying else ""
+            where = self._short(event.pathspec)
+            self._say(f"{self._red}[{where}] Task failed: {event.message}{then}{self._off}")
         elif self.quiet:
             return
         elif isinstance(event, ev.RunStarted):
-            self._say(f"Workflow {event.flow} starting (run-id {event.run_id}) in {event.datastore}")
+            resuming = f", resuming {event.origin_run_id}" if event.origin_run_id else ""
+            self._say(
+                f"Workflow {event.flow} starting (run-id {event.run_id}{resuming}) in {event.datastore}"
+            )
         elif isinstance(event, ev.TaskStarted):
-            retry = f" (retry {event.attempt})" if event.attempt else ""
-            self._say(f"[{self._short(event.pathspec)}] Task is starting{retry}.")
+            note = f" (retry {event.attempt})" if event.attempt else ""
+            if event.fallback:
+                note = " (@catch: recording the failure)"
+            self._say(f"[{self._short(event.pathspec)}] Task is starting{note}.")
         elif isinstance(event, ev.TaskFinished):
-            self._say(f"[{self._short(event.pathspec)}] Task finished ({event.seconds:.2f}s).")
+            how = "reused from the origin run" if event.cloned else f"{event.seconds:.2f}s"
+            self._say(f"[{self._short(event.pathspec)}] Task finished ({how}).")
 
     def finish(self, event: ev.RunFinished) -> None:
         self.out.flush()

@@ -18,12 +18,14 @@ class RunStarted:
     flow: str
     run_id: str
     datastore: str
+    origin_run_id: str | None = None  # set when the run resumes another
 
 
 @dataclass(frozen=True)
 class TaskStarted:
     pathspec: str
     attempt: int
+    fallback: bool = False  # @catch recording a failure, not running the step
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class TaskFinished:
     pathspec: str
     attempt: int
     seconds: float
+    cloned: bool = False  # reused from the origin run of a resume
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class TaskFailed:
     attempt: int
     message: str
     traceback: str | None
+    retrying: bool = False
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import getpass
 import os
 import time
 import traceback
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -22,8 +23,10 @@ from aflow import flowspec
 from aflow.backends.local import LocalBackend
 from aflow.client import Run
 from aflow.client.core import AsyncRun
+from aflow.decorators import step_decorators
 from aflow.engine.events import Event, EventBus, RunFinished, RunStarted
 from aflow.engine.flow_loader import FlowRef
+from aflow.engine.resume import ResumeOrigin, origin_params
 from aflow.engine.scheduler import RunContext, Scheduler
 from aflow.exception import AflowException, ParameterError, TaskFailed
 from aflow.flowspec import FlowSpec
@@ -77,6 +80,22 @@ class RunningFlow:
         return Run._of(self._result)
 
 
+@dataclass
+class RunPlan:
+    """Everything a run needs, checked before anything is written or started."""
+
+    graph: FlowGraph
+    ref: FlowRef
+    values: dict[str, Any]
+    store: ObjectStore
+    datastore: str
+    max_workers: int
+    decorators: dict[str, dict[str, dict[str, Any]]]
+    tags: list[str]
+    max_num_splits: int | None = None
+    origin: ResumeOrigin | None = None
+
+
 @contextlib.asynccontextmanager
 async def start_flow(
     flow_cls: type[FlowSpec],
@@ -87,11 +106,19 @@ async def start_flow(
     datastore_root: str | None = None,
     run_id: str | None = None,
     events: bool = True,
+    with_decorators: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    resume: bool = False,
+    origin_run_id: str | None = None,
+    resume_step: str | None = None,
+    max_num_splits: int | None = None,
 ) -> AsyncIterator[RunningFlow]:
     """Start a run in the background of the caller's event loop.
 
     Leaving the block waits for the run to end; cancelling the caller cancels the run. With
-    `events=False` nothing is kept for `events()` (what run_flow() does).
+    `events=False` nothing is kept for `events()` (what run_flow() does). `with_decorators` takes
+    `--with` specs ("retry:times=2"). `resume=True` reuses what `origin_run_id` (default: the latest
+    run) finished, rerunning from `resume_step` if given; parameters are the origin run's.
     """
     if flowspec.loading_depth() > 0:
         raise AflowException(
@@ -99,16 +126,31 @@ async def start_flow(
             'task process: put the call under `if __name__ == "__main__":` in that file'
         )
     graph = graph_for(flow_cls).check()
-    values = resolve_params(flow_cls, params or {})
     if max_workers < 1:
         raise ParameterError("--max-workers must be at least 1")
-    ref = FlowRef.of(flow_cls)
     store = open_store(datastore, datastore_root)
+    plan = RunPlan(
+        graph=graph,
+        ref=FlowRef.of(flow_cls),
+        values={},
+        store=store,
+        datastore=datastore,
+        max_workers=max_workers,
+        decorators=step_decorators(flow_cls, graph.order, with_decorators),
+        tags=list(tags),
+        max_num_splits=max_num_splits,
+    )
+    if resume:
+        if params:
+            raise ParameterError("a resumed run keeps its origin run's parameters: pass none")
+        plan.origin = await ResumeOrigin.load(store, graph, origin_run_id, resume_step)
+    else:
+        plan.values = resolve_params(flow_cls, params or {})
     bus = EventBus()
     handle = RunningFlow(run_id or new_run_id(), flow_cls.__name__, bus.subscribe() if events else None)
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_drive, handle, graph, ref, values, store, bus, datastore, max_workers)
+            tg.start_soon(_drive, handle, plan, bus)
             yield handle
             await handle._done.wait()
     except BaseExceptionGroup as group:
@@ -124,21 +166,31 @@ def unwrap_group(group: BaseExceptionGroup) -> BaseException:
 
 
 async def run_flow(
-    flow_cls: type[FlowSpec],
-    params: Mapping[str, Any] | None = None,
-    *,
-    max_workers: int = DEFAULT_MAX_WORKERS,
-    datastore: str = "local",
-    datastore_root: str | None = None,
+    flow_cls: type[FlowSpec], params: Mapping[str, Any] | None = None, **options: Any
 ) -> Run:
-    """Run a flow to its end inside the caller's event loop and return its `Run`."""
+    """Run a flow to its end inside the caller's event loop and return its `Run`.
+
+    Takes start_flow()'s options (max_workers, datastore_root, with_decorators, tags, ...).
+    """
+    async with start_flow(flow_cls, params, events=False, **options) as running:
+        pass
+    return await running.wait()
+
+
+async def resume_flow(
+    flow_cls: type[FlowSpec],
+    origin_run_id: str | None = None,
+    step: str | None = None,
+    **options: Any,
+) -> Run:
+    """Resume a run (the latest by default) from its failure, or from `step`; return the new Run."""
     async with start_flow(
         flow_cls,
-        params,
-        max_workers=max_workers,
-        datastore=datastore,
-        datastore_root=datastore_root,
         events=False,
+        resume=True,
+        origin_run_id=origin_run_id,
+        resume_step=step,
+        **options,
     ) as running:
         pass
     return await running.wait()
@@ -158,44 +210,50 @@ async def _save_params(
     return await anyio.to_thread.run_sync(save)
 
 
-async def _drive(
-    handle: RunningFlow,
-    graph: FlowGraph,
-    ref: FlowRef,
-    values: dict[str, Any],
-    store: ObjectStore,
-    bus: EventBus,
-    datastore: str,
-    max_workers: int,
-) -> None:
+async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
+    ref, store, origin = plan.ref, plan.store, plan.origin
     record = RunRecord(
         flow=ref.name,
         run_id=handle.run_id,
-        params={k: repr(v) for k, v in values.items()},
-        graph=graph.to_dict(),
+        params={k: repr(v) for k, v in plan.values.items()},
+        graph=plan.graph.to_dict(),
         started_at=time.time(),
         user=_user(),
-        datastore=datastore,
+        tags=plan.tags,
+        datastore=plan.datastore,
+        origin_run_id=origin.run_id if origin else None,
     )
     key = run_record_key(ref.name, handle.run_id)
     try:
+        if origin is not None:
+            origin.new_run_id = handle.run_id
+            record.param_refs = origin_params(origin, list(flow_parameters(plan.graph.flow_cls)))
+            record.params = origin.record.params
+        else:
+            record.param_refs = await _save_params(store, ref.name, plan.values)
         record.heartbeat_at = time.time()
         await store.put(key, [record.pack()])
-        bus.emit(RunStarted(ref.name, handle.run_id, store.url))
+        bus.emit(RunStarted(ref.name, handle.run_id, store.url, record.origin_run_id))
         ctx = RunContext(
             flow_name=ref.name,
             run_id=handle.run_id,
             flow_module=ref.module,
             flow_file=ref.file,
             sys_path=list(ref.sys_path),
-            datastore=datastore,
+            datastore=plan.datastore,
             store_root=store.url,
-            param_artifacts=await _save_params(store, ref.name, values),
-            param_names=list(values),
+            param_artifacts=record.param_refs,
+            param_names=list(record.param_refs),
+            decorators=plan.decorators,
+            tags=plan.tags,
+            origin_run_id=record.origin_run_id,
+            max_num_splits=plan.max_num_splits,
         )
-        backend = LocalBackend(ref.name, ref.module, ref.file, list(ref.sys_path), datastore, store.url)
+        backend = LocalBackend(
+            ref.name, ref.module, ref.file, list(ref.sys_path), plan.datastore, store.url
+        )
         async with backend, anyio.create_task_group() as beating:
-            scheduler = Scheduler(graph, ctx, backend, store, bus, max_workers)
+            scheduler = Scheduler(plan.graph, ctx, backend, store, bus, plan.max_workers, origin)
             beating.start_soon(_heartbeat, store, key, record, scheduler)
             try:
                 await scheduler.run()

@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import msgpack
@@ -57,6 +57,30 @@ class _JoinWait:
 
 
 @dataclass
+class Failure:
+    """Why an attempt did not commit; `platform` when the task was lost, not its code's fault."""
+
+    message: str
+    traceback: str | None
+    platform: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"message": self.message, "traceback": self.traceback or ""}
+
+
+def timeout_seconds(settings: dict[str, Any] | None) -> float | None:
+    if not settings:
+        return None
+    return float(settings["seconds"]) + 60 * float(settings["minutes"]) + 3600 * float(settings["hours"])
+
+
+class Origin(Protocol):
+    """Where a resumed run finds the tasks it may reuse (see resume.py)."""
+
+    async def clone(self, ready: Ready, task_id: str) -> TaskRecord | None: ...
+
+
+@dataclass
 class RunContext:
     """What every task of the run shares."""
 
@@ -69,6 +93,10 @@ class RunContext:
     store_root: str
     param_artifacts: dict[str, ArtifactRef]
     param_names: list[str]
+    decorators: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    origin_run_id: str | None = None
+    max_num_splits: int | None = None
 
 
 class Scheduler:
@@ -80,7 +108,9 @@ class Scheduler:
         store: ObjectStore,
         bus: EventBus,
         max_workers: int,
+        origin: Origin | None = None,
     ) -> None:
+        self.origin = origin
         self.graph = graph
         self.ctx = ctx
         self.backend = backend
@@ -114,21 +144,60 @@ class Scheduler:
 
     async def _task(self, ready: Ready, task_id: str) -> None:
         try:
-            record = await self._execute(ready, task_id)
+            try:
+                record = await self._execute(ready, task_id)
+            finally:
+                self.slots.release()
+            await self._advance(ready, record)
         except TaskFailedError as e:
             if self.failure is None:
                 self.failure = e
             assert self._tg is not None
             self._tg.cancel_scope.cancel()
-            return
-        finally:
-            self.slots.release()
-        await self._advance(ready, record)
 
     async def _execute(self, ready: Ready, task_id: str) -> TaskRecord:
-        ctx = self.ctx
+        """Run the task to a done record: attempts per @retry, then @catch's fallback, or fail."""
+        if self.origin is not None:
+            cloned = await self.origin.clone(ready, task_id)
+            if cloned is not None:
+                self.tasks_done += 1
+                self.bus.emit(TaskFinished(cloned.pathspec, cloned.attempt, 0.0, cloned=True))
+                return cloned
+        decorators = self.ctx.decorators.get(ready.step, {})
+        retry = decorators.get("retry")
+        retries = retry["times"] if retry else 0
+        parents_manifest = None
+        if len(ready.parents) > MANIFEST_THRESHOLD:
+            parents_manifest = await self._write_manifest(ready.parents)
         attempt = 0
-        spec = TaskSpec(
+        while True:
+            spec = self._spec(ready, task_id, attempt, parents_manifest)
+            record, failure = await self._attempt(spec, decorators)
+            if failure is None:
+                assert record is not None
+                return record
+            retrying = attempt < retries and (failure.platform or not retry["only_platform_errors"])
+            self.bus.emit(
+                TaskFailed(spec.pathspec, attempt, failure.message, failure.traceback, retrying)
+            )
+            if retrying:
+                await anyio.sleep(60 * float(retry["minutes_between_retries"]))
+                attempt += 1
+                continue
+            if "catch" in decorators:
+                spec = self._spec(ready, task_id, attempt + 1, parents_manifest)
+                spec.fallback = {**decorators["catch"], "error": failure.as_dict()}
+                record, fallback_failure = await self._attempt(spec, decorators, timed=False)
+                if fallback_failure is None:
+                    assert record is not None
+                    return record
+                failure = fallback_failure
+            self.tasks_failed += 1
+            raise TaskFailedError(spec.pathspec, failure.message, failure.traceback)
+
+    def _spec(self, ready: Ready, task_id: str, attempt: int, parents_manifest: str | None) -> TaskSpec:
+        ctx = self.ctx
+        return TaskSpec(
             flow_name=ctx.flow_name,
             flow_module=ctx.flow_module,
             flow_file=ctx.flow_file,
@@ -139,37 +208,47 @@ class Scheduler:
             store_root=ctx.store_root,
             attempt=attempt,
             sys_path=ctx.sys_path,
+            parents=[] if parents_manifest else ready.parents,
+            parents_manifest=parents_manifest,
             foreach_stack=ready.foreach_stack,
             initial_artifacts=ctx.param_artifacts if ready.step == "start" else {},
             param_names=ctx.param_names,
+            decorators=ctx.decorators.get(ready.step, {}),
+            tags=ctx.tags,
+            origin_run_id=ctx.origin_run_id,
         )
-        if len(ready.parents) > MANIFEST_THRESHOLD:
-            spec.parents_manifest = await self._write_manifest(ready.parents)
-        else:
-            spec.parents = ready.parents
+
+    async def _attempt(
+        self, spec: TaskSpec, decorators: dict[str, dict[str, Any]], timed: bool = True
+    ) -> tuple[TaskRecord | None, Failure | None]:
+        """One attempt on the backend; its record when it committed, else why not."""
         log = TaskLog(spec.pathspec, self.bus)
         started = time.monotonic()
-        self.bus.emit(TaskStarted(spec.pathspec, attempt))
-        key = (ctx.flow_name, ctx.run_id, ready.step, task_id, attempt)
+        self.bus.emit(TaskStarted(spec.pathspec, spec.attempt, spec.fallback is not None))
+        key = (spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+        limit = timeout_seconds(decorators.get("timeout")) if timed else None
         try:
-            outcome = await self.backend.run(spec, log)
+            with anyio.move_on_after(limit) as deadline:
+                outcome = await self.backend.run(spec, log)
         finally:
             with anyio.CancelScope(shield=True):  # a stopped task's output is kept too
                 await log.save(self.store, task_log_key(*key))
+        if deadline.cancelled_caught:
+            return None, Failure(f"timed out after {limit:g} s (@timeout)", None, platform=False)
         record = await self._read_record(task_record_key(*key))
         if outcome.returncode == 0 and record is not None and record.ok:
-            self.tasks_done += 1
-            self.bus.emit(TaskFinished(spec.pathspec, attempt, time.monotonic() - started))
-            return record
+            if not spec.fallback:
+                self.tasks_done += 1
+            self.bus.emit(TaskFinished(spec.pathspec, spec.attempt, time.monotonic() - started))
+            return record, None
         if record is not None and record.error:
-            message = f"{record.error['type']}: {record.error['message']}"
-            tb = record.error.get("traceback")
-        else:
-            message = outcome.reason or "the task ended without committing its record"
-            tb = None
-        self.tasks_failed += 1
-        self.bus.emit(TaskFailed(spec.pathspec, attempt, message, tb))
-        raise TaskFailedError(spec.pathspec, message, tb)
+            error = record.error
+            platform = error["type"] == "TaskTerminated"
+            return None, Failure(
+                f"{error['type']}: {error['message']}", error.get("traceback"), platform
+            )
+        reason = outcome.reason or "the task ended without committing its record"
+        return None, Failure(reason, None, platform=True)
 
     async def _read_record(self, key: str) -> TaskRecord | None:
         try:
@@ -191,6 +270,13 @@ class Scheduler:
             return
         if node.foreach_param is not None:
             width = record.num_splits or 0
+            limit = self.ctx.max_num_splits
+            if limit is not None and width > limit:
+                message = (
+                    f"step '{ready.step}' fans out into {width} tasks, more than "
+                    f"--max-num-splits {limit}"
+                )
+                raise TaskFailedError(record.pathspec, message)
             child = node.out_funcs[0]
             for i in range(width):
                 frame = [ready.step, i, width, record.split_digest]

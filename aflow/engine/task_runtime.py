@@ -27,6 +27,7 @@ from aflow.backends.base import TaskSpec
 from aflow.current import current
 from aflow.exception import (
     AflowException,
+    CaughtException,
     InvalidNextException,
     MergeArtifactsException,
     MissingInMergeArtifactsException,
@@ -271,6 +272,20 @@ class Task:
                 f"({self.node.file}:{self.node.def_line})"
             )
 
+    def run_fallback(self, flow: FlowSpec) -> None:
+        """@catch after the last failed attempt: record the error instead of running the step."""
+        fallback = self.spec.fallback or {}
+        error = fallback.get("error", {})
+        message = error.get("message", "")
+        kind, _, text = message.partition(": ") if ": " in message else ("", "", message)
+        if fallback.get("print_exception", True):
+            shown = (error.get("traceback") or message).rstrip("\n")
+            print(f"@catch: step '{self.node.name}' failed, the flow goes on:\n{shown}", file=sys.stderr)
+        if fallback.get("var"):
+            caught = CaughtException(self.node.name, kind, text, error.get("traceback", ""))
+            setattr(flow, fallback["var"], caught)
+        self.next_call = (list(self.node.out_funcs), self.node.foreach_param)
+
     def outputs(self, flow: FlowSpec) -> dict[str, art.ArtifactRef]:
         refs = dict(self.inherited)
         skip = set(self.spec.param_names)
@@ -361,15 +376,22 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         task_id=spec.task_id,
         retry_count=spec.attempt,
         username=os.environ.get("USER") or os.environ.get("USERNAME"),
-        tags=[],
+        tags=list(spec.tags),
+        origin_run_id=spec.origin_run_id,
     )
     key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
     try:
         node = graph_for(flow_cls)[spec.step]
+        environment = spec.decorators.get("environment")
+        if environment:
+            os.environ.update({str(k): str(v) for k, v in environment["vars"].items()})
         task = Task(spec, store, node)
         flow = flow_cls.__new__(flow_cls)
         flow.__dict__["_aflow_task"] = task
-        task.run_step(flow)
+        if spec.fallback is not None:
+            task.run_fallback(flow)
+        else:
+            task.run_step(flow)
         split = task.split(flow)
         record.artifacts = task.outputs(flow)
         record.next_steps = list(node.out_funcs)

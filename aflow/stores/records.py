@@ -81,6 +81,7 @@ class TaskRecord(_Record):
     finished_at: float = 0.0
     error: dict[str, str] | None = None
     pid: int | None = None
+    cloned_from: str | None = None  # the origin run's task this one reuses (resume)
 
     @property
     def pathspec(self) -> str:
@@ -96,7 +97,8 @@ class RunRecord(_Record):
     flow: str
     run_id: str
     status: str = "running"  # running | done | failed | cancelled
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)  # for people: repr of each value
+    param_refs: dict[str, ArtifactRef] = field(default_factory=dict)  # for resume: the values
     graph: dict[str, Any] = field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float | None = None

@@ -1,0 +1,159 @@
+"""Step decorators: `@retry`, `@catch`, `@timeout`, `@environment`, and `--with` on the command line.
+
+A decorator here only records its settings on the step function; the scheduler and the task runtime
+read them (as plain dicts, see `step_decorators`) and act. `--with name:key=value,...` attaches a
+decorator to every step that does not already have one of that name, as in Metaflow.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aflow.exception import AflowException
+
+F = Callable[..., Any]
+
+
+class StepDecorator:
+    """The settings of one decorator on one step."""
+
+    name = ""
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, **attributes: Any) -> None:
+        unknown = sorted(set(attributes) - set(self.defaults))
+        if unknown:
+            known = ", ".join(self.defaults) or "none"
+            raise AflowException(
+                f"@{self.name} has no option {', '.join(unknown)} (its options: {known})"
+            )
+        self.attributes = {**self.defaults, **attributes}
+        self.validate()
+
+    def validate(self) -> None:
+        pass
+
+    def __call__(self, f: F) -> F:
+        decorators = f.__dict__.setdefault("decorators", [])
+        if any(d.name == self.name for d in decorators):
+            raise AflowException(f"step '{f.__name__}' has @{self.name} twice")
+        decorators.append(self)
+        return f
+
+    def __repr__(self) -> str:
+        return f"@{self.name}({', '.join(f'{k}={v!r}' for k, v in self.attributes.items())})"
+
+
+class RetryDecorator(StepDecorator):
+    name = "retry"
+    # only_platform_errors: retry a task that was killed or lost (no record of a user exception),
+    # not one whose own code raised.
+    defaults = {"times": 3, "minutes_between_retries": 2, "only_platform_errors": False}
+
+    def validate(self) -> None:
+        times = self.attributes["times"]
+        if not isinstance(times, int) or times < 0:
+            raise AflowException(f"@retry(times={times!r}): times must be a whole number >= 0")
+
+
+class CatchDecorator(StepDecorator):
+    name = "catch"
+    defaults = {"var": None, "print_exception": True}
+
+
+class TimeoutDecorator(StepDecorator):
+    name = "timeout"
+    defaults = {"seconds": 0, "minutes": 0, "hours": 0}
+
+    def validate(self) -> None:
+        if self.seconds_total() <= 0:
+            raise AflowException("@timeout needs seconds=, minutes= or hours= greater than zero")
+
+    def seconds_total(self) -> float:
+        a = self.attributes
+        return float(a["seconds"]) + 60 * float(a["minutes"]) + 3600 * float(a["hours"])
+
+
+class EnvironmentDecorator(StepDecorator):
+    name = "environment"
+    defaults = {"vars": {}}
+
+
+DECORATORS: dict[str, type[StepDecorator]] = {
+    d.name: d for d in (RetryDecorator, CatchDecorator, TimeoutDecorator, EnvironmentDecorator)
+}
+
+
+def _factory(cls: type[StepDecorator]) -> Callable[..., Any]:
+    def decorator(f: F | None = None, **attributes: Any) -> Any:
+        if f is not None and callable(f) and not attributes:
+            return cls()(f)  # used bare: @retry
+        return cls(**attributes)  # used with options: @retry(times=2)
+
+    decorator.__name__ = cls.name
+    decorator.__doc__ = f"The @{cls.name} step decorator (options: {', '.join(cls.defaults)})."
+    return decorator
+
+
+retry = _factory(RetryDecorator)
+catch = _factory(CatchDecorator)
+timeout = _factory(TimeoutDecorator)
+environment = _factory(EnvironmentDecorator)
+
+
+def parse_with(spec: str) -> StepDecorator:
+    """`retry`, `catch:var=x`, `timeout:minutes=5`, `retry:times=2,minutes_between_retries=0`."""
+    name, _, rest = spec.partition(":")
+    cls = DECORATORS.get(name.strip())
+    if cls is None:
+        raise AflowException(
+            f"--with {spec}: no decorator named '{name}' (known: {', '.join(DECORATORS)})"
+        )
+    attributes: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in _split_options(rest))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise AflowException(f"--with {spec}: write options as key=value, not '{item}'")
+        try:
+            attributes[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            attributes[key.strip()] = value.strip()
+    return cls(**attributes)
+
+
+def _split_options(text: str) -> list[str]:
+    """Split on commas outside brackets, so vars={'A': '1', 'B': '2'} stays whole."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        if ch in "{[(":
+            depth += 1
+        elif ch in "}])":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return parts
+
+
+def step_decorators(
+    flow_cls: type, steps: Iterable[str], with_specs: Iterable[str] = ()
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each step's decorators as {name: attributes}; `--with` ones fill in where a step has none."""
+    extra = [parse_with(s) for s in with_specs]
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for step in steps:
+        func = getattr(flow_cls, step)
+        own = {
+            d.name: dict(d.attributes)
+            for d in getattr(func, "decorators", [])
+            if isinstance(d, StepDecorator)
+        }
+        for d in extra:
+            own.setdefault(d.name, dict(d.attributes))
+        out[step] = own
+    return out

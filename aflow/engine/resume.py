@@ -1,0 +1,121 @@
+"""Resume: a new run that reuses, by reference, every task of an origin run that it need not redo.
+
+A task is identified across runs by its step and its foreach indices (static branches are steps of
+their own). A task is reused when the origin run has a done task with the same identity and its step
+is not being rerun. Steps are rerun from the step named on the command line, from any step whose
+source code changed since the origin run, and everything after those; what the origin run never
+finished runs anyway. Reusing a task writes one small record naming the same artifact blobs: no
+artifact is copied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import anyio.to_thread
+
+from aflow.engine.scheduler import Ready
+from aflow.exception import AflowException, AflowNotFound
+from aflow.graph import FlowGraph
+from aflow.stores.base import BlockingObjectStore, NotFound, ObjectStore
+from aflow.stores.records import RunRecord, TaskRecord, run_record_key, task_prefix, task_record_key
+
+TaskKey = tuple[str, tuple[int, ...]]
+
+
+def latest_run_id(files: BlockingObjectStore, flow: str) -> str | None:
+    runs = [n for n in files.list(flow) if n.isdigit()]
+    return max(runs, key=lambda r: (len(r), r)) if runs else None
+
+
+class ResumeOrigin:
+    """The origin run's reusable tasks, and the rule for reusing them."""
+
+    def __init__(
+        self, store: ObjectStore, record: RunRecord, done: dict[TaskKey, TaskRecord], rerun: set[str]
+    ) -> None:
+        self.store = store
+        self.record = record
+        self.done = done
+        self.rerun = rerun
+        self.new_run_id = ""  # set by the runner once the resumed run has its id
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @classmethod
+    async def load(
+        cls, store: ObjectStore, graph: FlowGraph, origin_run_id: str | None, step: str | None
+    ) -> ResumeOrigin:
+        files = store.blocking()
+        flow = graph.name
+        if origin_run_id is None:
+            origin_run_id = await anyio.to_thread.run_sync(latest_run_id, files, flow)
+            if origin_run_id is None:
+                raise AflowNotFound(f"no run of {flow} in {store.url} to resume")
+        try:
+            record = RunRecord.unpack(await store.get(run_record_key(flow, origin_run_id)))
+        except NotFound:
+            raise AflowNotFound(f"no run {flow}/{origin_run_id} in {store.url} to resume") from None
+        if step is not None and step not in graph.nodes:
+            steps = ", ".join(graph.order)
+            raise AflowException(f"cannot resume from '{step}': {flow} has no such step ({steps})")
+        rerun: set[str] = set()
+        old_steps = record.graph.get("steps", {})
+        for node in graph:
+            if step == node.name or old_steps.get(node.name, {}).get("code") != node.code_hash:
+                rerun |= graph.descendants(node.name)
+        keep = [n for n in graph.order if n not in rerun]
+        done = await anyio.to_thread.run_sync(_index_done_tasks, files, flow, origin_run_id, keep)
+        return cls(store, record, done, rerun)
+
+    async def clone(self, ready: Ready, task_id: str) -> TaskRecord | None:
+        if ready.step in self.rerun:
+            return None
+        found = self.done.pop((ready.step, tuple(f[1] for f in ready.foreach_stack)), None)
+        if found is None:
+            return None
+        run_id = self.new_run_id
+        copy = dataclasses.replace(
+            found,
+            run_id=run_id,
+            task_id=task_id,
+            attempt=0,
+            parents=ready.parents,
+            parents_manifest=None,
+            cloned_from=found.cloned_from or found.pathspec,
+        )
+        key = task_record_key(copy.flow, run_id, copy.step, task_id, 0)
+        await self.store.put(key, [copy.pack()])
+        return copy
+
+
+def _index_done_tasks(
+    files: BlockingObjectStore, flow: str, run_id: str, steps: list[str]
+) -> dict[TaskKey, TaskRecord]:
+    """Every done task of the given steps of a run, by identity (read in one worker thread)."""
+    done: dict[TaskKey, TaskRecord] = {}
+    for step in steps:
+        for task_id in files.list(f"{flow}/{run_id}/{step}"):
+            prefix = task_prefix(flow, run_id, step, task_id)
+            attempts = [int(n[:-4]) for n in files.list(prefix) if n.endswith(".mpk")]
+            if not attempts:
+                continue
+            record = TaskRecord.unpack(files.get(f"{prefix}/{max(attempts)}.mpk"))
+            if record.ok:
+                done[(step, tuple(f[1] for f in record.foreach_stack))] = record
+    return done
+
+
+def origin_params(origin: ResumeOrigin, names: list[str]) -> dict[str, Any]:
+    """The origin run's parameter values (as stored refs), which a resumed run keeps."""
+    refs = origin.record.param_refs
+    missing = [n for n in names if n not in refs]
+    if missing:
+        raise AflowException(
+            f"run {origin.record.pathspec} has no stored value for {', '.join(missing)}: "
+            "it was made by an older aflow or a different flow, and cannot be resumed"
+        )
+    return {n: refs[n] for n in names}
