@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aflow.current import current
 from aflow.flowspec import FlowSpec, step
-from aflow.parameters import JSONType, Parameter
+from aflow.parameters import IncludeFile, JSONType, Parameter
 
 if TYPE_CHECKING:
     from aflow.client import Run, Step, Task
@@ -51,6 +51,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "FlowSpec",
+    "IncludeFile",
     "JSONType",
     "Parameter",
     "Run",

@@ -137,3 +137,48 @@ def flow_parameters(flow_cls: type) -> dict[str, Parameter]:
             if isinstance(value, Parameter):
                 found[attr] = value
     return found
+
+
+class IncludeFile(Parameter):
+    """A parameter whose value is the content of a file: `--data path/to/file.csv`.
+
+    The file is read when the run starts and its content stored once, as an artifact of the run,
+    so every step (local or remote) sees the same bytes without needing the file.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        default: Any = _MISSING,
+        is_text: bool = True,
+        encoding: str = "utf-8",
+        help: str | None = None,
+        required: bool = False,
+        **_ignored: Any,
+    ) -> None:
+        super().__init__(name, default=default, type=str, help=help, required=required)
+        self.is_text = is_text
+        self.encoding = encoding
+
+    @property
+    def type_name(self) -> str:
+        return "path"
+
+    def resolve(self, given: dict[str, Any]) -> Any:
+        path = super().resolve(given)
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ParameterError(f"parameter '{self.name}': cannot read {path}: {e.strerror}") from None
+        if not self.is_text:
+            return data
+        try:
+            return data.decode(self.encoding)
+        except UnicodeDecodeError as e:
+            raise ParameterError(
+                f"parameter '{self.name}': {path} is not {self.encoding} text ({e.reason}); "
+                "pass is_text=False to include it as bytes"
+            ) from None

@@ -246,3 +246,20 @@ def test_interrupted_run_resumes_to_the_same_result(store_root: Path, tmp_path: 
     resumed = run_cli("resume", str(flow), "--origin-run-id", interrupted, "-q")
     assert resumed.returncode == 0, resumed.stderr
     assert "total 506" in resumed.stdout
+
+
+def test_include_file(store_root: Path, tmp_path: Path) -> None:
+    from recovery import IncludeFlow
+
+    table = tmp_path / "t.csv"
+    table.write_text("a,b\n1,2\n")
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    result = run(IncludeFlow, params={"table": str(table), "raw": str(binary)})
+    assert result.successful, result.error
+    assert result["start"].task.data.rows == [["a", "b"], ["1", "2"]]
+    assert result["start"].task.data.raw_size == 1024
+    with pytest.raises(aflow.exception.ParameterError, match=r"'table': cannot read missing\.csv"):
+        run(IncludeFlow)
+    with pytest.raises(aflow.exception.ParameterError, match="is not utf-8 text"):
+        run(IncludeFlow, params={"table": str(binary)})

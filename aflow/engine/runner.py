@@ -144,8 +144,8 @@ async def start_flow(
         if params:
             raise ParameterError("a resumed run keeps its origin run's parameters: pass none")
         plan.origin = await ResumeOrigin.load(store, graph, origin_run_id, resume_step)
-    else:
-        plan.values = resolve_params(flow_cls, params or {})
+    else:  # in a thread: an IncludeFile parameter reads its file
+        plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, params or {})
     bus = EventBus()
     handle = RunningFlow(run_id or new_run_id(), flow_cls.__name__, bus.subscribe() if events else None)
     try:

@@ -102,3 +102,20 @@ class PlainFlow(FlowSpec):
     @step
     def end(self):
         pass
+
+
+class IncludeFlow(FlowSpec):
+    from aflow import IncludeFile
+
+    table = IncludeFile("table", default="missing.csv", help="a CSV file")
+    raw = IncludeFile("raw", is_text=False, required=False)
+
+    @step
+    def start(self):
+        self.rows = [line.split(",") for line in self.table.splitlines()]
+        self.raw_size = len(self.raw) if self.raw is not None else None
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
