@@ -156,9 +156,14 @@ async def gather(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
         async with limiter:
             results[i] = await calls[i]()
 
-    async with anyio.create_task_group() as tg:
-        for i in range(len(calls)):
-            tg.start_soon(one, i)
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(len(calls)):
+                tg.start_soon(one, i)
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+            raise group.exceptions[0] from None  # one read failed: its own error, unwrapped
+        raise
     return results
 
 
@@ -477,6 +482,10 @@ class AsyncTask:
     def pathspec(self) -> str:
         return f"{self.flow}/{self.run_id}/{self.step}/{self.id}"
 
+    def at_attempt(self, attempt: int | None) -> AsyncTask:
+        """The same task, reading attempt `attempt` (None: the latest)."""
+        return AsyncTask(self.store, self.flow, self.run_id, self.step, self.id, attempt)
+
     @property
     def _prefix(self) -> str:
         return task_prefix(self.flow, self.run_id, self.step, self.id)
@@ -529,6 +538,12 @@ class AsyncTask:
     async def artifact(self, name: str) -> Any:
         """An artifact's value: its blob fetched and unpickled (in a worker thread) now."""
         return await (await self.data_artifact(name)).data()
+
+    async def has_log(self) -> bool:
+        attempt = await self._attempt()
+        if attempt is None:
+            return False
+        return await self.store.exists(task_log_key(self.flow, self.run_id, self.step, self.id, attempt))
 
     async def log(self, stream: str | None = None) -> list[LogLine]:
         """The attempt's saved output lines (both streams unless one is named); [] if none."""
