@@ -1,44 +1,94 @@
-"""How a run looks in the terminal: one line per task event and per task output line.
+"""How a run looks in the terminal: a line per task event and per task output line.
 
 Each task's output is prefixed `[run_id/step/task_id]` so lines of concurrent tasks interleave
-safely: they are printed whole, by this one consumer of the event stream, never by the tasks.
+safely: they are printed whole, by this one consumer of the event stream, never by the tasks. On a
+terminal, a foreach wider than the screen gets a live progress bar per step (done/running/failed of
+total, rate, time left) instead of two lines per task; without a terminal (CI, a pipe) every line is
+printed as it happens, and `--quiet` prints only the tasks' own output and failures.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from aflow.engine import events as ev
 
 
+class _StepProgress:
+    def __init__(self, task_id: Any) -> None:
+        self.task_id = task_id
+        self.total = 0
+        self.running = 0
+        self.failed = 0
+
+
 class RunPrinter:
-    def __init__(self, quiet: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.stderr):
+    def __init__(
+        self,
+        quiet: bool = False,
+        out: TextIO = sys.stdout,
+        err: TextIO = sys.stderr,
+        live: bool | None = None,
+    ) -> None:
         self.quiet = quiet
         self.out = out
         self.err = err
-        color = out.isatty()
+        self.live = out.isatty() if live is None else live
+        color = self.live
         self._dim = "\033[2m" if color else ""
         self._red = "\033[31m" if color else ""
         self._off = "\033[0m" if color else ""
+        self._progress: Any = None  # a rich Progress, made for the first wide foreach
+        self._steps: dict[str, _StepProgress] = {}
+        self.wide = max(20, shutil.get_terminal_size((80, 24)).lines)
 
     @staticmethod
     def _short(pathspec: str) -> str:
         return pathspec.split("/", 1)[1]
 
+    @staticmethod
+    def _step(pathspec: str) -> str:
+        return pathspec.split("/")[2]
+
+    def _print(self, text: str, stream: TextIO | None = None) -> None:
+        if self._progress is not None:  # above the bars, which stay at the bottom
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, file=stream or self.out)
+
     def _say(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{self._dim}{stamp}{self._off} {text}", file=self.out)
+        self._print(f"{self._dim}{stamp}{self._off} {text}")
 
     def handle(self, event: ev.Event) -> None:
+        tracked = None
+        if isinstance(event, ev.TaskStarted | ev.TaskFinished | ev.TaskFailed):
+            tracked = self._steps.get(self._step(event.pathspec))
         if isinstance(event, ev.LogLine):
             stream = self.out if event.stream == "stdout" else self.err
-            print(f"{self._dim}[{self._short(event.pathspec)}]{self._off} {event.line}", file=stream)
+            self._print(f"{self._dim}[{self._short(event.pathspec)}]{self._off} {event.line}", stream)
         elif isinstance(event, ev.TaskFailed):
             then = "; retrying" if event.retrying else ""
             where = self._short(event.pathspec)
             self._say(f"{self._red}[{where}] Task failed: {event.message}{then}{self._off}")
+            if tracked is not None:
+                tracked.running -= 1
+                tracked.failed += 0 if event.retrying else 1
+                self._update(tracked)
+        elif isinstance(event, ev.ForeachStarted):
+            if self.live and not self.quiet and event.width >= self.wide:
+                for step in event.body:
+                    self._track(step, event.width)
+        elif tracked is not None:
+            if isinstance(event, ev.TaskStarted):
+                tracked.running += 1
+                self._update(tracked)
+            elif isinstance(event, ev.TaskFinished):
+                tracked.running -= 1
+                self._update(tracked, advance=1)
         elif self.quiet:
             return
         elif isinstance(event, ev.RunStarted):
@@ -55,7 +105,54 @@ class RunPrinter:
             how = "reused from the origin run" if event.cloned else f"{event.seconds:.2f}s"
             self._say(f"[{self._short(event.pathspec)}] Task finished ({how}).")
 
+    def _track(self, step: str, width: int) -> None:
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[running]} running, {task.fields[failed]} failed"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
+                console=Console(file=self.out, force_terminal=True),
+                transient=False,
+            )
+            self._progress.start()
+        if step not in self._steps:
+            task_id = self._progress.add_task(step, total=0, running=0, failed=0, rate="")
+            self._steps[step] = _StepProgress(task_id)
+        tracked = self._steps[step]
+        tracked.total += width
+        self._update(tracked)
+
+    def _update(self, tracked: _StepProgress, advance: int = 0) -> None:
+        self._progress.update(
+            tracked.task_id,
+            total=tracked.total,
+            advance=advance,
+            running=tracked.running,
+            failed=tracked.failed,
+        )
+        task = self._progress.tasks[tracked.task_id]
+        if task.elapsed and task.completed:
+            self._progress.update(tracked.task_id, rate=f"{task.completed / task.elapsed:.0f}/s")
+
     def finish(self, event: ev.RunFinished) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
         self.out.flush()
         if event.status == "done":
             self._say("Done!")

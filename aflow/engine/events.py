@@ -46,6 +46,15 @@ class TaskFailed:
 
 
 @dataclass(frozen=True)
+class ForeachStarted:
+    """A foreach fanned out: `width` tasks of each step in `body` are on their way."""
+
+    pathspec: str  # the split task
+    width: int
+    body: tuple[str, ...]  # the steps run once per item (this foreach level, not nested ones)
+
+
+@dataclass(frozen=True)
 class LogLine:
     pathspec: str
     stream: str  # stdout | stderr
@@ -61,7 +70,7 @@ class RunFinished:
     error: str | None = None
 
 
-Event = RunStarted | TaskStarted | TaskFinished | TaskFailed | LogLine | RunFinished
+Event = RunStarted | TaskStarted | TaskFinished | TaskFailed | ForeachStarted | LogLine | RunFinished
 
 
 class EventBus:

@@ -12,6 +12,7 @@ The first failed task fails the run: the task group is cancelled, which stops ev
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import time
@@ -22,7 +23,7 @@ import anyio
 import msgpack
 
 from aflow.backends.base import Backend, TaskSpec
-from aflow.engine.events import EventBus, TaskFailed, TaskFinished, TaskStarted
+from aflow.engine.events import EventBus, ForeachStarted, TaskFailed, TaskFinished, TaskStarted
 from aflow.engine.task_logs import TaskLog
 from aflow.exception import TaskFailed as TaskFailedError
 from aflow.graph import FlowGraph
@@ -262,6 +263,16 @@ class Scheduler:
         await self.store.put(blob_key(self.ctx.flow_name, digest), [data])
         return digest
 
+    @functools.cache  # noqa: B019 - one scheduler per run, a handful of steps
+    def _foreach_body(self, split: str) -> tuple[str, ...]:
+        """Steps whose innermost enclosing foreach is `split`: each runs once per item."""
+        body = []
+        for node in self.graph:
+            foreaches = [s for s in node.split_parents if self.graph[s].foreach_param is not None]
+            if foreaches and foreaches[-1] == split and node.name != split:
+                body.append(node.name)
+        return tuple(body)
+
     async def _advance(self, ready: Ready, record: TaskRecord) -> None:
         node = self.graph[ready.step]
         me = f"{record.step}/{record.task_id}/{record.attempt}"
@@ -278,6 +289,7 @@ class Scheduler:
                 )
                 raise TaskFailedError(record.pathspec, message)
             child = node.out_funcs[0]
+            self.bus.emit(ForeachStarted(record.pathspec, width, self._foreach_body(ready.step)))
             for i in range(width):
                 frame = [ready.step, i, width, record.split_digest]
                 split = OpenSplit(me, i, width)
