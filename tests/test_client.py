@@ -124,7 +124,8 @@ def test_unknown_things_are_clear_errors(store: Path, runs: tuple[Path, str, str
         Task(f"InspectFlow/{runs[1]}/work/99")
     with pytest.raises(AflowException, match="expected a pathspec like Flow/run_id"):
         Run("InspectFlow")
-    assert Flow("Nope").latest_run is None and list(Flow("Nope").runs()) == []
+    with pytest.raises(AflowNotFound, match=r"no runs of Nope in .* \(flows there: InspectFlow"):
+        Flow("Nope")
 
 
 def test_async_twin(store: Path, runs: tuple[Path, str, str]) -> None:
@@ -144,7 +145,8 @@ def test_async_twin(store: Path, runs: tuple[Path, str, str]) -> None:
 
 def test_datastore_root_argument(store: Path, runs: tuple[Path, str, str], monkeypatch) -> None:
     monkeypatch.setenv("AFLOW_DATASTORE_ROOT", str(store.parent / "elsewhere"))
-    assert Flow("InspectFlow").latest_run is None
+    with pytest.raises(AflowNotFound, match="is empty: run a flow first"):
+        Flow("InspectFlow")
     assert Flow("InspectFlow", datastore_root=str(store)).latest_run is not None
     assert Run(f"InspectFlow/{runs[1]}", datastore_root=str(store)).successful
 

@@ -72,13 +72,7 @@ def _store(datastore: str, datastore_root: str | None) -> ObjectStore:
 
 
 async def _existing_flow(store: ObjectStore, name: str) -> AsyncFlow:
-    flow = AsyncFlow(name, store=store)
-    if await flow.exists():
-        return flow
-    others = [f.name for f in await AsyncFlow.list(store=store)]
-    if not others:
-        raise AflowNotFound(f"the store {store.url} is empty: run a flow first (aflow run flow.py)")
-    raise AflowNotFound(f"no runs of {name} in {store.url} (flows there: {', '.join(others)})")
+    return await AsyncFlow(name, store=store).check_exists()
 
 
 async def _run(store: ObjectStore, flow: str, run_id: str) -> AsyncRun:
@@ -145,7 +139,7 @@ def list_runs(
         name = flow or (_flow_of(target)[0] if target else None)
         flows = [await _existing_flow(store, name)] if name else await AsyncFlow.list(store=store)
         if not flows:
-            raise AflowNotFound(f"the store {store.url} is empty: run a flow first (aflow run flow.py)")
+            await AsyncFlow("_", store=store).check_exists()  # says the store is empty
         found: list[tuple[str, AsyncRun]] = []
         total = 0
         for f in flows:

@@ -335,12 +335,13 @@ class Run(_Facade):
 
 
 class Flow(_Facade):
-    """A flow in the store, by name: its runs (newest first, in the current namespace)."""
+    """A flow with runs in the store, by name (AflowNotFound otherwise): its runs, newest first."""
 
     _core: AsyncFlow
 
     def __init__(self, name: str, *, datastore: str = "local", datastore_root: str | None = None):
-        self._core = AsyncFlow(name, datastore=datastore, datastore_root=datastore_root)
+        core = AsyncFlow(name, datastore=datastore, datastore_root=datastore_root)
+        self._core = call(core.check_exists)
 
     @classmethod
     def list(cls, *, datastore: str = "local", datastore_root: str | None = None) -> list[Flow]:

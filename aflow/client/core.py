@@ -211,6 +211,19 @@ class AsyncFlow:
     async def exists(self) -> bool:
         return bool(await self.run_ids())
 
+    async def check_exists(self) -> AsyncFlow:
+        """Self, or AflowNotFound naming the flows the store has (or saying it is empty)."""
+        if await self.exists():
+            return self
+        others = [f.name for f in await AsyncFlow.list(store=self.store)]
+        if not others:
+            raise AflowNotFound(
+                f"the store {self.store.url} is empty: run a flow first (aflow run flow.py)"
+            )
+        raise AflowNotFound(
+            f"no runs of {self.name} in {self.store.url} (flows there: {', '.join(others)})"
+        )
+
     async def load_runs(self, run_ids: Sequence[str], tags: Sequence[str] = ()) -> list[AsyncRun]:
         """The runs among `run_ids` that have a record and are in the namespace with every tag."""
         datas = await gather(
