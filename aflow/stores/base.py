@@ -8,9 +8,12 @@ user's (synchronous) step code and has no event loop of its own to await on.
 
 from __future__ import annotations
 
+import importlib
 import mmap
+import os
 from collections.abc import Sequence
-from typing import NoReturn, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from aflow.exception import AflowNotFound, DataStoreError
 
@@ -58,27 +61,76 @@ class ObjectStore(Protocol):
 
     def blocking(self) -> BlockingObjectStore: ...
 
+    async def check(self) -> None:
+        """Raise DataStoreError saying what to fix when the store cannot be used (no bucket,
+        no credentials, unreachable endpoint); called before a run writes anything."""
+        ...
+
+    async def aclose(self) -> None:
+        """Let go of clients and connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class RemoteKind:
+    """A cloud datastore: where its class lives, its URL scheme, its root's env var, its extra."""
+
+    module: str
+    cls: str
+    scheme: str
+    env: str
+    extra: str
+
+
+REMOTE = {
+    "s3": RemoteKind("aflow.stores.s3", "S3Store", "s3://", "AFLOW_DATASTORE_SYSROOT_S3", "aws"),
+    "azure": RemoteKind(
+        "aflow.stores.azure", "AzureStore", "az://", "AFLOW_DATASTORE_SYSROOT_AZURE", "azure"
+    ),
+    "gs": RemoteKind("aflow.stores.gcs", "GCSStore", "gs://", "AFLOW_DATASTORE_SYSROOT_GS", "gcp"),
+}
+
 
 def open_store(datastore: str, root: str | None) -> ObjectStore:
-    """The store for `--datastore` and `--datastore-root`."""
+    """The store for `--datastore` and `--datastore-root` (or the datastore's environment variable).
+
+    Opening touches no network: `await store.check()` says whether the store can be used.
+    """
     if datastore == "local":
         from aflow.stores.local import LocalStore, default_local_root
 
         return LocalStore(root or default_local_root())
-    _unknown(datastore)
+    kind = REMOTE.get(datastore)
+    if kind is None:
+        known = ", ".join(["local", *REMOTE])
+        raise DataStoreError(f"--datastore {datastore}: no such datastore (known: {known})")
+    root = root or os.environ.get(kind.env)
+    if not root:
+        raise DataStoreError(
+            f"--datastore {datastore} needs a root: pass --datastore-root {kind.scheme}BUCKET/PREFIX "
+            f"or set {kind.env}"
+        )
+    if not root.startswith(kind.scheme):
+        raise DataStoreError(
+            f"--datastore {datastore} takes a root like {kind.scheme}BUCKET/PREFIX, not {root!r}"
+        )
+    try:
+        module = importlib.import_module(kind.module)
+    except ImportError as e:
+        raise DataStoreError(
+            f"--datastore {datastore} needs the '{kind.extra}' extra: "
+            f"pip install 'aflow[{kind.extra}]' ({e})"
+        ) from None
+    return getattr(module, kind.cls)(root)
 
 
 def open_blocking_store(datastore: str, root: str | None) -> BlockingObjectStore:
-    """The same store for a task process: synchronous, and without loading the async machinery."""
+    """The same store for a task process, synchronous. A cloud store runs on an event loop thread
+    of its own, started on first use (so the warm parent can open one before it forks)."""
     if datastore == "local":
         from aflow.stores.local import LocalFiles, default_local_root
 
         return LocalFiles(root or default_local_root())
-    _unknown(datastore)
+    from aflow.stores.portal import PortalBlockingStore
 
-
-def _unknown(datastore: str) -> NoReturn:
-    raise DataStoreError(
-        f"--datastore {datastore} is not built yet: only the local datastore exists "
-        "(see the README's list of what is not built)"
-    )
+    return PortalBlockingStore(lambda: open_store(datastore, root))

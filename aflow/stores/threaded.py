@@ -35,3 +35,9 @@ class ThreadedStore:
 
     def blocking(self) -> BlockingObjectStore:
         return self.sync
+
+    async def check(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass

@@ -1,0 +1,86 @@
+"""A synchronous view of an async store, for the task runtime: the store runs on an event loop in
+a thread of its own, and each call waits for its result there.
+
+The thread starts on first use, never at construction, so a warm parent may open one and then fork
+(threads do not survive a fork; an untouched portal has none).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+import anyio
+from anyio.from_thread import BlockingPortal
+
+from aflow.stores.base import Buffer, ObjectStore
+
+T = TypeVar("T")
+
+
+def background_portal(name: str) -> BlockingPortal:
+    """An event loop running for the rest of the process in a daemon thread, and its portal."""
+    ready = threading.Event()
+    box: list[BlockingPortal] = []
+
+    async def serve() -> None:
+        async with BlockingPortal() as portal:
+            box.append(portal)
+            ready.set()
+            await portal.sleep_until_stopped()
+
+    threading.Thread(target=anyio.run, args=(serve,), daemon=True, name=name).start()
+    ready.wait()
+    return box[0]
+
+
+class PortalBlockingStore:
+    def __init__(self, factory: Callable[[], ObjectStore]) -> None:
+        self._factory = factory
+        self._store: ObjectStore | None = None
+        self._portal: BlockingPortal | None = None
+        self._lock = threading.Lock()
+        self.url = ""
+
+    def _call(self, method: str, *args: Any) -> Any:
+        portal = self._start()
+        assert self._store is not None
+        fn: Callable[..., Coroutine[Any, Any, T]] = getattr(self._store, method)
+        return portal.call(fn, *args)
+
+    def _start(self) -> BlockingPortal:
+        with self._lock:
+            if self._portal is None:
+                self._store = self._factory()
+                self.url = self._store.url
+                ready = threading.Event()
+                box: list[BlockingPortal] = []
+
+                async def serve() -> None:
+                    async with BlockingPortal() as portal:
+                        box.append(portal)
+                        ready.set()
+                        await portal.sleep_until_stopped()
+
+                threading.Thread(
+                    target=anyio.run, args=(serve,), daemon=True, name="aflow-store"
+                ).start()
+                ready.wait()
+                self._portal = box[0]
+            return self._portal
+
+    def put(self, key: str, parts: Sequence[Buffer]) -> None:
+        self._call("put", key, parts)
+
+    def get(self, key: str) -> Buffer:
+        return self._call("get", key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        return self._call("get_range", key, start, length)
+
+    def exists(self, key: str) -> bool:
+        return self._call("exists", key)
+
+    def list(self, prefix: str) -> list[str]:
+        return self._call("list", prefix)
