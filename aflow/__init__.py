@@ -50,6 +50,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AsyncFlow",
+    "DataArtifact",
+    "Flow",
     "FlowSpec",
     "IncludeFile",
     "JSONType",
@@ -61,6 +64,8 @@ __all__ = [
     "catch",
     "current",
     "environment",
+    "get_namespace",
+    "namespace",
     "resume_flow",
     "retry",
     "run_flow",

@@ -88,9 +88,32 @@ class TaskFailed(AflowException):
         super().__init__(f"{pathspec}: {message}")
 
 
+class NamespaceMismatch(AflowException):
+    """Metaflow's MetaflowNamespaceMismatch: the object exists but is outside the current namespace."""
+
+    headline = "not in the current namespace"
+
+
+class StepNotFound(AflowNotFound, KeyError):
+    """`run["nope"]`: a KeyError, as in Metaflow, whose message names the steps there are."""
+
+    headline = "no such step"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class TaskNotFound(AflowNotFound, KeyError):
+    headline = "no such task"
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 # Metaflow's names, for flows that import them.
 MetaflowException = AflowException
 MetaflowNotFound = AflowNotFound
+MetaflowNamespaceMismatch = NamespaceMismatch
 
 
 class CaughtException:

@@ -134,6 +134,7 @@ class ResumableFlow(FlowSpec):
         if self.input == 3 and os.environ.get("BREAK") == "1":
             raise RuntimeError("item 3 broke")
         self.sq = self.input ** 2 {extra}
+        print("working on", self.input)
         self.next(self.join)
 
     @step
@@ -263,3 +264,16 @@ def test_include_file(store_root: Path, tmp_path: Path) -> None:
         run(IncludeFlow)
     with pytest.raises(aflow.exception.ParameterError, match="is not utf-8 text"):
         run(IncludeFlow, params={"table": str(binary)})
+
+
+def test_reused_tasks_keep_their_output(store_root: Path, tmp_path: Path) -> None:
+    flow = _write(tmp_path / "resumable.py")
+    assert run_cli("run", str(flow), "-q").returncode == 0
+    first = _run_ids(store_root)[-1]
+    assert run_cli("resume", str(flow), "end", "--origin-run-id", first, "-q").returncode == 0
+    second = _run_ids(store_root)[-1]
+    resumed = aflow.Run(f"ResumableFlow/{second}")
+    aflow.namespace(None)
+    outputs = sorted(t.stdout for t in resumed["work"])
+    assert outputs == sorted(t.stdout for t in aflow.Run(f"ResumableFlow/{first}")["work"])
+    assert outputs[0].startswith("working on ")

@@ -21,7 +21,13 @@ from typing import Any, NamedTuple, TypeVar
 import anyio
 import anyio.to_thread
 
-from aflow.exception import AflowException, AflowNotFound
+from aflow.exception import (
+    AflowException,
+    AflowNotFound,
+    NamespaceMismatch,
+    StepNotFound,
+    TaskNotFound,
+)
 from aflow.stores import artifacts as art
 from aflow.stores.base import NotFound, ObjectStore, open_store
 from aflow.stores.records import (
@@ -39,28 +45,6 @@ _CONCURRENT_READS = 64
 
 
 # -- errors ---------------------------------------------------------------------------------------
-
-
-class NamespaceMismatch(AflowException):
-    """Metaflow's MetaflowNamespaceMismatch: the object exists but is outside the current namespace."""
-
-    headline = "not in the current namespace"
-
-
-class StepNotFound(AflowNotFound, KeyError):
-    """`run["nope"]`: a KeyError, as in Metaflow, whose message names the steps there are."""
-
-    headline = "no such step"
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-class TaskNotFound(AflowNotFound, KeyError):
-    headline = "no such task"
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 # -- namespace ------------------------------------------------------------------------------------
@@ -565,6 +549,10 @@ class AsyncTask:
         attempt = await self._attempt()
         if attempt is None:
             return []
+        record = await self.record_or_none()
+        if record is not None and record.cloned_from:  # reused by a resume: its output is there
+            _flow, run_id, step, task_id = record.cloned_from.split("/")
+            return await AsyncTask(self.store, self.flow, run_id, step, task_id).log(stream)
         key = task_log_key(self.flow, self.run_id, self.step, self.id, attempt)
         data = await _get_or_none(self.store, key)
         lines = [LogLine(*p) for p in parse_log(data)] if data is not None else []

@@ -12,27 +12,13 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-import anyio
 from anyio.from_thread import BlockingPortal
+
+from aflow.stores.portal import background_portal
 
 T = TypeVar("T")
 _portal: BlockingPortal | None = None
 _lock = threading.Lock()
-
-
-def _start() -> BlockingPortal:
-    ready = threading.Event()
-    box: list[BlockingPortal] = []
-
-    async def serve() -> None:
-        async with BlockingPortal() as portal:
-            box.append(portal)
-            ready.set()
-            await portal.sleep_until_stopped()
-
-    threading.Thread(target=anyio.run, args=(serve,), daemon=True, name="aflow-client").start()
-    ready.wait()
-    return box[0]
 
 
 def call(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
@@ -40,5 +26,5 @@ def call(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -
     global _portal
     with _lock:
         if _portal is None:
-            _portal = _start()
+            _portal = background_portal("aflow-client")
     return _portal.call(functools.partial(fn, *args, **kwargs))

@@ -8,8 +8,6 @@ ends, whatever the ending: done, failed, or cancelled (the last write is shielde
 from __future__ import annotations
 
 import contextlib
-import getpass
-import os
 import time
 import traceback
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -22,7 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from aflow import flowspec
 from aflow.backends.local import LocalBackend
 from aflow.client import Run
-from aflow.client.core import AsyncRun
+from aflow.client.core import AsyncRun, current_user
 from aflow.decorators import step_decorators
 from aflow.engine.events import Event, EventBus, RunFinished, RunStarted
 from aflow.engine.flow_loader import FlowRef
@@ -218,7 +216,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
         params={k: repr(v) for k, v in plan.values.items()},
         graph=plan.graph.to_dict(),
         started_at=time.time(),
-        user=_user(),
+        user=current_user(),
         tags=plan.tags,
         datastore=plan.datastore,
         origin_run_id=origin.run_id if origin else None,
@@ -306,10 +304,3 @@ async def _heartbeat(store: ObjectStore, key: str, record: RunRecord, scheduler:
         record.heartbeat_at = time.time()
         record.tasks_done, record.tasks_failed = scheduler.tasks_done, scheduler.tasks_failed
         await store.put(key, [record.pack()])
-
-
-def _user() -> str | None:
-    try:
-        return os.environ.get("AFLOW_USER") or getpass.getuser()
-    except Exception:
-        return None
