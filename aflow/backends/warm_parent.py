@@ -76,7 +76,9 @@ def _run_child(spec_bytes: bytes, out_w: int, err_w: int, closing: list[int], fl
         os.close(out_w)
         os.close(err_w)
         spec = TaskSpec.unpack(spec_bytes)
-        code = run_task(spec, open_blocking_store(spec.datastore, spec.store_root), flow_cls)
+        store = open_blocking_store(spec.datastore, spec.store_root)
+        code = run_task(spec, store, flow_cls)
+        getattr(store, "close", lambda: None)()
     except BaseException:
         traceback.print_exc()
     finally:
@@ -252,7 +254,12 @@ def serve(sock: socket.socket) -> None:
         from aflow.engine.flow_loader import import_flow
         from aflow.graph import graph_for
 
-        open_blocking_store(hello["datastore"], hello["store_root"])  # imports the store's module
+        if hello["datastore"] != "local":  # import the cloud SDK once here, not in every task
+            from aflow.stores.base import open_store
+
+            warm = getattr(open_store(hello["datastore"], hello["store_root"]), "prewarm", None)
+            if warm is not None:
+                warm()
         flow_cls = import_flow(hello["name"], hello["module"], hello["file"], hello["sys_path"])
         graph_for(flow_cls)
     except BaseException:

@@ -14,7 +14,7 @@ import getpass
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -38,10 +38,9 @@ from aflow.stores.records import (
     task_log_key,
     task_prefix,
 )
+from aflow.stores.transfer import gather
 
 T = TypeVar("T")
-
-_CONCURRENT_READS = 64
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -129,26 +128,6 @@ def pages(items: Sequence[T], first: int = 8, largest: int = 256) -> Iterator[Se
         yield items[start : start + size]
         start += size
         size = min(size * 4, largest)
-
-
-async def gather(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
-    """Await every call, a bounded number at a time, and return the results in order."""
-    results: list[Any] = [None] * len(calls)
-    limiter = anyio.CapacityLimiter(_CONCURRENT_READS)
-
-    async def one(i: int) -> None:
-        async with limiter:
-            results[i] = await calls[i]()
-
-    try:
-        async with anyio.create_task_group() as tg:
-            for i in range(len(calls)):
-                tg.start_soon(one, i)
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
-            raise group.exceptions[0] from None  # one read failed: its own error, unwrapped
-        raise
-    return results
 
 
 async def _get_or_none(store: ObjectStore, key: str) -> Any:

@@ -11,21 +11,21 @@ artifact is copied.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
-
-import anyio.to_thread
 
 from aflow.engine.scheduler import Ready
 from aflow.exception import AflowException, AflowNotFound
 from aflow.graph import FlowGraph
-from aflow.stores.base import BlockingObjectStore, NotFound, ObjectStore
+from aflow.stores.base import NotFound, ObjectStore
 from aflow.stores.records import RunRecord, TaskRecord, run_record_key, task_prefix, task_record_key
+from aflow.stores.transfer import gather
 
 TaskKey = tuple[str, tuple[int, ...]]
 
 
-def latest_run_id(files: BlockingObjectStore, flow: str) -> str | None:
-    runs = [n for n in files.list(flow) if n.isdigit()]
+async def latest_run_id(store: ObjectStore, flow: str) -> str | None:
+    runs = [n for n in await store.list(flow) if n.isdigit()]
     return max(runs, key=lambda r: (len(r), r)) if runs else None
 
 
@@ -49,10 +49,9 @@ class ResumeOrigin:
     async def load(
         cls, store: ObjectStore, graph: FlowGraph, origin_run_id: str | None, step: str | None
     ) -> ResumeOrigin:
-        files = store.blocking()
         flow = graph.name
         if origin_run_id is None:
-            origin_run_id = await anyio.to_thread.run_sync(latest_run_id, files, flow)
+            origin_run_id = await latest_run_id(store, flow)
             if origin_run_id is None:
                 raise AflowNotFound(f"no run of {flow} in {store.url} to resume")
         try:
@@ -68,7 +67,7 @@ class ResumeOrigin:
             if step == node.name or old_steps.get(node.name, {}).get("code") != node.code_hash:
                 rerun |= graph.descendants(node.name)
         keep = [n for n in graph.order if n not in rerun]
-        done = await anyio.to_thread.run_sync(_index_done_tasks, files, flow, origin_run_id, keep)
+        done = await _index_done_tasks(store, flow, origin_run_id, keep)
         return cls(store, record, done, rerun)
 
     async def clone(self, ready: Ready, task_id: str) -> TaskRecord | None:
@@ -92,21 +91,24 @@ class ResumeOrigin:
         return copy
 
 
-def _index_done_tasks(
-    files: BlockingObjectStore, flow: str, run_id: str, steps: list[str]
+async def _index_done_tasks(
+    store: ObjectStore, flow: str, run_id: str, steps: list[str]
 ) -> dict[TaskKey, TaskRecord]:
-    """Every done task of the given steps of a run, by identity (read in one worker thread)."""
-    done: dict[TaskKey, TaskRecord] = {}
+    """Every done task of the given steps of a run, by identity (records read concurrently)."""
+
+    async def latest(step: str, task_id: str) -> TaskRecord | None:
+        prefix = task_prefix(flow, run_id, step, task_id)
+        attempts = [int(n[:-4]) for n in await store.list(prefix) if n.endswith(".mpk")]
+        if not attempts:
+            return None
+        return TaskRecord.unpack(await store.get(f"{prefix}/{max(attempts)}.mpk"))
+
+    calls = []
     for step in steps:
-        for task_id in files.list(f"{flow}/{run_id}/{step}"):
-            prefix = task_prefix(flow, run_id, step, task_id)
-            attempts = [int(n[:-4]) for n in files.list(prefix) if n.endswith(".mpk")]
-            if not attempts:
-                continue
-            record = TaskRecord.unpack(files.get(f"{prefix}/{max(attempts)}.mpk"))
-            if record.ok:
-                done[(step, tuple(f[1] for f in record.foreach_stack))] = record
-    return done
+        for task_id in await store.list(f"{flow}/{run_id}/{step}"):
+            calls.append(functools.partial(latest, step, task_id))
+    records = await gather(calls)
+    return {(r.step, tuple(f[1] for f in r.foreach_stack)): r for r in records if r is not None and r.ok}
 
 
 def origin_params(origin: ResumeOrigin, names: list[str]) -> dict[str, Any]:

@@ -127,6 +127,7 @@ async def start_flow(
     if max_workers < 1:
         raise ParameterError("--max-workers must be at least 1")
     store = open_store(datastore, datastore_root)
+    await store.check()  # no bucket, no credentials: say so before anything is written
     plan = RunPlan(
         graph=graph,
         ref=FlowRef.of(flow_cls),
@@ -197,15 +198,16 @@ async def resume_flow(
 async def _save_params(
     store: ObjectStore, flow: str, values: dict[str, Any]
 ) -> dict[str, art.ArtifactRef]:
-    blocking = store.blocking()
+    def serialize() -> dict[str, art.Serialized]:
+        return {name: art.serialize(value, name) for name, value in values.items()}
 
-    def save() -> dict[str, art.ArtifactRef]:
-        return {
-            name: art.save_blob(blocking, flow, art.serialize(value, name))
-            for name, value in values.items()
-        }
-
-    return await anyio.to_thread.run_sync(save)
+    serialized = await anyio.to_thread.run_sync(serialize)
+    for s in serialized.values():
+        if not s.inline:
+            key = art.blob_key(flow, s.digest)
+            if not await store.exists(key):
+                await store.put(key, s.parts)
+    return {name: s.ref() for name, s in serialized.items()}
 
 
 async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
@@ -293,6 +295,8 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
                 error = record.error["message"] if record.error else None
                 bus.emit(RunFinished(ref.name, handle.run_id, record.status, error))
                 bus.close()
+                with contextlib.suppress(Exception):
+                    await store.aclose()
                 handle._result = AsyncRun(store, ref.name, handle.run_id, record)
                 handle._done.set()
 

@@ -423,7 +423,10 @@ def main() -> int:
     spec = TaskSpec.unpack(sys.stdin.buffer.read())
     flow_cls = import_flow(spec.flow_name, spec.flow_module, spec.flow_file, spec.sys_path)
     store = open_blocking_store(spec.datastore, spec.store_root)
-    return run_task(spec, store, flow_cls)
+    try:
+        return run_task(spec, store, flow_cls)
+    finally:
+        getattr(store, "close", lambda: None)()
 
 
 if __name__ == "__main__":

@@ -84,3 +84,11 @@ class PortalBlockingStore:
 
     def list(self, prefix: str) -> list[str]:
         return self._call("list", prefix)
+
+    def close(self) -> None:
+        """Close the store's clients and stop the loop (a no-op if it never started)."""
+        with self._lock:
+            portal, self._portal = self._portal, None
+        if portal is not None and self._store is not None:
+            portal.call(self._store.aclose)
+            portal.call(portal.stop)

@@ -11,11 +11,12 @@ AFLOW_TRANSFER_CONCURRENCY.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -90,10 +91,11 @@ async def upload_parts(
         finally:
             slots.release()
 
-    async with anyio.create_task_group() as tg:
-        for number, piece in enumerate(cut(parts, settings.part_size), start=1):
-            await slots.acquire()  # the next piece is cut only when it can be sent
-            tg.start_soon(one, number, piece)
+    with _first_error():
+        async with anyio.create_task_group() as tg:
+            for number, piece in enumerate(cut(parts, settings.part_size), start=1):
+                await slots.acquire()  # the next piece is cut only when it can be sent
+                tg.start_soon(one, number, piece)
     return [results[n] for n in sorted(results)]
 
 
@@ -111,10 +113,38 @@ async def download_ranges(
         async with limiter:
             await fetch_into(offset, view[offset : offset + settings.part_size])
 
-    async with anyio.create_task_group() as tg:
-        for offset in range(0, size, settings.part_size):
-            tg.start_soon(one, offset)
+    with _first_error():
+        async with anyio.create_task_group() as tg:
+            for offset in range(0, size, settings.part_size):
+                tg.start_soon(one, offset)
     return buffer
+
+
+async def gather(calls: Sequence[Callable[[], Awaitable[T]]], limit: int = 64) -> list[T]:
+    """Await every call, a bounded number at a time, and return the results in order."""
+    results: list[Any] = [None] * len(calls)
+    limiter = anyio.CapacityLimiter(limit)
+
+    async def one(i: int) -> None:
+        async with limiter:
+            results[i] = await calls[i]()
+
+    with _first_error():
+        async with anyio.create_task_group() as tg:
+            for i in range(len(calls)):
+                tg.start_soon(one, i)
+    return results
+
+
+@contextlib.contextmanager
+def _first_error() -> Iterator[None]:
+    """One failed piece of a transfer raises its own error, not a group of one."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+            raise group.exceptions[0] from None
+        raise
 
 
 async def with_retries(

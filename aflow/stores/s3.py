@@ -1,0 +1,252 @@
+"""The S3 datastore on aioboto3 (`pip install 'aflow[aws]'`): `--datastore s3 --datastore-root
+s3://bucket/prefix`, or AFLOW_DATASTORE_SYSROOT_S3.
+
+Credentials and region come the usual AWS way (AWS_* variables, profiles, instance roles);
+AFLOW_S3_ENDPOINT_URL points at an S3-compatible server. One client per event loop, shared by every
+call. Objects over the transfer threshold go up as a multipart upload (parts cut from the object's own
+memory, a bounded number in flight; any failure aborts the upload, so nothing half-written is ever
+visible) and come down as concurrent ranged GETs into one buffer (see transfer.py). Throttling (503
+SlowDown, 429) and transient network errors are retried by botocore's standard retry mode, which
+backs off exponentially with jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from aflow.exception import DataStoreError
+from aflow.stores.base import BlockingObjectStore, Buffer, NotFound
+from aflow.stores.portal import PortalBlockingStore
+from aflow.stores.transfer import (
+    TransferSettings,
+    download_ranges,
+    join,
+    total_size,
+    upload_parts,
+)
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+_session: aioboto3.Session | None = None
+
+
+def _shared_session() -> aioboto3.Session:
+    """One session per process: the first client it makes loads botocore's models (about 0.1 s);
+    later ones reuse them (a few ms). A warm parent makes that first client before it forks."""
+    global _session
+    if _session is None:
+        _session = aioboto3.Session()
+    return _session
+
+
+class S3Store:
+    def __init__(self, url: str) -> None:
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise DataStoreError(f"{url!r} names no bucket: write s3://BUCKET/PREFIX")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.settings = TransferSettings.from_env()
+        self._clients: dict[int, tuple[Any, contextlib.AsyncExitStack]] = {}
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _new_client(self) -> Any:
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 10},
+            max_pool_connections=max(10, 2 * self.settings.concurrency),
+        )
+        endpoint = os.environ.get("AFLOW_S3_ENDPOINT_URL") or None
+        return _shared_session().client("s3", endpoint_url=endpoint, config=config)
+
+    async def _client(self) -> Any:
+        loop = id(asyncio.get_running_loop())
+        if loop not in self._clients:
+            stack = contextlib.AsyncExitStack()
+            client = await stack.enter_async_context(self._new_client())
+            self._clients[loop] = (client, stack)
+        return self._clients[loop][0]
+
+    def prewarm(self) -> None:
+        """In the warm parent, before it forks: make (and close) one client, so botocore's models
+        are loaded once for every task. No request is sent, and no thread or loop is left."""
+
+        import anyio._backends._asyncio  # noqa: F401 - the tasks' store loop runs on it
+
+        async def once() -> None:
+            async with self._new_client():
+                pass
+
+        asyncio.run(once())
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _url(self, key: str) -> str:
+        return f"{self.url}/{key}"
+
+    @staticmethod
+    def _code(e: ClientError) -> str:
+        return str(e.response.get("Error", {}).get("Code", ""))
+
+    # -- the ObjectStore protocol ----------------------------------------------------------------
+
+    async def put(self, key: str, parts: Sequence[Buffer]) -> None:
+        client = await self._client()
+        name = self._key(key)
+        if total_size(parts) <= self.settings.threshold:
+            await client.put_object(Bucket=self.bucket, Key=name, Body=join(parts))
+            return
+        upload = await client.create_multipart_upload(Bucket=self.bucket, Key=name)
+        upload_id = upload["UploadId"]
+
+        async def send(number: int, piece: Buffer) -> dict[str, Any]:
+            sent = await client.upload_part(
+                Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number, Body=bytes(piece)
+            )
+            return {"PartNumber": number, "ETag": sent["ETag"]}
+
+        try:
+            done = await upload_parts(parts, self.settings, send)
+            await client.complete_multipart_upload(
+                Bucket=self.bucket, Key=name, UploadId=upload_id, MultipartUpload={"Parts": done}
+            )
+        except BaseException:
+            import anyio
+
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+            raise
+
+    async def get(self, key: str) -> bytearray:
+        client = await self._client()
+        first = self.settings.threshold
+        try:
+            head = await client.get_object(
+                Bucket=self.bucket, Key=self._key(key), Range=f"bytes=0-{first - 1}"
+            )
+        except ClientError as e:
+            raise self._not_found_or(e, key) from None
+        body = head["Body"]
+        async with body:
+            start = await body.read()
+        size = _total(head, len(start))
+        if size <= len(start):
+            return bytearray(start)
+        settings = self.settings
+
+        async def fetch_into(offset: int, view: memoryview) -> None:
+            if offset < len(start):  # the first piece is already here
+                view[: len(start) - offset] = start[offset : offset + view.nbytes]
+                offset, view = len(start), view[len(start) - offset :]
+                if not view.nbytes:
+                    return
+            await self._read_range_into(client, key, offset, view)
+
+        return await download_ranges(size, settings, fetch_into)
+
+    async def _get_object(self, client: Any, key: str, first: int, last: int) -> Any:
+        return await client.get_object(
+            Bucket=self.bucket, Key=self._key(key), Range=f"bytes={first}-{last}"
+        )
+
+    async def _read_range_into(self, client: Any, key: str, offset: int, view: memoryview) -> None:
+        end = offset + view.nbytes - 1
+        got = await client.get_object(
+            Bucket=self.bucket, Key=self._key(key), Range=f"bytes={offset}-{end}"
+        )
+        pos = 0
+        body = got["Body"]
+        async with body:
+            while pos < view.nbytes:  # straight into its place in the buffer
+                n = await body.readinto(view[pos:])
+                if not n:
+                    raise DataStoreError(f"{self._url(key)}: the download ended early")
+                pos += n
+
+    async def get_range(self, key: str, start: int, length: int) -> bytes:
+        client = await self._client()
+        try:
+            got = await self._get_object(client, key, start, start + length - 1)
+        except ClientError as e:
+            raise self._not_found_or(e, key) from None
+        body = got["Body"]
+        async with body:
+            return await body.read()
+
+    async def exists(self, key: str) -> bool:
+        client = await self._client()
+        try:
+            await client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as e:
+            if self._code(e) in _MISSING:
+                return False
+            raise self._not_found_or(e, key) from None
+
+    async def list(self, prefix: str) -> list[str]:
+        client = await self._client()
+        base = self._key(prefix).rstrip("/") + "/"
+        names: set[str] = set()
+        paginator = client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=base, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                names.add(common["Prefix"][len(base) :].rstrip("/"))
+            for item in page.get("Contents", []):
+                names.add(item["Key"][len(base) :])
+        return sorted(n for n in names if n)
+
+    def blocking(self) -> BlockingObjectStore:
+        url = self.url
+        return PortalBlockingStore(lambda: S3Store(url))
+
+    async def check(self) -> None:
+        try:
+            client = await self._client()
+            await client.head_bucket(Bucket=self.bucket)
+        except NoCredentialsError:
+            raise DataStoreError(
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE, or run where an instance role applies"
+            ) from None
+        except ClientError as e:
+            code = self._code(e)
+            if code in ("404", "NoSuchBucket"):
+                raise DataStoreError(
+                    f"bucket '{self.bucket}' does not exist (datastore root {self.url})"
+                ) from None
+            if code in ("403", "AccessDenied"):
+                raise DataStoreError(
+                    f"no access to bucket '{self.bucket}' with these AWS credentials ({self.url})"
+                ) from None
+            raise DataStoreError(f"S3 refused {self.url}: {e}") from None
+        except BotoCoreError as e:
+            raise DataStoreError(f"cannot reach S3 for {self.url}: {e}") from None
+
+    async def aclose(self) -> None:
+        entry = self._clients.pop(id(asyncio.get_running_loop()), None)
+        if entry is not None:
+            await entry[1].aclose()
+
+    def _not_found_or(self, e: ClientError, key: str) -> Exception:
+        if self._code(e) in _MISSING:
+            return NotFound(self._url(key))
+        return DataStoreError(f"S3 refused {self._url(key)}: {e}")
+
+
+def _total(response: dict[str, Any], got: int) -> int:
+    """The object's whole size, from the Content-Range of a ranged GET."""
+    content_range = response.get("ContentRange") or ""
+    if "/" in content_range:
+        total = content_range.rsplit("/", 1)[1]
+        if total.isdigit():
+            return int(total)
+    return got

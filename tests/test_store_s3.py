@@ -1,0 +1,116 @@
+"""The S3 store over the wire, against moto's S3 server: objects small and large, faults, errors."""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+import numpy as np
+import pytest
+
+from aflow.exception import DataStoreError
+from aflow.stores.base import NotFound, open_store
+from aflow.stores.s3 import S3Store
+
+pytest_plugins = ["servers.moto_s3"]
+MiB = 1 << 20
+
+
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AFLOW_TRANSFER_THRESHOLD", str(6 * MiB))
+    monkeypatch.setenv("AFLOW_TRANSFER_PART_SIZE", str(5 * MiB))
+    monkeypatch.setenv("AFLOW_TRANSFER_CONCURRENCY", "3")
+
+
+def test_small_and_large_objects_round_trip(s3_datastore: tuple[str, str], small_parts: None) -> None:
+    store = open_store(*s3_datastore)
+    big = np.random.default_rng(0).integers(0, 255, 18 * MiB + 123, dtype=np.uint8)
+
+    async def main() -> None:
+        await store.check()
+        await store.put("a/small", [b"hello ", memoryview(b"world")])
+        assert await store.get("a/small") == b"hello world"
+        # Parts cut across the object's own buffers: header, the array, a tail.
+        await store.put("a/big", [b"HEAD", memoryview(big), b"TAIL"])
+        got = await store.get("a/big")
+        assert isinstance(got, bytearray) and len(got) == big.nbytes + 8
+        assert got[:4] == b"HEAD" and got[-4:] == b"TAIL"
+        assert np.array_equal(np.frombuffer(got, dtype=np.uint8, offset=4, count=big.nbytes), big)
+        assert await store.get_range("a/big", 4 + 10 * MiB, 5) == big[10 * MiB : 10 * MiB + 5].tobytes()
+        assert await store.exists("a/big") and not await store.exists("a/none")
+        await store.put("a/b/c/d", [b"x"])
+        assert await store.list("a") == ["b", "big", "small"]
+        assert await store.list("nothing") == []
+        with pytest.raises(NotFound, match=r"s3://.*/runs/a/none"):
+            await store.get("a/none")
+        await store.aclose()
+
+    anyio.run(main)
+
+
+class _ClientThatDropsPart3:
+    """The real client, except that sending part 3 fails as a dropped connection would."""
+
+    def __init__(self, client: object) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    async def upload_part(self, **kwargs: object) -> object:
+        if kwargs["PartNumber"] == 3:
+            raise ConnectionResetError("connection reset while sending part 3")
+        return await self._client.upload_part(**kwargs)  # type: ignore[attr-defined]
+
+
+def test_failed_multipart_upload_leaves_nothing(
+    s3_datastore: tuple[str, str], small_parts: None
+) -> None:
+    store = open_store(*s3_datastore)
+    assert isinstance(store, S3Store)
+
+    async def main() -> None:
+        real = await store._client()
+        store._client = lambda: _async(_ClientThatDropsPart3(real))  # type: ignore[method-assign]
+        with pytest.raises(ConnectionResetError):
+            await store.put("x/broken", [bytes(20 * MiB)])
+        assert not await store.exists("x/broken")
+        uploads = await real.list_multipart_uploads(Bucket=store.bucket)
+        assert not uploads.get("Uploads"), "the multipart upload was aborted"
+        del store._client
+        await store.aclose()
+
+    anyio.run(main)
+
+
+async def _async(value: object) -> object:
+    return value
+
+
+def test_blocking_view_from_a_plain_thread(s3_datastore: tuple[str, str]) -> None:
+    files = open_store(*s3_datastore).blocking()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            files.put("t/k", [b"abc"])
+            assert files.get("t/k") == b"abc" and files.exists("t/k")
+            assert files.list("t") == ["k"]
+        except BaseException as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert not errors, errors
+
+
+def test_check_says_what_to_fix(s3_datastore: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(DataStoreError, match="bucket 'no-such-bucket' does not exist"):
+        anyio.run(open_store("s3", "s3://no-such-bucket/x").check)
+    monkeypatch.delenv("AFLOW_DATASTORE_SYSROOT_S3", raising=False)
+    with pytest.raises(DataStoreError, match="needs a root"):
+        open_store("s3", None)
+    with pytest.raises(DataStoreError, match="takes a root like s3://"):
+        open_store("s3", "/tmp/x")
