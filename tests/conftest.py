@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# Servers the tests start on 127.0.0.1 (see tests/servers/).
+pytest_plugins = ["servers.moto_s3", "servers.azurite"]
+
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = Path(__file__).resolve().parent / "flows"
 EXAMPLES = ROOT / "examples"

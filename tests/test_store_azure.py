@@ -18,7 +18,6 @@ from aflow.exception import DataStoreError
 from aflow.stores.azure import AzureStore
 from aflow.stores.base import NotFound, open_store
 
-pytest_plugins = ["servers.azurite"]  # until tests/conftest.py registers it for every module
 
 MiB = 1 << 20
 

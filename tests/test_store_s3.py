@@ -12,7 +12,6 @@ from aflow.exception import DataStoreError
 from aflow.stores.base import NotFound, open_store
 from aflow.stores.s3 import S3Store
 
-pytest_plugins = ["servers.moto_s3"]
 MiB = 1 << 20
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from aflow.cli.options import Datastore, DatastoreRoot
 from aflow.exception import AflowException, FlowDefinitionError
 from aflow.flowspec import FlowSpec
 
@@ -77,11 +78,6 @@ def _options(
 
 
 MaxWorkers = Annotated[int, typer.Option(help="How many tasks may run at once.")]
-Datastore = Annotated[str, typer.Option(help="Where runs are stored: local.")]
-DatastoreRoot = Annotated[
-    str | None,
-    typer.Option(envvar="AFLOW_DATASTORE_ROOT", help="The store's root; default ./.aflow"),
-]
 RunIdFile = Annotated[
     Path | None, typer.Option(help="Write the run id to this file when the run starts.")
 ]
@@ -115,7 +111,7 @@ def run(
         Path | None, typer.Argument(help="The flow file (a .py file defining a FlowSpec).")
     ] = None,
     max_workers: MaxWorkers = 16,
-    datastore: Datastore = "local",
+    datastore: Datastore = None,
     datastore_root: DatastoreRoot = None,
     run_id_file: RunIdFile = None,
     quiet: Quiet = False,
@@ -134,7 +130,7 @@ def run(
         from aflow.cli.flow_args import parse_flow_args
 
         assert flow_file is not None
-        flow_cls = _load_for_run(flow_file, datastore)
+        flow_cls = _load_for_run(flow_file)
         params = parse_flow_args(flow_cls, list(ctx.args))
         options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
         if _run_blocking(flow_cls, params, options, run_id_file, quiet) != "done":
@@ -153,7 +149,7 @@ def resume(
         str | None, typer.Option(help="The run to resume (default: the latest).")
     ] = None,
     max_workers: MaxWorkers = 16,
-    datastore: Datastore = "local",
+    datastore: Datastore = None,
     datastore_root: DatastoreRoot = None,
     run_id_file: RunIdFile = None,
     quiet: Quiet = False,
@@ -162,7 +158,7 @@ def resume(
     max_num_splits: MaxNumSplits = None,
 ) -> None:
     def go() -> None:
-        flow_cls = _load_for_run(flow_file, datastore)
+        flow_cls = _load_for_run(flow_file)
         options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
         options.update(resume=True, origin_run_id=origin_run_id, resume_step=step)
         if _run_blocking(flow_cls, {}, options, run_id_file, quiet) != "done":
@@ -171,17 +167,16 @@ def resume(
     _guarded(go)
 
 
-def _load_for_run(flow_file: Path, datastore: str) -> type[FlowSpec]:
+def _load_for_run(flow_file: Path) -> type[FlowSpec]:
     from aflow.backends.local import prestart
 
-    if datastore == "local":
-        prestart(str(flow_file))  # the task launcher warms up while we load and check the flow
+    prestart(str(flow_file))  # the task launcher warms up while we load and check the flow
     return _load(flow_file)
 
 
 def _options_of(
     max_workers: int,
-    datastore: str,
+    datastore: str | None,
     datastore_root: str | None,
     with_: list[str] | None,
     tags: list[str] | None,

@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aflow.cli.app import _guarded, _load, app
+from aflow.cli.options import Datastore, DatastoreRoot
 from aflow.client import core
 from aflow.client.core import AsyncFlow, AsyncRun, AsyncStep, AsyncTask, LogLine
 from aflow.exception import AflowException, AflowNotFound
@@ -33,11 +34,6 @@ list_app = typer.Typer(help="List what the store holds.", no_args_is_help=True)
 app.add_typer(list_app, name="list")
 
 Target = Annotated[str, typer.Argument(metavar="FLOW", help="The flow: its file (flow.py) or its name.")]
-Datastore = Annotated[str, typer.Option(help="Where runs are stored: local.")]
-DatastoreRoot = Annotated[
-    str | None,
-    typer.Option(envvar="AFLOW_DATASTORE_ROOT", help="The store's root; default ./.aflow"),
-]
 _STATUS_STYLE = {"done": "green", "failed": "red", "running": "yellow", "dead": "magenta"}
 _POLL_SECONDS = 0.5
 
@@ -66,7 +62,7 @@ def _flow_of(target: str) -> tuple[str, type | None]:
     return target, None
 
 
-def _store(datastore: str, datastore_root: str | None) -> ObjectStore:
+def _store(datastore: str | None, datastore_root: str | None) -> ObjectStore:
     core.namespace(None)  # the commands show every run in the store
     return open_store(datastore, datastore_root)
 
@@ -131,7 +127,7 @@ def list_runs(
         str | None, typer.Option("--flow", help="The flow's name (instead of a file).")
     ] = None,
     limit: Annotated[int, typer.Option(help="Show at most this many runs.")] = 20,
-    datastore: Datastore = "local",
+    datastore: Datastore = None,
     datastore_root: DatastoreRoot = None,
 ) -> None:
     async def go() -> None:
@@ -193,7 +189,7 @@ def show(
     fmt: Annotated[
         GraphFormat, typer.Option("--format", help="How to print the DAG.")
     ] = GraphFormat.text,
-    datastore: Datastore = "local",
+    datastore: Datastore = None,
     datastore_root: DatastoreRoot = None,
 ) -> None:
     async def go() -> None:
@@ -341,7 +337,7 @@ def logs(
     timestamps: Annotated[
         bool, typer.Option("--timestamps", "-t", help="Prefix each line's time.")
     ] = False,
-    datastore: Datastore = "local",
+    datastore: Datastore = None,
     datastore_root: DatastoreRoot = None,
 ) -> None:
     stream = None if both else "stderr" if stderr else "stdout"

@@ -69,7 +69,9 @@ class DataArtifact(_Facade):
 
     _core: AsyncDataArtifact
 
-    def __init__(self, pathspec: str, *, datastore: str = "local", datastore_root: str | None = None):
+    def __init__(
+        self, pathspec: str, *, datastore: str | None = None, datastore_root: str | None = None
+    ):
         task, _, name = pathspec.rpartition("/")
         core = call(AsyncTask.get, task, datastore=datastore, datastore_root=datastore_root)
         self._core = call(core.data_artifact, name)
@@ -146,7 +148,7 @@ class Task(_Facade):
         pathspec: str,
         *,
         attempt: int | None = None,
-        datastore: str = "local",
+        datastore: str | None = None,
         datastore_root: str | None = None,
     ) -> None:
         self._core = call(
@@ -231,7 +233,9 @@ class Step(_Facade):
 
     _core: AsyncStep
 
-    def __init__(self, pathspec: str, *, datastore: str = "local", datastore_root: str | None = None):
+    def __init__(
+        self, pathspec: str, *, datastore: str | None = None, datastore_root: str | None = None
+    ):
         flow, run_id, name = split_pathspec(pathspec, 3, "Flow/run_id/step")
         run = call(AsyncRun.get, f"{flow}/{run_id}", datastore=datastore, datastore_root=datastore_root)
         self._core = call(run.step, name)
@@ -258,7 +262,7 @@ class Run(_Facade):
 
     _core: AsyncRun
 
-    def __init__(self, pathspec: str, datastore: str = "local", datastore_root: str | None = None):
+    def __init__(self, pathspec: str, datastore: str | None = None, datastore_root: str | None = None):
         self._core = call(AsyncRun.get, pathspec, datastore=datastore, datastore_root=datastore_root)
 
     @property
@@ -339,12 +343,12 @@ class Flow(_Facade):
 
     _core: AsyncFlow
 
-    def __init__(self, name: str, *, datastore: str = "local", datastore_root: str | None = None):
+    def __init__(self, name: str, *, datastore: str | None = None, datastore_root: str | None = None):
         core = AsyncFlow(name, datastore=datastore, datastore_root=datastore_root)
         self._core = call(core.check_exists)
 
     @classmethod
-    def list(cls, *, datastore: str = "local", datastore_root: str | None = None) -> list[Flow]:
+    def list(cls, *, datastore: str | None = None, datastore_root: str | None = None) -> list[Flow]:
         """Every flow in the store."""
         flows = call(AsyncFlow.list, datastore=datastore, datastore_root=datastore_root)
         return [cls._of(f) for f in flows]

@@ -98,7 +98,7 @@ def _visible(record: RunRecord, tags: Sequence[str]) -> bool:
 
 
 def open_client_store(
-    datastore: str = "local", datastore_root: str | None = None, store: ObjectStore | None = None
+    datastore: str | None = None, datastore_root: str | None = None, store: ObjectStore | None = None
 ) -> ObjectStore:
     """The store to read: the one given, else `datastore_root`, else AFLOW_DATASTORE_ROOT or ./.aflow."""
     return store if store is not None else open_store(datastore, datastore_root)
@@ -147,7 +147,7 @@ class AsyncFlow:
         self,
         name: str,
         *,
-        datastore: str = "local",
+        datastore: str | None = None,
         datastore_root: str | None = None,
         store: ObjectStore | None = None,
     ) -> None:
@@ -158,7 +158,7 @@ class AsyncFlow:
     async def list(
         cls,
         *,
-        datastore: str = "local",
+        datastore: str | None = None,
         datastore_root: str | None = None,
         store: ObjectStore | None = None,
     ) -> list[AsyncFlow]:
@@ -246,7 +246,7 @@ class AsyncRun:
         cls,
         pathspec: str,
         *,
-        datastore: str = "local",
+        datastore: str | None = None,
         datastore_root: str | None = None,
         store: ObjectStore | None = None,
     ) -> AsyncRun:
@@ -441,7 +441,7 @@ class AsyncTask:
         pathspec: str,
         *,
         attempt: int | None = None,
-        datastore: str = "local",
+        datastore: str | None = None,
         datastore_root: str | None = None,
         store: ObjectStore | None = None,
     ) -> AsyncTask:

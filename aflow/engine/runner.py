@@ -31,7 +31,7 @@ from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
 from aflow.parameters import flow_parameters
 from aflow.stores import artifacts as art
-from aflow.stores.base import ObjectStore, open_store
+from aflow.stores.base import ObjectStore, default_datastore, open_store
 from aflow.stores.records import HEARTBEAT_SECONDS, RunRecord, run_record_key
 
 DEFAULT_MAX_WORKERS = 16
@@ -100,7 +100,7 @@ async def start_flow(
     params: Mapping[str, Any] | None = None,
     *,
     max_workers: int = DEFAULT_MAX_WORKERS,
-    datastore: str = "local",
+    datastore: str | None = None,
     datastore_root: str | None = None,
     run_id: str | None = None,
     events: bool = True,
@@ -126,6 +126,7 @@ async def start_flow(
     graph = graph_for(flow_cls).check()
     if max_workers < 1:
         raise ParameterError("--max-workers must be at least 1")
+    datastore = datastore or default_datastore()
     store = open_store(datastore, datastore_root)
     await store.check()  # no bucket, no credentials: say so before anything is written
     plan = RunPlan(

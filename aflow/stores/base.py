@@ -91,11 +91,16 @@ REMOTE = {
 }
 
 
-def open_store(datastore: str, root: str | None) -> ObjectStore:
+def default_datastore() -> str:
+    return os.environ.get("AFLOW_DEFAULT_DATASTORE") or "local"
+
+
+def open_store(datastore: str | None, root: str | None) -> ObjectStore:
     """The store for `--datastore` and `--datastore-root` (or the datastore's environment variable).
 
     Opening touches no network: `await store.check()` says whether the store can be used.
     """
+    datastore = datastore or default_datastore()
     if datastore == "local":
         from aflow.stores.local import LocalStore, default_local_root
 
