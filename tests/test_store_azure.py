@@ -18,7 +18,6 @@ from aflow.exception import DataStoreError
 from aflow.stores.azure import AzureStore
 from aflow.stores.base import NotFound, open_store
 
-
 MiB = 1 << 20
 
 
