@@ -113,3 +113,26 @@ def test_check_says_what_to_fix(s3_datastore: tuple[str, str], monkeypatch: pyte
         open_store("s3", None)
     with pytest.raises(DataStoreError, match="takes a root like s3://"):
         open_store("s3", "/tmp/x")
+
+
+def test_throttling_and_dropped_connections_are_retried(
+    s3_datastore: tuple[str, str],
+    throttled_s3_endpoint: tuple[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    small_parts: None,
+) -> None:
+    endpoint, faults = throttled_s3_endpoint
+    monkeypatch.setenv("AFLOW_S3_ENDPOINT_URL", endpoint)
+    store = open_store(*s3_datastore)
+    big = bytes(range(256)) * (40 * 1024)  # 10 MiB: two parts, two ranged reads
+
+    async def main() -> None:
+        await store.put("t/small", [b"payload"])
+        await store.put("t/big", [big])
+        assert await store.get("t/small") == b"payload"
+        assert await store.get("t/big") == big
+        assert await store.list("t") == ["big", "small"]
+        await store.aclose()
+
+    anyio.run(main)
+    assert "503" in faults and "reset" in faults
