@@ -17,7 +17,6 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -28,12 +27,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# `gcp-storage-emulator start ...`, with one change: the emulator is a single-threaded
+# http.server.HTTPServer whose listen backlog is 5, so a client opening many connections at once
+# (100 concurrent small reads) has connections dropped and waits out TCP SYN retries (seconds each,
+# minutes in all). A deeper backlog only lets them queue; requests are still served one at a time.
+_LAUNCH = (
+    "import sys, http.server\n"
+    "http.server.HTTPServer.request_queue_size = 1024\n"
+    "from gcp_storage_emulator.__main__ import main\n"
+    "sys.argv[0] = 'gcp-storage-emulator'\n"
+    "main()\n"
+)
+
+
 def _command(port: int) -> list[str]:
     args = ["start", "-H", "127.0.0.1", "--port", str(port), "--in-memory", "-q"]
-    script = Path(sys.executable).with_name("gcp-storage-emulator")
-    if script.exists():
-        return [str(script), *args]
-    return [sys.executable, "-m", "gcp_storage_emulator", *args]
+    return [sys.executable, "-c", _LAUNCH, *args]
 
 
 def _answers(url: str) -> bool:
