@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 # Servers the tests start on 127.0.0.1 (see tests/servers/).
-pytest_plugins = ["servers.moto_s3", "servers.throttling_proxy", "servers.azurite"]
+pytest_plugins = [
+    "servers.moto_s3",
+    "servers.throttling_proxy",
+    "servers.azurite",
+    "servers.gcs_emulator",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = Path(__file__).resolve().parent / "flows"

@@ -1,5 +1,5 @@
-"""The same flows on every datastore: local, S3 (moto), Azure (Azurite); read back from another
-process through the client, logs included. Each cloud server is started by the test suite."""
+"""The same flows on every datastore: local, S3 (moto), Azure (Azurite) and GCS (gcp-storage-emulator),
+read back from another process through the client, logs included. The test suite starts each server."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES, FLOWS, run_cli
 
-STORES = ["local", "s3", "azure"]
+STORES = ["local", "s3", "azure", "gs"]
 
 
 @pytest.fixture(params=STORES)
 def datastore(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     if request.param == "local":
         return "local", str(tmp_path / "store")
-    return request.getfixturevalue(f"{request.param}_datastore")
+    fixture = {"s3": "s3_datastore", "azure": "azure_datastore", "gs": "gcs_datastore"}
+    return request.getfixturevalue(fixture[request.param])
 
 
 def read_back(datastore: tuple[str, str], flow: str, code: str) -> str:

@@ -17,8 +17,6 @@ from aflow.stores import gcs
 from aflow.stores.base import NotFound, open_store
 from aflow.stores.gcs import GCSStore
 
-pytest_plugins = ["servers.gcs_emulator"]
-
 T = TypeVar("T")
 MiB = 1 << 20
 

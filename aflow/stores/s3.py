@@ -64,6 +64,9 @@ class S3Store:
         config = Config(
             retries={"mode": "standard", "max_attempts": 10},
             max_pool_connections=max(10, 2 * self.settings.concurrency),
+            # Content is already addressed by its SHA-256; a second checksum of every part,
+            # computed on the event loop, would only slow uploads down.
+            request_checksum_calculation="when_required",
         )
         endpoint = os.environ.get("AFLOW_S3_ENDPOINT_URL") or None
         return _shared_session().client("s3", endpoint_url=endpoint, config=config)
