@@ -174,6 +174,10 @@ SIDES = {
 }
 
 
+def best(so_far: dict[str, float], new: dict[str, float]) -> dict[str, float]:
+    return {k: min(v, so_far.get(k, v)) for k, v in new.items()}
+
+
 def run_side(name: str, amount: int, bucket: str, env: dict[str, str]) -> dict[str, float]:
     proc = subprocess.Popen(
         [sys.executable, __file__, "--side", name, "--amount", str(amount), "--bucket", bucket],
@@ -193,6 +197,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--small", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=2, help="rounds; each side's best is kept")
     parser.add_argument("--side", choices=SIDES)
     parser.add_argument("--amount", type=int)
     parser.add_argument("--bucket")
@@ -233,10 +238,14 @@ def main() -> None:
             except Exception:
                 time.sleep(0.2)
         size = args.size_mib * MiB
-        ours = run_side("aflow_large", size, "bench", env)
-        theirs = run_side("s3transfer_large", size, "bench", env)
-        few = run_side("aflow_small", args.small, "bench", env)
-        one_by_one = run_side("sequential_small", args.small, "bench", env)
+        # The server's first large allocation is slow on a fresh VM, whoever makes it: run the
+        # sides in turn, twice, and keep each side's best.
+        ours, theirs, few, one_by_one = {}, {}, {}, {}
+        for _ in range(args.repeat):
+            ours = best(ours, run_side("aflow_large", size, "bench", env))
+            theirs = best(theirs, run_side("s3transfer_large", size, "bench", env))
+            one_by_one = best(one_by_one, run_side("sequential_small", args.small, "bench", env))
+            few = best(few, run_side("aflow_small", args.small, "bench", env))
     finally:
         server.terminate()
         server.wait()
