@@ -260,9 +260,10 @@ def main() -> None:
             f"{theirs[what]:6.2f} s ({rate(theirs[what])})   aflow/s3transfer throughput "
             f"{theirs[what] / ours[what]:.2f}x"
         )
+    ratio = ours["peak_rss_mib"] * MiB / size
     print(
-        f"  peak RSS  aflow {ours['peak_rss_mib']:.0f} MiB ({ours['peak_rss_mib'] * MiB / size:.2f}x the "
-        f"artifact)   s3transfer {theirs['peak_rss_mib']:.0f} MiB"
+        f"  peak RSS  aflow {ours['peak_rss_mib']:.0f} MiB ({ratio:.2f}x the artifact)   "
+        f"s3transfer {theirs['peak_rss_mib']:.0f} MiB"
     )
     print(f"{args.small} small artifacts (1 KiB):")
     for what in ("write_s", "read_s"):
