@@ -281,9 +281,13 @@ def _step_row(records: list[TaskRecord | None]) -> list[Any]:
     slowest = max((r.finished_at - r.started_at for r in ended), default=None)
     failure: Any = ""
     if failed:
-        error = failed[0].error or {}
+        # The task whose own error failed the run, before the ones stopped because of it.
+        first = min(
+            failed, key=lambda r: ((r.error or {}).get("type") == "TaskTerminated", int(r.task_id))
+        )
+        error = first.error or {}
         more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
-        text = f"{failed[0].task_id}: {error.get('type', '')}: {error.get('message', '')}{more}"
+        text = f"{first.task_id}: {error.get('type', '')}: {error.get('message', '')}{more}"
         failure = Text(text, style="red")
     return [
         str(len(records)),
