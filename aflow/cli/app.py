@@ -275,5 +275,34 @@ def check(flow_file: FlowFile) -> None:
     _guarded(go)
 
 
+@app.command(help="Show what the flow's code package holds (what remote steps will get).")
+def package(
+    flow_file: FlowFile,
+    include: Annotated[
+        list[str] | None, typer.Option(help="Also include files matching this pattern.")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Leave out files matching this pattern.")
+    ] = None,
+    files: Annotated[bool, typer.Option("--files", help="List every file.")] = False,
+) -> None:
+    def go() -> None:
+        from aflow.engine.packaging import build_package
+
+        _load(flow_file)
+        built = build_package(flow_file, include or [], exclude or [])
+        own = [f for f in built.files if not f.startswith("aflow/")]
+        typer.echo(
+            f"code package {built.digest[:16]}: {len(built.files)} files "
+            f"({len(own)} of the flow's, the rest aflow), {built.size / 1024:.0f} KiB"
+        )
+        for name in own if not files else built.files:
+            typer.echo(f"  {name}")
+        for name, why in built.skipped:
+            typer.echo(f"  skipped {name}: {why}")
+
+    _guarded(go)
+
+
 # Inspection commands register themselves on `app`.
 from aflow.cli import inspect as _inspect  # noqa: E402, F401
