@@ -35,6 +35,21 @@ class StepDecorator:
     def validate(self) -> None:
         pass
 
+    def number(self, option: str) -> float:
+        """An option that must be a number >= 0, or an error naming the decorator and option."""
+        value = self.attributes[option]
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+        except (TypeError, ValueError):
+            raise AflowException(
+                f"@{self.name}({option}={value!r}): {option} must be a number"
+            ) from None
+        if number < 0:
+            raise AflowException(f"@{self.name}({option}={value!r}): {option} must be >= 0")
+        return number
+
     def __call__(self, f: F) -> F:
         decorators = f.__dict__.setdefault("decorators", [])
         if any(d.name == self.name for d in decorators):
@@ -54,8 +69,9 @@ class RetryDecorator(StepDecorator):
 
     def validate(self) -> None:
         times = self.attributes["times"]
-        if not isinstance(times, int) or times < 0:
+        if isinstance(times, bool) or not isinstance(times, int) or times < 0:
             raise AflowException(f"@retry(times={times!r}): times must be a whole number >= 0")
+        self.number("minutes_between_retries")
 
 
 class CatchDecorator(StepDecorator):
@@ -72,8 +88,7 @@ class TimeoutDecorator(StepDecorator):
             raise AflowException("@timeout needs seconds=, minutes= or hours= greater than zero")
 
     def seconds_total(self) -> float:
-        a = self.attributes
-        return float(a["seconds"]) + 60 * float(a["minutes"]) + 3600 * float(a["hours"])
+        return self.number("seconds") + 60 * self.number("minutes") + 3600 * self.number("hours")
 
 
 class EnvironmentDecorator(StepDecorator):

@@ -136,3 +136,25 @@ def test_throttling_and_dropped_connections_are_retried(
 
     anyio.run(main)
     assert "503" in faults and "reset" in faults
+
+
+def test_store_contract_edges(s3_datastore: tuple[str, str]) -> None:
+    bucket = s3_datastore[1].removeprefix("s3://").split("/")[0]
+    bare = open_store("s3", f"s3://{bucket}")  # a root with no prefix
+
+    async def main() -> None:
+        await bare.put("empty", [])
+        assert await bare.get("empty") == b""
+        await bare.put("ten", [b"0123456789"])
+        assert await bare.get_range("ten", 3, 0) == b""
+        assert await bare.get_range("ten", 20, 5) == b""
+        assert await bare.get_range("ten", 8, 5) == b"89"
+        assert "ten" in await bare.list("")
+        with pytest.raises(NotFound):
+            await bare.get_range("nothing", 0, 5)
+        await bare.aclose()
+
+    anyio.run(main)
+    gone = open_store("s3", "s3://no-such-bucket-here/x")
+    with pytest.raises(DataStoreError, match="bucket 'no-such-bucket-here' does not exist"):
+        anyio.run(gone.list, "")

@@ -8,6 +8,7 @@ can cause (an unknown flow, run, step or task, an empty store) are one line on s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -62,9 +63,14 @@ def _flow_of(target: str) -> tuple[str, type | None]:
     return target, None
 
 
+_opened: list[ObjectStore] = []
+
+
 def _store(datastore: str | None, datastore_root: str | None) -> ObjectStore:
     core.namespace(None)  # the commands show every run in the store
-    return open_store(datastore, datastore_root)
+    store = open_store(datastore, datastore_root)
+    _opened.append(store)  # closed by _run_async, on the loop that used it
+    return store
 
 
 async def _existing_flow(store: ObjectStore, name: str) -> AsyncFlow:
@@ -109,7 +115,15 @@ def _status(status: str) -> Text:
 
 
 def _run_async(fn: Any, *args: Any) -> Any:
-    return _guarded(lambda: anyio.run(fn, *args))
+    async def main() -> Any:
+        try:
+            return await fn(*args)
+        finally:
+            while _opened:
+                with contextlib.suppress(Exception):
+                    await _opened.pop().aclose()
+
+    return _guarded(lambda: anyio.run(main))
 
 
 # -- list runs ------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ imports the engine's scheduler or the CLI.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import os
@@ -29,7 +30,7 @@ from aflow.exception import (
     TaskNotFound,
 )
 from aflow.stores import artifacts as art
-from aflow.stores.base import NotFound, ObjectStore, open_store
+from aflow.stores.base import NotFound, ObjectStore, default_datastore, open_store
 from aflow.stores.records import (
     RunRecord,
     TaskRecord,
@@ -97,11 +98,39 @@ def _visible(record: RunRecord, tags: Sequence[str]) -> bool:
 # -- helpers --------------------------------------------------------------------------------------
 
 
+_client_stores: dict[tuple[str | None, str | None], ObjectStore] = {}
+
+
 def open_client_store(
     datastore: str | None = None, datastore_root: str | None = None, store: ObjectStore | None = None
 ) -> ObjectStore:
-    """The store to read: the one given, else `datastore_root`, else AFLOW_DATASTORE_ROOT or ./.aflow."""
-    return store if store is not None else open_store(datastore, datastore_root)
+    """The store to read: the one given, else `datastore_root`, else AFLOW_DATASTORE_ROOT or ./.aflow.
+
+    One store per (datastore, root) for the whole process, so reading a hundred runs makes one
+    cloud client, not a hundred; `close_client_stores()` lets go of them.
+    """
+    if store is not None:
+        return store
+    key = (datastore or default_datastore(), datastore_root or _env_root(datastore))
+    if key not in _client_stores:
+        _client_stores[key] = open_store(datastore, datastore_root)
+    return _client_stores[key]
+
+
+def _env_root(datastore: str | None) -> str | None:
+    name = datastore or default_datastore()
+    return (
+        os.environ.get("AFLOW_DATASTORE_ROOT")
+        if name == "local"
+        else os.environ.get(f"AFLOW_DATASTORE_SYSROOT_{name.upper()}")
+    )
+
+
+async def close_client_stores() -> None:
+    """Close the clients the client API's stores made on this event loop."""
+    for store in list(_client_stores.values()):
+        with contextlib.suppress(Exception):
+            await store.aclose()
 
 
 def split_pathspec(pathspec: str, parts: int, shape: str) -> list[str]:

@@ -7,6 +7,8 @@ inside an event loop (a notebook, a web handler). Nothing here knows about runs 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import threading
 from collections.abc import Callable, Coroutine
@@ -21,10 +23,19 @@ _portal: BlockingPortal | None = None
 _lock = threading.Lock()
 
 
+def _close_at_exit() -> None:
+    from aflow.client.core import close_client_stores
+
+    if _portal is not None:
+        with contextlib.suppress(Exception):
+            _portal.call(close_client_stores)
+
+
 def call(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
     """Run `await fn(*args, **kwargs)` on the client's loop thread and return its result."""
     global _portal
     with _lock:
         if _portal is None:
             _portal = background_portal("aflow-client")
+            atexit.register(_close_at_exit)  # cloud clients closed on the loop that made them
     return _portal.call(functools.partial(fn, *args, **kwargs))

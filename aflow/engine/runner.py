@@ -128,24 +128,29 @@ async def start_flow(
         raise ParameterError("--max-workers must be at least 1")
     datastore = datastore or default_datastore()
     store = open_store(datastore, datastore_root)
-    await store.check()  # no bucket, no credentials: say so before anything is written
-    plan = RunPlan(
-        graph=graph,
-        ref=FlowRef.of(flow_cls),
-        values={},
-        store=store,
-        datastore=datastore,
-        max_workers=max_workers,
-        decorators=step_decorators(flow_cls, graph.order, with_decorators),
-        tags=list(tags),
-        max_num_splits=max_num_splits,
-    )
-    if resume:
-        if params:
-            raise ParameterError("a resumed run keeps its origin run's parameters: pass none")
-        plan.origin = await ResumeOrigin.load(store, graph, origin_run_id, resume_step)
-    else:  # in a thread: an IncludeFile parameter reads its file
-        plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, params or {})
+    try:
+        await store.check()  # no bucket, no credentials: say so before anything is written
+        plan = RunPlan(
+            graph=graph,
+            ref=FlowRef.of(flow_cls),
+            values={},
+            store=store,
+            datastore=datastore,
+            max_workers=max_workers,
+            decorators=step_decorators(flow_cls, graph.order, with_decorators),
+            tags=list(tags),
+            max_num_splits=max_num_splits,
+        )
+        if resume:
+            if params:
+                raise ParameterError("a resumed run keeps its origin run's parameters: pass none")
+            plan.origin = await ResumeOrigin.load(store, graph, origin_run_id, resume_step)
+        else:  # in a thread: an IncludeFile parameter reads its file
+            plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, params or {})
+    except BaseException:
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await store.aclose()  # refused before it started: let go of the cloud client
+        raise
     bus = EventBus()
     handle = RunningFlow(run_id or new_run_id(), flow_cls.__name__, bus.subscribe() if events else None)
     try:
@@ -308,4 +313,8 @@ async def _heartbeat(store: ObjectStore, key: str, record: RunRecord, scheduler:
         await anyio.sleep(HEARTBEAT_SECONDS)
         record.heartbeat_at = time.time()
         record.tasks_done, record.tasks_failed = scheduler.tasks_done, scheduler.tasks_failed
-        await store.put(key, [record.pack()])
+        try:
+            await store.put(key, [record.pack()])
+        except Exception:
+            # A missed beat is not worth failing a healthy run for; the next one may land.
+            continue

@@ -235,7 +235,8 @@ class Scheduler:
             with anyio.CancelScope(shield=True):  # a stopped task's output is kept too
                 await log.save(self.store, task_log_key(*key))
         if deadline.cancelled_caught:
-            return None, Failure(f"timed out after {limit:g} s (@timeout)", None, platform=False)
+            message = f"TimeoutException: the step ran longer than {limit:g} s (@timeout)"
+            return None, Failure(message, None, platform=False)
         record = await self._read_record(task_record_key(*key))
         if outcome.returncode == 0 and record is not None and record.ok:
             if not spec.fallback:

@@ -17,6 +17,7 @@ from anyio.from_thread import BlockingPortal
 from aflow.stores.base import Buffer, ObjectStore
 
 T = TypeVar("T")
+_UNDO_GRACE = 10.0
 
 
 def background_portal(name: str) -> BlockingPortal:
@@ -47,7 +48,24 @@ class PortalBlockingStore:
         portal = self._start()
         assert self._store is not None
         fn: Callable[..., Coroutine[Any, Any, T]] = getattr(self._store, method)
-        return portal.call(fn, *args)
+        finished = threading.Event()
+
+        async def call() -> Any:
+            try:
+                return await fn(*args)
+            finally:
+                finished.set()
+
+        future = portal.start_task_soon(call)
+        try:
+            return future.result()
+        except BaseException:
+            # Stopped while waiting (the task was told to stop): cancel the call, and give it the
+            # time to undo what it started (abort a multipart upload) before the store closes.
+            if not future.done():
+                future.cancel()
+                finished.wait(_UNDO_GRACE)
+            raise
 
     def _start(self) -> BlockingPortal:
         with self._lock:
@@ -90,5 +108,7 @@ class PortalBlockingStore:
         with self._lock:
             portal, self._portal = self._portal, None
         if portal is not None and self._store is not None:
-            portal.call(self._store.aclose)
-            portal.call(portal.stop)
+            try:
+                portal.call(self._store.aclose)
+            finally:
+                portal.call(portal.stop)

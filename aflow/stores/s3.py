@@ -16,10 +16,11 @@ import asyncio
 import contextlib
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aioboto3
+import anyio
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
@@ -101,76 +102,101 @@ class S3Store:
     def _code(e: ClientError) -> str:
         return str(e.response.get("Error", {}).get("Code", ""))
 
+    @contextlib.asynccontextmanager
+    async def _errors(self, key: str | None = None) -> AsyncIterator[None]:
+        """SDK errors as the store's: NotFound for a missing object, else what to fix."""
+        where = self._url(key) if key is not None else self.url
+        try:
+            yield
+        except ClientError as e:
+            code = self._code(e)
+            if code in _MISSING and key is not None:
+                raise NotFound(where) from None
+            if code in ("404", "NoSuchBucket"):
+                raise DataStoreError(f"bucket '{self.bucket}' does not exist ({where})") from None
+            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise DataStoreError(
+                    f"no access to {where} with these AWS credentials ({code})"
+                ) from None
+            raise DataStoreError(f"S3 refused {where}: {e}") from None
+        except NoCredentialsError:
+            raise DataStoreError(
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE, or run where an instance role applies"
+            ) from None
+        except BotoCoreError as e:
+            raise DataStoreError(f"cannot reach S3 for {where}: {e}") from None
+
     # -- the ObjectStore protocol ----------------------------------------------------------------
 
     async def put(self, key: str, parts: Sequence[Buffer]) -> None:
-        client = await self._client()
-        name = self._key(key)
-        if total_size(parts) <= self.settings.threshold:
-            await client.put_object(Bucket=self.bucket, Key=name, Body=join(parts))
-            return
-        upload = await client.create_multipart_upload(Bucket=self.bucket, Key=name)
-        upload_id = upload["UploadId"]
+        async with self._errors(key):
+            client = await self._client()
+            name = self._key(key)
+            if total_size(parts) <= self.settings.threshold:
+                await client.put_object(Bucket=self.bucket, Key=name, Body=join(parts))
+                return
+            upload = await client.create_multipart_upload(Bucket=self.bucket, Key=name)
+            upload_id = upload["UploadId"]
 
-        async def send(number: int, piece: Buffer) -> dict[str, Any]:
-            sent = await client.upload_part(
-                Bucket=self.bucket,
-                Key=name,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=_ViewFile(piece),
-            )
-            return {"PartNumber": number, "ETag": sent["ETag"]}
+            async def send(number: int, piece: Buffer) -> dict[str, Any]:
+                sent = await client.upload_part(
+                    Bucket=self.bucket,
+                    Key=name,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=_ViewFile(piece),
+                )
+                return {"PartNumber": number, "ETag": sent["ETag"]}
 
-        try:
-            done = await upload_parts(parts, self.settings, send)
-            await client.complete_multipart_upload(
-                Bucket=self.bucket, Key=name, UploadId=upload_id, MultipartUpload={"Parts": done}
-            )
-        except BaseException:
-            import anyio
-
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
-            raise
+            try:
+                done = await upload_parts(parts, self.settings, send)
+                await client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=name, UploadId=upload_id, MultipartUpload={"Parts": done}
+                )
+            except BaseException:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+                raise
 
     async def get(self, key: str) -> bytearray:
-        client = await self._client()
-        first = self.settings.threshold
-        try:
-            head = await client.get_object(
-                Bucket=self.bucket, Key=self._key(key), Range=f"bytes=0-{first - 1}"
-            )
-        except ClientError as e:
-            raise self._not_found_or(e, key) from None
-        body = head["Body"]
-        async with body:
-            start = await body.read()
-        size = _total(head, len(start))
-        if size <= len(start):
-            return bytearray(start)
-        settings = self.settings
+        async with self._errors(key):
+            client = await self._client()
+            first = self.settings.threshold
+            head = await self._get_object(client, key, 0, first - 1)  # a missing key: NoSuchKey
+            if head is None:  # an empty object: no range of it exists
+                return bytearray()
+            body = head["Body"]
+            async with body:
+                start = await body.read()
+            size = _total(head, len(start))
+            if size <= len(start):
+                return bytearray(start)
 
-        async def fetch_into(offset: int, view: memoryview) -> None:
-            if offset < len(start):  # the first piece is already here
-                view[: len(start) - offset] = start[offset : offset + view.nbytes]
-                offset, view = len(start), view[len(start) - offset :]
-                if not view.nbytes:
-                    return
-            await self._read_range_into(client, key, offset, view)
+            async def fetch_into(offset: int, view: memoryview) -> None:
+                if offset < len(start):  # the first piece is already here
+                    view[: len(start) - offset] = start[offset : offset + view.nbytes]
+                    offset, view = len(start), view[len(start) - offset :]
+                    if not view.nbytes:
+                        return
+                await self._read_range_into(client, key, offset, view)
 
-        return await download_ranges(size, settings, fetch_into)
+            return await download_ranges(size, self.settings, fetch_into)
 
     async def _get_object(self, client: Any, key: str, first: int, last: int) -> Any:
-        return await client.get_object(
-            Bucket=self.bucket, Key=self._key(key), Range=f"bytes={first}-{last}"
-        )
+        """A ranged GET; None when the range starts past the end (S3 answers 416)."""
+        name = self._key(key)
+        try:
+            return await client.get_object(Bucket=self.bucket, Key=name, Range=f"bytes={first}-{last}")
+        except ClientError as e:
+            if self._code(e) == "InvalidRange":
+                return None
+            raise
 
     async def _read_range_into(self, client: Any, key: str, offset: int, view: memoryview) -> None:
-        end = offset + view.nbytes - 1
-        got = await client.get_object(
-            Bucket=self.bucket, Key=self._key(key), Range=f"bytes={offset}-{end}"
-        )
+        got = await self._get_object(client, key, offset, offset + view.nbytes - 1)
+        if got is None:
+            raise DataStoreError(f"{self._url(key)} changed while it was being read")
         pos = 0
         body = got["Body"]
         async with body:
@@ -181,73 +207,69 @@ class S3Store:
                 pos += n
 
     async def get_range(self, key: str, start: int, length: int) -> bytes:
-        client = await self._client()
-        try:
+        async with self._errors(key):
+            client = await self._client()
+            if length <= 0:  # S3 would ignore an empty range and send the whole object
+                if not await self._exists(client, key):
+                    raise NotFound(self._url(key))
+                return b""
             got = await self._get_object(client, key, start, start + length - 1)
-        except ClientError as e:
-            raise self._not_found_or(e, key) from None
-        body = got["Body"]
-        async with body:
-            return await body.read()
+            if got is None:
+                if not await self._exists(client, key):
+                    raise NotFound(self._url(key))
+                return b""
+            body = got["Body"]
+            async with body:
+                return await body.read()
 
-    async def exists(self, key: str) -> bool:
-        client = await self._client()
+    async def _exists(self, client: Any, key: str) -> bool:
         try:
             await client.head_object(Bucket=self.bucket, Key=self._key(key))
             return True
         except ClientError as e:
             if self._code(e) in _MISSING:
                 return False
-            raise self._not_found_or(e, key) from None
+            raise
+
+    async def exists(self, key: str) -> bool:
+        async with self._errors(key):
+            return await self._exists(await self._client(), key)
 
     async def list(self, prefix: str) -> list[str]:
-        client = await self._client()
-        base = self._key(prefix).rstrip("/") + "/"
-        names: set[str] = set()
-        paginator = client.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=self.bucket, Prefix=base, Delimiter="/"):
-            for common in page.get("CommonPrefixes", []):
-                names.add(common["Prefix"][len(base) :].rstrip("/"))
-            for item in page.get("Contents", []):
-                names.add(item["Key"][len(base) :])
-        return sorted(n for n in names if n)
+        async with self._errors():
+            client = await self._client()
+            base = self._key(prefix).strip("/")
+            base = f"{base}/" if base else ""
+            names: set[str] = set()
+            paginator = client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=base, Delimiter="/"):
+                for common in page.get("CommonPrefixes", []):
+                    names.add(common["Prefix"][len(base) :].rstrip("/"))
+                for item in page.get("Contents", []):
+                    names.add(item["Key"][len(base) :])
+            return sorted(n for n in names if n)
 
     def blocking(self) -> BlockingObjectStore:
         url = self.url
         return PortalBlockingStore(lambda: S3Store(url))
 
     async def check(self) -> None:
-        try:
-            client = await self._client()
-            await client.head_bucket(Bucket=self.bucket)
-        except NoCredentialsError:
-            raise DataStoreError(
-                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "AWS_PROFILE, or run where an instance role applies"
-            ) from None
-        except ClientError as e:
-            code = self._code(e)
-            if code in ("404", "NoSuchBucket"):
-                raise DataStoreError(
-                    f"bucket '{self.bucket}' does not exist (datastore root {self.url})"
-                ) from None
-            if code in ("403", "AccessDenied"):
-                raise DataStoreError(
-                    f"no access to bucket '{self.bucket}' with these AWS credentials ({self.url})"
-                ) from None
-            raise DataStoreError(f"S3 refused {self.url}: {e}") from None
-        except BotoCoreError as e:
-            raise DataStoreError(f"cannot reach S3 for {self.url}: {e}") from None
+        """A quick look at the bucket: two attempts, short timeouts, so a wrong endpoint is
+        reported in seconds rather than after a full retry schedule."""
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=10
+        )
+        endpoint = os.environ.get("AFLOW_S3_ENDPOINT_URL") or None
+        async with (
+            self._errors(),
+            _shared_session().client("s3", endpoint_url=endpoint, config=config) as c,
+        ):
+            await c.head_bucket(Bucket=self.bucket)
 
     async def aclose(self) -> None:
         entry = self._clients.pop(id(asyncio.get_running_loop()), None)
         if entry is not None:
             await entry[1].aclose()
-
-    def _not_found_or(self, e: ClientError, key: str) -> Exception:
-        if self._code(e) in _MISSING:
-            return NotFound(self._url(key))
-        return DataStoreError(f"S3 refused {self._url(key)}: {e}")
 
 
 class _ViewFile(io.RawIOBase):

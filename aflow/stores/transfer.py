@@ -121,18 +121,19 @@ async def download_ranges(
 
 
 async def gather(calls: Sequence[Callable[[], Awaitable[T]]], limit: int = 64) -> list[T]:
-    """Await every call, a bounded number at a time, and return the results in order."""
+    """Await every call, `limit` at a time (by `limit` workers, not one task per call), and
+    return the results in order."""
     results: list[Any] = [None] * len(calls)
-    limiter = anyio.CapacityLimiter(limit)
+    queue = iter(range(len(calls)))
 
-    async def one(i: int) -> None:
-        async with limiter:
+    async def worker() -> None:
+        for i in queue:  # the workers share one iterator: each index is taken once
             results[i] = await calls[i]()
 
     with _first_error():
         async with anyio.create_task_group() as tg:
-            for i in range(len(calls)):
-                tg.start_soon(one, i)
+            for _ in range(min(limit, len(calls))):
+                tg.start_soon(worker)
     return results
 
 
