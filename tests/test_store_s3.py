@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import anyio
@@ -158,3 +159,22 @@ def test_store_contract_edges(s3_datastore: tuple[str, str]) -> None:
     gone = open_store("s3", "s3://no-such-bucket-here/x")
     with pytest.raises(DataStoreError, match="bucket 'no-such-bucket-here' does not exist"):
         anyio.run(gone.list, "")
+
+
+def test_a_task_stopped_mid_upload_leaves_no_upload_behind(
+    s3_datastore: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    from recovery import SlowUploadFlow
+
+    import aflow
+
+    monkeypatch.setenv("AFLOW_TRANSFER_THRESHOLD", str(5 * MiB))
+    monkeypatch.setenv("AFLOW_TRANSFER_PART_SIZE", str(5 * MiB))
+    monkeypatch.setenv("AFLOW_TRANSFER_CONCURRENCY", "1")
+    name, root = s3_datastore
+    run = anyio.run(lambda: aflow.run_flow(SlowUploadFlow, datastore=name, datastore_root=root))
+    assert run.successful and "TimeoutException" in str(run["start"].task.data.upload_failure)
+    bucket = root.removeprefix("s3://").split("/")[0]
+    client = boto3.client("s3", endpoint_url=os.environ["AFLOW_S3_ENDPOINT_URL"])
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")

@@ -119,3 +119,20 @@ class IncludeFlow(FlowSpec):
     @step
     def end(self):
         pass
+
+
+class SlowUploadFlow(FlowSpec):
+    """A large artifact whose upload outlasts the step's timeout."""
+
+    @catch(var="upload_failure", print_exception=False)
+    @timeout(seconds=1.5)
+    @step
+    def start(self):
+        import numpy as np
+
+        self.big = np.ones(30_000_000)  # 240 MB: many small parts, one at a time
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
