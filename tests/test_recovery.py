@@ -277,3 +277,24 @@ def test_reused_tasks_keep_their_output(store_root: Path, tmp_path: Path) -> Non
     outputs = sorted(t.stdout for t in resumed["work"])
     assert outputs == sorted(t.stdout for t in aflow.Run(f"ResumableFlow/{first}")["work"])
     assert outputs[0].startswith("working on ")
+
+
+def test_a_task_waiting_for_its_retry_is_not_finished(store_root: Path) -> None:
+    from recovery import SlowRetryFlow
+
+    seen: dict[str, object] = {}
+
+    async def main() -> None:
+        async with aflow.start_flow(SlowRetryFlow, events=False) as running:
+            first = store_root / "SlowRetryFlow" / running.run_id / "start" / "1" / "0.mpk"
+            while not first.exists():
+                await anyio.sleep(0.05)
+            task = await anyio.to_thread.run_sync(aflow.Task, f"SlowRetryFlow/{running.run_id}/start/1")
+            seen["during"] = await anyio.to_thread.run_sync(lambda: (task.finished, task.successful))
+            seen["task"] = task
+        seen["after"] = await anyio.to_thread.run_sync(lambda: (task.finished, task.successful))
+
+    aflow.namespace(None)
+    anyio.run(main)
+    assert seen["during"] == (False, False)
+    assert seen["after"] == (True, True)

@@ -177,8 +177,8 @@ class Task(_Facade):
 
     @property
     def finished(self) -> bool:
-        """The task ended (it has a record), successfully or not."""
-        return call(self._core.record_or_none) is not None
+        """The task ended for good: done, or failed with no retry (or @catch) still to come."""
+        return call(self._core.finished)
 
     @property
     def successful(self) -> bool:

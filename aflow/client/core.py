@@ -513,8 +513,25 @@ class AsyncTask:
             if attempt is None:
                 return None
             data = await _get_or_none(self.store, f"{self._prefix}/{attempt}.mpk")
-            self._record = TaskRecord.unpack(data) if data is not None else None
+            record = TaskRecord.unpack(data) if data is not None else None
+            if record is None or (not record.ok and self.attempt is None):
+                return record  # a failed latest attempt may yet be followed by a retry: re-read
+            self._record = record
         return self._record
+
+    async def finished(self) -> bool:
+        """Ended for good: done, or failed with no retry or @catch still to come."""
+        record = await self.record_or_none()
+        if record is None:
+            return False
+        if record.ok or self.attempt is not None:
+            return True
+        run = await AsyncRun(self.store, self.flow, self.run_id).live_record()
+        if run.status != "running":
+            return True
+        decorators = run.graph.get("steps", {}).get(self.step, {}).get("decorators", {})
+        more = decorators.get("retry", {}).get("times", 0) + (1 if "catch" in decorators else 0)
+        return record.attempt >= more
 
     async def record(self) -> TaskRecord:
         record = await self.record_or_none()

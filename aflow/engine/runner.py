@@ -222,7 +222,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
         flow=ref.name,
         run_id=handle.run_id,
         params={k: repr(v) for k, v in plan.values.items()},
-        graph=plan.graph.to_dict(),
+        graph=_graph_with_decorators(plan),
         started_at=time.time(),
         user=current_user(),
         tags=plan.tags,
@@ -305,6 +305,15 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
                     await store.aclose()
                 handle._result = AsyncRun(store, ref.name, handle.run_id, record)
                 handle._done.set()
+
+
+def _graph_with_decorators(plan: RunPlan) -> dict[str, Any]:
+    """The graph as the run record keeps it, with each step's decorators and their settings
+    (the flow's own and --with's), so readers know, say, how many retries a step has."""
+    graph = plan.graph.to_dict()
+    for name, step in graph["steps"].items():
+        step["decorators"] = plan.decorators.get(name, {})
+    return graph
 
 
 async def _heartbeat(store: ObjectStore, key: str, record: RunRecord, scheduler: Scheduler) -> None:

@@ -136,3 +136,16 @@ class SlowUploadFlow(FlowSpec):
     @step
     def end(self):
         pass
+
+
+class SlowRetryFlow(FlowSpec):
+    @retry(times=1, minutes_between_retries=0.05)  # 3 s between the attempts
+    @step
+    def start(self):
+        if current.retry_count == 0:
+            raise RuntimeError("first attempt fails")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
