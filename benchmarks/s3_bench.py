@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 MiB = 1 << 20
 PART = 16 * MiB
@@ -198,6 +199,13 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=2, help="rounds; each side's best is kept")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=20.0,
+        help="also run the small artifacts through a proxy that holds each request this long, "
+        "as a network round trip to S3 would (0: skip)",
+    )
     parser.add_argument("--side", choices=SIDES)
     parser.add_argument("--amount", type=int)
     parser.add_argument("--bucket")
@@ -246,6 +254,15 @@ def main() -> None:
             theirs = best(theirs, run_side("s3transfer_large", size, "bench", env))
             one_by_one = best(one_by_one, run_side("sequential_small", args.small, "bench", env))
             few = best(few, run_side("aflow_small", args.small, "bench", env))
+        slow_few, slow_one_by_one = {}, {}
+        if args.latency_ms:
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "servers"))
+            from throttling_proxy import proxy
+
+            with proxy(endpoint, delay=args.latency_ms / 1000) as slow:
+                far = dict(env, AFLOW_S3_ENDPOINT_URL=slow)
+                slow_one_by_one = run_side("sequential_small", args.small, "bench", far)
+                slow_few = run_side("aflow_small", args.small, "bench", far)
     finally:
         server.terminate()
         server.wait()
@@ -265,12 +282,16 @@ def main() -> None:
         f"  peak RSS  aflow {ours['peak_rss_mib']:.0f} MiB ({ratio:.2f}x the artifact)   "
         f"s3transfer {theirs['peak_rss_mib']:.0f} MiB"
     )
-    print(f"{args.small} small artifacts (1 KiB):")
-    for what in ("write_s", "read_s"):
-        print(
-            f"  {what[:-2]:9} aflow {few[what]:6.2f} s   one at a time {one_by_one[what]:6.2f} s   "
-            f"speed-up {one_by_one[what] / few[what]:.1f}x"
-        )
+    cases = [("on loopback", few, one_by_one)]
+    if slow_few:
+        cases.append((f"with {args.latency_ms:g} ms per request", slow_few, slow_one_by_one))
+    for label, ours_small, theirs_small in cases:
+        print(f"{args.small} small artifacts (1 KiB), {label}:")
+        for what in ("write_s", "read_s"):
+            print(
+                f"  {what[:-2]:9} aflow {ours_small[what]:6.2f} s   one at a time "
+                f"{theirs_small[what]:6.2f} s   speed-up {theirs_small[what] / ours_small[what]:.1f}x"
+            )
 
 
 if __name__ == "__main__":

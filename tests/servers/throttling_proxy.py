@@ -1,13 +1,16 @@
-"""pytest plugin: an HTTP proxy in front of moto's S3 that answers every other request with
-503 SlowDown (as throttled S3 does) or drops the connection, so clients' retries are exercised
-over the wire (`throttled_s3_endpoint`)."""
+"""An HTTP proxy in front of moto's S3: it can answer every other request with 503 SlowDown (as
+throttled S3 does) or a dropped connection, so clients' retries are exercised over the wire
+(the `throttled_s3_endpoint` fixture), and it can hold each request for a while, as a real
+network's round trip would (benchmarks/s3_bench.py --latency-ms)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -19,7 +22,7 @@ SLOW_DOWN = (
 )
 
 
-def _handler(upstream: str, counter: itertools.count, faults: list[str]) -> type:
+def _handler(upstream: str, counter: itertools.count, faults: list[str] | None, delay: float) -> type:
     host = urlsplit(upstream)
 
     class Proxy(http.server.BaseHTTPRequestHandler):
@@ -30,8 +33,10 @@ def _handler(upstream: str, counter: itertools.count, faults: list[str]) -> type
 
         def _relay(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if delay:
+                time.sleep(delay)
             n = next(counter)
-            if n % 2 == 0:  # every other request is refused, alternating the two faults
+            if faults is not None and n % 2 == 0:  # every other one refused, the faults in turn
                 if (n // 2) % 2 == 0:
                     faults.append("503")
                     self.send_response(503)
@@ -65,17 +70,26 @@ def _handler(upstream: str, counter: itertools.count, faults: list[str]) -> type
     return Proxy
 
 
+@contextlib.contextmanager
+def proxy(upstream: str, faults: list[str] | None = None, delay: float = 0.0) -> Iterator[str]:
+    """Serve the proxy on a free loopback port for the length of the block; yields its URL.
+    With a `faults` list, every other request fails (and is noted there)."""
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), _handler(upstream, itertools.count(), faults, delay)
+    )
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def throttled_s3_endpoint(moto_s3_endpoint: str) -> Iterator[tuple[str, list[str]]]:
     """(endpoint URL, the faults it has injected so far)."""
     faults: list[str] = []
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), _handler(moto_s3_endpoint, itertools.count(), faults)
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", faults
-    finally:
-        server.shutdown()
-        server.server_close()
+    with proxy(moto_s3_endpoint, faults) as url:
+        yield url, faults
