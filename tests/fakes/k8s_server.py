@@ -1,0 +1,1590 @@
+"""A Kubernetes API server emulator for tests: batch/v1 Jobs and core/v1 Pods over real HTTP.
+
+No real API server can run on these machines, so the future @kubernetes backend is tested against
+this one. It is an aiohttp app on 127.0.0.1 (a free port) running in its own event-loop thread in the
+test process; kubernetes-asyncio talks to it with `Configuration(host=server.url)` (no TLS, no auth).
+
+What it speaks (what a Job-based backend uses):
+- `GET /version/` (and `/version`): every field `VersionInfo` requires.
+- batch/v1 Jobs: create (POST), list (labelSelector, fieldSelector, limit/continue), watch, get, get
+  status, delete (propagationPolicy from the query or a DeleteOptions body) and delete collection.
+- core/v1 Pods: list, watch, get, delete; pod logs (`follow`, `tailLines`, `timestamps`, `limitBytes`).
+- Watches are chunked streams of JSON lines `{"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR,
+  "object": {...}}`, one global resourceVersion increasing with every change. Without a
+  resourceVersion (or with "0") a watch starts with an ADDED event per existing object; with one it
+  replays every later event; one older than `compact()` gets an ERROR event with code 410 (Expired),
+  as after etcd compaction. A watch ends after its `timeoutSeconds` or the server's `watch_timeout`,
+  whichever is shorter (a BOOKMARK first when the client allowed bookmarks).
+- Query flags are compared case-insensitively (the client sends `watch=True`, `follow=True`).
+
+A created Job runs as LOCAL PROCESSES: every pod runs its first container's command + args (the
+image is recorded, not used) in its own process group and working folder, with the environment a
+cluster sets (the container's env with `$(VAR)` expansion and `valueFrom.fieldRef`, HOSTNAME,
+KUBERNETES_SERVICE_*, JOB_COMPLETION_INDEX for Indexed Jobs) on top of a minimal base (PATH with this
+Python first, HOME, LANG, TMPDIR) and `pod_env` (what the image or the cluster would provide, e.g.
+credentials). `inherit_env = True` gives pods the whole test-process environment instead.
+
+Behaviour a backend must cope with, as on a real cluster:
+- Pods go Pending (no status) -> Pending (scheduled, ContainerCreating) -> Running -> Succeeded |
+  Failed; a Job's status omits zero counters (`succeeded` is None until one succeeds).
+- Deleting a Job WITHOUT a propagationPolicy orphans its pods (the batch/v1 default): they keep
+  running. Background deletes the Job at once and then its pods; Foreground deletes the pods first.
+- Pod logs of a pod that has not started answer 400 "... is waiting to start"; note that the client
+  does not raise for it when `_preload_content=False` (Watch.stream): the Status JSON comes as a line.
+- Job and label values are validated like the real API (DNS-1123 names, label values <= 63 chars).
+
+Standalone (outside the test process): `python tests/fakes/k8s_server.py` prints its URL and serves.
+
+Hooks: `evict_next_pod`, `oom_next_pod`, `hold_pending` / `release_pending`, `compact`; settings:
+`watch_timeout`, `history_limit`, `pending_seconds`, `pod_env`, `inherit_env`; inspection: `requests`,
+`calls`, `job`, `pods`, `pod_log`, `peak_running`, `alive_pids`. Limits: one container per pod runs
+(init and sidecar containers are ignored), restartPolicy OnFailure behaves like Never, no retry
+backoff delay between failed pods, no PATCH/PUT, secretKeyRef/configMapKeyRef/envFrom not resolved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import concurrent.futures
+import contextlib
+import copy
+import json
+import os
+import random
+import re
+import signal
+import sys
+import tempfile
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+VERSION = {
+    "major": "1",
+    "minor": "31",
+    "gitVersion": "v1.31.0-aflow-fake",
+    "gitCommit": "6911225c3f747e1cd9d109c305436d08b668f086",
+    "gitTreeState": "clean",
+    "buildDate": "2024-08-13T07:28:49Z",
+    "goVersion": "go1.22.5",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+NODE_NAME = "aflow-fake-node"
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_LABEL_VALUE_RE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_LABEL_KEY_NAME_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now_nano() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+def _suffix() -> str:
+    return "".join(random.choices(_SUFFIX_CHARS, k=5))
+
+
+def _flag(query: Any, name: str) -> bool:
+    return str(query.get(name, "")).lower() in ("true", "1")
+
+
+def _exit_code(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _ranges(indexes: set[int]) -> str:
+    out: list[str] = []
+    for i in sorted(indexes):
+        if out and out[-1][1] == i - 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in out)
+
+
+# -- selectors -----------------------------------------------------------------------------------
+
+
+def _split_top(text: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_label_selector(text: str) -> Callable[[dict[str, str]], bool]:
+    """Equality- and set-based selectors: a=b, a==b, a!=b, a in (x,y), a notin (x), a, !a."""
+    reqs: list[tuple[str, str, Any]] = []
+    for part in _split_top(text or ""):
+        m = re.fullmatch(r"([^\s!=(),]+)\s+(in|notin)\s+\((.*)\)", part)
+        if m:
+            reqs.append((m[1], m[2], {v.strip() for v in m[3].split(",") if v.strip()}))
+        elif "!=" in part:
+            k, v = part.split("!=", 1)
+            reqs.append((k.strip(), "!=", v.strip()))
+        elif "==" in part:
+            k, v = part.split("==", 1)
+            reqs.append((k.strip(), "=", v.strip()))
+        elif "=" in part:
+            k, v = part.split("=", 1)
+            reqs.append((k.strip(), "=", v.strip()))
+        elif part.startswith("!"):
+            reqs.append((part[1:].strip(), "!exists", None))
+        else:
+            reqs.append((part, "exists", None))
+
+    def match(labels: dict[str, str]) -> bool:
+        for key, op, val in reqs:
+            have = labels.get(key)
+            if op == "=" and have != val:
+                return False
+            if op == "!=" and have == val:
+                return False
+            if op == "in" and have not in val:
+                return False
+            if op == "notin" and have in val:
+                return False
+            if op == "exists" and key not in labels:
+                return False
+            if op == "!exists" and key in labels:
+                return False
+        return True
+
+    return match
+
+
+def parse_field_selector(text: str) -> Callable[[dict], bool]:
+    """metadata.name=x, status.phase!=Running, ... (any dotted path of the object)."""
+    reqs = []
+    for part in _split_top(text or ""):
+        neg = "!=" in part
+        k, v = re.split(r"!=|==|=", part, maxsplit=1)
+        reqs.append((k.strip().split("."), v.strip(), neg))
+
+    def get(obj: Any, path: list[str]) -> str:
+        for p in path:
+            obj = obj.get(p) if isinstance(obj, dict) else None
+        return "" if obj is None else str(obj)
+
+    return lambda obj: all((get(obj, path) == val) != neg for path, val, neg in reqs)
+
+
+# -- state ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    time: float
+
+    @property
+    def watch(self) -> bool:
+        return _flag(self.query, "watch")
+
+
+@dataclass
+class _Fate:
+    kind: str  # "evict" | "oom"
+    after: float
+
+
+@dataclass
+class _Event:
+    rv: int
+    kind: str  # "jobs" | "pods"
+    type: str
+    obj: dict
+
+
+@dataclass(eq=False)
+class _Pod:
+    obj: dict
+    job: _Job | None
+    index: int | None
+    log: list[tuple[str, bytes]] = field(default_factory=list)
+    log_done: bool = False
+    started: bool = False
+    proc: asyncio.subprocess.Process | None = None
+    deleting: bool = False
+    removed: bool = False
+    deleted: asyncio.Event = field(default_factory=asyncio.Event)
+    log_event: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task | None = None
+
+    @property
+    def name(self) -> str:
+        return self.obj["metadata"]["name"]
+
+    @property
+    def namespace(self) -> str:
+        return self.obj["metadata"]["namespace"]
+
+    @property
+    def terminal(self) -> bool:
+        return self.obj["status"].get("phase") in ("Succeeded", "Failed")
+
+    def notify_log(self) -> None:
+        self.log_event.set()
+        self.log_event = asyncio.Event()
+
+
+@dataclass(eq=False)
+class _Job:
+    obj: dict
+    pods: list[_Pod] = field(default_factory=list)
+    active: set[_Pod] = field(default_factory=set)
+    succeeded: int = 0
+    failed: int = 0
+    completed_indexes: set[int] = field(default_factory=set)
+    running: int = 0
+    peak_running: int = 0
+    deleting: bool = False
+    task: asyncio.Task | None = None
+
+    @property
+    def name(self) -> str:
+        return self.obj["metadata"]["name"]
+
+    @property
+    def namespace(self) -> str:
+        return self.obj["metadata"]["namespace"]
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details or {}
+
+    def response(self) -> web.Response:
+        body = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "details": self.details,
+            "code": self.code,
+        }
+        return web.json_response(body, status=self.code)
+
+
+def _not_found(kind: str, name: str, group: str = "") -> ApiError:
+    what = f"{kind}.{group}" if group else kind
+    return ApiError(404, "NotFound", f'{what} "{name}" not found', {"name": name, "kind": kind})
+
+
+def _invalid(kind: str, name: str, message: str) -> ApiError:
+    return ApiError(
+        422, "Invalid", f'{kind} "{name}" is invalid: {message}', {"name": name, "kind": kind}
+    )
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+
+class FakeK8s:
+    """The emulator. `start()` / `stop()`; everything else may be called from the test thread."""
+
+    def __init__(self, workdir: str | Path | None = None):
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fake-k8s-"))
+        self.requests: list[RecordedRequest] = []
+        # Settings (read by the server thread whenever they apply).
+        self.watch_timeout: float | None = None  # server-side end of every watch, in seconds
+        self.pending_seconds: float = 0.0  # time a scheduled pod spends in ContainerCreating
+        self.max_grace_seconds: float = 2.0  # SIGTERM -> SIGKILL, whatever the pod asks
+        self.pod_env: dict[str, str] = {}  # given to every pod (image ENV, cluster-provided credentials)
+        self.inherit_env = False  # True: pods get the test process's whole environment
+        self.history_limit: int | None = None  # keep at most this many events (older: 410 Expired)
+        self.url = ""
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._rv = 1  # "0" means "any version" to a watch: a list never answers it
+        self._compacted_rv = 0
+        self._history: list[_Event] = []
+        self._history_rvs: list[int] = []
+        self._changed: asyncio.Event | None = None
+        self._jobs: dict[tuple[str, str], _Job] = {}
+        self._pods: dict[tuple[str, str], _Pod] = {}
+        self._fates: dict[str | None, deque[_Fate]] = {}
+        self._held: set[str] = set()
+        self._release: asyncio.Event | None = None
+        self._closing = False
+        self._tasks: set[asyncio.Task] = set()
+        self._all_procs: list[asyncio.subprocess.Process] = []
+        self._pod_ip = 0
+        self._peaks: dict[tuple[str, str], int] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> FakeK8s:
+        ready: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._start())
+            except BaseException as e:
+                ready.set_exception(e)
+                loop.close()
+                return
+            ready.set_result(None)
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-k8s", daemon=True)
+        self._thread.start()
+        ready.result(timeout=30)
+        return self
+
+    async def _start(self) -> None:
+        self._changed = asyncio.Event()
+        self._release = asyncio.Event()
+        app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
+        r = app.router
+        r.add_get("/version", self._version)
+        r.add_get("/version/", self._version)
+        r.add_get("/apis/batch/v1/jobs", self._list_jobs)
+        r.add_get("/apis/batch/v1/namespaces/{ns}/jobs", self._list_jobs)
+        r.add_post("/apis/batch/v1/namespaces/{ns}/jobs", self._create_job)
+        r.add_delete("/apis/batch/v1/namespaces/{ns}/jobs", self._delete_jobs)
+        r.add_get("/apis/batch/v1/namespaces/{ns}/jobs/{name}", self._get_job)
+        r.add_get("/apis/batch/v1/namespaces/{ns}/jobs/{name}/status", self._get_job)
+        r.add_delete("/apis/batch/v1/namespaces/{ns}/jobs/{name}", self._delete_job)
+        r.add_get("/api/v1/pods", self._list_pods)
+        r.add_get("/api/v1/namespaces/{ns}/pods", self._list_pods)
+        r.add_delete("/api/v1/namespaces/{ns}/pods", self._delete_pods)
+        r.add_get("/api/v1/namespaces/{ns}/pods/{name}", self._get_pod)
+        r.add_get("/api/v1/namespaces/{ns}/pods/{name}/status", self._get_pod)
+        r.add_delete("/api/v1/namespaces/{ns}/pods/{name}", self._delete_pod_handler)
+        r.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self._pod_log)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop = None
+        if self._own_workdir:
+            import shutil
+
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    async def _shutdown(self) -> None:
+        self._closing = True
+        self._wake_watchers()
+        for pod in list(self._pods.values()):
+            pod.notify_log()
+        for proc in self._all_procs:
+            if proc.returncode is None:
+                self._killpg(proc, signal.SIGKILL)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        """Run fn on the server's loop (state is only touched there) and return its result."""
+        assert self._loop is not None, "server not started"
+
+        async def run() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=30)
+
+    def client_configuration(self) -> Any:
+        """A kubernetes_asyncio Configuration pointing at this server."""
+        from kubernetes_asyncio.client import Configuration
+
+        conf = Configuration(host=self.url)
+        conf.verify_ssl = False
+        return conf
+
+    # -- hooks (test thread) --------------------------------------------------------------------
+
+    def evict_next_pod(self, job_name: str | None = None, after: float = 0.2) -> None:
+        """The next pod started (of `job_name`, or of any Job) is evicted `after` seconds after it
+        starts (or when its process ends, if sooner): phase Failed, status.reason "Evicted", a
+        DisruptionTarget condition, its container terminated with exit code 137."""
+        self._call(lambda: self._fates.setdefault(job_name, deque()).append(_Fate("evict", after)))
+
+    def oom_next_pod(self, job_name: str | None = None, after: float = 0.0) -> None:
+        """The next pod started is OOM-killed `after` seconds after it starts (or when its process ends):
+        SIGKILL, exit code 137, container reason "OOMKilled"."""
+        self._call(lambda: self._fates.setdefault(job_name, deque()).append(_Fate("oom", after)))
+
+    def hold_pending(self, job_name: str | None = None) -> None:
+        """Pods (of `job_name`, or all) stay Pending, Unschedulable, until released."""
+        self._call(lambda: self._held.add(job_name or "*"))
+
+    def release_pending(self, job_name: str | None = None) -> None:
+        """Undo hold_pending (None: release everything held)."""
+
+        def release() -> None:
+            if job_name is None:
+                self._held.clear()
+            else:
+                self._held.discard(job_name)
+            assert self._release is not None
+            self._release.set()
+            self._release = asyncio.Event()
+
+        self._call(release)
+
+    def compact(self) -> int:
+        """Forget the event history (like etcd compaction): a watch from an older resourceVersion
+        gets an ERROR event with code 410. Returns the current resourceVersion."""
+
+        def run() -> int:
+            self._compacted_rv = self._rv
+            self._history.clear()
+            self._history_rvs.clear()
+            return self._rv
+
+        return self._call(run)
+
+    # -- inspection (test thread) ---------------------------------------------------------------
+
+    def calls(self, method: str | None = None, path: str | None = None, watch: bool | None = None):
+        """Recorded requests filtered by method, a regex searched in the path, and being a watch."""
+        return [
+            r
+            for r in list(self.requests)
+            if (method is None or r.method == method.upper())
+            and (path is None or re.search(path, r.path))
+            and (watch is None or r.watch == watch)
+        ]
+
+    def job(self, name: str, namespace: str = "default") -> dict | None:
+        return self._call(
+            lambda: copy.deepcopy(j.obj) if (j := self._jobs.get((namespace, name))) else None
+        )
+
+    def pods(self, job_name: str | None = None, namespace: str = "default") -> list[dict]:
+        """Pods that exist now (not deleted), oldest first."""
+
+        def run() -> list[dict]:
+            out = [
+                p.obj
+                for p in self._pods.values()
+                if p.namespace == namespace
+                and (job_name is None or p.obj["metadata"]["labels"].get("job-name") == job_name)
+            ]
+            return copy.deepcopy(out)
+
+        return self._call(run)
+
+    def pod_log(self, name: str, namespace: str = "default") -> str:
+        def run() -> str:
+            pod = self._pods.get((namespace, name))
+            return b"".join(line for _, line in pod.log).decode(errors="replace") if pod else ""
+
+        return self._call(run)
+
+    def peak_running(self, job_name: str, namespace: str = "default") -> int:
+        """Most processes of this Job that ran at the same time (kept after the Job is deleted)."""
+        return self._call(lambda: self._peaks.get((namespace, job_name), 0))
+
+    def alive_pids(self) -> list[int]:
+        """Pids of pod processes still running (leaders of their process groups)."""
+        return self._call(lambda: [p.pid for p in self._all_procs if p.returncode is None])
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _emit(self, kind: str, type_: str, obj: dict) -> None:
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        self._history.append(_Event(self._rv, kind, type_, copy.deepcopy(obj)))
+        self._history_rvs.append(self._rv)
+        if self.history_limit is not None and len(self._history) > 2 * self.history_limit:
+            drop = len(self._history) - self.history_limit
+            self._compacted_rv = self._history_rvs[drop - 1]
+            del self._history[:drop], self._history_rvs[:drop]
+        self._wake_watchers()
+
+    def _wake_watchers(self) -> None:
+        assert self._changed is not None
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- HTTP plumbing --------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        raw = await request.read() if request.can_read_body else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        loop = asyncio.get_running_loop()
+        self.requests.append(
+            RecordedRequest(request.method, request.path, dict(request.query), body, loop.time())
+        )
+        try:
+            return await handler(request)
+        except ApiError as e:
+            return e.response()
+        except web.HTTPException as e:
+            if e.status == 404:
+                return ApiError(
+                    404, "NotFound", "the server could not find the requested resource"
+                ).response()
+            if e.status == 405:
+                return ApiError(
+                    405, "MethodNotAllowed", "the server does not allow this method"
+                ).response()
+            raise
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return web.json_response(VERSION)
+
+    @staticmethod
+    async def _json(request: web.Request) -> Any:
+        raw = await request.read()
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as e:
+            raise ApiError(400, "BadRequest", f"invalid JSON body: {e}") from None
+
+    def _selectors(self, request: web.Request) -> tuple[Callable, Callable]:
+        try:
+            labels = parse_label_selector(request.query.get("labelSelector", ""))
+            fields = parse_field_selector(request.query.get("fieldSelector", ""))
+        except ValueError as e:
+            raise ApiError(400, "BadRequest", f"unable to parse selector: {e}") from None
+        return labels, fields
+
+    def _list(self, request: web.Request, kind: str, objs: list[dict]) -> web.StreamResponse:
+        labels, fields = self._selectors(request)
+        ns = request.match_info.get("ns")
+        items = sorted(
+            (
+                o
+                for o in objs
+                if (ns is None or o["metadata"]["namespace"] == ns)
+                and labels(o["metadata"].get("labels") or {})
+                and fields(o)
+            ),
+            key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]),
+        )
+        meta: dict[str, Any] = {"resourceVersion": str(self._rv)}
+        cont = request.query.get("continue")
+        if cont:
+            try:
+                after = tuple(json.loads(base64.urlsafe_b64decode(cont)))
+            except ValueError:
+                raise ApiError(400, "BadRequest", "invalid continue token") from None
+            items = [o for o in items if (o["metadata"]["namespace"], o["metadata"]["name"]) > after]
+        limit = int(request.query.get("limit") or 0)
+        if limit and len(items) > limit:
+            last = items[limit - 1]["metadata"]
+            token = json.dumps([last["namespace"], last["name"]]).encode()
+            meta["continue"] = base64.urlsafe_b64encode(token).decode()
+            meta["remainingItemCount"] = len(items) - limit
+            items = items[:limit]
+        out = []
+        for o in items:
+            o = copy.deepcopy(o)
+            o.pop("kind", None)
+            o.pop("apiVersion", None)
+            out.append(o)
+        list_kind, api = ("JobList", "batch/v1") if kind == "jobs" else ("PodList", "v1")
+        return web.json_response({"kind": list_kind, "apiVersion": api, "metadata": meta, "items": out})
+
+    # -- watch ----------------------------------------------------------------------------------
+
+    async def _watch(self, request: web.Request, kind: str) -> web.StreamResponse:
+        labels, fields = self._selectors(request)
+        ns = request.match_info.get("ns")
+        q = request.query
+        rv_text = q.get("resourceVersion", "")
+        timeouts = [
+            float(t) for t in (q.get("timeoutSeconds"), self.watch_timeout) if t not in (None, "")
+        ]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(timeouts) if timeouts else None
+        bookmarks = _flag(q, "allowWatchBookmarks")
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+
+        def matches(obj: dict) -> bool:
+            meta = obj["metadata"]
+            return (
+                (ns is None or meta["namespace"] == ns)
+                and labels(meta.get("labels") or {})
+                and fields(obj)
+            )
+
+        async def send(type_: str, obj: dict) -> None:
+            await resp.write(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
+
+        try:
+            if rv_text in ("", "0"):
+                pos = self._rv
+                store = self._jobs if kind == "jobs" else self._pods
+                current = sorted(
+                    (copy.deepcopy(x.obj) for x in store.values()),
+                    key=lambda o: int(o["metadata"]["resourceVersion"]),
+                )
+                for obj in current:
+                    if matches(obj):
+                        await send("ADDED", obj)
+            else:
+                try:
+                    pos = int(rv_text)
+                except ValueError:
+                    raise ApiError(400, "BadRequest", f"invalid resourceVersion {rv_text!r}") from None
+                if pos < self._compacted_rv:
+                    status = {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Failure",
+                        "message": f"too old resource version: {pos} ({self._compacted_rv})",
+                        "reason": "Expired",
+                        "code": 410,
+                    }
+                    await send("ERROR", status)
+                    return resp
+            while not self._closing:
+                assert self._changed is not None
+                changed = self._changed
+                start = bisect.bisect_right(self._history_rvs, pos)
+                for ev in self._history[start:]:
+                    pos = ev.rv
+                    if ev.kind == kind and matches(ev.obj):
+                        await send(ev.type, ev.obj)
+                if deadline is not None and loop.time() >= deadline:
+                    if bookmarks:
+                        api = "batch/v1" if kind == "jobs" else "v1"
+                        mark = {"kind": "Job" if kind == "jobs" else "Pod", "apiVersion": api}
+                        await send("BOOKMARK", {**mark, "metadata": {"resourceVersion": str(pos)}})
+                    break
+                wait = 1.0 if deadline is None else min(1.0, deadline - loop.time())
+                try:
+                    await asyncio.wait_for(changed.wait(), max(wait, 0.0))
+                except TimeoutError:
+                    if request.transport is None or request.transport.is_closing():
+                        return resp
+            await resp.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away mid-stream
+        return resp
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    async def _list_jobs(self, request: web.Request) -> web.StreamResponse:
+        if _flag(request.query, "watch"):
+            return await self._watch(request, "jobs")
+        return self._list(request, "jobs", [j.obj for j in self._jobs.values()])
+
+    def _find_job(self, request: web.Request) -> _Job:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        job = self._jobs.get((ns, name))
+        if job is None:
+            raise _not_found("jobs", name, "batch")
+        return job
+
+    async def _get_job(self, request: web.Request) -> web.Response:
+        return web.json_response(self._find_job(request).obj)
+
+    @staticmethod
+    def _check_labels(kind: str, name: str, where: str, labels: Any) -> None:
+        if labels is None:
+            return
+        if not isinstance(labels, dict):
+            raise _invalid(kind, name, f"{where}: Invalid value: must be a map")
+        for k, v in labels.items():
+            key_name = k.rsplit("/", 1)[-1]
+            if len(key_name) > 63 or not _LABEL_KEY_NAME_RE.fullmatch(key_name):
+                raise _invalid(kind, name, f'{where}: Invalid value: "{k}": name part must be valid')
+            if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE_RE.fullmatch(v):
+                raise _invalid(
+                    kind,
+                    name,
+                    f'{where}: Invalid value: "{v}": a valid label must be an empty string or consist '
+                    "of alphanumeric characters, '-', '_' or '.', must start and end with an "
+                    "alphanumeric character, and be at most 63 characters",
+                )
+
+    async def _create_job(self, request: web.Request) -> web.Response:
+        ns = request.match_info["ns"]
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "BadRequest", "the body of the request was not a Job")
+        meta = body.setdefault("metadata", {})
+        if meta.get("namespace") not in (None, "", ns):
+            raise ApiError(400, "BadRequest", "the namespace of the object does not match the request")
+        name = meta.get("name") or (meta.get("generateName") and meta["generateName"] + _suffix())
+        if not name:
+            raise _invalid(
+                "Job.batch", "", "metadata.name: Required value: name or generateName is required"
+            )
+        if len(name) > 63 or not _NAME_RE.fullmatch(name):
+            raise _invalid(
+                "Job.batch",
+                name,
+                f'metadata.name: Invalid value: "{name}": must be a lowercase RFC 1123 label of at most '
+                "63 characters",
+            )
+        if (ns, name) in self._jobs:
+            raise ApiError(
+                409,
+                "AlreadyExists",
+                f'jobs.batch "{name}" already exists',
+                {"name": name, "group": "batch", "kind": "jobs"},
+            )
+        spec = body.get("spec") or {}
+        template = spec.get("template") or {}
+        tspec = template.get("spec") or {}
+        containers = tspec.get("containers") or []
+        if not containers:
+            raise _invalid("Job.batch", name, "spec.template.spec.containers: Required value")
+        for c in containers:
+            if not c.get("name"):
+                raise _invalid(
+                    "Job.batch", name, "spec.template.spec.containers[0].name: Required value"
+                )
+            if not c.get("image"):
+                raise _invalid(
+                    "Job.batch", name, "spec.template.spec.containers[0].image: Required value"
+                )
+        policy = tspec.get("restartPolicy", "Always")
+        if policy not in ("Never", "OnFailure"):
+            raise _invalid(
+                "Job.batch",
+                name,
+                f'spec.template.spec.restartPolicy: Unsupported value: "{policy}": supported values: '
+                '"OnFailure", "Never"',
+            )
+        mode = spec.get("completionMode") or "NonIndexed"
+        if mode not in ("Indexed", "NonIndexed"):
+            raise _invalid("Job.batch", name, f'spec.completionMode: Unsupported value: "{mode}"')
+        if mode == "Indexed" and spec.get("completions") is None:
+            raise _invalid(
+                "Job.batch", name, "spec.completions: Required value: when completion mode is Indexed"
+            )
+        self._check_labels("Job.batch", name, "metadata.labels", meta.get("labels"))
+        tmeta = template.setdefault("metadata", {})
+        self._check_labels("Job.batch", name, "spec.template.metadata.labels", tmeta.get("labels"))
+
+        uid = str(uuid.uuid4())
+        own = {
+            "batch.kubernetes.io/controller-uid": uid,
+            "batch.kubernetes.io/job-name": name,
+            "controller-uid": uid,
+            "job-name": name,
+        }
+        tmeta["labels"] = {**(tmeta.get("labels") or {}), **own}
+        tspec["restartPolicy"] = policy
+        template["spec"] = tspec
+        spec["template"] = template
+        spec.setdefault("parallelism", 1)
+        if mode == "NonIndexed" and spec.get("completions") is None:
+            spec["completions"] = 1
+        spec.setdefault("backoffLimit", 6)
+        spec["completionMode"] = mode
+        spec.setdefault("suspend", False)
+        spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+        spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+        meta.update(
+            name=name,
+            namespace=ns,
+            uid=uid,
+            creationTimestamp=_now(),
+            generation=1,
+            labels=meta.get("labels") or dict(tmeta["labels"]),
+        )
+        meta.pop("resourceVersion", None)
+        obj = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec, "status": {}}
+        job = _Job(obj)
+        self._jobs[(ns, name)] = job
+        self._emit("jobs", "ADDED", obj)
+        job.task = self._spawn(self._control(job))
+        return web.json_response(obj, status=201)
+
+    async def _delete_job(self, request: web.Request) -> web.Response:
+        job = self._find_job(request)
+        policy, grace = self._delete_options(request, await self._json(request))
+        return web.json_response(await self._start_job_deletion(job, policy, grace))
+
+    async def _delete_jobs(self, request: web.Request) -> web.Response:
+        ns = request.match_info["ns"]
+        policy, grace = self._delete_options(request, await self._json(request))
+        labels, fields = self._selectors(request)
+        for job in list(self._jobs.values()):
+            meta = job.obj["metadata"]
+            if meta["namespace"] == ns and labels(meta.get("labels") or {}) and fields(job.obj):
+                await self._start_job_deletion(job, policy, grace)
+        return web.json_response(
+            {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+        )
+
+    @staticmethod
+    def _delete_options(request: web.Request, body: Any) -> tuple[str, float | None]:
+        body = body if isinstance(body, dict) else {}
+        policy = request.query.get("propagationPolicy") or body.get("propagationPolicy")
+        if policy is None and (_flag(request.query, "orphanDependents") or body.get("orphanDependents")):
+            policy = "Orphan"
+        grace = request.query.get("gracePeriodSeconds") or body.get("gracePeriodSeconds")
+        if policy not in (None, "Orphan", "Background", "Foreground"):
+            raise ApiError(422, "Invalid", f'propagationPolicy: Unsupported value: "{policy}"')
+        return policy or "Orphan", None if grace in (None, "") else float(grace)
+
+    async def _start_job_deletion(self, job: _Job, policy: str, grace: float | None) -> dict:
+        meta = job.obj["metadata"]
+        status = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": {"name": meta["name"], "group": "batch", "kind": "jobs", "uid": meta["uid"]},
+        }
+        if job.deleting:
+            return status
+        job.deleting = True
+        if job.task is not None:
+            job.task.cancel()
+        pods = [p for p in job.pods if not p.removed]
+        if policy == "Orphan":
+            for pod in pods:
+                pod.obj["metadata"].pop("ownerReferences", None)
+                self._emit("pods", "MODIFIED", pod.obj)
+            self._remove_job(job)
+        elif policy == "Background":
+            self._remove_job(job)
+            for pod in pods:
+                self._spawn(self._delete_pod(pod, grace))
+        else:  # Foreground
+            meta["deletionTimestamp"] = _now()
+            meta["deletionGracePeriodSeconds"] = 0
+            meta["finalizers"] = ["foregroundDeletion"]
+            self._emit("jobs", "MODIFIED", job.obj)
+
+            async def foreground() -> None:
+                await asyncio.gather(*(self._delete_pod(p, grace) for p in pods))
+                meta["finalizers"] = []
+                self._remove_job(job)
+
+            self._spawn(foreground())
+        return status
+
+    def _remove_job(self, job: _Job) -> None:
+        if self._jobs.get((job.namespace, job.name)) is job:
+            del self._jobs[(job.namespace, job.name)]
+            job.obj["metadata"].setdefault("deletionTimestamp", _now())
+            self._emit("jobs", "DELETED", job.obj)
+
+    # -- the Job controller ---------------------------------------------------------------------
+
+    def _sync_job_status(self, job: _Job) -> None:
+        if job.deleting or (job.namespace, job.name) not in self._jobs:
+            return
+        st = job.obj["status"]
+        new = dict(st)
+        for key, value in (
+            ("active", len(job.active)),
+            ("succeeded", job.succeeded),
+            ("failed", job.failed),
+        ):
+            if value:
+                new[key] = value
+            else:
+                new.pop(key, None)
+        new["ready"] = sum(1 for p in job.active if p.obj["status"].get("phase") == "Running")
+        new["terminating"] = 0
+        new["uncountedTerminatedPods"] = {}
+        if job.obj["spec"]["completionMode"] == "Indexed" and job.completed_indexes:
+            new["completedIndexes"] = _ranges(job.completed_indexes)
+        if new != st:
+            job.obj["status"] = new
+            self._emit("jobs", "MODIFIED", job.obj)
+
+    async def _control(self, job: _Job) -> None:
+        spec = job.obj["spec"]
+        indexed = spec["completionMode"] == "Indexed"
+        completions = int(spec["completions"])
+        parallelism = int(spec["parallelism"])
+        backoff = int(spec["backoffLimit"])
+        todo: deque[int] = deque(range(completions)) if indexed else deque()
+        job.obj["status"]["startTime"] = _now()
+        self._sync_job_status(job)
+        tasks: dict[asyncio.Task, _Pod] = {}
+        failure: tuple[str, str] | None = None
+        try:
+            async with asyncio.timeout(spec.get("activeDeadlineSeconds")):
+                while True:
+                    while len(tasks) < parallelism and (
+                        todo if indexed else job.succeeded + len(tasks) < completions
+                    ):
+                        pod = self._new_pod(job, todo.popleft() if indexed else None)
+                        assert pod.task is not None
+                        tasks[pod.task] = pod
+                    self._sync_job_status(job)
+                    if not tasks:
+                        break
+                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    for t in done:
+                        pod = tasks.pop(t)
+                        job.active.discard(pod)
+                        ok = not t.cancelled() and t.exception() is None and t.result()
+                        if ok:
+                            job.succeeded += 1
+                            if pod.index is not None:
+                                job.completed_indexes.add(pod.index)
+                        else:
+                            job.failed += 1
+                            if pod.index is not None:
+                                todo.append(pod.index)
+                    if job.failed > backoff:
+                        failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+                        break
+        except TimeoutError:
+            failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
+        if failure is not None and tasks:
+            await asyncio.gather(*(self._delete_pod(p, None) for p in tasks.values()))
+            for t, pod in tasks.items():
+                job.active.discard(pod)
+                if not (not t.cancelled() and t.exception() is None and t.result()):
+                    job.failed += 1
+        self._sync_job_status(job)
+        now = _now()
+
+        def cond(type_: str, reason: str, message: str) -> dict:
+            return {
+                "type": type_,
+                "status": "True",
+                "lastProbeTime": now,
+                "lastTransitionTime": now,
+                "reason": reason,
+                "message": message,
+            }
+
+        st = job.obj["status"]
+        if failure is None:
+            msg = "Reached expected number of succeeded pods"
+            st["conditions"] = [
+                cond("SuccessCriteriaMet", "CompletionsReached", msg),
+                cond("Complete", "CompletionsReached", msg),
+            ]
+            st["completionTime"] = now
+        else:
+            st["conditions"] = [cond("FailureTarget", *failure), cond("Failed", *failure)]
+        if not job.deleting:
+            self._emit("jobs", "MODIFIED", job.obj)
+        ttl = spec.get("ttlSecondsAfterFinished")
+        if ttl is not None:
+            await asyncio.sleep(float(ttl))
+            if not job.deleting:
+                await self._start_job_deletion(job, "Background", None)
+
+    # -- pods -----------------------------------------------------------------------------------
+
+    def _new_pod(self, job: _Job, index: int | None) -> _Pod:
+        jmeta = job.obj["metadata"]
+        template = copy.deepcopy(job.obj["spec"]["template"])
+        tmeta = template.get("metadata") or {}
+        prefix = f"{job.name}-" if index is None else f"{job.name}-{index}-"
+        name = prefix + _suffix()
+        while (job.namespace, name) in self._pods:
+            name = prefix + _suffix()
+        labels = dict(tmeta.get("labels") or {})
+        annotations = dict(tmeta.get("annotations") or {})
+        if index is not None:
+            labels[INDEX_KEY] = str(index)
+            annotations[INDEX_KEY] = str(index)
+        spec = template["spec"]
+        spec.setdefault("serviceAccountName", "default")
+        spec.setdefault("terminationGracePeriodSeconds", 30)
+        spec.setdefault("schedulerName", "default-scheduler")
+        spec.setdefault("dnsPolicy", "ClusterFirst")
+        obj = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "generateName": prefix,
+                "namespace": job.namespace,
+                "uid": str(uuid.uuid4()),
+                "creationTimestamp": _now(),
+                "labels": labels,
+                "annotations": annotations,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": job.name,
+                        "uid": jmeta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": spec,
+            "status": {"phase": "Pending", "qosClass": self._qos(spec)},
+        }
+        pod = _Pod(obj, job, index)
+        job.pods.append(pod)
+        job.active.add(pod)
+        self._pods[(job.namespace, name)] = pod
+        self._emit("pods", "ADDED", obj)
+        pod.task = self._spawn(self._lifecycle(pod))
+        return pod
+
+    @staticmethod
+    def _qos(spec: dict) -> str:
+        kinds = set()
+        for c in spec.get("containers", []):
+            res = c.get("resources") or {}
+            req, lim = res.get("requests") or {}, res.get("limits") or {}
+            if not req and not lim:
+                kinds.add("BestEffort")
+            elif all(lim.get(k) is not None and req.get(k, lim[k]) == lim[k] for k in ("cpu", "memory")):
+                kinds.add("Guaranteed")
+            else:
+                kinds.add("Burstable")
+        return kinds.pop() if len(kinds) == 1 else "Burstable"
+
+    def _held_now(self, pod: _Pod) -> bool:
+        return "*" in self._held or (pod.job is not None and pod.job.name in self._held)
+
+    def _take_fate(self, pod: _Pod) -> _Fate | None:
+        for key in (pod.job.name if pod.job else None, None):
+            queue = self._fates.get(key)
+            if queue:
+                return queue.popleft()
+        return None
+
+    def _conditions(
+        self, scheduled: bool, ready: bool, reason: str = "ContainersNotReady"
+    ) -> list[dict]:
+        now = _now()
+        out = [
+            {
+                "type": "PodScheduled",
+                "status": "True" if scheduled else "False",
+                "lastTransitionTime": now,
+            }
+        ]
+        out.append({"type": "Initialized", "status": "True", "lastTransitionTime": now})
+        for t in ("Ready", "ContainersReady"):
+            c = {"type": t, "status": "True" if ready else "False", "lastTransitionTime": now}
+            if not ready:
+                c["reason"] = reason
+            out.append(c)
+        return out
+
+    def _resolve_env(self, pod: _Pod, container: dict) -> dict[str, str]:
+        if self.inherit_env:
+            env = dict(os.environ)
+        else:
+            keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "PYENV_ROOT")
+            env = {k: os.environ[k] for k in keep if k in os.environ}
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", os.defpath)
+        env.update(self.pod_env)
+        env["HOSTNAME"] = pod.name
+        env["KUBERNETES_SERVICE_HOST"] = "127.0.0.1"
+        env["KUBERNETES_SERVICE_PORT"] = str(self.port)
+        if pod.index is not None:
+            env["JOB_COMPLETION_INDEX"] = str(pod.index)
+        declared: dict[str, str] = {}
+        for item in container.get("env") or []:
+            name = item.get("name")
+            if not name:
+                continue
+            if "value" in item:
+                value = self._expand(str(item.get("value") or ""), declared)
+            else:
+                value = self._value_from(pod, container, item.get("valueFrom") or {})
+                if value is None:
+                    continue
+            declared[name] = value
+        env.update(declared)
+        return env
+
+    @staticmethod
+    def _expand(text: str, env: dict[str, str]) -> str:
+        def sub(m: re.Match) -> str:
+            if m[0] == "$$":
+                return "$"
+            return env.get(m[1], m[0])
+
+        return _VAR_REF.sub(sub, text)
+
+    def _value_from(self, pod: _Pod, container: dict, source: dict) -> str | None:
+        ref = source.get("fieldRef")
+        if ref:
+            path = ref.get("fieldPath", "")
+            meta = pod.obj["metadata"]
+            m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+            if m:
+                return (meta.get(m[1]) or {}).get(m[2], "")
+            simple = {
+                "metadata.name": meta["name"],
+                "metadata.namespace": meta["namespace"],
+                "metadata.uid": meta["uid"],
+                "spec.nodeName": NODE_NAME,
+                "spec.serviceAccountName": pod.obj["spec"].get("serviceAccountName", "default"),
+                "status.hostIP": "127.0.0.1",
+                "status.podIP": pod.obj["status"].get("podIP", ""),
+            }
+            return simple.get(path, "")
+        ref = source.get("resourceFieldRef")
+        if ref:
+            res = container.get("resources") or {}
+            kind, _, what = ref.get("resource", "").partition(".")
+            return str((res.get(kind) or {}).get(what, ""))
+        return None  # secretKeyRef / configMapKeyRef: nothing to read here
+
+    async def _lifecycle(self, pod: _Pod) -> bool:
+        """Runs the pod to a terminal phase; True when it succeeded."""
+        obj, st = pod.obj, pod.obj["status"]
+        container = obj["spec"]["containers"][0]
+        cname, image = container["name"], container.get("image", "")
+        reported = False
+        while self._held_now(pod) and not pod.deleted.is_set():
+            if not reported:
+                reported = True
+                st["conditions"] = [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes "
+                        "are available: 1 No preemption victims found for incoming pod.",
+                        "lastTransitionTime": _now(),
+                    }
+                ]
+                self._emit("pods", "MODIFIED", obj)
+            assert self._release is not None
+            release = self._release
+            await _first(release.wait(), pod.deleted.wait())
+        if pod.deleted.is_set():
+            st["phase"] = "Failed"
+            self._emit("pods", "MODIFIED", obj)
+            return False
+
+        self._pod_ip += 1
+        obj["spec"]["nodeName"] = NODE_NAME
+        st.update(
+            phase="Pending",
+            conditions=self._conditions(True, False),
+            hostIP="127.0.0.1",
+            hostIPs=[{"ip": "127.0.0.1"}],
+            podIP=f"10.244.{self._pod_ip // 250 % 250}.{self._pod_ip % 250 + 2}",
+            startTime=_now(),
+            containerStatuses=[
+                {
+                    "name": cname,
+                    "image": image,
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "started": False,
+                    "state": {"waiting": {"reason": "ContainerCreating"}},
+                    "lastState": {},
+                }
+            ],
+        )
+        st["podIPs"] = [{"ip": st["podIP"]}]
+        self._emit("pods", "MODIFIED", obj)
+        if self.pending_seconds:
+            await _first(asyncio.sleep(self.pending_seconds), pod.deleted.wait())
+        if pod.deleted.is_set():
+            st["phase"] = "Failed"
+            self._emit("pods", "MODIFIED", obj)
+            return False
+
+        fate = self._take_fate(pod)
+        env = self._resolve_env(pod, container)
+        argv = [self._expand(str(a), env) for a in (container.get("command") or [])]
+        argv += [self._expand(str(a), env) for a in (container.get("args") or [])]
+        cwd = self.workdir / pod.namespace / pod.name
+        cwd.mkdir(parents=True, exist_ok=True)
+        wd = container.get("workingDir")
+        if wd and os.path.isdir(wd):
+            cwd = Path(wd)
+        container_id = "containerd://" + uuid.uuid4().hex + uuid.uuid4().hex
+        image_id = "docker.io/library/fake@sha256:" + uuid.uuid5(uuid.NAMESPACE_URL, image).hex * 2
+        cs = st["containerStatuses"][0]
+        started_at = _now()
+        try:
+            if not argv:
+                raise OSError("no command: this emulator cannot run an image's entrypoint")
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=str(cwd),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as e:
+            st["phase"] = "Failed"
+            st["conditions"] = self._conditions(True, False, "PodFailed")
+            cs.update(
+                imageID=image_id,
+                containerID=container_id,
+                state={
+                    "terminated": {
+                        "exitCode": 128,
+                        "reason": "StartError",
+                        "message": f"failed to create containerd task: exec: {e}",
+                        "startedAt": "1970-01-01T00:00:00Z",
+                        "finishedAt": _now(),
+                        "containerID": container_id,
+                    }
+                },
+            )
+            pod.started = True
+            pod.log_done = True
+            pod.notify_log()
+            self._emit("pods", "MODIFIED", obj)
+            return False
+
+        pod.proc = proc
+        pod.started = True
+        self._all_procs.append(proc)
+        job = pod.job
+        if job is not None:
+            job.running += 1
+            job.peak_running = max(job.peak_running, job.running)
+            key = (job.namespace, job.name)
+            self._peaks[key] = max(self._peaks.get(key, 0), job.running)
+        st["phase"] = "Running"
+        st["conditions"] = self._conditions(True, True)
+        cs.update(
+            imageID=image_id,
+            containerID=container_id,
+            ready=True,
+            started=True,
+            state={"running": {"startedAt": started_at}},
+        )
+        self._emit("pods", "MODIFIED", obj)
+        if job is not None:
+            self._sync_job_status(job)
+
+        reader = asyncio.get_running_loop().create_task(self._read_log(pod, proc))
+        exited = asyncio.get_running_loop().create_task(proc.wait())
+        deleted = asyncio.get_running_loop().create_task(pod.deleted.wait())
+        waits: set[asyncio.Task] = {exited, deleted}
+        fate_timer = None
+        if fate is not None:
+            fate_timer = asyncio.get_running_loop().create_task(asyncio.sleep(fate.after))
+            waits.add(fate_timer)
+        killed_by = None
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if exited not in done:
+                if fate_timer is not None and fate_timer in done:
+                    killed_by = fate.kind if fate else None
+                    if killed_by == "oom":
+                        self._killpg(proc, signal.SIGKILL)
+                    else:
+                        await self._terminate(proc, exited, 0.5)
+                else:
+                    killed_by = "delete"
+                    grace = obj["metadata"].get("deletionGracePeriodSeconds", 30)
+                    await self._terminate(proc, exited, grace)
+            await exited
+        finally:
+            for t in (deleted, fate_timer):
+                if t is not None:
+                    t.cancel()
+            # The container is gone: so is anything it started (and the pipe they hold).
+            self._killpg(proc, signal.SIGKILL)
+        await reader
+        if job is not None:
+            job.running -= 1
+        if fate is not None and killed_by is None:
+            killed_by = fate.kind  # the hook decides the outcome even if the process was quicker
+        code = _exit_code(proc.returncode if proc.returncode is not None else -9)
+        term: dict[str, Any] = {
+            "exitCode": code,
+            "startedAt": started_at,
+            "finishedAt": _now(),
+            "containerID": container_id,
+        }
+        if killed_by == "oom":
+            term.update(exitCode=137, reason="OOMKilled")
+        elif killed_by == "evict":
+            term.update(exitCode=137, reason="Error")
+        else:
+            term["reason"] = "Completed" if code == 0 else "Error"
+        ok = term["exitCode"] == 0 and killed_by is None
+        st["phase"] = "Succeeded" if ok else "Failed"
+        st["conditions"] = self._conditions(True, False, "PodCompleted" if ok else "PodFailed")
+        if killed_by == "evict":
+            st["reason"] = "Evicted"
+            st["message"] = (
+                "The node was low on resource: memory. Threshold quantity: 100Mi, available: 51200Ki."
+            )
+            st["conditions"].append(
+                {
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": "TerminationByKubelet",
+                    "message": "The node was low on resource: memory.",
+                    "lastTransitionTime": _now(),
+                }
+            )
+        cs.update(ready=False, started=False, state={"terminated": term})
+        pod.log_done = True
+        pod.notify_log()
+        self._emit("pods", "MODIFIED", obj)
+        return ok
+
+    async def _read_log(self, pod: _Pod, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        buf = b""
+        while True:
+            chunk = await proc.stdout.read(65536)
+            if not chunk:
+                break
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            if lines:
+                ts = _now_nano()
+                pod.log.extend((ts, line + b"\n") for line in lines)
+                pod.notify_log()
+        if buf:
+            pod.log.append((_now_nano(), buf))
+            pod.notify_log()
+
+    @staticmethod
+    def _killpg(proc: asyncio.subprocess.Process, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+    async def _terminate(
+        self, proc: asyncio.subprocess.Process, exited: asyncio.Task, grace: float
+    ) -> None:
+        if float(grace) <= 0:  # a forced deletion
+            self._killpg(proc, signal.SIGKILL)
+            return
+        self._killpg(proc, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), min(float(grace), self.max_grace_seconds))
+        except TimeoutError:
+            self._killpg(proc, signal.SIGKILL)
+
+    async def _delete_pod(self, pod: _Pod, grace: float | None) -> None:
+        """Graceful deletion: deletionTimestamp, the process stopped, then DELETED."""
+        if pod.removed:
+            return
+        if not pod.deleting:
+            pod.deleting = True
+            meta = pod.obj["metadata"]
+            if grace is None:
+                grace = float(pod.obj["spec"].get("terminationGracePeriodSeconds", 30))
+            meta["deletionTimestamp"] = _now()
+            meta["deletionGracePeriodSeconds"] = int(grace)
+            self._emit("pods", "MODIFIED", pod.obj)
+            pod.deleted.set()
+        if pod.task is not None:
+            await asyncio.wait({pod.task})
+        if not pod.removed:
+            pod.removed = True
+            pod.notify_log()
+            self._pods.pop((pod.namespace, pod.name), None)
+            self._emit("pods", "DELETED", pod.obj)
+
+    async def _list_pods(self, request: web.Request) -> web.StreamResponse:
+        if _flag(request.query, "watch"):
+            return await self._watch(request, "pods")
+        return self._list(request, "pods", [p.obj for p in self._pods.values()])
+
+    def _find_pod(self, request: web.Request) -> _Pod:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        pod = self._pods.get((ns, name))
+        if pod is None:
+            raise _not_found("pods", name)
+        return pod
+
+    async def _get_pod(self, request: web.Request) -> web.Response:
+        return web.json_response(self._find_pod(request).obj)
+
+    async def _delete_pod_handler(self, request: web.Request) -> web.Response:
+        pod = self._find_pod(request)
+        _, grace = self._delete_options(request, await self._json(request))
+        self._spawn(self._delete_pod(pod, grace))
+        await asyncio.sleep(0)  # let the deletion stamp the object first
+        return web.json_response(pod.obj)
+
+    async def _delete_pods(self, request: web.Request) -> web.Response:
+        ns = request.match_info["ns"]
+        _, grace = self._delete_options(request, await self._json(request))
+        labels, fields = self._selectors(request)
+        for pod in list(self._pods.values()):
+            meta = pod.obj["metadata"]
+            if meta["namespace"] == ns and labels(meta.get("labels") or {}) and fields(pod.obj):
+                self._spawn(self._delete_pod(pod, grace))
+        await asyncio.sleep(0)
+        return web.json_response(
+            {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+        )
+
+    async def _pod_log(self, request: web.Request) -> web.StreamResponse:
+        pod = self._find_pod(request)
+        q = request.query
+        names = [c["name"] for c in pod.obj["spec"]["containers"]]
+        container = q.get("container")
+        if container and container not in names:
+            raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {pod.name}")
+        if not container and len(names) > 1:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"a container name must be specified for pod {pod.name}, choose one of: {names}",
+            )
+        if not pod.started:
+            cname = container or names[0]
+            reason = "ContainerCreating" if pod.obj["spec"].get("nodeName") else "Pending"
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'container "{cname}" in pod "{pod.name}" is waiting to start: {reason}',
+            )
+        stamps = _flag(q, "timestamps")
+        tail = q.get("tailLines")
+        limit = int(q.get("limitBytes") or 0) or None
+
+        def render(entries: list[tuple[str, bytes]]) -> bytes:
+            return b"".join((ts.encode() + b" " + line) if stamps else line for ts, line in entries)
+
+        start = max(0, len(pod.log) - int(tail)) if tail not in (None, "") else 0
+        if not _flag(q, "follow"):
+            data = render(pod.log[start:])
+            return web.Response(body=data[:limit] if limit else data, content_type="text/plain")
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        sent = 0
+        pos = start
+        try:
+            while not self._closing:
+                event = pod.log_event
+                if pos < len(pod.log):
+                    data = render(pod.log[pos:])
+                    pos = len(pod.log)
+                    if limit is not None:
+                        data = data[: limit - sent]
+                    sent += len(data)
+                    await resp.write(data)
+                    if limit is not None and sent >= limit:
+                        break
+                    continue
+                if pod.log_done or pod.removed:
+                    break
+                try:
+                    await asyncio.wait_for(event.wait(), 1.0)
+                except TimeoutError:
+                    if request.transport is None or request.transport.is_closing():
+                        return resp
+            await resp.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass  # the client closed the stream
+        return resp
+
+
+async def _first(*aws: Any) -> None:
+    """Wait for the first of several awaitables; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+@pytest.fixture
+def k8s_api(tmp_path: Path) -> Iterator[FakeK8s]:
+    """A fresh emulated Kubernetes API server for one test (see the module docstring)."""
+    server = FakeK8s(workdir=tmp_path / "k8s-pods").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    """`python tests/fakes/k8s_server.py [PORT]`: serve until interrupted, outside the test process
+    (e.g. so that a benchmark measures the scheduler's memory without the emulator's)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--watch-timeout", type=float, default=None)
+    parser.add_argument("--history-limit", type=int, default=100_000)
+    args = parser.parse_args()
+    server = FakeK8s()
+    server.watch_timeout = args.watch_timeout
+    server.history_limit = args.history_limit
+    server.inherit_env = True
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server.start()
+    print(server.url, flush=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()  # pods' processes end with it
+
+
+if __name__ == "__main__":
+    main()
