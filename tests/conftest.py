@@ -15,6 +15,8 @@ pytest_plugins = [
     "servers.throttling_proxy",
     "servers.azurite",
     "servers.gcs_emulator",
+    "fakes.batch_server",
+    "fakes.k8s_server",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

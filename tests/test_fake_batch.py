@@ -17,8 +17,6 @@ from botocore.exceptions import ClientError
 pytest.register_assert_rewrite("fakes.batch_server")  # imported before pytest loads it as a plugin
 from fakes.batch_server import STATUSES, FakeBatch  # noqa: E402
 
-pytest_plugins = ["servers.moto_s3", "fakes.batch_server"]
-
 QUEUE = "aflow-test-queue"
 ARN_PREFIX = "arn:aws:batch:us-east-1:123456789012"
 RESOURCES = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["fakes.k8s_server"]
-
 pytest.importorskip("kubernetes_asyncio")
 
-from kubernetes_asyncio import client, watch  # noqa: E402
-from kubernetes_asyncio.client.exceptions import ApiException  # noqa: E402
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
 
 NS = "default"
 
