@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import io
 import os
 import zlib
 from collections.abc import AsyncIterator, Sequence
@@ -146,14 +145,15 @@ class S3Store:
             upload_id = upload["UploadId"]
 
             async def send(number: int, piece: Buffer) -> dict[str, Any]:
-                crc = await anyio.to_thread.run_sync(zlib.crc32, piece)
-                checksum = base64.b64encode(crc.to_bytes(4, "big")).decode()
+                # One part's copy (botocore takes bytes, not views; at most `concurrency` parts
+                # exist at once) and its checksum, made in a worker thread.
+                body, checksum = await anyio.to_thread.run_sync(_part, piece)
                 sent = await client.upload_part(
                     Bucket=self.bucket,
                     Key=name,
                     UploadId=upload_id,
                     PartNumber=number,
-                    Body=_ViewFile(piece),
+                    Body=body,
                     ChecksumCRC32=checksum,
                 )
                 return {"PartNumber": number, "ETag": sent["ETag"], "ChecksumCRC32": checksum}
@@ -281,38 +281,9 @@ class S3Store:
             await entry[1].aclose()
 
 
-class _ViewFile(io.RawIOBase):
-    """A read-only, seekable file over a part's memory, so a part is sent without a copy of it."""
-
-    def __init__(self, piece: Buffer) -> None:
-        self._view = memoryview(piece).cast("B")
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        n = min(len(b), self._view.nbytes - self._pos)
-        b[:n] = self._view[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-    def read(self, size: int = -1) -> bytes:
-        end = self._view.nbytes if size is None or size < 0 else min(self._pos + size, self._view.nbytes)
-        chunk = self._view[self._pos : end].tobytes()
-        self._pos = end
-        return chunk
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._view.nbytes}[whence]
-        self._pos = max(0, min(base + offset, self._view.nbytes))
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
+def _part(piece: Buffer) -> tuple[bytes, str]:
+    body = bytes(piece)
+    return body, base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
 
 
 def _total(response: dict[str, Any], got: int) -> int:
