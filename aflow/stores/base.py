@@ -1,4 +1,4 @@
-"""The object-store protocol every datastore implements (local now; S3, Azure, GCS later).
+"""The object-store protocol every datastore implements (local, S3, Azure Blob, GCS), and opening one.
 
 A store holds bytes under slash-separated keys and nothing else: it knows no artifacts, records or
 runs. `put` is all-or-nothing: a reader sees the whole object or none of it. The async methods serve

@@ -4,10 +4,13 @@ s3://bucket/prefix`, or AFLOW_DATASTORE_SYSROOT_S3.
 Credentials and region come the usual AWS way (AWS_* variables, profiles, instance roles);
 AFLOW_S3_ENDPOINT_URL points at an S3-compatible server. One client per event loop, shared by every
 call. Objects over the transfer threshold go up as a multipart upload (parts cut from the object's own
-memory, a bounded number in flight; any failure aborts the upload, so nothing half-written is ever
-visible) and come down as concurrent ranged GETs into one buffer (see transfer.py). Throttling (503
-SlowDown, 429) and transient network errors are retried by botocore's standard retry mode, which
-backs off exponentially with jitter.
+memory, each copied and CRC32-checked in a worker thread, a bounded number in flight; any failure or
+cancellation aborts the upload, so nothing half-written is ever visible; a bucket lifecycle rule
+"AbortIncompleteMultipartUpload" covers a process killed outright) and come down as concurrent
+ranged GETs into one buffer (see transfer.py; a large read is not pinned to one version, which is
+safe because blobs are content-addressed and never rewritten). Throttling (503 SlowDown, 429) and
+transient network errors are retried by botocore's standard retry mode, which backs off
+exponentially with jitter.
 """
 
 from __future__ import annotations
@@ -66,8 +69,8 @@ class S3Store:
         config = Config(
             retries={"mode": "standard", "max_attempts": 10},
             max_pool_connections=max(10, 2 * self.settings.concurrency),
-            # Content is already addressed by its SHA-256; a second checksum of every part,
-            # computed on the event loop, would only slow uploads down.
+            # Not botocore's own checksums, computed on the event loop: multipart parts carry a
+            # CRC32 computed in a worker thread (see put), and small objects are checked by key.
             request_checksum_calculation="when_required",
         )
         endpoint = os.environ.get("AFLOW_S3_ENDPOINT_URL") or None
