@@ -254,7 +254,9 @@ def serve(sock: socket.socket) -> None:
         from aflow.engine.flow_loader import import_flow
         from aflow.graph import graph_for
 
-        if hello["datastore"] != "local":  # import the cloud SDK once here, not in every task
+        # Import the store's modules (and a cloud SDK's models) once here, not in every task.
+        open_blocking_store(hello["datastore"], hello["store_root"])
+        if hello["datastore"] != "local":
             from aflow.stores.base import open_store
 
             warm = getattr(open_store(hello["datastore"], hello["store_root"]), "prewarm", None)
