@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,30 @@ def run_script(script: Path, *args: str, timeout: float = 120) -> subprocess.Com
 
 
 sys.path.insert(0, str(FLOWS))
+
+
+@pytest.fixture(scope="module")
+def inspect_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str]]:
+    """One successful and one failed InspectFlow run in a store of their own (per test module)."""
+    import anyio
+    from inspect_flow import InspectFlow
+
+    import aflow
+
+    root = tmp_path_factory.mktemp("runs") / "store"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AFLOW_DATASTORE_ROOT", str(root))
+
+        async def both() -> tuple[str, str]:
+            ok = await aflow.run_flow(InspectFlow)
+            bad = await aflow.run_flow(InspectFlow, params={"fail": True})
+            return ok.id, bad.id
+
+        ok_id, bad_id = anyio.run(both)
+        yield root, ok_id, bad_id
+
+
+@pytest.fixture
+def inspect_store(inspect_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("AFLOW_DATASTORE_ROOT", str(inspect_runs[0]))
+    return inspect_runs[0]

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
-from inspect_flow import InspectFlow
 
-import aflow
 from aflow import AsyncFlow, DataArtifact, Flow, Run, Task, get_namespace, namespace
 from aflow.client import NamespaceMismatch, TaskException, core
 from aflow.exception import AflowException, AflowNotFound
@@ -24,26 +21,14 @@ def fresh_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(core, "_namespace", core._UNSET)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str]]:
-    """One successful and one failed InspectFlow run in a store of their own."""
-    root = tmp_path_factory.mktemp("client") / "store"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AFLOW_DATASTORE_ROOT", str(root))
-
-        async def both() -> tuple[str, str]:
-            ok = await aflow.run_flow(InspectFlow)
-            bad = await aflow.run_flow(InspectFlow, params={"fail": True})
-            return ok.id, bad.id
-
-        ok_id, bad_id = anyio.run(both)
-        yield root, ok_id, bad_id
+@pytest.fixture
+def runs(inspect_runs: tuple[Path, str, str]) -> tuple[Path, str, str]:
+    return inspect_runs
 
 
 @pytest.fixture
-def store(runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("AFLOW_DATASTORE_ROOT", str(runs[0]))
-    return runs[0]
+def store(inspect_store: Path) -> Path:
+    return inspect_store
 
 
 def write_runs(root: Path, flow: str, count: int, **fields: object) -> list[str]:

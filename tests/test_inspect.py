@@ -6,41 +6,25 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import pytest
 from conftest import FLOWS, run_cli, run_script
-from inspect_flow import InspectFlow
 
-import aflow
 from aflow.stores.local import LocalFiles
 from aflow.stores.records import RunRecord, run_record_key
 
 FLOW = FLOWS / "inspect_flow.py"
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str]]:
-    """One successful and one failed InspectFlow run in a store of their own."""
-    root = tmp_path_factory.mktemp("inspect") / "store"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AFLOW_DATASTORE_ROOT", str(root))
-
-        async def both() -> tuple[str, str]:
-            ok = await aflow.run_flow(InspectFlow)
-            bad = await aflow.run_flow(InspectFlow, params={"fail": True})
-            return ok.id, bad.id
-
-        ok_id, bad_id = anyio.run(both)
-        yield root, ok_id, bad_id
+@pytest.fixture
+def runs(inspect_runs: tuple[Path, str, str]) -> tuple[Path, str, str]:
+    return inspect_runs
 
 
 @pytest.fixture
-def store(runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("AFLOW_DATASTORE_ROOT", str(runs[0]))
-    return runs[0]
+def store(inspect_store: Path) -> Path:
+    return inspect_store
 
 
 def ok(result: subprocess.CompletedProcess) -> str:
