@@ -134,3 +134,25 @@ class CaughtException:
 
     def __repr__(self) -> str:
         return f"CaughtException(step={self.step!r}, {self})"
+
+
+def first_error(error: BaseException) -> BaseException:
+    """What a task group's exception group is really about: its first leaf that is not a
+    cancellation (siblings cancelled because of it come second), else its first leaf.
+
+    Anything that is not a group is returned as it is.
+    """
+    import asyncio
+
+    leaves: list[BaseException] = []
+    todo = [error]
+    while todo:
+        e = todo.pop(0)
+        if isinstance(e, BaseExceptionGroup):
+            todo[:0] = list(e.exceptions)
+        else:
+            leaves.append(e)
+    for leaf in leaves:
+        if not isinstance(leaf, asyncio.CancelledError):
+            return leaf
+    return leaves[0] if leaves else error

@@ -221,7 +221,8 @@ def _run_blocking(
 
     from aflow.cli.output import RunPrinter
     from aflow.engine.events import RunFinished
-    from aflow.engine.runner import start_flow, unwrap_group
+    from aflow.engine.runner import start_flow
+    from aflow.exception import first_error
 
     printer = RunPrinter(quiet=quiet)
     terminated = False
@@ -254,7 +255,7 @@ def _run_blocking(
     try:
         status = anyio.run(main)
     except BaseExceptionGroup as group:
-        raise unwrap_group(group) from None
+        raise first_error(group) from None
     finally:
         sys.stdout.flush()
     if terminated:

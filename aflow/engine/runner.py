@@ -26,7 +26,7 @@ from aflow.engine.events import Event, EventBus, RunFinished, RunStarted
 from aflow.engine.flow_loader import FlowRef
 from aflow.engine.resume import ResumeOrigin, origin_params
 from aflow.engine.scheduler import RunContext, Scheduler
-from aflow.exception import AflowException, ParameterError, TaskFailed
+from aflow.exception import AflowException, ParameterError, TaskFailed, first_error
 from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
 from aflow.parameters import flow_parameters
@@ -160,14 +160,7 @@ async def start_flow(
             await handle._done.wait()
     except BaseExceptionGroup as group:
         # The caller's own exception (or cancellation) comes out as itself, not in a group.
-        raise unwrap_group(group) from None
-
-
-def unwrap_group(group: BaseExceptionGroup) -> BaseException:
-    """The one exception inside nested single-exception groups (or the group itself)."""
-    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-        group = group.exceptions[0]  # type: ignore[assignment]
-    return group
+        raise first_error(group) from None
 
 
 async def run_flow(
@@ -286,7 +279,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
         ):
             record.status = "cancelled"
             raise
-        leaf = unwrap_group(e) if isinstance(e, BaseExceptionGroup) else e
+        leaf = first_error(e) if isinstance(e, BaseExceptionGroup) else e
         message = str(leaf) if isinstance(leaf, AflowException) else f"{type(leaf).__name__}: {leaf}"
         record.status = "failed"
         record.error = {"message": message, "traceback": "".join(traceback.format_exception(leaf))}

@@ -39,7 +39,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ExponentialRetry
 
-from aflow.exception import DataStoreError
+from aflow.exception import DataStoreError, first_error
 from aflow.stores.base import BlockingObjectStore, Buffer, NotFound
 from aflow.stores.transfer import (
     TransferSettings,
@@ -96,14 +96,6 @@ class _Into:
 
 def _throttled(e: BaseException) -> bool:
     return isinstance(e, HttpResponseError) and e.status_code == 429
-
-
-def _leaf(e: BaseException) -> BaseException:
-    """The error that matters in what a task group raised (not the cancellations it caused)."""
-    while isinstance(e, BaseExceptionGroup):
-        leaves = [x for x in e.exceptions if not isinstance(x, asyncio.CancelledError)]
-        e = (leaves or list(e.exceptions))[0]
-    return e
 
 
 def _connect() -> _Connection:
@@ -184,7 +176,7 @@ class AzureStore:
         try:
             yield
         except BaseException as raised:
-            e = _leaf(raised)
+            e = first_error(raised)
             where = self._endpoint or "the account"
             if isinstance(e, ResourceNotFoundError):
                 if e.error_code == "ContainerNotFound" or key is None:
@@ -251,7 +243,7 @@ class AzureStore:
                 try:
                     return await self._get(blob, settings)
                 except BaseException as e:
-                    if not isinstance(_leaf(e), ResourceModifiedError) or attempt == 2:
+                    if not isinstance(first_error(e), ResourceModifiedError) or attempt == 2:
                         raise
             raise AssertionError("unreachable")
 

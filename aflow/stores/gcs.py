@@ -37,7 +37,7 @@ import anyio
 from gcloud.aio.auth.token import GCE_METADATA_BASE, GCE_METADATA_HEADERS, Type
 from gcloud.aio.storage import Storage
 
-from aflow.exception import DataStoreError
+from aflow.exception import DataStoreError, first_error
 from aflow.stores import transfer
 from aflow.stores.base import BlockingObjectStore, Buffer, NotFound
 
@@ -61,16 +61,6 @@ def _retryable(e: BaseException) -> bool:
     if isinstance(e, aiohttp.ClientResponseError):
         return e.status in RETRY_STATUS or e.status >= 500
     return isinstance(e, aiohttp.ClientError | ConnectionError | TimeoutError)
-
-
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    """The first real failure in a task group's exception group (not a sibling's cancellation)."""
-    for e in group.exceptions:
-        if isinstance(e, BaseExceptionGroup):
-            e = _first_error(e)
-        if isinstance(e, Exception):
-            return e
-    return group
 
 
 def _endpoint() -> str:
@@ -190,7 +180,7 @@ class GCSStore:
         try:
             await self._put_composite(key, parts)
         except BaseExceptionGroup as group:
-            raise _first_error(group) from None
+            raise first_error(group) from None
 
     async def _put_composite(self, key: str, parts: Sequence[Buffer]) -> None:
         what = f"writing {self._url(key)}"
@@ -320,7 +310,7 @@ class GCSStore:
         try:
             return await transfer.download_ranges(size, self.settings, fetch_into)
         except BaseExceptionGroup as group:
-            raise _first_error(group) from None
+            raise first_error(group) from None
 
     async def get_range(self, key: str, start: int, length: int) -> bytes:
         name, what = self._name(key), f"reading {self._url(key)}"

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from aflow.exception import first_error
 from aflow.stores.base import Buffer
 
 T = TypeVar("T")
@@ -143,8 +144,9 @@ def _first_error() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
-            raise group.exceptions[0] from None
+        leaf = first_error(group)
+        if isinstance(leaf, Exception):
+            raise leaf from None
         raise
 
 
