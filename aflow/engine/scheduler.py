@@ -23,6 +23,7 @@ import anyio
 import msgpack
 
 from aflow.backends.base import Backend, TaskSpec
+from aflow.decorators import TimeoutDecorator
 from aflow.engine.events import EventBus, ForeachStarted, TaskFailed, TaskFinished, TaskStarted
 from aflow.engine.task_logs import TaskLog
 from aflow.exception import TaskFailed as TaskFailedError
@@ -67,12 +68,6 @@ class Failure:
 
     def as_dict(self) -> dict[str, Any]:
         return {"message": self.message, "traceback": self.traceback or ""}
-
-
-def timeout_seconds(settings: dict[str, Any] | None) -> float | None:
-    if not settings:
-        return None
-    return float(settings["seconds"]) + 60 * float(settings["minutes"]) + 3600 * float(settings["hours"])
 
 
 class Origin(Protocol):
@@ -227,7 +222,8 @@ class Scheduler:
         started = time.monotonic()
         self.bus.emit(TaskStarted(spec.pathspec, spec.attempt, spec.fallback is not None))
         key = (spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
-        limit = timeout_seconds(decorators.get("timeout")) if timed else None
+        settings = decorators.get("timeout") if timed else None
+        limit = TimeoutDecorator(**settings).seconds_total() if settings else None
         try:
             with anyio.move_on_after(limit) as deadline:
                 outcome = await self.backend.run(spec, log)
