@@ -278,6 +278,16 @@ class S3Store:
         ):
             await c.head_bucket(Bucket=self.bucket)
 
+    async def presigned_url(self, key: str, seconds: int) -> str:
+        """A URL that reads `key` without credentials for `seconds`: how a container with nothing
+        but Python's standard library fetches the code package (see engine/bootstrap.py)."""
+        client = await self._client()
+        return str(
+            await client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=seconds
+            )
+        )
+
     async def aclose(self) -> None:
         entry = self._clients.pop(id(asyncio.get_running_loop()), None)
         if entry is not None:
