@@ -1,4 +1,5 @@
-"""Step decorators: `@retry`, `@catch`, `@timeout`, `@environment`, and `--with` on the command line.
+"""Step decorators: `@retry`, `@catch`, `@timeout`, `@environment`, the compute decorators `@batch`,
+`@kubernetes` and `@resources`, and `--with` on the command line.
 
 A decorator here only records its settings on the step function; the scheduler and the task runtime
 read them (as plain dicts, see `step_decorators`) and act. `--with name:key=value,...` attaches a
@@ -96,9 +97,78 @@ class EnvironmentDecorator(StepDecorator):
     defaults = {"vars": {}}
 
 
+class ResourcesDecorator(StepDecorator):
+    """What a step needs (cpu, memory in MiB, gpu, disk in MiB), honoured by whichever compute
+    decorator runs it; locally it is only recorded, as in Metaflow."""
+
+    name = "resources"
+    defaults = {"cpu": 1, "memory": 4096, "gpu": None, "disk": None}
+
+    def validate(self) -> None:
+        for option in self.defaults:
+            if self.attributes[option] is not None:
+                self.number(option)
+
+
+class BatchDecorator(StepDecorator):
+    name = "batch"
+    defaults = {
+        "cpu": 1, "gpu": 0, "memory": 4096, "image": None, "queue": None, "iam_role": None,
+        "shared_memory": None,
+    }  # fmt: skip
+
+    def validate(self) -> None:
+        for option in ("cpu", "gpu", "memory", "shared_memory"):
+            if self.attributes[option] is not None:
+                self.number(option)
+
+
+class KubernetesDecorator(StepDecorator):
+    name = "kubernetes"
+    defaults = {
+        "cpu": 1, "memory": 4096, "disk": None, "gpu": None, "image": None, "namespace": None,
+        "service_account": None, "node_selector": None, "tolerations": None, "labels": None,
+    }  # fmt: skip
+
+    def validate(self) -> None:
+        for option in ("cpu", "memory", "disk", "gpu"):
+            if self.attributes[option] is not None:
+                self.number(option)
+        selector = self.attributes["node_selector"]
+        if isinstance(selector, str):  # "a=b,c=d", as on the command line
+            pairs = (p.partition("=") for p in selector.split(",") if p.strip())
+            self.attributes["node_selector"] = {k.strip(): v.strip() for k, _, v in pairs}
+
+
+COMPUTE = ("batch", "kubernetes")
+
 DECORATORS: dict[str, type[StepDecorator]] = {
-    d.name: d for d in (RetryDecorator, CatchDecorator, TimeoutDecorator, EnvironmentDecorator)
-}
+    d.name: d
+    for d in (
+        RetryDecorator, CatchDecorator, TimeoutDecorator, EnvironmentDecorator, ResourcesDecorator,
+        BatchDecorator, KubernetesDecorator,
+    )
+}  # fmt: skip
+
+
+def compute_of(step: str, decorators: dict[str, dict[str, Any]]) -> str | None:
+    """Where a step runs: "batch", "kubernetes", or None for local."""
+    chosen = [name for name in COMPUTE if name in decorators]
+    if len(chosen) > 1:
+        raise AflowException(f"step '{step}' has both @batch and @kubernetes: keep one")
+    return chosen[0] if chosen else None
+
+
+def resources_for(decorators: dict[str, dict[str, Any]], compute: str) -> dict[str, float | None]:
+    """cpu, memory, gpu, disk for a remote step: the larger of the compute decorator's value and
+    @resources' (as in Metaflow), None where neither asks."""
+    own = decorators.get(compute, {})
+    asked = decorators.get("resources", {})
+    out: dict[str, float | None] = {}
+    for option in ("cpu", "memory", "gpu", "disk"):
+        values = [float(v) for v in (own.get(option), asked.get(option)) if v is not None]
+        out[option] = max(values) if values else None
+    return out
 
 
 def _factory(cls: type[StepDecorator]) -> Callable[..., Any]:
@@ -116,6 +186,9 @@ retry = _factory(RetryDecorator)
 catch = _factory(CatchDecorator)
 timeout = _factory(TimeoutDecorator)
 environment = _factory(EnvironmentDecorator)
+resources = _factory(ResourcesDecorator)
+batch = _factory(BatchDecorator)
+kubernetes = _factory(KubernetesDecorator)
 
 
 def parse_with(spec: str) -> StepDecorator:
@@ -169,6 +242,9 @@ def step_decorators(
             if isinstance(d, StepDecorator)
         }
         for d in extra:
+            if d.name in COMPUTE and any(c in own for c in COMPUTE):
+                continue  # a step's own @batch/@kubernetes wins over --with's
             own.setdefault(d.name, dict(d.attributes))
+        compute_of(step, own)
         out[step] = own
     return out

@@ -9,6 +9,7 @@ reads back the same in the scheduler, the warm parent and every task.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import types
@@ -104,8 +105,13 @@ def load_flow_file(path: str) -> type[FlowSpec]:
     return flows[0]
 
 
-def import_flow(name: str, module: str, file: str, sys_path: list[str]) -> type[FlowSpec]:
-    """Load the flow class in a task process (or the warm parent that forks them)."""
+def import_flow(
+    name: str, module: str, file: str, sys_path: list[str], by_file: bool = False
+) -> type[FlowSpec]:
+    """Load the flow class in a task process (or the warm parent that forks them).
+
+    `by_file` (a container): the module is loaded from the flow file under its own name, since the
+    package it belonged to on the user's machine is not there."""
     if module in sys.modules and hasattr(sys.modules[module], name):
         return getattr(sys.modules[module], name)
     for p in reversed(sys_path):
@@ -115,6 +121,14 @@ def import_flow(name: str, module: str, file: str, sys_path: list[str]) -> type[
         sys.path.insert(0, os.path.dirname(file))
         mod = exec_flow_file(file)
         sys.modules["__main__"] = mod  # this process exists to run the flow: it is its main
+    elif by_file:
+        spec = importlib.util.spec_from_file_location(module, file)
+        if spec is None or spec.loader is None:
+            raise AflowException(f"cannot load {file} as module {module}")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[module] = mod  # what pickles of its classes look up
+        with loading_flow_file():
+            spec.loader.exec_module(mod)
     else:
         with loading_flow_file():
             mod = importlib.import_module(module)

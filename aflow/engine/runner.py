@@ -19,6 +19,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from aflow import flowspec
 from aflow.backends.local import LocalBackend
+from aflow.backends.remote import RemoteContext
+from aflow.backends.router import StepRouter, check_remote, remote_steps
 from aflow.client import Run
 from aflow.client.core import AsyncRun, current_user
 from aflow.decorators import step_decorators
@@ -141,6 +143,7 @@ async def start_flow(
             tags=list(tags),
             max_num_splits=max_num_splits,
         )
+        check_remote(plan.decorators, datastore)
         if resume:
             if params:
                 raise ParameterError("a resumed run keeps its origin run's parameters: pass none")
@@ -248,9 +251,13 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             origin_run_id=record.origin_run_id,
             max_num_splits=plan.max_num_splits,
         )
-        backend = LocalBackend(
+        local = LocalBackend(
             ref.name, ref.module, ref.file, list(ref.sys_path), plan.datastore, store.url
         )
+        remote = RemoteContext(
+            ref.name, handle.run_id, ref.file, plan.datastore, store, plan.max_workers
+        )
+        backend = StepRouter(local, remote_steps(plan.decorators).values(), remote)
         async with backend, anyio.create_task_group() as beating:
             scheduler = Scheduler(plan.graph, ctx, backend, store, bus, plan.max_workers, origin)
             beating.start_soon(_heartbeat, store, key, record, scheduler)

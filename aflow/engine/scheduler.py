@@ -23,7 +23,7 @@ import anyio
 import msgpack
 
 from aflow.backends.base import Backend, TaskSpec
-from aflow.decorators import TimeoutDecorator
+from aflow.decorators import TimeoutDecorator, compute_of
 from aflow.engine.events import EventBus, ForeachStarted, TaskFailed, TaskFinished, TaskStarted
 from aflow.engine.task_logs import TaskLog
 from aflow.exception import TaskFailed as TaskFailedError
@@ -134,16 +134,21 @@ class Scheduler:
             raise RuntimeError(f"the run stopped before its end step; joins still waiting: {waiting}")
 
     async def _launch(self, ready: Ready) -> None:
-        await self.slots.acquire()
+        # A remote task waits in its platform's queue, not for a local slot: a 10,000-way foreach
+        # on @batch is submitted at once, as one array job, and costs here only its coroutines.
+        local = compute_of(ready.step, self.ctx.decorators.get(ready.step, {})) is None
+        if local:
+            await self.slots.acquire()
         assert self._tg is not None
-        self._tg.start_soon(self._task, ready, str(next(self._ids)))
+        self._tg.start_soon(self._task, ready, str(next(self._ids)), local)
 
-    async def _task(self, ready: Ready, task_id: str) -> None:
+    async def _task(self, ready: Ready, task_id: str, holds_slot: bool) -> None:
         try:
             try:
                 record = await self._execute(ready, task_id)
             finally:
-                self.slots.release()
+                if holds_slot:
+                    self.slots.release()
             await self._advance(ready, record)
         except TaskFailedError as e:
             if self.failure is None:

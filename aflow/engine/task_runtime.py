@@ -412,21 +412,51 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
             store.put(key, [record.pack()])
         except Exception as store_error:
             print(f"could not save the failure record: {store_error}", file=sys.stderr)
+            return 2
         return 1
 
 
 def main() -> int:
-    """`python -m aflow.engine.task_runtime`: a packed TaskSpec on stdin; the fresh-process path."""
+    """`python -m aflow.engine.task_runtime`: a packed TaskSpec on stdin; the fresh-process path.
+
+    With `--remote` (a container, after engine/bootstrap.py), the spec is one of a list in the
+    store, picked by the index the platform gives an array job's child."""
     from aflow.engine.flow_loader import import_flow
     from aflow.stores.base import open_blocking_store
 
-    spec = TaskSpec.unpack(sys.stdin.buffer.read())
-    flow_cls = import_flow(spec.flow_name, spec.flow_module, spec.flow_file, spec.sys_path)
-    store = open_blocking_store(spec.datastore, spec.store_root)
+    remote = "--remote" in sys.argv[1:]
+    if remote:
+        env = os.environ
+        store = open_blocking_store(env["AFLOW_DATASTORE"], env["AFLOW_DATASTORE_ROOT"])
+        spec = remote_spec(store, env)
+    else:
+        spec = TaskSpec.unpack(sys.stdin.buffer.read())
+        store = open_blocking_store(spec.datastore, spec.store_root)
     try:
-        return run_task(spec, store, flow_cls)
+        flow_cls = import_flow(
+            spec.flow_name, spec.flow_module, spec.flow_file, spec.sys_path, by_file=remote
+        )
+        code = run_task(spec, store, flow_cls)
+        # A failure the record tells (the step raised) is not the platform's business: an exit
+        # code other than 0 would make a Kubernetes Indexed Job stop its other tasks.
+        recorded_ok = os.environ.get("AFLOW_RECORDED_FAILURE_EXIT") == "0"
+        return 0 if remote and code == 1 and recorded_ok else code
     finally:
         getattr(store, "close", lambda: None)()
+
+
+ARRAY_INDEX_VARS = ("AFLOW_TASK_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX", "JOB_COMPLETION_INDEX")
+
+
+def remote_spec(store: BlockingObjectStore, env: Any) -> TaskSpec:
+    """This container's TaskSpec, with paths into the unpacked code package."""
+    index = next((int(env[v]) for v in ARRAY_INDEX_VARS if env.get(v)), 0)
+    specs = msgpack.unpackb(store.get(art.blob_key(env["AFLOW_FLOW_NAME"], env["AFLOW_TASK_SPECS"])))
+    spec = TaskSpec.unpack(specs[index])
+    code_dir = env.get("AFLOW_CODE_DIR") or os.getcwd()
+    spec.flow_file = os.path.join(code_dir, spec.flow_file)
+    spec.sys_path = [code_dir]
+    return spec
 
 
 if __name__ == "__main__":

@@ -1,0 +1,394 @@
+"""What the remote backends (AWS Batch, Kubernetes) share: the container contract and the bookkeeping
+that lets one scheduler track 10,000 remote tasks as plain coroutines.
+
+The container contract: a task's container runs `python3 -c <engine/bootstrap.py>` with an
+environment saying where the datastore is, where the run's code package is (uploaded once per run,
+content-addressed), and which blob holds the packed TaskSpecs of its job. A job is one task, or an
+array of tasks (AWS Batch array job, Kubernetes Indexed Job) whose children pick their spec by the
+index the platform gives them.
+
+The bookkeeping: `run()` parks the task as a `RemoteTask` and waits on it. Tasks of one step that
+become ready together (a foreach's children, all launched in one burst) are gathered for a moment and
+submitted as one array job. The platform's single poller or watch updates the parked tasks and
+finishes them; nothing runs per waiting task. A cancelled task's job is stopped; leaving the backend
+stops every job it still has running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar
+
+import anyio
+import anyio.abc
+import msgpack
+
+from aflow.backends.base import LogSink, TaskExit, TaskSpec
+from aflow.decorators import resources_for
+from aflow.engine.packaging import build_package
+from aflow.stores.artifacts import blob_key
+from aflow.stores.base import REMOTE, ObjectStore
+
+PRESIGN_SECONDS = 7 * 24 * 3600  # as long as S3 allows: a job may wait long in a queue
+# Environment variables of the launching shell a container gets too (S3-compatible endpoints,
+# transfer tuning), so remote tasks reach the same store the same way.
+FORWARDED_ENV = ("AFLOW_S3_ENDPOINT_URL", "AFLOW_PACKAGE_MAX_FILE_SIZE")
+FORWARDED_PREFIXES = ("AFLOW_TRANSFER_",)
+# Distributions whose import name is not their name; ones a task never imports.
+_MODULES = {"azure-storage-blob": "azure.storage.blob", "gcloud-aio-storage": "gcloud.aio.storage"}
+_NOT_IN_TASKS = {"typer", "aiofiles"}
+
+
+def _float_env(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+@dataclass
+class RemoteTask:
+    """One task attempt handed to a remote backend, parked until its job ends."""
+
+    spec: TaskSpec
+    logs: LogSink
+    job_id: str | None = None  # this task's own job id (an array child's: "<parent>:<index>")
+    state: str = "QUEUED"  # the platform's word for where the job is
+    state_since: float = field(default_factory=time.monotonic)
+    warned_stuck: bool = False
+    exit: TaskExit | None = None
+    finished: anyio.Event = field(default_factory=anyio.Event)
+    extra: dict[str, Any] = field(default_factory=dict)  # the driver's own per-task state
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.step}/{self.spec.task_id}"
+
+    def finish(self, exit: TaskExit) -> None:
+        if self.exit is None:
+            self.exit = exit
+            self.finished.set()
+
+
+@dataclass
+class JobGroup:
+    """Tasks of one step submitted as one job: a plain job for one task, an array for more."""
+
+    step: str
+    tasks: list[RemoteTask]
+    specs_digest: str = ""
+    job_id: str | None = None  # the platform's id of the job (the array parent's, for an array)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_array(self) -> bool:
+        return len(self.tasks) > 1
+
+    @property
+    def decorators(self) -> dict[str, dict[str, Any]]:
+        return self.tasks[0].spec.decorators
+
+
+@dataclass
+class RemoteContext:
+    """What a remote backend needs of the run."""
+
+    flow_name: str
+    run_id: str
+    flow_file: str
+    datastore: str
+    store: ObjectStore
+    max_workers: int
+
+
+@dataclass
+class CodeRef:
+    key: str
+    digest: str
+    url: str | None  # a presigned URL when the store can make one
+
+
+class RemoteBackend:
+    """The shared half of a remote backend; a driver subclass talks to its platform.
+
+    A driver implements `_open` / `_close` (its client), `_watch` (a loop that updates and finishes
+    parked tasks, started once), `_submit(group)` (one job for the group; sets job ids) and
+    `_terminate(tasks)` (stop the jobs of these unfinished tasks).
+    """
+
+    name = "remote"
+    platform = "remote"  # for messages: "AWS Batch", "Kubernetes"
+    max_group = 10_000
+    stuck_state: ClassVar[tuple[str, ...]] = ()  # states in which a job waits for capacity
+
+    def __init__(self, ctx: RemoteContext) -> None:
+        self.ctx = ctx
+        self.gather_seconds = _float_env("AFLOW_REMOTE_GATHER_SECONDS", 0.05)
+        self.stuck_seconds = _float_env("AFLOW_REMOTE_STUCK_SECONDS", 600.0)
+        self.active: dict[str, JobGroup] = {}  # job id -> group, while any of its tasks runs
+        self._pending: dict[str, list[RemoteTask]] = {}
+        self._arrived = anyio.Event()
+        self._to_stop: list[RemoteTask] = []
+        self._stop_wanted = anyio.Event()
+        self._code: CodeRef | None = None
+        self._code_lock = anyio.Lock()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._exit = contextlib.AsyncExitStack()
+
+    # -- the driver's part ---------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    async def _watch(self) -> None:
+        raise NotImplementedError
+
+    async def _submit(self, group: JobGroup) -> None:
+        raise NotImplementedError
+
+    async def _terminate(self, tasks: list[RemoteTask]) -> None:
+        raise NotImplementedError
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> RemoteBackend:
+        await self._open()
+        try:
+            self._tg = await self._exit.enter_async_context(anyio.create_task_group())
+            self._tg.start_soon(self._submitter)
+            self._tg.start_soon(self._stopper)
+            self._tg.start_soon(self._watch)
+            self._tg.start_soon(self._stuck_reporter)
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                # Whatever is still running when the run ends (failed, cancelled) is stopped.
+                running = [t for g in self.active.values() for t in g.tasks if t.exit is None]
+                running += [t for ts in self._pending.values() for t in ts]
+                if running:
+                    with anyio.move_on_after(60):
+                        await self._terminate(running)
+                assert self._tg is not None
+                self._tg.cancel_scope.cancel()
+                await self._exit.aclose()
+            finally:
+                await self._close()
+
+    # -- the Backend protocol ------------------------------------------------------------------
+
+    async def run(self, task: TaskSpec, logs: LogSink) -> TaskExit:
+        parked = RemoteTask(task, logs)
+        self._pending.setdefault(task.step, []).append(parked)
+        self._arrived.set()
+        try:
+            await parked.finished.wait()
+        except BaseException:
+            if parked.exit is None:
+                with anyio.CancelScope(shield=True):
+                    self._stop_soon(parked)
+            raise
+        assert parked.exit is not None
+        return parked.exit
+
+    def _stop_soon(self, task: RemoteTask) -> None:
+        pending = self._pending.get(task.spec.step, [])
+        if task in pending:
+            pending.remove(task)  # never submitted: nothing to stop
+            return
+        self._to_stop.append(task)
+        self._stop_wanted.set()
+
+    # -- background tasks ----------------------------------------------------------------------
+
+    async def _submitter(self) -> None:
+        """Gather the tasks that arrive together, then submit them, one job per step."""
+        while True:
+            await self._arrived.wait()
+            self._arrived = anyio.Event()
+            count = -1
+            while count != (count := sum(map(len, self._pending.values()))):
+                await anyio.sleep(self.gather_seconds)
+            pending, self._pending = self._pending, {}
+            async with anyio.create_task_group() as tg:
+                for step, tasks in pending.items():
+                    for i in range(0, len(tasks), self.max_group):
+                        tg.start_soon(self._submit_group, JobGroup(step, tasks[i : i + self.max_group]))
+
+    async def _submit_group(self, group: JobGroup) -> None:
+        try:
+            group.specs_digest = await self._save_specs(group)
+            await self._submit(group)
+        except Exception as e:
+            reason = f"could not submit to {self.platform}: {type(e).__name__}: {e}"
+            for t in group.tasks:
+                await t.logs.line("stderr", reason)
+                t.finish(TaskExit(1, reason))
+            return
+        assert group.job_id is not None
+        self.active[group.job_id] = group
+        shown = f"{group.job_id} (array of {len(group.tasks)})" if group.is_array else group.job_id
+        for t in group.tasks:
+            t.state, t.state_since = "SUBMITTED", time.monotonic()
+            await t.logs.line("stderr", f"[aflow] {self.platform} job {shown} submitted")
+
+    async def _save_specs(self, group: JobGroup) -> str:
+        """The group's specs as one blob, each as the container sees it: the flow file relative to
+        the code package's root, sys.path the package."""
+        packed = []
+        for t in group.tasks:
+            spec = TaskSpec.unpack(t.spec.pack())
+            spec.flow_file = os.path.basename(spec.flow_file)
+            spec.sys_path = []
+            packed.append(spec.pack())
+        data = msgpack.packb(packed, use_bin_type=True)
+        digest = hashlib.sha256(data).hexdigest()
+        await self.ctx.store.put(blob_key(self.ctx.flow_name, digest), [data])
+        return digest
+
+    async def _stopper(self) -> None:
+        while True:
+            await self._stop_wanted.wait()
+            self._stop_wanted = anyio.Event()
+            batch, self._to_stop = self._to_stop, []
+            with anyio.CancelScope(shield=True):
+                await self._terminate([t for t in batch if t.exit is None])
+
+    async def _stuck_reporter(self) -> None:
+        """Say when a job waits for capacity past AFLOW_REMOTE_STUCK_SECONDS (a queue without a
+        compute environment, a cluster without room): the run looks idle otherwise."""
+        while True:
+            await anyio.sleep(min(5.0, self.stuck_seconds / 2))
+            now = time.monotonic()
+            for group in list(self.active.values()):
+                for t in group.tasks:
+                    waited = now - t.state_since
+                    stuck = t.state in self.stuck_state and waited >= self.stuck_seconds
+                    if t.exit is None and stuck and not t.warned_stuck:
+                        t.warned_stuck = True
+                        await t.logs.line(
+                            "stderr",
+                            f"[aflow] {self.platform} job {t.job_id} has been {t.state} for "
+                            f"{waited:.0f} s: is there capacity for it ({self.capacity_hint(group)})?",
+                        )
+
+    def capacity_hint(self, group: JobGroup) -> str:
+        return "the queue's compute environment"
+
+    # -- for drivers ---------------------------------------------------------------------------
+
+    def set_state(self, task: RemoteTask, state: str) -> None:
+        if state != task.state:
+            task.state, task.state_since = state, time.monotonic()
+
+    def retire(self, group: JobGroup) -> None:
+        """Forget a job once every task of it has finished."""
+        if group.job_id is not None and all(t.exit is not None for t in group.tasks):
+            self.active.pop(group.job_id, None)
+
+    async def code_package(self) -> CodeRef:
+        """The run's code package, built and uploaded on first need (once per run)."""
+        async with self._code_lock:
+            if self._code is None:
+                self._code = await _upload_code(self.ctx)
+            return self._code
+
+    async def container_env(self, group: JobGroup) -> dict[str, str]:
+        """The environment of the group's containers (the same for every child of an array)."""
+        code = await self.code_package()
+        env = {
+            "AFLOW_DATASTORE": self.ctx.datastore,
+            "AFLOW_DATASTORE_ROOT": self.ctx.store.url,
+            "AFLOW_FLOW_NAME": self.ctx.flow_name,
+            "AFLOW_TASK_SPECS": group.specs_digest,
+            "AFLOW_CODE_KEY": code.key,
+            "AFLOW_CODE_SHA256": code.digest,
+            "AFLOW_REQUIREMENTS": requirements_for(self.ctx.datastore),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if code.url:
+            env["AFLOW_CODE_URL"] = code.url
+        if not group.is_array:
+            env["AFLOW_TASK_INDEX"] = "0"
+        for name, value in os.environ.items():
+            if name in FORWARDED_ENV or name.startswith(FORWARDED_PREFIXES):
+                env[name] = value
+        return env
+
+    def resources(self, group: JobGroup) -> dict[str, float | None]:
+        return resources_for(group.decorators, self.name)
+
+    def image(self, group: JobGroup, setting: str) -> str:
+        """The container image: the decorator's, else the backend's setting, else the default."""
+        own = group.decorators.get(self.name, {}).get("image")
+        return own or os.environ.get(setting) or os.environ.get("AFLOW_DEFAULT_IMAGE") or default_image()
+
+
+def default_image() -> str:
+    return f"python:{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def bootstrap_command() -> list[str]:
+    """The container's command: the bootstrap, whose only needs are python3 and its stdlib."""
+    source = (Path(__file__).parent.parent / "engine" / "bootstrap.py").read_text()
+    return ["python3", "-c", source]
+
+
+def requirements_for(datastore: str) -> str:
+    """`module=requirement` pairs (`;`-separated) a container needs to run a task: aflow's own
+    dependencies and its datastore's extra, read from aflow's installed metadata. The bootstrap
+    pip-installs those whose module the image lacks."""
+    extra = REMOTE[datastore].extra if datastore in REMOTE else None
+    pairs = []
+    for requirement in metadata.requires("aflow") or []:
+        spec, _, marker = (part.strip() for part in requirement.partition(";"))
+        wanted = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
+        if (wanted.group(1) if wanted else None) not in (None, extra):
+            continue
+        dist = re.split(r"[\s\[<>=!~]", spec, maxsplit=1)[0]
+        if dist not in _NOT_IN_TASKS:
+            pairs.append(f"{_MODULES.get(dist, dist.replace('-', '_'))}={spec}")
+    return ";".join(sorted(pairs))
+
+
+async def _upload_code(ctx: RemoteContext) -> CodeRef:
+    package = await anyio.to_thread.run_sync(
+        lambda: build_package(
+            ctx.flow_file, _patterns("AFLOW_PACKAGE_INCLUDE"), _patterns("AFLOW_PACKAGE_EXCLUDE")
+        )
+    )
+    key = blob_key(ctx.flow_name, package.digest)
+    if not await ctx.store.exists(key):
+        await ctx.store.put(key, [package.data])
+    presign = getattr(ctx.store, "presigned_url", None)
+    url = await presign(key, PRESIGN_SECONDS) if presign else None
+    return CodeRef(key, package.digest, url)
+
+
+def _patterns(name: str) -> list[str]:
+    return [p.strip() for p in (os.environ.get(name) or "").split(",") if p.strip()]
+
+
+def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
