@@ -54,7 +54,7 @@ def _float_env(name: str, default: float) -> float:
     return float(value) if value else default
 
 
-@dataclass
+@dataclass(eq=False)  # identity: tasks are kept in sets
 class RemoteTask:
     """One task attempt handed to a remote backend, parked until its job ends."""
 
@@ -78,7 +78,7 @@ class RemoteTask:
             self.finished.set()
 
 
-@dataclass
+@dataclass(eq=False)
 class JobGroup:
     """Tasks of one step submitted as one job: a plain job for one task, an array for more."""
 
@@ -181,19 +181,22 @@ class RemoteBackend:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        with anyio.CancelScope(shield=True):
-            try:
+        try:
+            with anyio.CancelScope(shield=True):
                 # Whatever is still running when the run ends (failed, cancelled) is stopped.
                 running = [t for g in self.active.values() for t in g.tasks if t.exit is None]
                 running += [t for ts in self._pending.values() for t in ts]
                 if running:
                     with anyio.move_on_after(60):
                         await self._terminate(running)
-                assert self._tg is not None
-                self._tg.cancel_scope.cancel()
-                await self._exit.aclose()
+        finally:
+            assert self._tg is not None
+            self._tg.cancel_scope.cancel()
+            try:
+                await self._exit.aclose()  # the task group: left by the task that entered it
             finally:
-                await self._close()
+                with anyio.CancelScope(shield=True):
+                    await self._close()
 
     # -- the Backend protocol ------------------------------------------------------------------
 

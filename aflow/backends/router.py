@@ -47,12 +47,15 @@ def check_remote(decorators: dict[str, dict[str, dict[str, Any]]], datastore: st
                 f"local datastore: run with --datastore s3{others} and a root "
                 "(--datastore-root s3://BUCKET/PREFIX, or AFLOW_DATASTORE_SYSROOT_S3)"
             )
-        _, _, extra, library = DRIVERS[compute]
+        module, _, extra, library = DRIVERS[compute]
         if importlib.util.find_spec(library) is None:
             raise AflowException(
                 f"step '{step}' runs on @{compute}, which needs the '{extra}' extra: "
                 f"pip install 'aflow[{extra}]'"
             )
+        check_step = getattr(importlib.import_module(module), "check_step", None)
+        if check_step is not None:
+            check_step(step, decorators[step])
 
 
 class StepRouter:

@@ -1,0 +1,303 @@
+"""The AWS Batch backend (`@batch`): each job group is one Batch job, an array job for a foreach.
+
+What it sends: a job definition registered once per distinct container shape (image, resources,
+role; its name carries a hash of its content, so a rerun finds and reuses it), then one SubmitJob
+per group with the group's environment as overrides. What it asks: one poller for the whole
+backend calls DescribeJobs with up to 100 ids a call (an array's children by `<id>:<index>`),
+backing off when throttled. Logs: one tailer reads CloudWatch Logs for the tasks that are running,
+and drains a task's stream after its job ends before the task is finished, so a crash's last lines
+are kept. Cancelling a task terminates its job; leaving the backend terminates whatever still runs.
+
+Settings: `@batch(queue=, iam_role=, image=, ...)`, else AFLOW_BATCH_JOB_QUEUE, AFLOW_BATCH_IAM_ROLE,
+AFLOW_BATCH_IMAGE / AFLOW_DEFAULT_IMAGE; AFLOW_BATCH_POLL_SECONDS (default 2), AFLOW_BATCH_LOG_GROUP;
+endpoints for emulators: AFLOW_BATCH_ENDPOINT_URL, AFLOW_LOGS_ENDPOINT_URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+from typing import Any
+
+import aioboto3
+import anyio
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from aflow.backends.base import TaskExit
+from aflow.backends.remote import (
+    JobGroup,
+    RemoteBackend,
+    RemoteContext,
+    RemoteTask,
+    bootstrap_command,
+    chunks,
+)
+from aflow.exception import AflowException
+
+DESCRIBE_LIMIT = 100  # DescribeJobs takes at most 100 ids
+FINAL = ("SUCCEEDED", "FAILED")
+THROTTLED = ("TooManyRequestsException", "ThrottlingException", "Throttling", "429")
+DEFAULT_LOG_GROUP = "/aws/batch/job"
+
+
+def queue_for(decorators: dict[str, dict[str, Any]]) -> str:
+    queue = decorators.get("batch", {}).get("queue") or os.environ.get("AFLOW_BATCH_JOB_QUEUE")
+    if not queue:
+        raise AflowException(
+            "@batch needs a job queue: pass @batch(queue=...) or set AFLOW_BATCH_JOB_QUEUE"
+        )
+    return str(queue)
+
+
+def check_step(step: str, decorators: dict[str, dict[str, Any]]) -> None:
+    """What can be known wrong before the run starts."""
+    try:
+        queue_for(decorators)
+    except AflowException as e:
+        raise AflowException(f"step '{step}': {e}") from None
+
+
+def _name(text: str, limit: int = 128) -> str:
+    """A Batch job or definition name: letters, digits, - and _ only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", text)[:limit]
+
+
+class BatchBackend(RemoteBackend):
+    name = "batch"
+    platform = "AWS Batch"
+    max_group = 10_000  # the largest array job Batch takes
+    stuck_state = ("RUNNABLE",)
+
+    def __init__(self, ctx: RemoteContext) -> None:
+        super().__init__(ctx)
+        self.poll_seconds = float(os.environ.get("AFLOW_BATCH_POLL_SECONDS") or 2.0)
+        self.log_group = os.environ.get("AFLOW_BATCH_LOG_GROUP") or DEFAULT_LOG_GROUP
+        self.describe_calls = 0  # for benchmarks: DescribeJobs calls made
+        self.polls = 0
+        self._definitions: dict[str, str] = {}  # content hash -> job definition ARN
+        self._definition_lock = anyio.Lock()
+        self._batch: Any = None
+        self._logs: Any = None
+        self._clients = contextlib.AsyncExitStack()
+        self._tailing: set[RemoteTask] = set()
+
+    # -- clients -------------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        config = Config(retries={"mode": "standard", "max_attempts": 8}, max_pool_connections=32)
+        session = aioboto3.Session()
+        self._batch = await self._clients.enter_async_context(
+            session.client(
+                "batch", endpoint_url=os.environ.get("AFLOW_BATCH_ENDPOINT_URL") or None, config=config
+            )
+        )
+        self._logs = await self._clients.enter_async_context(
+            session.client(
+                "logs", endpoint_url=os.environ.get("AFLOW_LOGS_ENDPOINT_URL") or None, config=config
+            )
+        )
+
+    async def _close(self) -> None:
+        await self._clients.aclose()
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    async def _definition(self, group: JobGroup) -> str:
+        """The ARN of a job definition for the group's container shape, registered on first need."""
+        settings = group.decorators.get("batch", {})
+        res = self.resources(group)
+        requirements = [
+            {"type": "VCPU", "value": f"{res['cpu'] or 1:g}"},
+            {"type": "MEMORY", "value": str(int(res["memory"] or 4096))},
+        ]
+        if res["gpu"]:
+            requirements.append({"type": "GPU", "value": str(int(res["gpu"]))})
+        properties: dict[str, Any] = {
+            "image": self.image(group, "AFLOW_BATCH_IMAGE"),
+            "command": bootstrap_command(),
+            "resourceRequirements": requirements,
+        }
+        role = settings.get("iam_role") or os.environ.get("AFLOW_BATCH_IAM_ROLE")
+        if role:
+            properties["jobRoleArn"] = role
+        if settings.get("shared_memory"):
+            properties["linuxParameters"] = {"sharedMemorySize": int(settings["shared_memory"])}
+        digest = hashlib.sha256(json.dumps(properties, sort_keys=True).encode()).hexdigest()[:16]
+        name = _name(f"aflow-{self.ctx.flow_name}-{digest}")
+        async with self._definition_lock:
+            if digest not in self._definitions:
+                found = await self._batch.describe_job_definitions(
+                    jobDefinitionName=name, status="ACTIVE"
+                )
+                if found.get("jobDefinitions"):
+                    arn = max(found["jobDefinitions"], key=lambda d: d["revision"])["jobDefinitionArn"]
+                else:
+                    made = await self._batch.register_job_definition(
+                        jobDefinitionName=name, type="container", containerProperties=properties
+                    )
+                    arn = made["jobDefinitionArn"]
+                self._definitions[digest] = arn
+            return self._definitions[digest]
+
+    async def _submit(self, group: JobGroup) -> None:
+        definition = await self._definition(group)
+        env = await self.container_env(group)
+        request: dict[str, Any] = {
+            "jobName": _name(f"aflow-{self.ctx.flow_name}-{group.step}-{self.ctx.run_id}"),
+            "jobQueue": queue_for(group.decorators),
+            "jobDefinition": definition,
+            "containerOverrides": {
+                "environment": [{"name": k, "value": v} for k, v in sorted(env.items())]
+            },
+            "tags": {"aflow:flow": self.ctx.flow_name, "aflow:run": self.ctx.run_id},
+        }
+        if group.is_array:
+            request["arrayProperties"] = {"size": len(group.tasks)}
+        job_id = (await self._batch.submit_job(**request))["jobId"]
+        group.job_id = job_id
+        for i, t in enumerate(group.tasks):
+            t.job_id = f"{job_id}:{i}" if group.is_array else job_id
+
+    # -- watching ------------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._tail_logs)
+            interval = self.poll_seconds
+            while True:
+                await anyio.sleep(interval)
+                try:
+                    await self._poll()
+                    interval = max(self.poll_seconds, interval * 0.8)
+                except ClientError as e:
+                    if e.response.get("Error", {}).get("Code") not in THROTTLED:
+                        raise
+                    interval = min(60.0, interval * 2)  # asked to slow down: do
+
+    async def _poll(self) -> None:
+        waiting = {
+            t.job_id: t
+            for g in list(self.active.values())
+            for t in g.tasks
+            if t.exit is None and t.job_id and "final" not in t.extra
+        }
+        if not waiting:
+            return
+        self.polls += 1
+        limiter = anyio.CapacityLimiter(8)
+
+        async def describe(ids: list[str]) -> None:
+            async with limiter:
+                self.describe_calls += 1
+                answer = await self._batch.describe_jobs(jobs=ids)
+            for job in answer.get("jobs", []):
+                task = waiting.get(job["jobId"])
+                if task is not None:
+                    await self._update(task, job)
+
+        async with anyio.create_task_group() as tg:
+            for ids in chunks(list(waiting), DESCRIBE_LIMIT):
+                tg.start_soon(describe, ids)
+
+    async def _update(self, task: RemoteTask, job: dict[str, Any]) -> None:
+        status = job["status"]
+        self.set_state(task, status)
+        container = job.get("container") or {}
+        stream = container.get("logStreamName")
+        if stream and stream != task.extra.get("stream"):
+            # A new attempt of the job writes a new stream: read it from its start.
+            task.extra.update(stream=stream, token=None)
+            self._tailing.add(task)
+        if status in FINAL:
+            task.extra["final"] = _exit_of(job)
+            if task not in self._tailing:
+                self._finish(task)
+
+    def _finish(self, task: RemoteTask) -> None:
+        self._tailing.discard(task)
+        task.finish(task.extra["final"])
+        group = self.active.get(task.job_id.split(":")[0]) if task.job_id else None
+        if group is not None:
+            self.retire(group)
+
+    async def _tail_logs(self) -> None:
+        """Every running task's new log lines, one GetLogEvents per task each round; a task whose
+        job has ended is drained to the end of its stream and then finished."""
+        limiter = anyio.CapacityLimiter(16)
+
+        async def tail(task: RemoteTask) -> None:
+            async with limiter:
+                final = "final" in task.extra
+                while True:
+                    if not await self._read_stream(task) or not final:
+                        break
+                if final:
+                    self._finish(task)
+
+        while True:
+            await anyio.sleep(min(1.0, self.poll_seconds))
+            async with anyio.create_task_group() as tg:
+                for task in list(self._tailing):
+                    tg.start_soon(tail, task)
+
+    async def _read_stream(self, task: RemoteTask) -> int:
+        """Send the stream's next lines to the task's log; how many there were."""
+        args: dict[str, Any] = {
+            "logGroupName": self.log_group,
+            "logStreamName": task.extra["stream"],
+            "startFromHead": True,
+        }
+        if task.extra.get("token"):
+            args["nextToken"] = task.extra["token"]
+        try:
+            answer = await self._logs.get_log_events(**args)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return 0  # the container has not written yet
+            raise
+        task.extra["token"] = answer.get("nextForwardToken")
+        events = answer.get("events", [])
+        for event in events:
+            for line in event["message"].splitlines() or [""]:
+                await task.logs.line("stdout", line)
+        return len(events)
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    async def _terminate(self, tasks: list[RemoteTask]) -> None:
+        """Terminate the tasks' jobs: an array's parent when all its unfinished children go."""
+        stopping = {id(t) for t in tasks}
+        targets: list[str] = []
+        for group in list(self.active.values()):
+            mine = [t for t in group.tasks if id(t) in stopping and t.exit is None]
+            if not mine:
+                continue
+            others = [t for t in group.tasks if id(t) not in stopping and t.exit is None]
+            if group.is_array and others:
+                targets += [t.job_id for t in mine if t.job_id]
+            elif group.job_id:
+                targets.append(group.job_id)
+
+        async def terminate(job_id: str) -> None:
+            with contextlib.suppress(ClientError):
+                await self._batch.terminate_job(jobId=job_id, reason="cancelled by aflow")
+
+        async with anyio.create_task_group() as tg:
+            for job_id in targets:
+                tg.start_soon(terminate, job_id)
+
+
+def _exit_of(job: dict[str, Any]) -> TaskExit:
+    if job["status"] == "SUCCEEDED":
+        return TaskExit(0)
+    container = job.get("container") or {}
+    code = container.get("exitCode")
+    words = [w for w in (job.get("statusReason"), container.get("reason")) if w]
+    reason = f"AWS Batch job {job['jobId']} FAILED: {'; '.join(words) or 'no reason given'}"
+    if code is not None:
+        reason += f" (exit code {code})"
+    return TaskExit(code if code else 1, reason)
