@@ -117,3 +117,76 @@ def test_no_queue_refused(s3_datastore, monkeypatch):
     flow_cls = load_flow_file(str(FLOWS / "remote_list.py"))
     with pytest.raises(AflowException, match="step 'double': @batch needs a job queue"):
         anyio.run(lambda: run_flow(flow_cls, datastore=datastore, datastore_root=root))
+
+
+def test_cancel_mid_foreach_terminates_every_job(on_batch):
+    flow_cls = load_flow_file(str(FLOWS / "remote_foreach.py"))
+
+    async def main() -> None:
+        with anyio.move_on_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: run_flow(flow_cls, {"width": 12, "sleep": 60}))
+                while len([j for j in on_batch.active_jobs() if j.status == "RUNNING"]) < 4:
+                    await anyio.sleep(0.1)
+                tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    # The run's own exit terminated the array job: nothing runs, nothing waits.
+    assert on_batch.calls("TerminateJob")
+    deadline = time.monotonic() + 15
+    while (on_batch.active_jobs() or on_batch.live_processes()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not on_batch.active_jobs() and not on_batch.live_processes()
+
+
+def test_oom_killed_job_says_why(on_batch):
+    on_batch.inject_failure("oom", match=lambda job: "double" in job.name)
+    result = run("remote_list")
+    assert not result.successful
+    text = str(result.error)
+    assert "OutOfMemoryError" in text or "137" in text, text
+
+
+def test_stuck_in_runnable_is_reported(on_batch, monkeypatch, capfd):
+    monkeypatch.setenv("AFLOW_REMOTE_STUCK_SECONDS", "1")
+    on_batch.hold_runnable()
+
+    def release_later() -> None:
+        time.sleep(4)
+        on_batch.release()
+
+    import threading
+
+    threading.Thread(target=release_later, daemon=True).start()
+    result = run("remote_list")
+    assert result.successful
+    log = result["double"].task.stderr
+    assert "has been RUNNABLE for" in log and "compute environment" in log, log
+
+
+def test_cli_with_batch_runs_every_step_remotely(on_batch, tmp_path):
+    flow = tmp_path / "plain.py"
+    flow.write_text(
+        "from aflow import FlowSpec, step\n\n"
+        "class PlainFlow(FlowSpec):\n"
+        "    @step\n"
+        "    def start(self):\n"
+        "        import os\n"
+        "        print('job', os.environ.get('AWS_BATCH_JOB_ID'))\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n\n"
+        "if __name__ == '__main__':\n"
+        "    PlainFlow()\n"
+    )
+    r = subprocess.run(
+        [sys.executable, str(flow), "run", "--with", "batch:cpu=2,queue=aflow-test-queue"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(on_batch.calls("SubmitJob")) == 2
+    assert "job " in r.stdout + r.stderr and "job None" not in r.stdout + r.stderr
