@@ -40,6 +40,7 @@ from aflow.exception import AflowException
 
 DESCRIBE_LIMIT = 100  # DescribeJobs takes at most 100 ids
 FINAL = ("SUCCEEDED", "FAILED")
+STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *FINAL)
 THROTTLED = ("TooManyRequestsException", "ThrottlingException", "Throttling", "429")
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 
@@ -179,29 +180,44 @@ class BatchBackend(RemoteBackend):
                     interval = min(60.0, interval * 2)  # asked to slow down: do
 
     async def _poll(self) -> None:
-        waiting = {
-            t.job_id: t
-            for g in list(self.active.values())
-            for t in g.tasks
-            if t.exit is None and t.job_id and "final" not in t.extra
-        }
-        if not waiting:
+        """One round of DescribeJobs, at most ceil(unfinished tasks / 100) calls.
+
+        An array whose parent's status summary has not moved since its children were last
+        described costs one id (its parent's); only an array that changed has its unfinished
+        children described, in the next round."""
+        ids: dict[str, RemoteTask | JobGroup] = {}
+        described: list[JobGroup] = []
+        for group in list(self.active.values()):
+            waiting = [t for t in group.tasks if t.exit is None and "final" not in t.extra]
+            if group.is_array and not group.extra.get("dirty", True) and group.job_id:
+                ids[group.job_id] = group
+            else:
+                ids.update((t.job_id, t) for t in waiting if t.job_id)
+                if group.is_array:
+                    described.append(group)
+        if not ids:
             return
         self.polls += 1
         limiter = anyio.CapacityLimiter(8)
 
-        async def describe(ids: list[str]) -> None:
+        async def describe(chunk: list[str]) -> None:
             async with limiter:
                 self.describe_calls += 1
-                answer = await self._batch.describe_jobs(jobs=ids)
+                answer = await self._batch.describe_jobs(jobs=chunk)
             for job in answer.get("jobs", []):
-                task = waiting.get(job["jobId"])
-                if task is not None:
-                    await self._update(task, job)
+                target = ids.get(job["jobId"])
+                if isinstance(target, JobGroup):
+                    summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
+                    seen = {k: v for k, v in summary.items() if v}
+                    target.extra["dirty"] = seen != target.extra.get("summary")
+                elif target is not None:
+                    await self._update(target, job)
 
         async with anyio.create_task_group() as tg:
-            for ids in chunks(list(waiting), DESCRIBE_LIMIT):
-                tg.start_soon(describe, ids)
+            for chunk in chunks(list(ids), DESCRIBE_LIMIT):
+                tg.start_soon(describe, chunk)
+        for group in described:
+            group.extra.update(dirty=False, summary=_summary(group))
 
     async def _update(self, task: RemoteTask, job: dict[str, Any]) -> None:
         status = job["status"]
@@ -289,6 +305,16 @@ class BatchBackend(RemoteBackend):
         async with anyio.create_task_group() as tg:
             for job_id in targets:
                 tg.start_soon(terminate, job_id)
+
+
+def _summary(group: JobGroup) -> dict[str, int]:
+    """An array's children by status, as we last saw them: what its parent's statusSummary says
+    when nothing has changed since."""
+    counts: dict[str, int] = {}
+    for t in group.tasks:
+        status = t.state if t.state in STATUSES else "SUBMITTED"
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 def _exit_of(job: dict[str, Any]) -> TaskExit:

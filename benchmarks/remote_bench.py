@@ -1,0 +1,216 @@
+"""What tracking a wide remote foreach costs the scheduler: a 10,000-way foreach on @batch.
+
+The AWS Batch emulator (tests/fakes/batch_server.py) runs in a process of its own and holds every
+job in RUNNABLE, as a queue without free capacity would; moto (S3 + CloudWatch Logs) runs in
+another. This process is the scheduler alone. Over a window of polls it measures:
+- submission calls for the foreach (target: 1, an array job);
+- DescribeJobs calls per poll interval (target: at most ceil(N/100));
+- the scheduler's CPU seconds per poll interval and its peak RSS (target: < 500 MB);
+then cancels the run and checks that no job is left (terminations sent, jobs FAILED).
+
+The baseline, measured in the same run, is the same scheduler with the same flow but a 100-way
+foreach: figures for N=10,000 are printed beside it, with their ratio.
+
+    python benchmarks/remote_bench.py [--width 10000] [--window 20] [--poll 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWS = ROOT / "tests" / "remote_flows"
+
+_FAKE = """
+import json, sys, time
+sys.path.insert(0, {tests!r})
+from fakes.batch_server import FakeBatch
+fake = FakeBatch(logs_endpoint={logs!r}, parallelism=4)
+fake.hold_runnable()
+fake.start()
+print(json.dumps({{"url": fake.url}}), flush=True)
+for line in sys.stdin:
+    if line.strip() == "stats":
+        calls = [(r.operation, r.time, len(r.body.get("jobs") or [])) for r in list(fake.requests)]
+        active = len(fake.active_jobs())
+        print(json.dumps({{"calls": calls, "active": active}}), flush=True)
+    else:
+        break
+fake.stop()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Fake:
+    """The Batch emulator in a process of its own, asked for its request log over stdin."""
+
+    def __init__(self, logs_endpoint: str) -> None:
+        code = _FAKE.format(tests=str(ROOT / "tests"), logs=logs_endpoint)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout and self.proc.stdin
+        self.url = json.loads(self.proc.stdout.readline())["url"]
+
+    def stats(self) -> dict:
+        assert self.proc.stdout and self.proc.stdin
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def stop(self) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.write("stop\n")
+        self.proc.stdin.flush()
+        self.proc.wait(timeout=60)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def polls_in(calls: list, start: float, gap: float) -> list[int]:
+    """DescribeJobs calls grouped into polls: calls closer than `gap` belong to one poll."""
+    times = sorted(t for op, t, _ in calls if op == "DescribeJobs" and t >= start)
+    polls: list[int] = []
+    last = -math.inf
+    for t in times:
+        if t - last > gap:
+            polls.append(0)
+        polls[-1] += 1
+        last = t
+    return polls
+
+
+def measure(width: int, window: float, poll: float, moto: str) -> dict[str, float]:
+    import anyio
+
+    from aflow import run_flow
+    from aflow.engine.flow_loader import load_flow_file
+
+    fake = Fake(moto)
+    os.environ["AFLOW_BATCH_ENDPOINT_URL"] = fake.url
+    os.environ["AFLOW_BATCH_POLL_SECONDS"] = str(poll)
+    flow_cls = load_flow_file(str(FLOWS / "remote_foreach.py"))
+    out: dict[str, float] = {"width": width}
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: run_flow(flow_cls, {"width": width}))
+            t0 = time.monotonic()
+            while fake.stats()["active"] < width:  # submitted and waiting in RUNNABLE
+                await anyio.sleep(0.5)
+            out["submit_seconds"] = time.monotonic() - t0
+            start_wall, start_cpu = time.time(), cpu_seconds()
+            await anyio.sleep(window)
+            out["cpu_per_poll"] = (cpu_seconds() - start_cpu) / (window / poll)
+            stats = fake.stats()
+            polls = polls_in(stats["calls"], start_wall, gap=poll / 2)
+            out["describe_calls_per_poll"] = max(polls) if polls else 0
+            out["polls"] = len(polls)
+            out["submit_calls"] = sum(1 for op, _, _ in stats["calls"] if op == "SubmitJob")
+            out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    deadline = time.monotonic() + 60
+    while (left := fake.stats()["active"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    out["jobs_left_after_cancel"] = left
+    fake.stop()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=int, default=10_000)
+    parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--poll", type=float, default=1.0)
+    parser.add_argument("--side", type=int, help=argparse.SUPPRESS)  # one measurement, as JSON
+    parser.add_argument("--moto", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        print(json.dumps(measure(args.side, args.window, args.poll, args.moto)))
+        return
+
+    import boto3
+
+    port = free_port()
+    moto = subprocess.Popen(
+        ["moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AFLOW_S3_ENDPOINT_URL": endpoint,
+            "AFLOW_LOGS_ENDPOINT_URL": endpoint,
+            "AFLOW_DEFAULT_DATASTORE": "s3",
+            "AFLOW_DATASTORE_SYSROOT_S3": f"s3://{bucket}/runs",
+            "AFLOW_BATCH_JOB_QUEUE": "aflow-test-queue",
+            "AFLOW_TEST_COMPUTE": "batch",
+        }
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_bucket(Bucket=bucket)
+        results = []
+        for width in (100, args.width):  # each scheduler in a fresh process: its own RSS
+            side = [sys.executable, __file__, "--side", str(width), "--moto", endpoint]
+            side += ["--window", str(args.window), "--poll", str(args.poll)]
+            done = subprocess.run(side, env=env, capture_output=True, text=True, check=False)
+            if done.returncode:
+                sys.exit(f"width {width} failed:\n{done.stderr[-4000:]}")
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    finally:
+        moto.terminate()
+        moto.wait()
+    base, wide = results
+    print(f"{'':28}{'N=' + str(base['width']):>12}{'N=' + str(wide['width']):>12}{'ratio':>8}")
+    for key in (
+        "submit_calls", "describe_calls_per_poll", "polls", "cpu_per_poll", "peak_rss_mb",
+        "submit_seconds", "jobs_left_after_cancel",
+    ):  # fmt: skip
+        ratio = wide[key] / base[key] if base[key] else float("nan")
+        print(f"{key:28}{base[key]:>12.3g}{wide[key]:>12.3g}{ratio:>8.2f}")
+    limit = math.ceil(wide["width"] / 100)
+    print(
+        f"\ntargets: one submission ({wide['submit_calls']:.0f}), <= {limit} DescribeJobs per poll "
+        f"({wide['describe_calls_per_poll']:.0f}), RSS < 500 MB ({wide['peak_rss_mb']:.0f} MB), "
+        f"no job left after cancel ({wide['jobs_left_after_cancel']:.0f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
