@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from aflow import Flow, namespace, run_flow
+from aflow import namespace, run_flow
 from aflow.engine.flow_loader import load_flow_file
 from aflow.exception import AflowException
 
@@ -58,6 +57,8 @@ def test_list_goes_to_batch_and_back(on_batch):
     (job,) = on_batch.jobs.values()
     assert job.status == "SUCCEEDED"
     assert "doubling on double: [2, 4, 6]" in on_batch.log_lines(job.job_id)
+    assert (task.backend, task.job_id) == ("batch", job.job_id)
+    assert result["start"].task.backend == "local"
 
 
 def test_numpy_array_summed_remotely(on_batch):

@@ -320,6 +320,7 @@ class RemoteBackend:
         """The environment of the group's containers (the same for every child of an array)."""
         code = await self.code_package()
         env = {
+            "AFLOW_BACKEND": self.name,
             "AFLOW_DATASTORE": self.ctx.datastore,
             "AFLOW_DATASTORE_ROOT": self.ctx.store.url,
             "AFLOW_FLOW_NAME": self.ctx.flow_name,

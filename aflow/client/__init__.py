@@ -227,6 +227,18 @@ class Task(_Facade):
         record = call(self._core.record_or_none)
         return timestamp(record.finished_at) if record else None
 
+    @property
+    def backend(self) -> str | None:
+        """Where the task ran: "local", "batch" or "kubernetes"."""
+        record = call(self._core.record_or_none)
+        return record.backend if record else None
+
+    @property
+    def job_id(self) -> str | None:
+        """The remote job that ran it (AWS Batch job id, Kubernetes pod name), if remote."""
+        record = call(self._core.record_or_none)
+        return record.job_id if record else None
+
 
 class Step(_Facade):
     """A step of a run: `run["name"]` or `Step("Flow/run_id/step")`; iterates its tasks."""

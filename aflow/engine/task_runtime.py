@@ -368,6 +368,8 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         parents_manifest=spec.parents_manifest,
         started_at=started,
         pid=os.getpid(),
+        backend=os.environ.get("AFLOW_BACKEND") or "local",
+        job_id=os.environ.get("AWS_BATCH_JOB_ID") or os.environ.get("AFLOW_POD_NAME"),
     )
     current._set(
         flow_name=spec.flow_name,

@@ -82,6 +82,8 @@ class TaskRecord(_Record):
     error: dict[str, str] | None = None
     pid: int | None = None
     cloned_from: str | None = None  # the origin run's task this one reuses (resume)
+    backend: str = "local"  # where it ran: local, batch, kubernetes
+    job_id: str | None = None  # the remote job (Batch job id, Kubernetes pod name)
 
     @property
     def pathspec(self) -> str:
