@@ -191,3 +191,23 @@ def test_cli_with_batch_runs_every_step_remotely(on_batch, tmp_path):
     assert r.returncode == 0, r.stderr
     assert len(on_batch.calls("SubmitJob")) == 2
     assert "job " in r.stdout + r.stderr and "job None" not in r.stdout + r.stderr
+
+
+def test_throttled_describe_calls_are_retried(on_batch):
+    on_batch.throttle(count=3, operation="DescribeJobs")
+    result = run("remote_list")
+    assert result.successful
+    statuses = [r.status for r in on_batch.requests if r.operation == "DescribeJobs"]
+    assert statuses.count(429) == 3 and statuses[-1] == 200
+
+
+def test_evicted_job_is_a_platform_failure_that_retry_resubmits(on_batch, tmp_path):
+    on_batch.inject_failure("eviction", match=lambda job: "flaky" in job.name)
+    result = run("remote_retry_catch")
+    assert result.successful, result
+    # The eviction took attempt 0 (its step never failed: the platform did); attempt 1 ran.
+    flaky = result["flaky"].task
+    assert flaky.current_attempt == 1 and flaky.data.attempts == 2
+    jobs = [j for j in on_batch.jobs.values() if "flaky" in j.name]
+    assert [j.status for j in jobs] == ["FAILED", "SUCCEEDED"]
+    assert "terminated" in (jobs[0].status_reason or "").lower()
