@@ -63,7 +63,6 @@ class RemoteTask:
     job_id: str | None = None  # this task's own job id (an array child's: "<parent>:<index>")
     state: str = "QUEUED"  # the platform's word for where the job is
     state_since: float = field(default_factory=time.monotonic)
-    warned_stuck: bool = False
     exit: TaskExit | None = None
     finished: anyio.Event = field(default_factory=anyio.Event)
     extra: dict[str, Any] = field(default_factory=dict)  # the driver's own per-task state
@@ -250,10 +249,12 @@ class RemoteBackend:
             return
         assert group.job_id is not None
         self.active[group.job_id] = group
-        shown = f"{group.job_id} (array of {len(group.tasks)})" if group.is_array else group.job_id
         for t in group.tasks:
             t.state, t.state_since = "SUBMITTED", time.monotonic()
-            await t.logs.line("stderr", f"[aflow] {self.platform} job {shown} submitted")
+        # One line per job, in its first task's log: a 10,000-way array saves one log, not 10,000.
+        size = f" (an array of {len(group.tasks)})" if group.is_array else ""
+        message = f"[aflow] {self.platform} job {group.job_id}{size} submitted"
+        await group.tasks[0].logs.line("stderr", message)
 
     async def _save_specs(self, group: JobGroup) -> str:
         """The group's specs as one blob, each as the container sees it: the flow file relative to
@@ -279,21 +280,34 @@ class RemoteBackend:
 
     async def _stuck_reporter(self) -> None:
         """Say when a job waits for capacity past AFLOW_REMOTE_STUCK_SECONDS (a queue without a
-        compute environment, a cluster without room): the run looks idle otherwise."""
+        compute environment, a cluster without room): the run looks idle otherwise. Once per job,
+        in the log of its first waiting task."""
         while True:
             await anyio.sleep(min(5.0, self.stuck_seconds / 2))
             now = time.monotonic()
             for group in list(self.active.values()):
-                for t in group.tasks:
-                    waited = now - t.state_since
-                    stuck = t.state in self.stuck_state and waited >= self.stuck_seconds
-                    if t.exit is None and stuck and not t.warned_stuck:
-                        t.warned_stuck = True
-                        await t.logs.line(
-                            "stderr",
-                            f"[aflow] {self.platform} job {t.job_id} has been {t.state} for "
-                            f"{waited:.0f} s: is there capacity for it ({self.capacity_hint(group)})?",
-                        )
+                stuck = [
+                    t
+                    for t in group.tasks
+                    if t.exit is None
+                    and t.state in self.stuck_state
+                    and now - t.state_since >= self.stuck_seconds
+                ]
+                if not stuck or group.extra.get("warned_stuck"):
+                    continue
+                group.extra["warned_stuck"] = True
+                first = stuck[0]
+                which = (
+                    f"{len(stuck)} tasks of job {group.job_id}"
+                    if group.is_array
+                    else f"job {first.job_id}"
+                )
+                await first.logs.line(
+                    "stderr",
+                    f"[aflow] {self.platform} {which} {'have' if group.is_array else 'has'} been "
+                    f"{first.state} for {now - first.state_since:.0f} s: is there capacity for "
+                    f"{'them' if group.is_array else 'it'} ({self.capacity_hint(group)})?",
+                )
 
     def capacity_hint(self, group: JobGroup) -> str:
         return "the queue's compute environment"
