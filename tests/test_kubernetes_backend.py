@@ -85,6 +85,7 @@ def test_local_to_kubernetes_and_back_passing_a_list_and_an_array(k8s: Any, tmp_
     run_obj = aflow.Run(f"K8sLinearFlow/{id_file.read_text().strip()}", **store_options(k8s))
     data = run_obj["remote"].task.data
     assert data.in_pod and data.pod.startswith("aflow-remote-")
+    assert run_obj["remote"].task.job_id == data.pod  # the record says where it ran
     assert data.total == 10 and data.matrix_sum == 31249875000.0
     assert float(data.doubled.sum()) == 62499750000.0
 

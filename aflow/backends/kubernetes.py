@@ -208,6 +208,8 @@ class KubernetesBackend(RemoteBackend):
         # indexes running (backoffLimit 0 would stop them all on the first failed pod).
         env["AFLOW_RECORDED_FAILURE_EXIT"] = "0"
         out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+        # The task record names the pod it ran in (the client's Task.job_id).
+        out.append({"name": "AFLOW_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
         if group.is_array:  # the controller sets JOB_COMPLETION_INDEX too; this works on any version
             ref = {"fieldPath": f"metadata.annotations['{INDEX_KEY}']"}
             out.append({"name": "AFLOW_TASK_INDEX", "valueFrom": {"fieldRef": ref}})
