@@ -18,6 +18,7 @@ from aflow.backends.base import Backend, LogSink, TaskExit, TaskSpec
 from aflow.backends.remote import RemoteContext
 from aflow.decorators import compute_of
 from aflow.exception import AflowException
+from aflow.graph import FlowGraph
 from aflow.stores.base import REMOTE
 
 # compute decorator -> (module, class, the extra with its client library, that library's module)
@@ -37,25 +38,35 @@ def remote_steps(decorators: dict[str, dict[str, dict[str, Any]]]) -> dict[str, 
     return out
 
 
-def check_remote(decorators: dict[str, dict[str, dict[str, Any]]], datastore: str) -> None:
-    """Refuse, before anything runs, a remote step the run cannot serve."""
+def check_remote(
+    decorators: dict[str, dict[str, dict[str, Any]]], datastore: str, graph: FlowGraph
+) -> None:
+    """Refuse, before anything runs, a remote step the run cannot serve (saying file:line)."""
     for step, compute in remote_steps(decorators).items():
-        if datastore not in REMOTE:
-            others = "" if compute == "batch" else " (or azure, gs)"
-            raise AflowException(
-                f"step '{step}' runs on @{compute}, whose containers cannot see this machine's "
-                f"local datastore: run with --datastore s3{others} and a root "
-                "(--datastore-root s3://BUCKET/PREFIX, or AFLOW_DATASTORE_SYSROOT_S3)"
-            )
-        module, _, extra, library = DRIVERS[compute]
-        if importlib.util.find_spec(library) is None:
-            raise AflowException(
-                f"step '{step}' runs on @{compute}, which needs the '{extra}' extra: "
-                f"pip install 'aflow[{extra}]'"
-            )
-        check_step = getattr(importlib.import_module(module), "check_step", None)
-        if check_step is not None:
-            check_step(step, decorators[step])
+        node = graph[step]
+        try:
+            _check_step(step, compute, decorators[step], datastore)
+        except AflowException as e:
+            raise AflowException(f"{node.file}:{node.def_line}: {e}") from None
+
+
+def _check_step(step: str, compute: str, decorators: dict[str, dict[str, Any]], datastore: str) -> None:
+    if datastore not in REMOTE:
+        others = "" if compute == "batch" else " (or azure, gs)"
+        raise AflowException(
+            f"step '{step}' runs on @{compute}, whose containers cannot see this machine's "
+            f"local datastore: run with --datastore s3{others} and a root "
+            "(--datastore-root s3://BUCKET/PREFIX, or AFLOW_DATASTORE_SYSROOT_S3)"
+        )
+    module, _, extra, library = DRIVERS[compute]
+    if importlib.util.find_spec(library) is None:
+        raise AflowException(
+            f"step '{step}' runs on @{compute}, which needs the '{extra}' extra: "
+            f"pip install 'aflow[{extra}]'"
+        )
+    check_step = getattr(importlib.import_module(module), "check_step", None)
+    if check_step is not None:
+        check_step(step, decorators)
 
 
 class StepRouter:

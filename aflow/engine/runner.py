@@ -143,7 +143,7 @@ async def start_flow(
             tags=list(tags),
             max_num_splits=max_num_splits,
         )
-        check_remote(plan.decorators, datastore)
+        check_remote(plan.decorators, datastore, graph)
         if resume:
             if params:
                 raise ParameterError("a resumed run keeps its origin run's parameters: pass none")
