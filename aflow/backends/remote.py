@@ -250,7 +250,8 @@ class RemoteBackend:
         assert group.job_id is not None
         self.active[group.job_id] = group
         for t in group.tasks:
-            t.state, t.state_since = "SUBMITTED", time.monotonic()
+            if t.state == "QUEUED":  # the watch may have seen its job already
+                t.state, t.state_since = "SUBMITTED", time.monotonic()
         # One line per job, in its first task's log: a 10,000-way array saves one log, not 10,000.
         size = f" (an array of {len(group.tasks)})" if group.is_array else ""
         message = f"[aflow] {self.platform} job {group.job_id}{size} submitted"
