@@ -140,13 +140,58 @@ class KubernetesDecorator(StepDecorator):
             self.attributes["node_selector"] = {k.strip(): v.strip() for k, _, v in pairs}
 
 
+class PypiDecorator(StepDecorator):
+    """Packages from PyPI for this step, in an environment of their own (see engine/environments)."""
+
+    name = "pypi"
+    defaults = {"packages": {}, "python": None}
+
+    def validate(self) -> None:
+        _check_packages(self.name, self.attributes["packages"])
+
+
+class CondaDecorator(StepDecorator):
+    name = "conda"
+    defaults = {"libraries": {}, "packages": {}, "python": None, "disabled": False}
+
+    def validate(self) -> None:
+        for option in ("libraries", "packages"):
+            _check_packages(self.name, self.attributes[option])
+
+
+def _check_packages(decorator: str, packages: Any) -> None:
+    if not isinstance(packages, dict) or not all(isinstance(k, str) for k in packages):
+        raise AflowException(
+            f"@{decorator}(packages={packages!r}): give a dict of name to version, "
+            'e.g. {"six": "1.16.0"}'
+        )
+
+
+ENVIRONMENTS = ("pypi", "conda")
+
+
+def _flow_decorator(cls: type[StepDecorator]) -> Callable[..., Any]:
+    """`@pypi_base(...)` / `@conda_base(...)` on the flow class: every step's default."""
+
+    def decorator(flow_cls: type | None = None, **attributes: Any) -> Any:
+        def apply(target: type) -> type:
+            setattr(target, f"_aflow_{cls.name}_base", dict(cls(**attributes).attributes))
+            return target
+
+        return apply(flow_cls) if isinstance(flow_cls, type) else apply
+
+    decorator.__name__ = f"{cls.name}_base"
+    decorator.__doc__ = f"The flow-level @{cls.name}_base decorator: @{cls.name} for every step."
+    return decorator
+
+
 COMPUTE = ("batch", "kubernetes")
 
 DECORATORS: dict[str, type[StepDecorator]] = {
     d.name: d
     for d in (
         RetryDecorator, CatchDecorator, TimeoutDecorator, EnvironmentDecorator, ResourcesDecorator,
-        BatchDecorator, KubernetesDecorator,
+        BatchDecorator, KubernetesDecorator, PypiDecorator, CondaDecorator,
     )
 }  # fmt: skip
 
@@ -189,6 +234,10 @@ environment = _factory(EnvironmentDecorator)
 resources = _factory(ResourcesDecorator)
 batch = _factory(BatchDecorator)
 kubernetes = _factory(KubernetesDecorator)
+pypi = _factory(PypiDecorator)
+conda = _factory(CondaDecorator)
+pypi_base = _flow_decorator(PypiDecorator)
+conda_base = _flow_decorator(CondaDecorator)
 
 
 def parse_with(spec: str) -> StepDecorator:
@@ -228,6 +277,25 @@ def _split_options(text: str) -> list[str]:
     return parts
 
 
+def _with_flow_environment(flow_cls: type, own: dict[str, dict[str, Any]]) -> None:
+    """A step's @pypi/@conda over the flow's @pypi_base/@conda_base: its packages added to (and
+    overriding) the base's, its python if it sets one. `@conda(disabled=True)` opts out."""
+    for kind in ENVIRONMENTS:
+        base = getattr(flow_cls, f"_aflow_{kind}_base", None)
+        if not base or any(k in own for k in ENVIRONMENTS if k != kind):
+            continue
+        mine = own.get(kind)
+        if mine is None:
+            own[kind] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+            continue
+        for option in ("packages", "libraries"):
+            if option in base:
+                mine[option] = {**(base.get(option) or {}), **(mine.get(option) or {})}
+        mine["python"] = mine.get("python") or base.get("python")
+    if own.get("conda", {}).get("disabled"):
+        del own["conda"]
+
+
 def step_decorators(
     flow_cls: type, steps: Iterable[str], with_specs: Iterable[str] = ()
 ) -> dict[str, dict[str, dict[str, Any]]]:
@@ -245,6 +313,7 @@ def step_decorators(
             if d.name in COMPUTE and any(c in own for c in COMPUTE):
                 continue  # a step's own @batch/@kubernetes wins over --with's
             own.setdefault(d.name, dict(d.attributes))
+        _with_flow_environment(flow_cls, own)
         compute_of(step, own)
         out[step] = own
     return out

@@ -211,3 +211,16 @@ def test_evicted_job_is_a_platform_failure_that_retry_resubmits(on_batch, tmp_pa
     jobs = [j for j in on_batch.jobs.values() if "flaky" in j.name]
     assert [j.status for j in jobs] == ["FAILED", "SUCCEEDED"]
     assert "terminated" in (jobs[0].status_reason or "").lower()
+
+
+def test_pypi_environment_is_recreated_in_the_container_from_its_lock(on_batch, tmp_path, monkeypatch):
+    monkeypatch.setenv("AFLOW_ENV_CACHE", str(tmp_path / "local-envs"))
+    on_batch.base_env["AFLOW_ENV_CACHE"] = str(tmp_path / "container-envs")
+    result = run("remote_pypi")
+    assert result.successful, result
+    task = result["check"].task
+    assert task.data.six_version == "1.16.0"
+    assert task.data.python.startswith(str(tmp_path / "container-envs"))
+    record = anyio.run(task._core.record_or_none)
+    assert record.image == "example.org/team/base:3" and record.env_key
+    assert "made environment" in task.stdout

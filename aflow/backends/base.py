@@ -39,6 +39,7 @@ class TaskSpec:
     fallback: dict[str, Any] | None = None  # @catch: record the error instead of running the step
     tags: list[str] = field(default_factory=list)
     origin_run_id: str | None = None
+    environment: dict[str, str] | None = None  # @pypi/@conda: key, kind, python, lock_key
 
     @property
     def pathspec(self) -> str:

@@ -72,6 +72,7 @@ class BatchBackend(RemoteBackend):
     platform = "AWS Batch"
     max_group = 10_000  # the largest array job Batch takes
     stuck_state = ("RUNNABLE",)
+    image_setting = "AFLOW_BATCH_IMAGE"
 
     def __init__(self, ctx: RemoteContext) -> None:
         super().__init__(ctx)
@@ -118,7 +119,7 @@ class BatchBackend(RemoteBackend):
         if res["gpu"]:
             requirements.append({"type": "GPU", "value": str(int(res["gpu"]))})
         properties: dict[str, Any] = {
-            "image": self.image(group, "AFLOW_BATCH_IMAGE"),
+            "image": self.image(group),
             "command": bootstrap_command(),
             "resourceRequirements": requirements,
         }

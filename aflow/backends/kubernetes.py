@@ -114,6 +114,7 @@ class KubernetesBackend(RemoteBackend):
     # The API's own limit on an Indexed Job's completions (and parallelism): 10^5.
     max_group = 100_000
     stuck_state = ("Pending",)
+    image_setting = "AFLOW_KUBERNETES_IMAGE"
 
     def __init__(self, ctx: RemoteContext) -> None:
         super().__init__(ctx)
@@ -238,7 +239,7 @@ class KubernetesBackend(RemoteBackend):
         amount = self._quantities(group)
         container = {
             "name": CONTAINER,
-            "image": self.image(group, "AFLOW_KUBERNETES_IMAGE"),
+            "image": self.image(group),
             "command": bootstrap_command(),
             "env": env,
             "resources": {"requests": amount, "limits": amount},

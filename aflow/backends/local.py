@@ -204,7 +204,7 @@ class LocalBackend:
     # -- running a task ----------------------------------------------------------------------
 
     async def run(self, task: TaskSpec, logs: LogSink) -> TaskExit:
-        if self.spawn:
+        if self.spawn or task.environment:
             return await run_spawned(task, logs)
         req_id = next(self._ids)
         state = self._tasks[req_id] = _Task(logs)

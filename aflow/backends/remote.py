@@ -127,6 +127,7 @@ class RemoteBackend:
     platform = "remote"  # for messages: "AWS Batch", "Kubernetes"
     max_group = 10_000
     stuck_state: ClassVar[tuple[str, ...]] = ()  # states in which a job waits for capacity
+    image_setting = "AFLOW_DEFAULT_IMAGE"  # the backend's own default image variable
 
     def __init__(self, ctx: RemoteContext) -> None:
         self.ctx = ctx
@@ -343,8 +344,17 @@ class RemoteBackend:
             "AFLOW_CODE_KEY": code.key,
             "AFLOW_CODE_SHA256": code.digest,
             "AFLOW_REQUIREMENTS": requirements_for(self.ctx.datastore),
+            "AFLOW_IMAGE": self.image(group),
             "PYTHONUNBUFFERED": "1",
         }
+        environment = group.tasks[0].spec.environment
+        if environment:  # @pypi/@conda: the bootstrap recreates it from its stored lock
+            env["AFLOW_ENV_KEY"] = environment["key"]
+            env["AFLOW_ENV_KIND"] = environment["kind"]
+            env["AFLOW_ENV_LOCK_KEY"] = environment["lock_key"]
+            url = await self.presigned(environment["lock_key"])
+            if url:
+                env["AFLOW_ENV_LOCK_URL"] = url
         if code.url:
             env["AFLOW_CODE_URL"] = code.url
         if not group.is_array:
@@ -354,13 +364,17 @@ class RemoteBackend:
                 env[name] = value
         return env
 
+    async def presigned(self, key: str) -> str | None:
+        return await presigned(self.ctx.store, key)
+
     def resources(self, group: JobGroup) -> dict[str, float | None]:
         return resources_for(group.decorators, self.name)
 
-    def image(self, group: JobGroup, setting: str) -> str:
+    def image(self, group: JobGroup) -> str:
         """The container image: the decorator's, else the backend's setting, else the default."""
         own = group.decorators.get(self.name, {}).get("image")
-        return own or os.environ.get(setting) or os.environ.get("AFLOW_DEFAULT_IMAGE") or default_image()
+        setting = os.environ.get(self.image_setting)
+        return own or setting or os.environ.get("AFLOW_DEFAULT_IMAGE") or default_image()
 
 
 def default_image() -> str:
@@ -399,9 +413,13 @@ async def _upload_code(ctx: RemoteContext) -> CodeRef:
     key = blob_key(ctx.flow_name, package.digest)
     if not await ctx.store.exists(key):
         await ctx.store.put(key, [package.data])
-    presign = getattr(ctx.store, "presigned_url", None)
-    url = await presign(key, PRESIGN_SECONDS) if presign else None
-    return CodeRef(key, package.digest, url)
+    return CodeRef(key, package.digest, await presigned(ctx.store, key))
+
+
+async def presigned(store: ObjectStore, key: str) -> str | None:
+    """A URL that reads `key` without credentials, where the store can make one."""
+    presign = getattr(store, "presigned_url", None)
+    return await presign(key, PRESIGN_SECONDS) if presign else None
 
 
 def _patterns(name: str) -> list[str]:

@@ -6,6 +6,8 @@ task) but needs nothing warm. The task's output comes back over its own pipes, l
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import signal
 import sys
 from collections.abc import AsyncIterable
@@ -14,11 +16,20 @@ import anyio
 
 from aflow.backends.base import LogSink, TaskExit, TaskSpec
 from aflow.backends.processes import TERM_GRACE, LineSplitter, kill_group, task_exit
+from aflow.engine.environments import aflow_path
+from aflow.engine.packaging import library_roots
 
 
 async def run_spawned(task: TaskSpec, logs: LogSink) -> TaskExit:
+    python, env = sys.executable, None
+    if task.environment:  # @pypi/@conda: its own interpreter, with aflow (only) on its path
+        python = task.environment["python"]
+        env = {**os.environ, "PYTHONPATH": aflow_path(), "PYTHONNOUSERSITE": "1"}
+        libraries = tuple(library_roots())  # the scheduler's packages must not shadow the env's
+        paths = [p for p in task.sys_path if not os.path.realpath(p or ".").startswith(libraries)]
+        task = dataclasses.replace(task, sys_path=paths)
     proc = await anyio.open_process(
-        [sys.executable, "-m", "aflow.engine.task_runtime"], start_new_session=True
+        [python, "-m", "aflow.engine.task_runtime"], start_new_session=True, env=env
     )
     try:
         assert proc.stdin and proc.stdout and proc.stderr

@@ -70,7 +70,8 @@ def _walk(root: Path) -> Iterator[Path]:
             yield Path(dirpath) / name
 
 
-def _library_roots() -> list[str]:
+def library_roots() -> list[str]:
+    """Where this interpreter's standard library and installed packages live."""
     paths = sysconfig.get_paths()
     roots = {paths.get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     roots |= {sys.prefix, sys.base_prefix, sys.exec_prefix}
@@ -95,7 +96,7 @@ def _imported_names(file: Path) -> set[str]:
 def _local_modules(flow_path: Path, root: Path) -> Iterator[tuple[str, Path]]:
     """The user's own modules the flow imports, directly or through each other, that live outside
     its folder (not the standard library, installed packages or aflow): (archive name, file)."""
-    libraries = _library_roots()
+    libraries = library_roots()
     aflow_dir = os.path.realpath(os.path.dirname(aflow.__file__))
     inside = str(root.resolve()) + os.sep
     seen: set[str] = set()

@@ -24,6 +24,7 @@ from aflow.backends.router import StepRouter, check_remote, remote_steps
 from aflow.client import Run
 from aflow.client.core import AsyncRun, current_user
 from aflow.decorators import step_decorators
+from aflow.engine import environments
 from aflow.engine.events import Event, EventBus, RunFinished, RunStarted
 from aflow.engine.flow_loader import FlowRef
 from aflow.engine.resume import ResumeOrigin, origin_params
@@ -94,6 +95,7 @@ class RunPlan:
     tags: list[str]
     max_num_splits: int | None = None
     origin: ResumeOrigin | None = None
+    environments: dict[str, dict[str, str]] | None = None
 
 
 @contextlib.asynccontextmanager
@@ -144,6 +146,7 @@ async def start_flow(
             max_num_splits=max_num_splits,
         )
         check_remote(plan.decorators, datastore, graph)
+        plan.environments = await environments.prepare(plan.decorators, datastore, store)
         if resume:
             if params:
                 raise ParameterError("a resumed run keeps its origin run's parameters: pass none")
@@ -250,6 +253,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             tags=plan.tags,
             origin_run_id=record.origin_run_id,
             max_num_splits=plan.max_num_splits,
+            environments=plan.environments or {},
         )
         local = LocalBackend(
             ref.name, ref.module, ref.file, list(ref.sys_path), plan.datastore, store.url

@@ -93,6 +93,7 @@ class RunContext:
     tags: list[str] = field(default_factory=list)
     origin_run_id: str | None = None
     max_num_splits: int | None = None
+    environments: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -217,6 +218,7 @@ class Scheduler:
             decorators=ctx.decorators.get(ready.step, {}),
             tags=ctx.tags,
             origin_run_id=ctx.origin_run_id,
+            environment=ctx.environments.get(ready.step),
         )
 
     async def _attempt(

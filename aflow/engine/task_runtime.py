@@ -370,6 +370,8 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         pid=os.getpid(),
         backend=os.environ.get("AFLOW_BACKEND") or "local",
         job_id=os.environ.get("AWS_BATCH_JOB_ID") or os.environ.get("AFLOW_POD_NAME"),
+        image=os.environ.get("AFLOW_IMAGE"),
+        env_key=(spec.environment or {}).get("key"),
     )
     current._set(
         flow_name=spec.flow_name,

@@ -84,6 +84,8 @@ class TaskRecord(_Record):
     cloned_from: str | None = None  # the origin run's task this one reuses (resume)
     backend: str = "local"  # where it ran: local, batch, kubernetes
     job_id: str | None = None  # the remote job (Batch job id, Kubernetes pod name)
+    image: str | None = None  # the container image a remote task ran in
+    env_key: str | None = None  # its @pypi/@conda environment
 
     @property
     def pathspec(self) -> str:
