@@ -123,7 +123,7 @@ def measure(width: int, window: float, poll: float, moto: str) -> dict[str, floa
             # scheduler's): measure from when they all wait there, after the first full round.
             while fake.stats()["runnable"] < width:
                 await anyio.sleep(0.5)
-            await anyio.sleep(3 * poll)
+            await anyio.sleep(max(3 * poll, 10.0))
             start_wall, start_cpu = time.time(), cpu_seconds()
             await anyio.sleep(window)
             out["cpu_per_poll"] = (cpu_seconds() - start_cpu) / (window / poll)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import signal
 import sys
@@ -69,9 +70,21 @@ def _guarded(fn: Callable[[], Any]) -> Any:
         _fail(e)
 
 
+class EnvironmentKind(enum.StrEnum):
+    pypi = "pypi"
+    conda = "conda"
+
+
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option("--debug", help="Show internal tracebacks.")] = False,
+    environment: Annotated[
+        EnvironmentKind | None,
+        typer.Option(
+            help="Metaflow's switch for @pypi/@conda steps; accepted, not needed: aflow honours "
+            "those decorators without it."
+        ),
+    ] = None,
 ) -> None:
     global _debug
     _debug = debug
