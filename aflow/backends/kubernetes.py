@@ -297,16 +297,11 @@ class KubernetesBackend(RemoteBackend):
             await anyio.sleep(0.5 * 2**attempt * random.uniform(0.5, 1.5))
 
     async def _after_submit(self, group: JobGroup) -> None:
-        """The base class marks a group's tasks SUBMITTED after `_submit` returns, over any pod
-        phase the watch had set meanwhile: set those again, so a Pending pod still counts as
-        waiting for capacity."""
+        """Tasks may all have finished while the POST was on its way, before the base class
+        registered the group: once it has, retire the group if so."""
         with anyio.move_on_after(10):
-            while any(t.state == "QUEUED" for t in group.tasks):
+            while group.job_id not in self.active and any(t.exit is None for t in group.tasks):
                 await anyio.sleep(0.01)
-        for task in group.tasks:
-            phase = task.extra.get("phase")
-            if phase and task.exit is None:
-                self.set_state(task, phase)
         self._forget(group)
 
     def capacity_hint(self, group: JobGroup) -> str:
