@@ -1,0 +1,492 @@
+"""The three pages as HTML: the runs list, a run (DAG, timeline, tasks) and a task (logs, artifacts).
+
+Each page is a set of named fragments, each the inside of one `<div id=...>`: the page is the shell
+around all of them, and the live stream re-sends a fragment whenever its HTML changes, so a page
+renders through one code path whether it is loaded or kept up to date. Functions here take what
+`reader` read and return strings; they read nothing themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aflow.client.core import run_tags
+from aflow.stores.records import TaskRecord
+from aflow.ui import dag, gantt
+from aflow.ui.markup import badge, clock, esc, size, span, url, when
+from aflow.ui.preview import Preview
+from aflow.ui.progress import StepProgress, running_since
+from aflow.ui.reader import AttemptView, RunSnapshot, RunsPage, TaskState, TaskView
+
+Fragments = dict[str, str]
+TASKS_PER_PAGE = 50
+LOG_LINES_SHOWN = 5000
+
+
+def wrap(fragments: Fragments) -> str:
+    return "".join(f'<div id="{esc(k)}" class="fragment">{v}</div>' for k, v in fragments.items())
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+def runs_fragments(page: RunsPage, flow: str | None, per_page: int, now: float) -> Fragments:
+    total_all = sum(n for _, n in page.flows)
+    chips = [_chip("All flows", total_all, url(""), flow is None)]
+    chips += [_chip(name, n, url("", flow=name), name == flow) for name, n in page.flows]
+    flows = f'<nav class="chips" aria-label="flows">{"".join(chips)}</nav>'
+    if not page.rows:
+        empty = (
+            f"No runs of {esc(flow)} in this store."
+            if flow
+            else "No runs in this store yet: run a flow (<code>aflow run flow.py</code>) "
+            "and it appears here."
+        )
+        return {"flows": flows, "runs": f'<p class="empty">{empty}</p>'}
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("Flow", "Run", "Status", "Started", "Duration", "Tasks done", "Failed", "Tags")
+    )
+    rows = []
+    for r in page.rows:
+        rec = r.record
+        end = rec.finished_at or (rec.heartbeat_at if r.status == "dead" else now)
+        tags = " ".join(f'<span class="tag">{esc(t)}</span>' for t in sorted(run_tags(rec)))
+        failed = f'<span class="bad">{rec.tasks_failed:,}</span>' if rec.tasks_failed else "0"
+        rows.append(
+            f'<tr class="run {esc(r.status)}" data-run="{esc(r.flow)}/{esc(r.run_id)}">'
+            f'<td><a href="{url("", flow=r.flow)}">{esc(r.flow)}</a></td>'
+            f'<td class="mono"><a href="{url("run", r.flow, r.run_id)}">{esc(r.run_id)}</a></td>'
+            f"<td>{badge(r.status)}</td><td>{when(rec.started_at)}</td>"
+            f'<td class="num">{esc(span(end - rec.started_at))}</td>'
+            f'<td class="num">{rec.tasks_done:,}</td><td class="num">{failed}</td>'
+            f"<td>{tags}</td></tr>"
+        )
+    first = (page.page - 1) * per_page + 1
+    pager = _pager(page.page, page.pages, lambda n: url("", flow=flow, page=n if n > 1 else None))
+    count = (
+        _plural(page.total, "run")
+        if page.pages == 1
+        else f"runs {first:,}\N{EN DASH}{first + len(rows) - 1:,} of {page.total:,}"
+    )
+    table = (
+        f'<div class="bar-line"><span class="muted">{count}, newest first</span>{pager}</div>'
+        f'<table class="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+    return {"flows": flows, "runs": table}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _chip(text: str, n: int, href: str, on: bool) -> str:
+    return f'<a class="chip{" on" if on else ""}" href="{esc(href)}">{esc(text)} <b>{n:,}</b></a>'
+
+
+def _pager(
+    page: int, pages: int, link: Callable[[int], str], words: tuple[str, str] = ("← newer", "older →")
+) -> str:
+    if pages <= 1:
+        return ""
+    back, on = words
+    prev = (
+        f'<a href="{esc(link(page - 1))}">{back}</a>' if page > 1 else f'<span class="off">{back}</span>'
+    )
+    nxt = (
+        f'<a href="{esc(link(page + 1))}">{on}</a>' if page < pages else f'<span class="off">{on}</span>'
+    )
+    return f'<span class="pager">{prev}<span>page {page:,} of {pages:,}</span>{nxt}</span>'
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    step: str | None = None
+    failed: bool = False
+    page: int = 1
+
+
+def run_fragments(
+    snap: RunSnapshot, progress: dict[str, StepProgress], chosen: TaskFilter, now: float
+) -> Fragments:
+    steps = list(progress) or list(snap.steps)
+    link_step = url("run", snap.flow, snap.run_id) + "?step={step}#tasks"
+    link_task = url("task", snap.flow, snap.run_id) + "/{step}/{task}"
+    return {
+        "run-head": _run_head(snap, progress, now),
+        "run-dag": '<h2>Steps</h2><div class="scroll-x">'
+        + dag.draw(snap.record.graph.get("steps", {}), progress, link_step)
+        + "</div>",
+        "run-gantt": "<h2>Timeline</h2>"
+        + gantt.draw(snap, steps, link_task, now, running_since(snap, progress)),
+        "run-tasks": '<h2 id="tasks">Tasks</h2>' + _task_table(snap, progress, chosen),
+    }
+
+
+def _run_head(snap: RunSnapshot, progress: dict[str, StepProgress], now: float) -> str:
+    rec = snap.record
+    end = rec.finished_at or (rec.heartbeat_at if snap.status == "dead" else now)
+    done = sum(p.done for p in progress.values())
+    failed = sum(p.failed for p in progress.values())
+    facts = [
+        ("Started", when(rec.started_at)),
+        ("Duration", esc(span(end - rec.started_at)) + ("…" if snap.live else "")),
+        (
+            "Tasks",
+            f"{done:,} done" + (f', <span class="bad">{failed:,} failed</span>' if failed else ""),
+        ),
+        ("User", esc(rec.user or "-")),
+    ]
+    if rec.origin_run_id:
+        facts.append(
+            (
+                "Resumed from",
+                f'<a href="{url("run", rec.flow, rec.origin_run_id)}">{esc(rec.origin_run_id)}</a>',
+            )
+        )
+    tags = sorted(run_tags(rec))
+    if tags:
+        facts.append(("Tags", " ".join(f'<span class="tag">{esc(t)}</span>' for t in tags)))
+    if rec.params:
+        facts.append(
+            (
+                "Parameters",
+                " ".join(
+                    f'<span class="param"><b>{esc(k)}</b>={esc(v)}</span>' for k, v in rec.params.items()
+                ),
+            )
+        )
+    if snap.status == "dead":
+        facts.append(("Heartbeat", f"last at {when(rec.heartbeat_at)}: its scheduler is gone"))
+    grid = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
+    out = (
+        f'<h1><span class="flow">{esc(rec.flow)}</span> <span class="mono">{esc(rec.run_id)}</span> '
+        f'{badge(snap.status)}</h1><dl class="facts">{grid}</dl>'
+    )
+    if rec.error:
+        out += _run_error(snap)
+    return out
+
+
+def _run_error(snap: RunSnapshot) -> str:
+    error = snap.record.error or {}
+    where = ""
+    task = error.get("task")
+    if task and task.count("/") == 3:
+        _flow, run_id, step, task_id = task.split("/")
+        href = url("task", snap.flow, run_id, step, task_id)
+        where = f' in <a href="{href}">{esc(step)}/{esc(task_id)}</a>'
+    trace = error.get("traceback") or ""
+    body = f'<pre class="trace">{esc(trace)}</pre>' if trace.strip() else ""
+    return (
+        f'<section class="error" id="run-error"><h2>The run failed{where}</h2>'
+        f'<p class="message">{esc(error.get("message", ""))}</p>{body}</section>'
+    )
+
+
+def _task_table(snap: RunSnapshot, progress: dict[str, StepProgress], chosen: TaskFilter) -> str:
+    base = url("run", snap.flow, snap.run_id)
+    chips = [
+        _filter_chip("All steps", sum(len(v) for v in snap.steps.values()), base, chosen.step is None)
+    ]
+    for name, p in progress.items():
+        n = len(snap.steps.get(name, []))
+        href = url("run", snap.flow, snap.run_id, step=name)
+        chips.append(_filter_chip(name, n, href, chosen.step == name, p.state))
+    failed_on = url("run", snap.flow, snap.run_id, step=chosen.step, failed=None if chosen.failed else 1)
+    chips.append(
+        f'<a class="chip toggle{" on" if chosen.failed else ""}" href="{esc(failed_on)}#tasks">'
+        "only failed</a>"
+    )
+    tasks: list[TaskState] = [
+        t
+        for name in (progress or snap.steps)
+        if chosen.step in (None, name)
+        for t in snap.steps.get(name, [])
+        if not chosen.failed or t.status in ("failed", "retrying")
+    ]
+    pages = max(1, -(-len(tasks) // TASKS_PER_PAGE))
+    page = min(max(chosen.page, 1), pages)
+    shown = tasks[(page - 1) * TASKS_PER_PAGE : page * TASKS_PER_PAGE]
+
+    def page_link(n: int) -> str:
+        return (
+            url(
+                "run",
+                snap.flow,
+                snap.run_id,
+                step=chosen.step,
+                failed=1 if chosen.failed else None,
+                page=n if n > 1 else None,
+            )
+            + "#tasks"
+        )
+
+    pager = _pager(page, pages, page_link, ("← previous", "next →"))
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "Task",
+            "Step",
+            "Index",
+            "Status",
+            "Attempts",
+            "Started",
+            "Duration",
+            "Backend",
+            "Job id",
+        )
+    )
+    rows = "".join(_task_row(snap, t) for t in shown)
+    if not shown:
+        rows = '<tr><td colspan="9" class="empty">No task here yet.</td></tr>'
+    first = (page - 1) * TASKS_PER_PAGE + 1
+    count = (
+        _plural(len(tasks), "task")
+        if pages == 1
+        else f"tasks {first:,}\N{EN DASH}{first + len(shown) - 1:,} of {len(tasks):,}"
+    )
+    return (
+        f'<nav class="chips" aria-label="steps">{"".join(chips)}</nav>'
+        f'<div class="bar-line"><span class="muted">{count}</span>{pager}</div>'
+        f'<div class="table-box"><table class="tasks"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{rows}</tbody></table></div>"
+    )
+
+
+def _filter_chip(text: str, n: int, href: str, on: bool, state: str = "") -> str:
+    dot = f'<i class="dot {esc(state)}"></i>' if state else ""
+    return (
+        f'<a class="chip{" on" if on else ""}" href="{esc(href)}#tasks">{dot}{esc(text)} '
+        f"<b>{n:,}</b></a>"
+    )
+
+
+def _task_row(snap: RunSnapshot, t: TaskState) -> str:
+    rec = t.record
+    href = url("task", snap.flow, snap.run_id, t.step, t.task_id)
+    index = "" if t.index is None else str(t.index)
+    started = clock(rec.started_at) if rec else "-"
+    took = esc(span(rec.finished_at - rec.started_at)) if rec else "-"
+    backend = esc(rec.backend) if rec else "-"
+    job = esc(rec.job_id) if rec and rec.job_id else ""
+    return (
+        f'<tr class="task {t.status}"><td class="mono"><a href="{href}">{esc(t.task_id)}</a></td>'
+        f'<td>{esc(t.step)}</td><td class="num">{index}</td><td>{badge(t.status)}</td>'
+        f'<td class="num">{t.attempts}</td><td>{started}</td><td class="num">{took}</td>'
+        f'<td>{backend}</td><td class="mono">{job}</td></tr>'
+    )
+
+
+# -- task -----------------------------------------------------------------------------------------
+
+
+def task_status(view: TaskView) -> str:
+    latest = view.latest
+    if latest is None or latest.record is None:
+        return "running" if view.run_status == "running" else "partial"
+    if latest.record.ok:
+        return "done"
+    return "retrying" if view.run_status == "running" and not _final(view) else "failed"
+
+
+def _final(view: TaskView) -> bool:
+    latest = view.latest
+    if latest is None or latest.record is None:
+        return False
+    steps = view.run.graph.get("steps", {})
+    decorators = steps.get(view.task.step, {}).get("decorators", {})
+    more = 0
+    if isinstance(decorators, dict):
+        more = int(decorators.get("retry", {}).get("times", 0)) + (1 if "catch" in decorators else 0)
+    return latest.record.ok or latest.record.attempt >= more
+
+
+def task_is_final(view: TaskView) -> bool:
+    """Nothing more will be written for this task: it ended for good, or its run did."""
+    return view.run_status != "running" or _final(view)
+
+
+def task_fragments(
+    view: TaskView, attempt: AttemptView | None, previews: dict[str, Preview | str], now: float
+) -> Fragments:
+    return {
+        "task-head": _task_head(view, attempt, now),
+        "task-error": _task_error(attempt),
+        "task-logs": _task_logs(view, attempt),
+        "task-artifacts": _task_artifacts(attempt, previews),
+    }
+
+
+def _task_head(view: TaskView, attempt: AttemptView | None, now: float) -> str:
+    task = view.task
+    status = task_status(view)
+    rec = attempt.record if attempt else None
+    facts: list[tuple[str, str]] = []
+    if rec:
+        facts += [
+            ("Started", when(rec.started_at)),
+            ("Duration", esc(span(rec.finished_at - rec.started_at))),
+            ("Backend", esc(rec.backend)),
+        ]
+        facts += [("Remote job", f'<span class="mono">{esc(rec.job_id)}</span>')] if rec.job_id else []
+        facts += [("Image", f'<span class="mono">{esc(rec.image)}</span>')] if rec.image else []
+        facts += (
+            [("Environment", f'<span class="mono">{esc(rec.env_key)}</span>')] if rec.env_key else []
+        )
+        if rec.foreach_stack:
+            where = ", ".join(f"{esc(f[0])}[{int(f[1])} of {int(f[2]):,}]" for f in rec.foreach_stack)
+            facts.append(("Foreach", where))
+        if rec.parents:
+            facts.append(("Inputs", _parents(view, rec)))
+        if rec.cloned_from:
+            _f, run_id, step, task_id = rec.cloned_from.split("/")
+            facts.append(
+                (
+                    "Reused from",
+                    f'<a href="{url("task", task.flow, run_id, step, task_id)}">'
+                    f"{esc(rec.cloned_from)}</a>",
+                )
+            )
+    else:
+        facts.append(("State", "no record yet: the task is running or was stopped before it ended"))
+    facts.append(("Attempts", str(len(view.attempts))))
+    grid = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
+    return (
+        f'<h1><span class="flow">{esc(task.step)}</span> <span class="mono">task {esc(task.id)}</span> '
+        f'{badge(status)}</h1><p class="pathspec mono">{esc(task.pathspec)}</p>'
+        f'<dl class="facts">{grid}</dl>'
+    )
+
+
+def _parents(view: TaskView, rec: TaskRecord) -> str:
+    links = []
+    for parent in rec.parents[:8]:
+        bits = parent.split("/")
+        if len(bits) >= 2:
+            href = url("task", view.task.flow, view.task.run_id, bits[0], bits[1])
+            links.append(f'<a class="mono" href="{href}">{esc(bits[0])}/{esc(bits[1])}</a>')
+    more = f" and {len(rec.parents) - 8:,} more" if len(rec.parents) > 8 else ""
+    if rec.parents_manifest and not rec.parents:
+        return "many (a manifest in the store)"
+    return ", ".join(links) + more
+
+
+def _task_error(attempt: AttemptView | None) -> str:
+    rec = attempt.record if attempt else None
+    if rec is None or not rec.error:
+        return ""
+    e = rec.error
+    head = f"{e.get('type', '')}: {e.get('message', '')}" if e.get("type") else e.get("message", "")
+    trace = e.get("traceback", "")
+    return (
+        f'<section class="error"><h2>Attempt {rec.attempt} failed</h2>'
+        f'<p class="message">{esc(head)}</p>'
+        + (f'<pre class="trace">{esc(trace)}</pre>' if trace.strip() else "")
+        + "</section>"
+    )
+
+
+def _task_logs(view: TaskView, attempt: AttemptView | None) -> str:
+    tabs = ""
+    if len(view.attempts) > 1:
+        tabs = (
+            '<nav class="chips" aria-label="attempts">'
+            + "".join(
+                f'<a class="chip{" on" if attempt and a.attempt == attempt.attempt else ""}" '
+                f'href="?attempt={a.attempt}">attempt {a.attempt} '
+                f"{badge(_attempt_status(a))}</a>"
+                for a in view.attempts
+            )
+            + "</nav>"
+        )
+    if attempt is None or not attempt.log:
+        why = (
+            "The task printed nothing."
+            if attempt and attempt.record
+            else "Output is saved when the task ends; it shows here then."
+        )
+        return f'{tabs}<h2>Output</h2><p class="muted empty-log">{why}</p>'
+    lines = attempt.log
+    clipped = ""
+    if len(lines) > LOG_LINES_SHOWN:
+        clipped = f'<p class="muted">The last {LOG_LINES_SHOWN:,} of {len(lines):,} lines.</p>'
+        lines = lines[-LOG_LINES_SHOWN:]
+    counts = {s: sum(ln.stream == s for ln in attempt.log) for s in ("stdout", "stderr")}
+    body = "".join(
+        f'<div class="ln {"err" if ln.stream == "stderr" else "out"}">'
+        f'<span class="ts">{esc(_stamp(ln.stamp))}</span>{esc(ln.text) or " "}</div>'
+        for ln in lines
+    )
+    raw = url(
+        "raw", view.task.flow, view.task.run_id, view.task.step, view.task.id, attempt=attempt.attempt
+    )
+    switch = (
+        '<span class="streams" role="group" aria-label="which output">'
+        f'<button data-show="all" class="on">both</button>'
+        f'<button data-show="out">stdout <b>{counts["stdout"]:,}</b></button>'
+        f'<button data-show="err">stderr <b>{counts["stderr"]:,}</b></button></span>'
+        '<label class="ts-toggle"><input type="checkbox" data-times> times</label>'
+        f'<a class="rawlink" href="{raw}">raw</a>'
+    )
+    return (
+        f'{tabs}<div class="bar-line"><h2>Output</h2>{switch}</div>{clipped}'
+        f'<div class="log show-all" data-lines="{len(attempt.log)}">{body}</div>'
+    )
+
+
+def _attempt_status(a: AttemptView) -> str:
+    return "running" if a.record is None else "done" if a.record.ok else "failed"
+
+
+def _stamp(stamp: str) -> str:
+    """`2024-05-01T12:00:01.234567Z` as the local clock time, to the millisecond."""
+    from datetime import datetime
+
+    try:
+        t = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone()
+    except ValueError:
+        return stamp
+    return t.strftime("%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+def _task_artifacts(attempt: AttemptView | None, previews: dict[str, Preview | str]) -> str:
+    rec = attempt.record if attempt else None
+    if rec is None:
+        return '<h2>Artifacts</h2><p class="muted">Artifacts are listed once the task has ended.</p>'
+    names = sorted(rec.artifacts)
+    if not names:
+        return '<h2>Artifacts</h2><p class="muted">None.</p>'
+    rows = []
+    for name in names:
+        ref = rec.artifacts[name]
+        n = int(ref["s"]) if "k" in ref else len(ref["v"])
+        shown = previews.get(name)
+        if isinstance(shown, Preview):
+            kind, body = esc(shown.type), f'<pre class="preview">{esc(shown.text)}</pre>'
+        else:
+            kind, body = "", f'<span class="muted">{shown or ""}</span>'
+        rows.append(
+            f'<tr data-artifact="{esc(name)}"><td class="mono name">{esc(name)}</td>'
+            f'<td class="mono">{kind}</td><td class="num">{size(n)}</td><td>{body}</td></tr>'
+        )
+    return (
+        f'<h2>Artifacts <span class="muted">{len(names)}</span></h2>'
+        '<table class="artifacts"><thead><tr><th>Name</th><th>Type</th><th>Size</th>'
+        f"<th>Preview</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def not_found(message: str) -> str:
+    return f'<section class="error"><h2>Not found</h2><p class="message">{esc(message)}</p></section>'
+
+
+def chosen_attempt(view: TaskView, wanted: int | None) -> AttemptView | None:
+    for a in view.attempts:
+        if a.attempt == wanted:
+            return a
+    return view.latest

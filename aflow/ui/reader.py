@@ -1,0 +1,283 @@
+"""What the UI reads from the store: pages of runs, one run's tasks, one task's attempts and logs.
+
+Reads go through the client's async core and a read-only view of the store, so the UI can never
+change what it shows. Reading stays cheap on big stores: the runs page lists run ids (one listing per
+flow) and reads only the records of the page it shows; a run's tasks are read once each and a task
+that has ended for good is never read again, so a live 1,000-way foreach costs a few listings per
+refresh, not a thousand reads. Nothing here renders HTML.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import anyio
+
+from aflow.client.core import AsyncFlow, AsyncRun, AsyncTask, LogLine, id_order
+from aflow.exception import AflowNotFound
+from aflow.stores.base import BlockingObjectStore, Buffer, ObjectStore
+from aflow.stores.records import RunRecord, TaskRecord
+from aflow.stores.transfer import gather
+
+FINAL = ("done", "failed", "cancelled")
+
+
+class ReadOnlyStore:
+    """The store, with every write refused: the UI only looks."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self.url = store.url
+
+    async def put(self, key: str, parts: Sequence[Buffer]) -> None:
+        raise PermissionError(f"aflow ui is read-only: refused to write {key}")
+
+    async def get(self, key: str) -> Buffer:
+        return await self._store.get(key)
+
+    async def get_range(self, key: str, start: int, length: int) -> bytes:
+        return await self._store.get_range(key, start, length)
+
+    async def exists(self, key: str) -> bool:
+        return await self._store.exists(key)
+
+    async def list(self, prefix: str) -> list[str]:
+        return await self._store.list(prefix)
+
+    def blocking(self) -> BlockingObjectStore:
+        raise PermissionError("aflow ui reads through the async store only")
+
+    async def check(self) -> None:
+        await self._store.check()
+
+    async def aclose(self) -> None:
+        await self._store.aclose()
+
+
+# -- the runs page --------------------------------------------------------------------------------
+
+
+@dataclass
+class RunRow:
+    flow: str
+    run_id: str
+    record: RunRecord
+    status: str  # the record's status, or dead
+
+
+@dataclass
+class RunsPage:
+    flows: list[tuple[str, int]]  # every flow and how many runs it has
+    rows: list[RunRow]
+    total: int  # runs of the flow(s) shown
+    page: int
+    pages: int
+
+
+class RunsReader:
+    """Pages of runs, newest first, across every flow or of one."""
+
+    def __init__(self, store: ObjectStore, keep: int = 4096) -> None:
+        self.store = store
+        self._final: OrderedDict[tuple[str, str], RunRecord] = OrderedDict()  # never change again
+        self._keep = keep
+
+    async def page(self, flow: str | None, page: int, per_page: int) -> RunsPage:
+        flows = await AsyncFlow.list(store=self.store)
+        id_lists = await gather([f.run_ids for f in flows])
+        counts = [(f.name, len(ids)) for f, ids in zip(flows, id_lists, strict=True) if ids]
+        shown = [
+            (f.name, i)
+            for f, ids in zip(flows, id_lists, strict=True)
+            if flow is None or f.name == flow
+            for i in ids
+        ]
+        # Run ids are times: newest first across flows too.
+        shown.sort(key=lambda pair: id_order(pair[1]), reverse=True)
+        pages = max(1, -(-len(shown) // per_page))
+        page = min(max(page, 1), pages)
+        wanted = shown[(page - 1) * per_page : page * per_page]
+        records = await gather([lambda p=p: self._record(*p) for p in wanted])
+        now = time.time()
+        rows = [
+            RunRow(f, i, r, r.liveness(now))
+            for (f, i), r in zip(wanted, records, strict=True)
+            if r is not None
+        ]
+        return RunsPage(sorted(counts), rows, len(shown), page, pages)
+
+    async def _record(self, flow: str, run_id: str) -> RunRecord | None:
+        kept = self._final.get((flow, run_id))
+        if kept is not None:
+            return kept
+        try:
+            record = await AsyncRun(self.store, flow, run_id).record()
+        except AflowNotFound:
+            return None  # a run being created: its folder exists before its record
+        if record.status in FINAL:
+            self._final[(flow, run_id)] = record
+            while len(self._final) > self._keep:
+                self._final.popitem(last=False)
+        return record
+
+
+# -- one run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskState:
+    """A task as the UI knows it: its latest attempt's record (None until one is written)."""
+
+    step: str
+    task_id: str
+    attempts: int = 0
+    record: TaskRecord | None = None
+    final: bool = False  # ended for good: never read again
+
+    @property
+    def status(self) -> str:
+        """done | failed | retrying (failed, another attempt coming) | running (no record yet)."""
+        if self.record is None:
+            return "running"
+        if self.record.ok:
+            return "done"
+        return "failed" if self.final else "retrying"
+
+    @property
+    def index(self) -> int | None:
+        stack = self.record.foreach_stack if self.record else []
+        return int(stack[-1][1]) if stack else None
+
+
+@dataclass
+class RunSnapshot:
+    flow: str
+    run_id: str
+    record: RunRecord
+    status: str  # liveness: running, done, failed, cancelled or dead
+    steps: dict[str, list[TaskState]] = field(default_factory=dict)  # in graph order
+    read_at: float = 0.0
+
+    @property
+    def live(self) -> bool:
+        return self.status == "running"
+
+
+class RunReader:
+    """One run, re-read at most every `every` seconds however many pages watch it."""
+
+    def __init__(self, store: ObjectStore, flow: str, run_id: str, every: float = 0.75) -> None:
+        self.run = AsyncRun(store, flow, run_id)
+        self.every = every
+        self._lock = anyio.Lock()
+        self._tasks: dict[tuple[str, str], TaskState] = {}
+        self._snapshot: RunSnapshot | None = None
+
+    async def snapshot(self) -> RunSnapshot:
+        async with self._lock:
+            last = self._snapshot
+            # A finished run never changes again; a live (or dead: it may come back) one is re-read.
+            if last is not None and (last.status in FINAL or time.time() - last.read_at < self.every):
+                return last
+            self._snapshot = await self._read()
+            return self._snapshot
+
+    async def _read(self) -> RunSnapshot:
+        record = await self.run.live_record()
+        status = record.liveness(time.time())
+        order = list(record.graph.get("steps", {}))
+        names = await self.run.step_names()
+        id_lists = await gather([lambda s=s: self.run.task_ids(s) for s in names])
+        fresh: list[TaskState] = []
+        for step, ids in zip(names, id_lists, strict=True):
+            for task_id in ids:
+                state = self._tasks.setdefault((step, task_id), TaskState(step, task_id))
+                if not state.final:
+                    fresh.append(state)
+        retries = {s: _more_attempts(record, s) for s in order}
+        await gather([lambda t=t: self._read_task(t, retries.get(t.step, 0)) for t in fresh])
+        if status != "running":
+            for state in fresh:
+                state.final = state.record is not None  # nothing will come after this attempt
+        steps = {s: [] for s in order}
+        for (step, _), state in self._tasks.items():
+            steps.setdefault(step, []).append(state)
+        for states in steps.values():
+            states.sort(key=lambda t: id_order(t.task_id))
+        return RunSnapshot(record.flow, record.run_id, record, status, steps, time.time())
+
+    async def _read_task(self, state: TaskState, more: int) -> None:
+        task = self.run.task(state.step, state.task_id)
+        tried = await task.attempts()
+        if not tried:
+            return
+        state.attempts = tried[-1] + 1
+        state.record = await task.at_attempt(tried[-1]).record_or_none()
+        if state.record is not None:
+            state.final = state.record.ok or state.record.attempt >= more
+
+
+def _more_attempts(record: RunRecord, step: str) -> int:
+    """How many attempts after the first a failing task of `step` gets (@retry, then @catch)."""
+    decorators = record.graph.get("steps", {}).get(step, {}).get("decorators", {})
+    if not isinstance(decorators, dict):
+        return 0
+    return int(decorators.get("retry", {}).get("times", 0)) + (1 if "catch" in decorators else 0)
+
+
+class RunReaders:
+    """A RunReader per run a page looks at, the least recently used let go past `keep`."""
+
+    def __init__(self, store: ObjectStore, keep: int = 32) -> None:
+        self.store = store
+        self.keep = keep
+        self._readers: OrderedDict[tuple[str, str], RunReader] = OrderedDict()
+
+    def get(self, flow: str, run_id: str) -> RunReader:
+        key = (flow, run_id)
+        reader = self._readers.pop(key, None) or RunReader(self.store, flow, run_id)
+        self._readers[key] = reader
+        while len(self._readers) > self.keep:
+            self._readers.popitem(last=False)
+        return reader
+
+
+# -- one task -------------------------------------------------------------------------------------
+
+
+@dataclass
+class AttemptView:
+    attempt: int
+    record: TaskRecord | None
+    log: list[LogLine]
+
+
+@dataclass
+class TaskView:
+    task: AsyncTask
+    attempts: list[AttemptView]  # every attempt, oldest first
+    run: RunRecord
+    run_status: str
+
+    @property
+    def latest(self) -> AttemptView | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+async def read_task(store: ObjectStore, flow: str, run_id: str, step: str, task_id: str) -> TaskView:
+    """Every attempt of a task: its record and its saved output (AflowNotFound for an unknown task)."""
+    run = AsyncRun(store, flow, run_id)
+    record = await run.live_record()
+    task = await (await run.step(step)).task(task_id)
+    assert task is not None
+    tried = await task.attempts()
+
+    async def one(n: int) -> AttemptView:
+        at = task.at_attempt(n)
+        return AttemptView(n, await at.record_or_none(), await at.log())
+
+    attempts = await gather([lambda n=n: one(n) for n in tried])
+    return TaskView(task, attempts, record, record.liveness(time.time()))

@@ -1,0 +1,266 @@
+"""The Starlette app behind `aflow ui`: three pages, their live streams, raw logs and static files.
+
+A page is a view: an async function from the request to its title, breadcrumbs and fragments. GET
+`/...` renders the view once, inside the page shell; GET `/live/...` (server-sent events) renders it
+again every `poll` seconds and sends the fragments whose HTML changed, until the view says nothing
+more will change (a finished run, a task that ended for good). The page tells the stream which
+versions it has (`v=`), so a fresh page is not sent again what it already shows. The store is
+polled, so runs started by any process, anywhere the store is, show up and progress. Nothing here
+writes to the store: it is wrapped read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from aflow.client.core import AsyncDataArtifact
+from aflow.exception import AflowNotFound
+from aflow.stores.base import ObjectStore
+from aflow.stores.transfer import gather
+from aflow.ui import pages
+from aflow.ui.markup import esc, page, size, url
+from aflow.ui.preview import PREVIEW_LIMIT, Preview, describe
+from aflow.ui.progress import step_progress
+from aflow.ui.reader import ReadOnlyStore, RunReaders, RunsReader, read_task
+
+STATIC = Path(__file__).parent / "static"
+RUNS_PER_PAGE = 50
+KEEPALIVE_SECONDS = 15.0
+
+
+@dataclass
+class Rendered:
+    title: str
+    crumbs: list[tuple[str, str | None]]
+    fragments: dict[str, str]
+    live: bool  # the view may still change: keep streaming
+    status_code: int = 200
+
+
+View = Callable[[Request], Awaitable[Rendered]]
+
+
+@dataclass
+class UIState:
+    store: ObjectStore
+    runs: RunsReader
+    readers: RunReaders
+    poll: float
+    previews: OrderedDict[str, Preview | str] = field(default_factory=OrderedDict)
+
+
+def create_app(store: ObjectStore, poll: float = 1.0) -> Starlette:
+    """The app over `store` (wrapped read-only); `poll` is how often live pages re-read it."""
+    readonly = ReadOnlyStore(store)
+    state = UIState(readonly, RunsReader(readonly), RunReaders(readonly), poll)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await readonly.aclose()
+
+    def both(path: str, view: View) -> list[Route]:
+        async def once(request: Request) -> Response:
+            return await _page(view, request)
+
+        async def stream(request: Request) -> Response:
+            return _stream(view, request, state.poll)
+
+        return [Route(path, once), Route("/live" + path, stream)]
+
+    async def raw(request: Request) -> Response:
+        return await _raw_log(state, request)
+
+    routes = [
+        *both("/", lambda r: _runs_view(state, r)),
+        *both("/run/{flow}/{run_id}", lambda r: _run_view(state, r)),
+        *both("/task/{flow}/{run_id}/{step}/{task_id}", lambda r: _task_view(state, r)),
+        Route("/raw/{flow}/{run_id}/{step}/{task_id}", raw),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.ui = state
+    return app
+
+
+# -- pages and streams ----------------------------------------------------------------------------
+
+
+def _digest(html: str) -> str:
+    return hashlib.blake2s(html.encode(), digest_size=6).hexdigest()
+
+
+async def _page(view: View, request: Request) -> Response:
+    try:
+        shown = await view(request)
+    except AflowNotFound as e:
+        shown = Rendered(
+            "not found",
+            [("not found", None)],
+            {"missing": pages.not_found(str(e))},
+            live=False,
+            status_code=404,
+        )
+    body = "".join(
+        f'<div id="{esc(k)}" class="fragment" data-v="{_digest(v)}">{v}</div>'
+        for k, v in shown.fragments.items()
+    )
+    return HTMLResponse(page(shown.title, shown.crumbs, body, shown.live), status_code=shown.status_code)
+
+
+def _stream(view: View, request: Request, poll: float) -> Response:
+    have = dict(p.split(":", 1) for p in request.query_params.get("v", "").split(",") if ":" in p)
+
+    async def events() -> AsyncIterator[str]:
+        quiet = 0.0
+        while True:
+            try:
+                shown = await view(request)
+            except AflowNotFound:
+                yield "event: end\ndata: {}\n\n"
+                return
+            changed = {}
+            for key, html in shown.fragments.items():
+                v = _digest(html)
+                if have.get(key) != v:
+                    changed[key] = {"html": html, "v": v}
+                    have[key] = v
+            if changed:
+                quiet = 0.0
+                yield f"event: fragments\ndata: {json.dumps(changed)}\n\n"
+            elif quiet >= KEEPALIVE_SECONDS:
+                quiet = 0.0
+                yield ": still here\n\n"  # a comment: keeps proxies from closing an idle stream
+            if not shown.live:
+                yield "event: end\ndata: {}\n\n"
+                return
+            await anyio.sleep(poll)
+            quiet += poll
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    try:
+        return int(request.query_params.get(name, default))
+    except ValueError:
+        return default
+
+
+# -- the three views ------------------------------------------------------------------------------
+
+
+async def _runs_view(state: UIState, request: Request) -> Rendered:
+    flow = request.query_params.get("flow") or None
+    found = await state.runs.page(flow, _int(request, "page", 1), RUNS_PER_PAGE)
+    crumbs: list[tuple[str, str | None]] = [("runs", url("") if flow else None)]
+    if flow:
+        crumbs.append((flow, None))
+    return Rendered(
+        f"{flow} runs" if flow else "runs",
+        crumbs,
+        pages.runs_fragments(found, flow, RUNS_PER_PAGE, time.time()),
+        live=True,  # a new run may start at any time
+    )
+
+
+async def _run_view(state: UIState, request: Request) -> Rendered:
+    flow, run_id = request.path_params["flow"], request.path_params["run_id"]
+    snap = await state.readers.get(flow, run_id).snapshot()
+    progress = step_progress(snap)
+    chosen = pages.TaskFilter(
+        step=request.query_params.get("step") or None,
+        failed=bool(request.query_params.get("failed")),
+        page=_int(request, "page", 1),
+    )
+    return Rendered(
+        f"{flow} {run_id}",
+        [("runs", url("")), (flow, url("", flow=flow)), (run_id, None)],
+        pages.run_fragments(snap, progress, chosen, time.time()),
+        live=snap.live or snap.status == "dead",
+    )
+
+
+async def _task_view(state: UIState, request: Request) -> Rendered:
+    p = request.path_params
+    flow, run_id, step, task_id = p["flow"], p["run_id"], p["step"], p["task_id"]
+    view = await read_task(state.store, flow, run_id, step, task_id)
+    wanted = request.query_params.get("attempt")
+    attempt = pages.chosen_attempt(view, int(wanted) if wanted and wanted.isdigit() else None)
+    previews: dict[str, Preview | str] = {}
+    if attempt is not None and attempt.record is not None:
+        load = request.query_params.get("load")
+        refs = attempt.record.artifacts
+        results = await gather(
+            [
+                lambda n=n: _preview(state, AsyncDataArtifact(view.task, n, refs[n]), n == load)
+                for n in refs
+            ],
+            limit=4,
+        )
+        previews = dict(zip(refs, results, strict=True))
+    return Rendered(
+        f"{step}/{task_id} · {flow} {run_id}",
+        [
+            ("runs", url("")),
+            (flow, url("", flow=flow)),
+            (run_id, url("run", flow, run_id)),
+            (step, url("run", flow, run_id, step=step)),
+            (task_id, None),
+        ],
+        pages.task_fragments(view, attempt, previews, time.time()),
+        live=not pages.task_is_final(view),
+    )
+
+
+async def _preview(state: UIState, artifact: AsyncDataArtifact, asked: bool) -> Preview | str:
+    """The artifact's preview, made once per content hash (equal values share one)."""
+    key = artifact.sha
+    kept = state.previews.get(key)
+    if kept is not None:
+        return kept
+    if artifact.size > PREVIEW_LIMIT and not asked:
+        asks = f'<a href="?load={esc(artifact.name)}">load a preview</a>'
+        return f"not loaded ({size(artifact.size)}): {asks}"
+    try:
+        value = await artifact.data()
+        made: Preview | str = await anyio.to_thread.run_sync(describe, value)
+    except Exception as e:
+        # Typically a class from the flow's own module, which this process cannot import.
+        made = f"cannot be loaded here: {esc(type(e).__name__)}: {esc(e)}"
+    state.previews[key] = made
+    while len(state.previews) > 2048:
+        state.previews.popitem(last=False)
+    return made
+
+
+async def _raw_log(state: UIState, request: Request) -> Response:
+    p = request.path_params
+    try:
+        view = await read_task(state.store, p["flow"], p["run_id"], p["step"], p["task_id"])
+    except AflowNotFound as e:
+        return PlainTextResponse(str(e), status_code=404)
+    wanted = request.query_params.get("attempt")
+    attempt = pages.chosen_attempt(view, int(wanted) if wanted and wanted.isdigit() else None)
+    stream = request.query_params.get("stream")
+    lines = [ln for ln in (attempt.log if attempt else []) if stream in (None, ln.stream)]
+    return PlainTextResponse("".join(f"{ln.stamp} {ln.stream} {ln.text}\n" for ln in lines))

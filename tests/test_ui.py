@@ -1,0 +1,425 @@
+"""`aflow ui` in a real browser: headless Chromium (Debian's `chromium`, driven by Playwright) opens the
+UI that `aflow ui` serves on a free loopback port, over runs these tests made.
+
+It checks the runs list, the DAG picture, a task's logs and an artifact preview, a failed run's
+traceback, a 1,000-way foreach run page, a run started while the pages are open appearing and
+progressing without a reload, that 10,000 runs open in under a second, and that browsing changes
+nothing in the store. Screenshots of the pages are kept in tests/ui_screenshots/ (ignored by git;
+AFLOW_UI_SCREENSHOTS names another folder) and the folder is printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+UI_FLOWS = Path(__file__).resolve().parent / "ui_flows"
+SCREENSHOTS = Path(os.environ.get("AFLOW_UI_SCREENSHOTS") or Path(__file__).parent / "ui_screenshots")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+sys.path.insert(0, str(UI_FLOWS))
+
+
+def _chromium() -> str:
+    found = os.environ.get("AFLOW_TEST_CHROMIUM") or "/usr/bin/chromium"
+    if not os.path.exists(found):
+        message = f"no Chromium at {found}: scripts/test.sh installs Debian's chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+
+class Runs:
+    def __init__(self, root: Path, ok: str, failed: str, wide: str) -> None:
+        self.root, self.ok, self.failed, self.wide = root, ok, failed, wide
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+    """A store with a successful and a failed UIDemoFlow run and a 1,000-way UIWideFlow run."""
+    import anyio
+    from ui_demo import UIDemoFlow
+    from ui_wide import UIWideFlow
+
+    import aflow
+
+    root = tmp_path_factory.mktemp("ui") / "store"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AFLOW_DATASTORE_ROOT", str(root))
+
+        async def make() -> tuple[str, str, str]:
+            wide = await aflow.run_flow(UIWideFlow, max_workers=8)
+            ok = await aflow.run_flow(UIDemoFlow)
+            failed = await aflow.run_flow(UIDemoFlow, params={"fail": True})
+            return ok.id, failed.id, wide.id
+
+        ok, failed, wide = anyio.run(make)
+        yield Runs(root, ok, failed, wide)
+
+
+class Server:
+    def __init__(self, url: str, proc: subprocess.Popen[bytes]) -> None:
+        self.url, self.proc = url.rstrip("/"), proc
+
+    def get(self, path: str) -> tuple[int, str]:
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            return r.status, r.read().decode()
+
+
+@contextlib.contextmanager
+def _serve(root: Path, log: Path) -> Iterator[Server]:
+    """`aflow ui --port 0` over `root`; the URL is read from the line it prints."""
+    env = {**os.environ, "AFLOW_DATASTORE_ROOT": str(root)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aflow", "ui", "--port", "0", "--poll", "0.25"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not (found := re.search(r"http://127\.0\.0\.1:\d+/", log.read_text())):
+            assert proc.poll() is None, f"aflow ui exited: {log.read_text()}"
+            assert time.monotonic() < deadline, f"aflow ui printed no URL: {log.read_text()}"
+            time.sleep(0.05)
+        yield Server(found.group(0), proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode in (0, -15), log.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(runs: Runs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with _serve(runs.root, tmp_path_factory.mktemp("ui_log") / "ui.log") as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = _chromium()
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    yield opened
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / ".gitignore").write_text("*\n")  # test output, never committed
+    print(f"\nUI screenshots: {SCREENSHOTS}")
+    return SCREENSHOTS
+
+
+def _shot(page: Any, shots: Path, name: str) -> None:
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+# -- the pages ------------------------------------------------------------------------------------
+
+
+def test_runs_list_shows_every_run_newest_first(
+    page: Any, server: Server, runs: Runs, shots: Path
+) -> None:
+    page.goto(server.url + "/")
+    rows = page.locator("#runs tbody tr")
+    ids = [rows.nth(i).get_attribute("data-run") for i in range(rows.count())]
+    assert [i for i in ids if not i.startswith("UILiveFlow/")] == [
+        f"UIDemoFlow/{runs.failed}",
+        f"UIDemoFlow/{runs.ok}",
+        f"UIWideFlow/{runs.wide}",
+    ]
+    failed = page.locator(f'tr[data-run="UIDemoFlow/{runs.failed}"]')
+    assert failed.locator(".badge").inner_text() == "failed"
+    assert "1,003" in page.locator(f'tr[data-run="UIWideFlow/{runs.wide}"]').inner_text()
+    assert page.locator(".chip", has_text="UIDemoFlow").inner_text().endswith("2")
+    _shot(page, shots, "runs")
+    page.locator(".chip", has_text="UIWideFlow").click()
+    page.wait_for_url(re.compile(r"flow=UIWideFlow"))
+    assert page.locator("#runs tbody tr").count() == 1
+
+
+def test_run_page_draws_the_dag_timeline_and_tasks(
+    page: Any, server: Server, runs: Runs, shots: Path
+) -> None:
+    page.goto(f"{server.url}/run/UIDemoFlow/{runs.ok}")
+    nodes = page.locator("svg.dag a.node")
+    assert sorted(nodes.nth(i).get_attribute("data-step") for i in range(nodes.count())) == sorted(
+        ["start", "prepare", "audit", "work", "gather", "merge", "end"]
+    )
+    assert all("done" in nodes.nth(i).get_attribute("class") for i in range(nodes.count()))
+    work = page.locator('svg.dag a.node[data-step="work"]')
+    assert "4/4 tasks" in work.inner_html()
+    assert work.locator("rect.card").count() == 2  # drawn as a stack: one task per item
+    assert page.locator("svg.dag text.edge-label").text_content().startswith("\N{MULTIPLICATION SIGN}4")
+    assert page.locator("svg.dag path.edge.join").count() == 3  # gather, and merge's two inputs
+    assert page.locator("svg.gantt rect.task").count() == 10
+    table = page.locator("#run-tasks table.tasks tbody tr")
+    assert table.count() == 10
+    first_work = page.locator("#run-tasks tr", has_text="work").first
+    cells = [c.strip() for c in first_work.locator("td").all_inner_texts()]
+    assert cells[1:5] == ["work", "0", "done", "1"] and cells[7] == "local"
+    _shot(page, shots, "run")
+    work.click()  # a box filters the task table to its step
+    page.wait_for_url(re.compile(r"step=work"))
+    assert page.locator("#run-tasks table.tasks tbody tr").count() == 4
+
+
+def test_task_page_shows_logs_and_artifact_previews(
+    page: Any, server: Server, runs: Runs, shots: Path
+) -> None:
+    page.goto(f"{server.url}/run/UIDemoFlow/{runs.ok}?step=work")
+    index_1 = page.locator("#run-tasks tbody tr").filter(
+        has=page.locator("td:nth-child(3)", has_text=re.compile(r"^1$"))
+    )
+    index_1.locator("a").first.click()
+    page.wait_for_url(re.compile(r"/task/UIDemoFlow/.*/work/"))
+    log = page.locator(".log")
+    assert "squaring item 1" in log.locator(".ln.out").inner_text()
+    assert "note: item 1 is fine" in log.locator(".ln.err").inner_text()
+    page.locator('button[data-show="err"]').click()
+    assert not log.locator(".ln.out").is_visible() and log.locator(".ln.err").is_visible()
+    page.locator('button[data-show="all"]').click()
+    assert page.locator('tr[data-artifact="square"]').inner_text().split("\t")[-1].strip() == "1"
+
+    page.goto(f"{server.url}/task/UIDemoFlow/{runs.ok}/start/1")
+    matrix = page.locator('tr[data-artifact="matrix"]')
+    assert "numpy.ndarray" in matrix.inner_text()
+    assert "shape (3, 4)  dtype float32" in matrix.locator("pre.preview").inner_text()
+    config = page.locator('tr[data-artifact="config"]')
+    assert "dict" in config.inner_text() and "'name': 'demo'" in config.inner_text()
+    assert "prepared 4 items" in page.locator(".log").inner_text()
+    if importlib.util.find_spec("pandas"):
+        frame = page.locator('tr[data-artifact="frame"] pre.preview').inner_text()
+        assert frame.startswith("4 rows \N{MULTIPLICATION SIGN} 2 columns") and "n3" in frame
+    _shot(page, shots, "task")
+
+
+def test_failed_run_shows_its_traceback(page: Any, server: Server, runs: Runs, shots: Path) -> None:
+    page.goto(f"{server.url}/run/UIDemoFlow/{runs.failed}")
+    error = page.locator("#run-error")
+    assert "ValueError: item 2 is bad" in error.inner_text()
+    assert 'ui_demo.py", line' in error.locator("pre.trace").inner_text()
+    assert "failed" in page.locator('svg.dag a.node[data-step="work"]').get_attribute("class")
+    assert "not-run" in page.locator('svg.dag a.node[data-step="gather"]').get_attribute("class")
+    assert page.locator("svg.gantt rect.task.failed").count() == 1
+    _shot(page, shots, "run_failed")
+    error.locator("h2 a").click()  # to the task that failed
+    page.wait_for_url(re.compile(r"/work/"))
+    assert page.locator("h1 .badge").inner_text() == "failed"
+    assert "ValueError: item 2 is bad" in page.locator("#task-error").inner_text()
+    assert page.locator('nav[aria-label="attempts"] a').count() == 2  # @retry(times=1)
+    _shot(page, shots, "task_failed")
+
+
+def test_a_1000_way_foreach_run_page_stays_usable(
+    page: Any, server: Server, runs: Runs, shots: Path
+) -> None:
+    began = time.monotonic()
+    page.goto(f"{server.url}/run/UIWideFlow/{runs.wide}")
+    opened = time.monotonic() - began
+    assert opened < 5, f"the 1,000-task run page took {opened:.1f}s to open"
+    work = page.locator('svg.dag a.node[data-step="work"]')
+    assert "1,000/1,000 tasks" in work.inner_html()
+    assert "\N{MULTIPLICATION SIGN}1,000" in page.locator("svg.dag text.edge-label").text_content()
+    assert page.locator("svg.gantt rect.task").count() == 1003
+    assert page.locator("#run-tasks table.tasks tbody tr").count() == 50  # a page at a time
+    assert "of 1,003" in page.locator("#run-tasks").inner_text()
+    _shot(page, shots, "run_wide")
+    page.locator("#run-tasks .pager a", has_text="next").click()
+    page.wait_for_url(re.compile(r"page=2"))
+    assert "tasks 51\N{EN DASH}100 of 1,003" in page.locator("#run-tasks").inner_text()
+    assert page.locator("#run-tasks table.tasks tbody tr").count() == 50
+
+
+# -- live -----------------------------------------------------------------------------------------
+
+
+def test_a_run_started_while_pages_are_open_appears_and_progresses(
+    browser: Any, server: Server, runs: Runs, shots: Path, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    context.set_default_timeout(30_000)
+    listing = context.new_page()
+    listing.goto(server.url + "/")
+    listing.evaluate("window.keptAlive = 'same page'")  # gone if the page reloads
+    id_file = tmp_path / "run_id"
+    env = {**os.environ, "AFLOW_DATASTORE_ROOT": str(runs.root)}
+    live_args = ["--nap", "1.2", "-q", "--run-id-file", str(id_file)]
+    flow = subprocess.Popen(
+        [sys.executable, "-m", "aflow", "run", str(UI_FLOWS / "ui_live.py"), *live_args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        row = listing.locator('#runs tr[data-run^="UILiveFlow/"]')
+        row.locator(".badge.running").wait_for()
+        while not id_file.exists():
+            time.sleep(0.05)
+        run_id = id_file.read_text()
+        assert row.get_attribute("data-run") == f"UILiveFlow/{run_id}"
+
+        run_page = context.new_page()
+        run_page.goto(f"{server.url}/run/UILiveFlow/{run_id}")
+        run_page.evaluate("window.keptAlive = 'same page'")
+        assert run_page.locator("h1 .badge").inner_text() == "running"
+        node = 'svg.dag a.node[data-step="{}"]'
+        run_page.locator(node.format("work") + ".running").wait_for()
+        assert "done" in run_page.locator(node.format("start")).get_attribute("class")
+        _shot(run_page, shots, "run_live")
+        run_page.locator(node.format("work") + ".done").wait_for()
+        assert "3/3 tasks" in run_page.locator(node.format("work")).inner_html()
+        run_page.locator("h1 .badge.done").wait_for()
+        run_page.locator("#live-state.done").wait_for()  # the stream said the run ended
+        assert run_page.locator("svg.gantt rect.task").count() == 6
+        row.locator(".badge.done").wait_for()
+        assert listing.evaluate("window.keptAlive") == "same page"
+        assert run_page.evaluate("window.keptAlive") == "same page"
+        _shot(run_page, shots, "run_live_done")
+    finally:
+        flow.wait(60)
+        context.close()
+    assert flow.returncode == 0, flow.stderr.read().decode() if flow.stderr else ""
+
+
+# -- scale and safety -----------------------------------------------------------------------------
+
+
+def test_ten_thousand_runs_open_in_under_a_second(
+    tmp_path: Path, browser: Any, page: Any, shots: Path
+) -> None:
+    from aflow.stores.local import LocalFiles
+    from aflow.stores.records import RunRecord, run_record_key
+
+    root = tmp_path / "store"
+    files = LocalFiles(root)
+    base = 1_700_000_000_000_000
+    for i in range(10_000):
+        status = "failed" if i % 97 == 0 else "done"
+        record = RunRecord(
+            "ManyFlow", str(base + i), status=status, started_at=1.7e9 + i, finished_at=1.7e9 + i + 3,
+            user="ci", tags=["bulk"], tasks_done=12, tasks_failed=int(status == "failed"),
+        )  # fmt: skip
+        files.put(run_record_key("ManyFlow", record.run_id), [record.pack()])
+    with _serve(root, tmp_path / "ui.log") as served:
+        began = time.monotonic()
+        status, body = served.get("/")
+        took = time.monotonic() - began
+        assert status == 200 and took < 1.0, f"the runs page took {took:.2f}s"
+        assert "runs 1\N{EN DASH}50 of 10,000" in body and str(base + 9_999) in body
+        began = time.monotonic()
+        page.goto(served.url + "/?page=200")
+        took = time.monotonic() - began
+        assert took < 1.0, f"the last page took {took:.2f}s in the browser"
+        assert page.locator("#runs tbody tr").count() == 50
+        assert page.locator("#runs tbody tr").last.get_attribute("data-run") == f"ManyFlow/{base}"
+        _shot(page, shots, "runs_10000")
+
+
+def test_browsing_never_writes_to_the_store(server: Server, runs: Runs) -> None:
+    def tree() -> dict[str, tuple[int, int]]:
+        return {
+            str(p): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in runs.root.rglob("*")
+            if p.is_file() and "UILiveFlow" not in p.parts  # another test's run may still be writing
+        }
+
+    before = tree()
+    for path in (
+        "/",
+        f"/run/UIDemoFlow/{runs.failed}",
+        f"/run/UIDemoFlow/{runs.failed}?step=work&failed=1",
+        f"/task/UIDemoFlow/{runs.failed}/work/6",
+        f"/task/UIDemoFlow/{runs.ok}/start/1?load=matrix",
+        f"/raw/UIDemoFlow/{runs.ok}/start/1",
+    ):
+        status, _ = server.get(path)
+        assert status == 200, path
+    assert tree() == before
+
+
+def test_unknown_runs_and_tasks_are_a_404_page(server: Server, runs: Runs) -> None:
+    for path in ("/run/UIDemoFlow/123", "/run/NoSuchFlow/1", f"/task/UIDemoFlow/{runs.ok}/nope/1"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            server.get(path)
+        assert e.value.code == 404
+        assert "Not found" in e.value.read().decode()
+
+
+def test_a_live_tasks_saved_output_tails_without_a_reload(
+    tmp_path: Path, page: Any, shots: Path
+) -> None:
+    """The store as a live run leaves it: a task's log growing before its record lands. The task
+    page shows each line as the log grows, then the task's end, on the same page."""
+    from aflow.stores.local import LocalFiles
+    from aflow.stores.records import RunRecord, TaskRecord, run_record_key, task_log_key
+
+    root = tmp_path / "store"
+    files = LocalFiles(root)
+    run_id, now = "1800000000000000", time.time()
+    graph = {"steps": {"start": {"type": "start", "next": ["end"]}, "end": {"type": "end", "next": []}}}
+    run = RunRecord("TailFlow", run_id, graph=graph, started_at=now, heartbeat_at=now, user="ci")
+    files.put(run_record_key("TailFlow", run_id), [run.pack()])
+    log_key = task_log_key("TailFlow", run_id, "start", "1", 0)
+    lines: list[str] = []
+
+    def say(text: str, stream: str = "stdout") -> None:
+        lines.append(f"2030-01-01T00:00:0{len(lines)}.000000Z {stream} {text}\n")
+        files.put(log_key, ["".join(lines).encode()])
+
+    say("loading the data")
+    with _serve(root, tmp_path / "ui.log") as served:
+        page.goto(f"{served.url}/task/TailFlow/{run_id}/start/1")
+        page.evaluate("window.keptAlive = 'same page'")
+        assert page.locator("h1 .badge").inner_text() == "running"
+        assert "loading the data" in page.locator(".log").inner_text()
+        say("epoch 1: loss 0.5")
+        say("warning: slow disk", "stderr")
+        page.locator(".log .ln.err", has_text="slow disk").wait_for()
+        assert "epoch 1: loss 0.5" in page.locator(".log").inner_text()
+        _shot(page, shots, "task_live")
+        record = TaskRecord("TailFlow", run_id, "start", "1", started_at=now, finished_at=now + 2)
+        files.put(f"TailFlow/{run_id}/start/1/0.mpk", [record.pack()])
+        page.locator("h1 .badge.done").wait_for()
+        page.locator("#live-state.done").wait_for()
+        assert page.evaluate("window.keptAlive") == "same page"

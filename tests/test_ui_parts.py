@@ -1,0 +1,155 @@
+"""The parts of `aflow ui` that need no browser: step states and counts, the DAG's layout, artifact
+previews, the read-only store, and the command's refusal to serve beyond loopback unasked."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from aflow.stores.records import RunRecord, TaskRecord
+from aflow.ui import dag
+from aflow.ui.preview import describe
+from aflow.ui.progress import step_progress
+from aflow.ui.reader import ReadOnlyStore, RunSnapshot, TaskState
+
+pytest.importorskip("starlette")
+
+# start -> (foreach) work -> join -> end, plus a static branch around it: the shape of ui_demo.py.
+GRAPH: dict[str, Any] = {
+    "steps": {
+        "start": {"type": "split", "next": ["prepare", "audit"], "split_parents": []},
+        "prepare": {"type": "foreach", "next": ["work"], "foreach": "items", "split_parents": ["start"]},
+        "work": {
+            "type": "linear",
+            "next": ["gather"],
+            "split_parents": ["start", "prepare"],
+            "decorators": {"retry": {"times": 1}},
+        },
+        "gather": {"type": "join", "next": ["merge"], "split_parents": ["start"]},
+        "audit": {"type": "linear", "next": ["merge"], "split_parents": ["start"]},
+        "merge": {"type": "join", "next": ["end"], "split_parents": []},
+        "end": {"type": "end", "next": [], "split_parents": []},
+    }
+}
+
+
+def _task(
+    step: str, task_id: int, ok: bool = True, splits: int | None = None, final: bool = True
+) -> TaskState:
+    record = TaskRecord(
+        "F", "1", step, str(task_id), status="done" if ok else "failed", num_splits=splits
+    )
+    return TaskState(step, str(task_id), 1, record, final)
+
+
+def _snapshot(status: str, tasks: list[TaskState]) -> RunSnapshot:
+    record = RunRecord("F", "1", status=status, graph=GRAPH, heartbeat_at=9e12)
+    steps: dict[str, list[TaskState]] = {s: [] for s in GRAPH["steps"]}
+    for t in tasks:
+        steps[t.step].append(t)
+    return RunSnapshot("F", "1", record, record.liveness(0), steps)
+
+
+def test_step_counts_come_from_the_graph_and_foreach_widths() -> None:
+    tasks = [_task("start", 1), _task("prepare", 2, splits=5), _task("audit", 3)]
+    tasks += [_task("work", 4 + i) for i in range(3)]
+    got = step_progress(_snapshot("running", tasks))
+    assert {n: (p.state, p.done, p.expected) for n, p in got.items()} == {
+        "start": ("done", 1, 1),
+        "prepare": ("done", 1, 1),
+        "audit": ("done", 1, 1),
+        "work": ("running", 3, 5),  # the foreach's width, before the other two end
+        "gather": ("pending", 0, 1),  # one per split task
+        "merge": ("pending", 0, 1),
+        "end": ("pending", 0, 1),
+    }
+
+
+def test_a_failed_run_marks_the_failed_step_and_what_never_ran() -> None:
+    tasks = [_task("start", 1), _task("prepare", 2, splits=2), _task("audit", 3)]
+    tasks += [_task("work", 4), _task("work", 5, ok=False)]
+    got = step_progress(_snapshot("failed", tasks))
+    assert (got["work"].state, got["work"].done, got["work"].failed) == ("failed", 1, 1)
+    assert got["gather"].state == "not-run" and got["end"].state == "not-run"
+    retrying = [
+        _task("start", 1),
+        _task("prepare", 2, splits=2),
+        _task("work", 4, ok=False, final=False),
+    ]
+    assert step_progress(_snapshot("running", retrying))["work"].retrying == 1
+
+
+def test_dag_columns_follow_the_longest_path_and_keep_branches_apart() -> None:
+    cols = dag.columns(GRAPH["steps"])
+    assert cols == [["start"], ["audit", "prepare"], ["work"], ["gather"], ["merge"], ["end"]]
+    svg = dag.draw(GRAPH["steps"], step_progress(_snapshot("running", [])), "/s/{step}")
+    assert svg.count('class="node') == 7 and 'href="/s/work"' in svg
+    assert svg.count('class="card"') == 2  # only `work` runs once per item: a stack of cards
+    assert svg.count("edge foreach") == 1 and svg.count("edge join") == 3
+
+
+def test_previews_say_type_shape_and_a_clipped_repr() -> None:
+    array = describe(np.zeros((1000, 3), dtype=np.int16))
+    assert array.type == "numpy.ndarray" and array.text.startswith("shape (1000, 3)  dtype int16")
+    assert array.text.count("\n") < 12  # clipped, not a thousand lines
+    big = describe(list(range(1_000_000)))
+    assert big.type == "list" and big.text.endswith("...]") and len(big.text) < 100
+
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    assert "Broken" in describe(Broken()).text  # a failing repr is no failing page
+
+
+def test_pandas_previews_show_the_head() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = describe(pd.DataFrame({"a": range(100), "b": ["x"] * 100}))
+    assert frame.type.endswith("DataFrame")
+    assert (
+        frame.text.startswith("100 rows \N{MULTIPLICATION SIGN} 2 columns")
+        and frame.text.count("\n") == 6
+    )
+
+
+def test_the_store_the_ui_reads_refuses_writes(tmp_path: Any) -> None:
+    from aflow.stores.local import LocalStore
+
+    store = ReadOnlyStore(LocalStore(tmp_path))
+
+    async def attempt() -> None:
+        await store.put("F/1/run.mpk", [b"x"])
+
+    with pytest.raises(PermissionError, match="read-only"):
+        anyio.run(attempt)
+    assert not (tmp_path / "F").exists()
+
+
+def test_serving_beyond_loopback_needs_a_flag_and_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aflow.cli import ui as ui_cli
+    from aflow.cli.app import app
+
+    refused = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0"])
+    assert refused.exit_code == 1 and "--allow-remote" in refused.output
+
+    def no_bind(host: str, port: int) -> None:
+        raise ui_cli.UIError("not binding in a test")
+
+    monkeypatch.setattr(ui_cli, "_bind", no_bind)
+    warned = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0", "--allow-remote"])
+    assert "warning: serving on 0.0.0.0" in warned.output and "not binding" in warned.output
+    assert ui_cli._is_loopback("127.0.0.1") and ui_cli._is_loopback("::1")
+    assert ui_cli._is_loopback("localhost") and not ui_cli._is_loopback("10.1.2.3")
+
+
+def test_the_command_says_which_extra_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aflow.cli.app import app
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the `ui` extra were not installed
+    result = CliRunner().invoke(app, ["ui"])
+    assert result.exit_code == 1 and "pip install 'aflow[ui]'" in result.output
