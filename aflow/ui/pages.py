@@ -269,7 +269,7 @@ def _filter_chip(text: str, n: int, href: str, on: bool, state: str = "") -> str
 def _task_row(snap: RunSnapshot, t: TaskState) -> str:
     rec = t.record
     href = url("task", snap.flow, snap.run_id, t.step, t.task_id)
-    index = "" if t.index is None else str(t.index)
+    index = t.index
     started = clock(rec.started_at) if rec else "-"
     took = esc(span(rec.finished_at - rec.started_at)) if rec else "-"
     backend = esc(rec.backend) if rec else "-"

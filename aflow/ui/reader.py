@@ -147,9 +147,10 @@ class TaskState:
         return "failed" if self.final else "retrying"
 
     @property
-    def index(self) -> int | None:
+    def index(self) -> str:
+        """The task's foreach indices, outermost first (`2.1` in a nested foreach); '' outside one."""
         stack = self.record.foreach_stack if self.record else []
-        return int(stack[-1][1]) if stack else None
+        return ".".join(str(int(frame[1])) for frame in stack)
 
 
 @dataclass
