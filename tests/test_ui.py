@@ -82,7 +82,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
 
 class Server:
     def __init__(self, url: str, proc: subprocess.Popen[bytes]) -> None:
-        self.url, self.proc = url.rstrip("/"), proc
+        self.printed = url
+        self.url, self.proc = re.sub(r"/\?.*$|/$", "", url), proc
 
     def get(self, path: str) -> tuple[int, str]:
         with urllib.request.urlopen(self.url + path, timeout=10) as r:
@@ -90,19 +91,19 @@ class Server:
 
 
 @contextlib.contextmanager
-def _serve(root: Path, log: Path) -> Iterator[Server]:
+def _serve(root: Path, log: Path, command: tuple[str, ...] = ("-m", "aflow")) -> Iterator[Server]:
     """`aflow ui --port 0` over `root`; the URL is read from the line it prints."""
     env = {**os.environ, "AFLOW_DATASTORE_ROOT": str(root)}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "aflow", "ui", "--port", "0", "--poll", "0.25"],
+            [sys.executable, *command, "ui", "--port", "0", "--poll", "0.25"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
         )
     try:
         deadline = time.monotonic() + 30
-        while not (found := re.search(r"http://127\.0\.0\.1:\d+/", log.read_text())):
+        while not (found := re.search(r"http://127\.0\.0\.1:\d+/\S*", log.read_text())):
             assert proc.poll() is None, f"aflow ui exited: {log.read_text()}"
             assert time.monotonic() < deadline, f"aflow ui printed no URL: {log.read_text()}"
             time.sleep(0.05)
@@ -423,3 +424,10 @@ def test_a_live_tasks_saved_output_tails_without_a_reload(
         page.locator("h1 .badge.done").wait_for()
         page.locator("#live-state.done").wait_for()
         assert page.evaluate("window.keptAlive") == "same page"
+
+
+def test_python_flow_py_ui_opens_on_that_flows_runs(runs: Runs, tmp_path: Path) -> None:
+    with _serve(runs.root, tmp_path / "ui.log", (str(UI_FLOWS / "ui_wide.py"),)) as served:
+        assert served.printed.endswith("/?flow=UIWideFlow")
+        status, body = served.get("/?flow=UIWideFlow")
+        assert status == 200 and f"UIWideFlow/{runs.wide}" in body and "UIDemoFlow/" not in body

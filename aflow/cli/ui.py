@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from aflow.cli.app import _guarded, app
+from aflow.cli.inspect import _flow_of
 from aflow.cli.options import Datastore, DatastoreRoot
 from aflow.exception import AflowException
 from aflow.ui import DEFAULT_HOST, DEFAULT_PORT
@@ -30,6 +31,10 @@ class UIError(AflowException):
     help=f"Serve a live web view of the runs in the store, at http://{DEFAULT_HOST}:{DEFAULT_PORT}."
 )
 def ui(
+    target: Annotated[
+        str | None,
+        typer.Argument(metavar="[FLOW]", help="Open on this flow's runs: its file or its name."),
+    ] = None,
     port: Annotated[int, typer.Option(help="The port (0: any free one).")] = DEFAULT_PORT,
     host: Annotated[
         str, typer.Option(help="The address to bind; anything but loopback needs --allow-remote.")
@@ -67,10 +72,13 @@ def ui(
                 "data, logs and artifacts (aflow ui has no login)",
                 err=True,
             )
+        # `python flow.py ui` names its flow: the printed address opens on that flow's runs.
+        start = f"?flow={_flow_of(target)[0]}" if target else ""
         store = open_store(datastore, datastore_root)
         sock = _bind(host, port)
         shown = f"[{host}]" if ":" in host else host
-        typer.echo(f"aflow ui: {store.url} at http://{shown}:{sock.getsockname()[1]}/ (Ctrl-C stops)")
+        where = f"http://{shown}:{sock.getsockname()[1]}/{start}"
+        typer.echo(f"aflow ui: {store.url} at {where} (Ctrl-C stops)")
         sys.stdout.flush()
         config = uvicorn.Config(
             create_app(store, poll=poll),
