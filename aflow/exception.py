@@ -156,3 +156,7 @@ def first_error(error: BaseException) -> BaseException:
         if not isinstance(leaf, asyncio.CancelledError):
             return leaf
     return leaves[0] if leaves else error
+
+
+class TimeoutException(AflowException):
+    """A step ran longer than its @timeout (raised inside a remote task, which times itself)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -156,8 +157,6 @@ def test_stuck_in_runnable_is_reported(on_batch, monkeypatch, capfd):
         time.sleep(4)
         on_batch.release()
 
-    import threading
-
     threading.Thread(target=release_later, daemon=True).start()
     result = run("remote_list")
     assert result.successful
@@ -224,3 +223,14 @@ def test_pypi_environment_is_recreated_in_the_container_from_its_lock(on_batch, 
     record = anyio.run(task._core.record_or_none)
     assert record.image == "example.org/team/base:3" and record.env_key
     assert "made environment" in task.stdout
+
+
+def test_timeout_counts_from_the_start_of_the_step_not_its_wait_in_the_queue(on_batch):
+    on_batch.hold_runnable()
+    threading.Timer(5, on_batch.release).start()  # 5 s in RUNNABLE, more than the 3 s @timeout
+    assert run("remote_timeout").successful
+
+    started = time.monotonic()
+    result = run("remote_timeout", sleep=60)
+    assert not result.successful and time.monotonic() - started < 40
+    assert "TimeoutException: the step ran longer than 3 s (@timeout)" in str(result.error)

@@ -174,13 +174,13 @@ def test_resources_and_scheduling_settings_shape_the_job(k8s: Any) -> None:
     }
 
 
-def test_invalid_label_fails_the_step_without_a_job(k8s: Any) -> None:
+def test_invalid_label_is_refused_before_the_run(k8s: Any) -> None:
     from k8s_bad_label import K8sBadLabelFlow
 
-    result, events = run(K8sBadLabelFlow, k8s)
-    assert not result.successful
-    [failed] = [e for _, e in events if isinstance(e, TaskFailed)]
-    assert "step 'remote': @kubernetes label team='not a valid value!'" in failed.message
+    with pytest.raises(aflow.exception.AflowException) as refused:
+        run(K8sBadLabelFlow, k8s)
+    assert "k8s_bad_label.py:" in str(refused.value)  # the step's file:line
+    assert "step 'remote': @kubernetes label team='not a valid value!'" in str(refused.value)
     assert job_posts(k8s) == []
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import aioboto3
 import anyio
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from aflow.backends.base import TaskExit
 from aflow.backends.remote import (
@@ -43,6 +43,8 @@ FINAL = ("SUCCEEDED", "FAILED")
 STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *FINAL)
 THROTTLED = ("TooManyRequestsException", "ThrottlingException", "Throttling", "429")
 DEFAULT_LOG_GROUP = "/aws/batch/job"
+LOST_AFTER_ROUNDS = 30  # polls in a row that reached no Batch endpoint before the run gives up
+DRAIN_SECONDS = 1.0
 
 
 def queue_for(decorators: dict[str, dict[str, Any]]) -> str:
@@ -169,19 +171,21 @@ class BatchBackend(RemoteBackend):
     async def _watch(self) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._tail_logs)
-            interval = self.poll_seconds
+            interval, failed_rounds = self.poll_seconds, 0
             while True:
                 await anyio.sleep(interval)
-                try:
-                    await self._poll()
-                    interval = max(self.poll_seconds, interval * 0.8)
-                except ClientError as e:
-                    if e.response.get("Error", {}).get("Code") not in THROTTLED:
-                        raise
+                outcome = await self._poll()
+                if outcome == "throttled":
                     interval = min(60.0, interval * 2)  # asked to slow down: do
+                    continue
+                interval = max(self.poll_seconds, interval * 0.8)
+                failed_rounds = failed_rounds + 1 if outcome else 0
+                if failed_rounds >= LOST_AFTER_ROUNDS:
+                    raise AflowException(f"lost contact with AWS Batch: {outcome}")
 
-    async def _poll(self) -> None:
-        """One round of DescribeJobs, at most ceil(unfinished tasks / 100) calls.
+    async def _poll(self) -> str | None:
+        """One round of DescribeJobs, at most ceil(unfinished tasks / 100) calls; "throttled", or
+        why a call failed (a network error: the next round tries again), or None.
 
         An array whose parent's status summary has not moved since its children were last
         described costs one id (its parent's); only an array that changed has its unfinished
@@ -197,14 +201,35 @@ class BatchBackend(RemoteBackend):
                 if group.is_array:
                     described.append(group)
         if not ids:
-            return
+            return None
         self.polls += 1
         limiter = anyio.CapacityLimiter(8)
+        outcome: list[str] = []
 
         async def describe(chunk: list[str]) -> None:
             async with limiter:
                 self.describe_calls += 1
-                answer = await self._batch.describe_jobs(jobs=chunk)
+                try:
+                    answer = await self._batch.describe_jobs(jobs=chunk)
+                except ClientError as e:
+                    code = e.response.get("Error", {}).get("Code")
+                    if code not in THROTTLED:
+                        raise AflowException(f"AWS Batch refused DescribeJobs: {e}") from None
+                    outcome.append("throttled")
+                    return
+                except (BotoCoreError, OSError) as e:
+                    outcome.append(f"{type(e).__name__}: {e}")
+                    return
+            answered = {job["jobId"] for job in answer.get("jobs", [])}
+            for job_id in chunk:
+                target = ids[job_id]
+                if job_id in answered or not isinstance(target, RemoteTask):
+                    continue
+                # Batch forgets jobs some days after they end: a job never seen again is lost.
+                target.extra["missing"] = target.extra.get("missing", 0) + 1
+                if target.extra["missing"] >= LOST_AFTER_ROUNDS:
+                    target.extra["final"] = TaskExit(1, f"AWS Batch no longer knows job {job_id}")
+                    self._finish(target)
             for job in answer.get("jobs", []):
                 target = ids.get(job["jobId"])
                 if isinstance(target, JobGroup):
@@ -217,8 +242,11 @@ class BatchBackend(RemoteBackend):
         async with anyio.create_task_group() as tg:
             for chunk in chunks(list(ids), DESCRIBE_LIMIT):
                 tg.start_soon(describe, chunk)
+        if outcome:
+            return "throttled" if "throttled" in outcome else outcome[0]
         for group in described:
             group.extra.update(dirty=False, summary=_summary(group))
+        return None
 
     async def _update(self, task: RemoteTask, job: dict[str, Any]) -> None:
         status = job["status"]
@@ -249,10 +277,13 @@ class BatchBackend(RemoteBackend):
         async def tail(task: RemoteTask) -> None:
             async with limiter:
                 final = "final" in task.extra
-                while True:
-                    if not await self._read_stream(task) or not final:
-                        break
+                while await self._read_stream(task) and final:
+                    pass
                 if final:
+                    # CloudWatch takes a moment to show the last lines a container wrote.
+                    await anyio.sleep(DRAIN_SECONDS)
+                    while await self._read_stream(task):
+                        pass
                     self._finish(task)
 
         while True:
@@ -263,6 +294,8 @@ class BatchBackend(RemoteBackend):
 
     async def _read_stream(self, task: RemoteTask) -> int:
         """Send the stream's next lines to the task's log; how many there were."""
+        if task.extra.get("logs_denied"):
+            return 0
         args: dict[str, Any] = {
             "logGroupName": self.log_group,
             "logStreamName": task.extra["stream"],
@@ -273,9 +306,13 @@ class BatchBackend(RemoteBackend):
         try:
             answer = await self._logs.get_log_events(**args)
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                return 0  # the container has not written yet
-            raise
+            code = e.response.get("Error", {}).get("Code")
+            if code in ("AccessDeniedException", "UnrecognizedClientException"):
+                task.extra["logs_denied"] = True  # say so once; the job itself goes on
+                await task.logs.line("stderr", f"[aflow] cannot read its CloudWatch logs: {e}")
+            return 0  # not written yet, throttled: the next round reads on
+        except (BotoCoreError, OSError):
+            return 0
         task.extra["token"] = answer.get("nextForwardToken")
         events = answer.get("events", [])
         for event in events:

@@ -850,6 +850,14 @@ def _memory_limit(obj: dict[str, Any]) -> str:
     return "none set"
 
 
+def check_step(step: str, decorators: dict[str, dict[str, Any]]) -> None:
+    """What can be known wrong before the run starts (see router.check_remote)."""
+    own = decorators.get("kubernetes", {})
+    _user_labels(step, own.get("labels"))
+    if own.get("tolerations"):
+        _tolerations(step, own["tolerations"])
+
+
 def _user_labels(step: str, labels: Any) -> dict[str, str]:
     """@kubernetes(labels=...), checked as the API would, naming the step."""
     if not labels:

@@ -39,7 +39,9 @@ from aflow.engine.packaging import build_package
 from aflow.stores.artifacts import blob_key
 from aflow.stores.base import REMOTE, ObjectStore
 
-PRESIGN_SECONDS = 7 * 24 * 3600  # as long as S3 allows: a job may wait long in a queue
+# A presigned URL lets whoever can read a job's description fetch the code package: short-lived,
+# and signed afresh for each job (a retry gets a new one).
+PRESIGN_SECONDS = int(os.environ.get("AFLOW_PRESIGN_SECONDS") or 24 * 3600)
 # Environment variables of the launching shell a container gets too (S3-compatible endpoints,
 # transfer tuning), so remote tasks reach the same store the same way.
 FORWARDED_ENV = ("AFLOW_S3_ENDPOINT_URL", "AFLOW_PACKAGE_MAX_FILE_SIZE")
@@ -112,7 +114,6 @@ class RemoteContext:
 class CodeRef:
     key: str
     digest: str
-    url: str | None  # a presigned URL when the store can make one
 
 
 class RemoteBackend:
@@ -137,6 +138,8 @@ class RemoteBackend:
         self._pending: dict[str, list[RemoteTask]] = {}
         self._arrived = anyio.Event()
         self._to_stop: list[RemoteTask] = []
+        self._submitting: set[JobGroup] = set()
+        self._closing = False
         self._stop_wanted = anyio.Event()
         self._code: CodeRef | None = None
         self._code_lock = anyio.Lock()
@@ -183,6 +186,10 @@ class RemoteBackend:
     ) -> None:
         try:
             with anyio.CancelScope(shield=True):
+                self._closing = True  # no new submissions; those on their way complete (shielded)
+                with anyio.move_on_after(120):
+                    while self._submitting:
+                        await anyio.sleep(0.05)
                 # Whatever is still running when the run ends (failed, cancelled) is stopped.
                 running = [t for g in self.active.values() for t in g.tasks if t.exit is None]
                 running += [t for ts in self._pending.values() for t in ts]
@@ -219,6 +226,8 @@ class RemoteBackend:
         if task in pending:
             pending.remove(task)  # never submitted: nothing to stop
             return
+        # A task whose job is being submitted is stopped once the submission has registered it.
+        task.extra["stop"] = True
         self._to_stop.append(task)
         self._stop_wanted.set()
 
@@ -232,24 +241,37 @@ class RemoteBackend:
             count = -1
             while count != (count := sum(map(len, self._pending.values()))):
                 await anyio.sleep(self.gather_seconds)
+            if self._closing:
+                return
             pending, self._pending = self._pending, {}
-            async with anyio.create_task_group() as tg:
-                for step, tasks in pending.items():
-                    for i in range(0, len(tasks), self.max_group):
-                        tg.start_soon(self._submit_group, JobGroup(step, tasks[i : i + self.max_group]))
+            assert self._tg is not None
+            for step, tasks in pending.items():
+                for i in range(0, len(tasks), self.max_group):
+                    group = JobGroup(step, tasks[i : i + self.max_group])
+                    self._submitting.add(group)
+                    self._tg.start_soon(self._submit_group, group)
 
     async def _submit_group(self, group: JobGroup) -> None:
+        # Shielded: a submission cut off half-way could create a job nobody knows to stop.
         try:
-            group.specs_digest = await self._save_specs(group)
-            await self._submit(group)
+            with anyio.CancelScope(shield=True):
+                group.specs_digest = await self._save_specs(group)
+                with anyio.fail_after(300):
+                    await self._submit(group)
         except Exception as e:
             reason = f"could not submit to {self.platform}: {type(e).__name__}: {e}"
             for t in group.tasks:
                 await t.logs.line("stderr", reason)
                 t.finish(TaskExit(1, reason))
             return
+        finally:
+            self._submitting.discard(group)
         assert group.job_id is not None
         self.active[group.job_id] = group
+        stopped = [t for t in group.tasks if t.extra.get("stop") and t.exit is None]
+        if stopped:  # stopped while on their way
+            with anyio.CancelScope(shield=True):
+                await self._terminate(stopped)
         for t in group.tasks:
             if t.state == "QUEUED":  # the watch may have seen its job already
                 t.state, t.state_since = "SUBMITTED", time.monotonic()
@@ -284,6 +306,8 @@ class RemoteBackend:
         """Say when a job waits for capacity past AFLOW_REMOTE_STUCK_SECONDS (a queue without a
         compute environment, a cluster without room): the run looks idle otherwise. Once per job,
         in the log of its first waiting task."""
+        if self.stuck_seconds <= 0:
+            return  # turned off
         while True:
             await anyio.sleep(min(5.0, self.stuck_seconds / 2))
             now = time.monotonic()
@@ -355,8 +379,10 @@ class RemoteBackend:
             url = await self.presigned(environment["lock_key"])
             if url:
                 env["AFLOW_ENV_LOCK_URL"] = url
-        if code.url:
-            env["AFLOW_CODE_URL"] = code.url
+        # Signed afresh for each job: a URL signed with temporary credentials dies with them.
+        url = await self.presigned(code.key)
+        if url:
+            env["AFLOW_CODE_URL"] = url
         if not group.is_array:
             env["AFLOW_TASK_INDEX"] = "0"
         for name, value in os.environ.items():
@@ -413,7 +439,7 @@ async def _upload_code(ctx: RemoteContext) -> CodeRef:
     key = blob_key(ctx.flow_name, package.digest)
     if not await ctx.store.exists(key):
         await ctx.store.put(key, [package.data])
-    return CodeRef(key, package.digest, await presigned(ctx.store, key))
+    return CodeRef(key, package.digest)
 
 
 async def presigned(store: ObjectStore, key: str) -> str | None:

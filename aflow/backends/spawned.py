@@ -10,6 +10,7 @@ import dataclasses
 import os
 import signal
 import sys
+import sysconfig
 from collections.abc import AsyncIterable
 
 import anyio
@@ -17,7 +18,6 @@ import anyio
 from aflow.backends.base import LogSink, TaskExit, TaskSpec
 from aflow.backends.processes import TERM_GRACE, LineSplitter, kill_group, task_exit
 from aflow.engine.environments import aflow_path
-from aflow.engine.packaging import library_roots
 
 
 async def run_spawned(task: TaskSpec, logs: LogSink) -> TaskExit:
@@ -25,8 +25,8 @@ async def run_spawned(task: TaskSpec, logs: LogSink) -> TaskExit:
     if task.environment:  # @pypi/@conda: its own interpreter, with aflow (only) on its path
         python = task.environment["python"]
         env = {**os.environ, "PYTHONPATH": aflow_path(), "PYTHONNOUSERSITE": "1"}
-        libraries = tuple(library_roots())  # the scheduler's packages must not shadow the env's
-        paths = [p for p in task.sys_path if not os.path.realpath(p or ".").startswith(libraries)]
+        # The scheduler's packages must not shadow the environment's.
+        paths = [p for p in task.sys_path if not _library_path(p)]
         task = dataclasses.replace(task, sys_path=paths)
     proc = await anyio.open_process(
         [python, "-m", "aflow.engine.task_runtime"], start_new_session=True, env=env
@@ -50,6 +50,18 @@ async def run_spawned(task: TaskSpec, logs: LogSink) -> TaskExit:
                 await proc.wait()
         raise
     return task_exit(code)
+
+
+def _library_path(entry: str) -> bool:
+    """Whether a sys.path entry is this interpreter's standard library or installed packages (a
+    flow's own folder, even one under /usr, is not)."""
+    real = os.path.realpath(entry or ".")
+    paths = sysconfig.get_paths()
+    roots = {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return (
+        real.endswith(("site-packages", "dist-packages", ".zip"))
+        or any((real + os.sep).startswith(root + os.sep) for root in roots)
+    )
 
 
 async def _pump(chunks: AsyncIterable[bytes], stream: str, logs: LogSink) -> None:

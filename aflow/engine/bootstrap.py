@@ -91,6 +91,13 @@ def environment(env):
     return python
 
 
+def importable(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # "azure.storage.blob" without "azure"
+        return False
+
+
 def main():
     env = dict(os.environ)
     code_dir = os.path.abspath(env.get("AFLOW_CODE_DIR") or "aflow-code")
@@ -99,18 +106,25 @@ def main():
         fail(f"the code package {env['AFLOW_CODE_KEY']} does not match its hash")
     os.makedirs(code_dir, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        tar.extractall(code_dir, filter="data")
-    python = sys.executable
+        try:
+            tar.extractall(code_dir, filter="data")
+        except TypeError:  # Python before 3.11.4 has no filters; the package is our own
+            tar.extractall(code_dir)
+    python, paths = sys.executable, [code_dir]
     if env.get("AFLOW_ENV_KEY"):
         python = environment(env)  # it holds what aflow needs too: its lock has it
     else:
         pairs = [p.split("=", 1) for p in env.get("AFLOW_REQUIREMENTS", "").split(";") if "=" in p]
-        missing = [req for module, req in pairs if importlib.util.find_spec(module) is None]
+        missing = [req for module, req in pairs if not importable(module)]
         if missing:
+            # Into a folder of our own: an image's system Python may refuse pip (PEP 668), and
+            # the container may not run as root.
             print(f"[aflow bootstrap] installing {' '.join(missing)}", file=sys.stderr, flush=True)
-            run([sys.executable, "-m", "pip", "install", "--quiet", *missing], "pip install")
+            target = os.path.join(code_dir, ".aflow-deps")
+            run([sys.executable, "-m", "pip", "install", "-q", "--target", target, *missing], "pip")
+            paths.append(target)
     env["AFLOW_CODE_DIR"] = code_dir
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (code_dir, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (*paths, env.get("PYTHONPATH")) if p)
     argv = [python, "-u", "-m", "aflow.engine.task_runtime", "--remote"]
     os.execve(python, argv, env)
 

@@ -123,7 +123,7 @@ def env_spec(
     packages: dict[str, str] = {}
     for option in ("libraries", "packages"):  # @conda's older name for its packages: libraries
         for name, version in (settings.get(option) or {}).items():
-            packages[str(name)] = str(version)
+            packages[str(name)] = "" if version is None else str(version)
     python = settings.get("python")
     return EnvSpec(kind, tuple(sorted(packages.items())), str(python) if python else None, runtime)
 

@@ -231,6 +231,9 @@ class Scheduler:
         key = (spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
         settings = decorators.get("timeout") if timed else None
         limit = TimeoutDecorator(**settings).seconds_total() if settings else None
+        if compute_of(spec.step, decorators) is not None:
+            limit = None  # a remote task times itself from when it starts (task_runtime), not here
+            # where its wait in the platform's queue would count too
         try:
             with anyio.move_on_after(limit) as deadline:
                 outcome = await self.backend.run(spec, log)

@@ -353,6 +353,24 @@ def _terminated(signum: int, frame: Any) -> None:
     raise TaskTerminated("the task was stopped (SIGTERM): its run was cancelled or failed")
 
 
+def _time_remote_step(spec: TaskSpec) -> None:
+    """@timeout in a container: counted from when the task starts, not from its submission (its
+    wait in the platform's queue is not the step's time). Locally the scheduler stops the task."""
+    settings = spec.decorators.get("timeout")
+    if not settings or spec.fallback is not None or os.environ.get("AFLOW_BACKEND", "local") == "local":
+        return
+    from aflow.decorators import TimeoutDecorator
+    from aflow.exception import TimeoutException
+
+    limit = TimeoutDecorator(**settings).seconds_total()
+
+    def expired(signum: int, frame: Any) -> None:
+        raise TimeoutException(f"the step ran longer than {limit:g} s (@timeout)")
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+
+
 def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec]) -> int:
     """Run one attempt; returns the process exit code (0 when the record says done)."""
     signal.signal(signal.SIGTERM, _terminated)
@@ -395,7 +413,11 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         if spec.fallback is not None:
             task.run_fallback(flow)
         else:
-            task.run_step(flow)
+            _time_remote_step(spec)
+            try:
+                task.run_step(flow)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)  # committing the outputs is not timed
         split = task.split(flow)
         record.artifacts = task.outputs(flow)
         record.next_steps = list(node.out_funcs)
