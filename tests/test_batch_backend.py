@@ -222,6 +222,8 @@ def test_pypi_environment_is_recreated_in_the_container_from_its_lock(on_batch, 
     assert task.data.python.startswith(str(tmp_path / "container-envs"))
     record = anyio.run(task._core.record_or_none)
     assert record.image == "example.org/team/base:3" and record.env_key
+    # Resolved for the container's platform, not made here: no local venv for a remote step.
+    assert not (tmp_path / "local-envs" / record.env_key / "bin").exists()
     assert "made environment" in task.stdout
 
 

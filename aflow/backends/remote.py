@@ -376,6 +376,7 @@ class RemoteBackend:
             env["AFLOW_ENV_KEY"] = environment["key"]
             env["AFLOW_ENV_KIND"] = environment["kind"]
             env["AFLOW_ENV_LOCK_KEY"] = environment["lock_key"]
+            env["AFLOW_ENV_PYTHON"] = environment.get("python_version", "")
             url = await self.presigned(environment["lock_key"])
             if url:
                 env["AFLOW_ENV_LOCK_URL"] = url
@@ -400,11 +401,15 @@ class RemoteBackend:
         """The container image: the decorator's, else the backend's setting, else the default."""
         own = group.decorators.get(self.name, {}).get("image")
         setting = os.environ.get(self.image_setting)
-        return own or setting or os.environ.get("AFLOW_DEFAULT_IMAGE") or default_image()
+        fallback = os.environ.get("AFLOW_DEFAULT_IMAGE") or default_image(group)
+        return own or setting or fallback
 
 
-def default_image() -> str:
-    return f"python:{sys.version_info.major}.{sys.version_info.minor}"
+def default_image(group: JobGroup) -> str:
+    """python:X.Y of the step's environment (@pypi(python=...)), else of this interpreter."""
+    environment = group.tasks[0].spec.environment or {}
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return f"python:{environment.get('python_version') or here}"
 
 
 def bootstrap_command() -> list[str]:

@@ -50,6 +50,17 @@ def run(args, what):
         fail(f"{what} failed:\n{done.stderr or done.stdout}")
 
 
+def interpreter(wanted):
+    """The image's Python of the version the environment's lock was resolved for."""
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if not wanted or wanted == here:
+        return sys.executable
+    found = shutil.which(f"python{wanted}")
+    if found is None:
+        fail(f"the step's environment is for Python {wanted}; the image has {here}, no python{wanted}")
+    return found
+
+
 def environment(env):
     """The step's @pypi/@conda environment, made from its stored lock once per container cache;
     its interpreter."""
@@ -70,6 +81,7 @@ def environment(env):
         with open(lock, "wb") as f:
             f.write(fetch(env, "ENV_LOCK"))
         started = time.monotonic()
+        base = interpreter(env.get("AFLOW_ENV_PYTHON"))
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--python", python]
         if env.get("AFLOW_ENV_KIND") == "conda":
             tool = next(filter(None, map(shutil.which, ("micromamba", "mamba", "conda"))), None)
@@ -79,7 +91,7 @@ def environment(env):
             needs = [p.split("=", 1)[1] for p in env.get("AFLOW_REQUIREMENTS", "").split(";") if p]
             run([*pip, "install", "-q", *needs], "pip install")
         else:
-            run([sys.executable, "-m", "venv", "--without-pip", folder], "python -m venv")
+            run([base, "-m", "venv", "--without-pip", folder], "python -m venv")
             run([*pip, "install", "-q", "--no-deps", "-r", lock], "pip install")
         open(ready, "w").close()
         print(

@@ -35,6 +35,12 @@ import aflow
 from aflow.exception import AflowException
 
 KINDS = ("pypi", "conda")
+REMOTE_TARGET = os.environ.get("AFLOW_REMOTE_PLATFORM") or "linux-x86_64"
+# pip's platform tags for a container of each target
+REMOTE_PLATFORMS = {
+    "linux-x86_64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64", "linux_x86_64"),
+    "linux-aarch64": ("manylinux_2_28_aarch64", "manylinux2014_aarch64", "linux_aarch64"),
+}
 CONDA_TOOLS = ("micromamba", "mamba", "conda")
 READY = ".aflow-ready"
 LOCK_NAME = "aflow-lock.txt"
@@ -50,13 +56,17 @@ class EnvSpec:
     packages: tuple[tuple[str, str], ...]  # (name, version or specifier), sorted
     python: str | None
     runtime: tuple[str, ...]  # what aflow's task runtime needs, pinned: "msgpack==1.0.8"
+    target: str | None = None  # a remote step's platform ("linux-x86_64"); None: this machine
 
     @property
     def key(self) -> str:
-        text = json.dumps(
-            [self.kind, self.packages, self.python, self.runtime, platform_tag()], sort_keys=True
-        )
+        where = f"{self.target}/py{self.target_python}" if self.target else platform_tag()
+        text = json.dumps([self.kind, self.packages, self.python, self.runtime, where], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def target_python(self) -> str:
+        return ".".join((self.python or platform.python_version()).split(".")[:2])
 
     @property
     def requirements(self) -> list[str]:
@@ -71,11 +81,18 @@ class EnvSpec:
 class ResolvedEnv:
     key: str
     kind: str
-    python: str  # the environment's interpreter, here
+    python: str  # the environment's interpreter, here ("" for a remote step's)
     lock_key: str  # where its lock is, in the datastore
+    python_version: str  # X.Y it is for
 
     def as_dict(self) -> dict[str, str]:
-        return {"key": self.key, "kind": self.kind, "python": self.python, "lock_key": self.lock_key}
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "python": self.python,
+            "lock_key": self.lock_key,
+            "python_version": self.python_version,
+        }
 
 
 def platform_tag() -> str:
@@ -109,10 +126,14 @@ def runtime_pins(requirements: str) -> tuple[str, ...]:
 
 
 def env_spec(
-    step: str, decorators: Mapping[str, Mapping[str, Any]], runtime: tuple[str, ...]
+    step: str,
+    decorators: Mapping[str, Mapping[str, Any]],
+    runtime: tuple[str, ...],
+    target: str | None = None,
 ) -> EnvSpec | None:
     """The environment a step asks for (its own @pypi/@conda merged over the flow's *_base), or
-    None. Both kinds on one step is an error."""
+    None. Both kinds on one step is an error. `target`: the platform of the container a remote
+    step runs in, for which its lock is resolved."""
     kinds = [k for k in KINDS if k in decorators]
     if not kinds:
         return None
@@ -125,7 +146,13 @@ def env_spec(
         for name, version in (settings.get(option) or {}).items():
             packages[str(name)] = "" if version is None else str(version)
     python = settings.get("python")
-    return EnvSpec(kind, tuple(sorted(packages.items())), str(python) if python else None, runtime)
+    if kind == "conda" and target is not None:
+        raise EnvironmentSetupError(
+            f"step '{step}': @conda on a remote step is not built yet (its lock would have to be "
+            f"solved for {target}); use @pypi, or an image that has the packages"
+        )
+    packed = tuple(sorted(packages.items()))
+    return EnvSpec(kind, packed, str(python) if python else None, runtime, target)
 
 
 def cache_root() -> Path:
@@ -185,7 +212,8 @@ def ensure(spec: EnvSpec, stored_lock: str | None, steps: list[str]) -> tuple[Re
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     folder = root / spec.key
-    resolved = ResolvedEnv(spec.key, spec.kind, str(env_python(folder)), lock_key(spec.key))
+    python = "" if spec.target else str(env_python(folder))  # a remote one is made in its container
+    resolved = ResolvedEnv(spec.key, spec.kind, python, lock_key(spec.key), spec.target_python)
     if (folder / READY).exists():
         return resolved, (folder / LOCK_NAME).read_text(), False
     with open(root / f"{spec.key}.lock", "w") as guard:
@@ -195,7 +223,10 @@ def ensure(spec: EnvSpec, stored_lock: str | None, steps: list[str]) -> tuple[Re
         shutil.rmtree(folder, ignore_errors=True)  # what a crashed attempt left
         where = ", ".join(f"'{s}'" for s in steps)
         try:
-            if spec.kind == "pypi":
+            if spec.target:
+                folder.mkdir(parents=True)
+                lock = stored_lock or _lock_for_target(spec)
+            elif spec.kind == "pypi":
                 lock = _make_venv(spec, folder, stored_lock)
             else:
                 lock = _make_conda(spec, folder, stored_lock)
@@ -236,6 +267,28 @@ def _make_venv(spec: EnvSpec, folder: Path, stored_lock: str | None) -> str:
     return _run([*_pip(python), "freeze", "--all"], "pip freeze")
 
 
+def _lock_for_target(spec: EnvSpec) -> str:
+    """A lock for a remote step's container: pip resolves for its platform and Python (wheels
+    only) without installing anything here."""
+    with tempfile.TemporaryDirectory() as scratch:
+        report = os.path.join(scratch, "report.json")
+        tags = REMOTE_PLATFORMS.get(spec.target or "")
+        if tags is None:
+            known = ", ".join(REMOTE_PLATFORMS)
+            raise EnvironmentSetupError(f"AFLOW_REMOTE_PLATFORM={spec.target!r}: not one of {known}")
+        platforms = [f"--platform={p}" for p in tags]
+        args = [
+            sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+            "--dry-run", "--ignore-installed", "--only-binary=:all:", "--target", scratch,
+            "--report", report, "--python-version", spec.target_python, *platforms,
+            *spec.requirements, *spec.runtime,
+        ]  # fmt: skip
+        _run(args, f"pip resolving for {spec.target}, Python {spec.target_python} (wheels only)")
+        with open(report) as f:
+            installs = json.load(f)["install"]
+    return "".join(f"{i['metadata']['name']}=={i['metadata']['version']}\n" for i in installs)
+
+
 def _make_conda(spec: EnvSpec, folder: Path, stored_lock: str | None) -> str:
     tool = find_conda()
     if stored_lock is not None:
@@ -263,12 +316,14 @@ async def prepare(
     import anyio
 
     from aflow.backends.remote import requirements_for
+    from aflow.decorators import compute_of
     from aflow.stores.base import NotFound
 
     runtime = runtime_pins(requirements_for(datastore))
     wanted: dict[EnvSpec, list[str]] = {}
     for step, own in decorators.items():
-        spec = env_spec(step, own, runtime)
+        target = REMOTE_TARGET if compute_of(step, own) else None
+        spec = env_spec(step, own, runtime, target)
         if spec is not None:
             wanted.setdefault(spec, []).append(step)
     out: dict[str, dict[str, str]] = {}
@@ -280,7 +335,7 @@ async def prepare(
         except NotFound:
             stored = None
         started = time.monotonic()
-        if not (cache_root() / spec.key / READY).exists():
+        if stored is None and not (cache_root() / spec.key / READY).exists():
             print(f"aflow: making {spec.describe()} for {', '.join(steps)} ...", file=sys.stderr)
         resolved, lock, made = await anyio.to_thread.run_sync(ensure, spec, stored, steps)
         if made:
