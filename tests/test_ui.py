@@ -10,6 +10,7 @@ AFLOW_UI_SCREENSHOTS names another folder) and the folder is printed.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import importlib.util
 import os
@@ -76,7 +77,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
             failed = await aflow.run_flow(UIDemoFlow, params={"fail": True})
             return ok.id, failed.id, wide.id
 
-        ok, failed, wide = anyio.run(make)
+        # In a thread of its own: Playwright's sync API keeps an event loop running on this one
+        # once a browser test has started, and anyio.run() refuses to nest in it.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            ok, failed, wide = pool.submit(anyio.run, make).result()
         yield Runs(root, ok, failed, wide)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from aflow.client.core import run_tags
 from aflow.stores.records import TaskRecord
@@ -22,10 +23,6 @@ from aflow.ui.reader import AttemptView, RunSnapshot, RunsPage, TaskState, TaskV
 Fragments = dict[str, str]
 TASKS_PER_PAGE = 50
 LOG_LINES_SHOWN = 5000
-
-
-def wrap(fragments: Fragments) -> str:
-    return "".join(f'<div id="{esc(k)}" class="fragment">{v}</div>' for k, v in fragments.items())
 
 
 # -- runs -----------------------------------------------------------------------------------------
@@ -285,46 +282,20 @@ def _task_row(snap: RunSnapshot, t: TaskState) -> str:
 # -- task -----------------------------------------------------------------------------------------
 
 
-def task_status(view: TaskView) -> str:
-    latest = view.latest
-    if latest is None or latest.record is None:
-        return "running" if view.run_status == "running" else "partial"
-    if latest.record.ok:
-        return "done"
-    return "retrying" if view.run_status == "running" and not _final(view) else "failed"
-
-
-def _final(view: TaskView) -> bool:
-    latest = view.latest
-    if latest is None or latest.record is None:
-        return False
-    steps = view.run.graph.get("steps", {})
-    decorators = steps.get(view.task.step, {}).get("decorators", {})
-    more = 0
-    if isinstance(decorators, dict):
-        more = int(decorators.get("retry", {}).get("times", 0)) + (1 if "catch" in decorators else 0)
-    return latest.record.ok or latest.record.attempt >= more
-
-
-def task_is_final(view: TaskView) -> bool:
-    """Nothing more will be written for this task: it ended for good, or its run did."""
-    return view.run_status != "running" or _final(view)
-
-
 def task_fragments(
-    view: TaskView, attempt: AttemptView | None, previews: dict[str, Preview | str], now: float
+    view: TaskView, attempt: AttemptView | None, previews: dict[str, Preview | str]
 ) -> Fragments:
     return {
-        "task-head": _task_head(view, attempt, now),
+        "task-head": _task_head(view, attempt),
         "task-error": _task_error(attempt),
         "task-logs": _task_logs(view, attempt),
         "task-artifacts": _task_artifacts(attempt, previews),
     }
 
 
-def _task_head(view: TaskView, attempt: AttemptView | None, now: float) -> str:
+def _task_head(view: TaskView, attempt: AttemptView | None) -> str:
     task = view.task
-    status = task_status(view)
+    status = view.status
     rec = attempt.record if attempt else None
     facts: list[tuple[str, str]] = []
     if rec:
@@ -445,8 +416,6 @@ def _attempt_status(a: AttemptView) -> str:
 
 def _stamp(stamp: str) -> str:
     """`2024-05-01T12:00:01.234567Z` as the local clock time, to the millisecond."""
-    from datetime import datetime
-
     try:
         t = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone()
     except ValueError:

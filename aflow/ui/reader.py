@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from aflow.client.core import AsyncFlow, AsyncRun, AsyncTask, LogLine, id_order
+from aflow.client.core import AsyncDataArtifact, AsyncFlow, AsyncRun, AsyncTask, LogLine, id_order
 from aflow.exception import AflowNotFound
-from aflow.stores.base import BlockingObjectStore, Buffer, ObjectStore
+from aflow.stores.artifacts import blob_key
+from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore
 from aflow.stores.records import RunRecord, TaskRecord
 from aflow.stores.transfer import gather
 
@@ -198,7 +199,7 @@ class RunReader:
                 state = self._tasks.setdefault((step, task_id), TaskState(step, task_id))
                 if not state.final:
                     fresh.append(state)
-        retries = {s: _more_attempts(record, s) for s in order}
+        retries = {s: more_attempts(record, s) for s in order}
         await gather([lambda t=t: self._read_task(t, retries.get(t.step, 0)) for t in fresh])
         if status != "running":
             for state in fresh:
@@ -221,7 +222,7 @@ class RunReader:
             state.final = state.record.ok or state.record.attempt >= more
 
 
-def _more_attempts(record: RunRecord, step: str) -> int:
+def more_attempts(record: RunRecord, step: str) -> int:
     """How many attempts after the first a failing task of `step` gets (@retry, then @catch)."""
     decorators = record.graph.get("steps", {}).get(step, {}).get("decorators", {})
     if not isinstance(decorators, dict):
@@ -267,6 +268,26 @@ class TaskView:
     def latest(self) -> AttemptView | None:
         return self.attempts[-1] if self.attempts else None
 
+    @property
+    def final(self) -> bool:
+        """Nothing more will be written for this task: it ended for good, or its run did."""
+        if self.run_status != "running":
+            return True
+        record = self.latest.record if self.latest else None
+        if record is None:
+            return False
+        return record.ok or record.attempt >= more_attempts(self.run, self.task.step)
+
+    @property
+    def status(self) -> str:
+        """done | failed | retrying | running, or partial: stopped before it ended."""
+        record = self.latest.record if self.latest else None
+        if record is None:
+            return "running" if self.run_status == "running" else "partial"
+        if record.ok:
+            return "done"
+        return "failed" if self.final else "retrying"
+
 
 async def read_task(store: ObjectStore, flow: str, run_id: str, step: str, task_id: str) -> TaskView:
     """Every attempt of a task: its record and its saved output (AflowNotFound for an unknown task)."""
@@ -282,3 +303,15 @@ async def read_task(store: ObjectStore, flow: str, run_id: str, step: str, task_
 
     attempts = await gather([lambda n=n: one(n) for n in tried])
     return TaskView(task, attempts, record, record.liveness(time.time()))
+
+
+async def artifact_blob(artifact: AsyncDataArtifact) -> Buffer:
+    """An artifact's stored bytes (inline in its record, or its blob), not yet unpickled."""
+    if "v" in artifact.ref:
+        return artifact.ref["v"]
+    try:
+        return await artifact.task.store.get(blob_key(artifact.task.flow, artifact.ref["k"]))
+    except NotFound:
+        raise AflowNotFound(
+            f"artifact '{artifact.name}' of {artifact.task.pathspec} is missing"
+        ) from None

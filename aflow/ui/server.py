@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,17 +32,19 @@ from starlette.staticfiles import StaticFiles
 
 from aflow.client.core import AsyncDataArtifact
 from aflow.exception import AflowNotFound
-from aflow.stores.base import ObjectStore
+from aflow.stores.artifacts import deserialize
+from aflow.stores.base import Buffer, ObjectStore
 from aflow.stores.transfer import gather
 from aflow.ui import pages
 from aflow.ui.markup import esc, page, size, url
 from aflow.ui.preview import PREVIEW_LIMIT, Preview, describe
 from aflow.ui.progress import step_progress
-from aflow.ui.reader import ReadOnlyStore, RunReaders, RunsReader, read_task
+from aflow.ui.reader import ReadOnlyStore, RunReaders, RunsReader, artifact_blob, read_task
 
 STATIC = Path(__file__).parent / "static"
 RUNS_PER_PAGE = 50
 KEEPALIVE_SECONDS = 15.0
+log = logging.getLogger("aflow.ui")
 
 
 @dataclass
@@ -61,7 +65,7 @@ class UIState:
     runs: RunsReader
     readers: RunReaders
     poll: float
-    previews: OrderedDict[str, Preview | str] = field(default_factory=OrderedDict)
+    previews: OrderedDict[str, Preview] = field(default_factory=OrderedDict)
 
 
 def create_app(store: ObjectStore, poll: float = 1.0) -> Starlette:
@@ -137,6 +141,11 @@ def _stream(view: View, request: Request, poll: float) -> Response:
             except AflowNotFound:
                 yield "event: end\ndata: {}\n\n"
                 return
+            except Exception:
+                # A store hiccup (a cloud read timing out) should cost one update, not the stream.
+                log.warning("aflow ui: reading %s failed; retrying", request.url.path, exc_info=True)
+                await anyio.sleep(poll)
+                continue
             changed = {}
             for key, html in shown.fragments.items():
                 v = _digest(html)
@@ -227,8 +236,8 @@ async def _task_view(state: UIState, request: Request) -> Rendered:
             (step, url("run", flow, run_id, step=step)),
             (task_id, None),
         ],
-        pages.task_fragments(view, attempt, previews, time.time()),
-        live=not pages.task_is_final(view),
+        pages.task_fragments(view, attempt, previews),
+        live=not view.final,
     )
 
 
@@ -242,15 +251,26 @@ async def _preview(state: UIState, artifact: AsyncDataArtifact, asked: bool) -> 
         asks = f'<a href="?load={esc(artifact.name)}">load a preview</a>'
         return f"not loaded ({size(artifact.size)}): {asks}"
     try:
-        value = await artifact.data()
-        made: Preview | str = await anyio.to_thread.run_sync(describe, value)
+        blob = await artifact_blob(artifact)
+        made = await anyio.to_thread.run_sync(_describe_blob, blob)
     except Exception as e:
-        # Typically a class from the flow's own module, which this process cannot import.
-        made = f"cannot be loaded here: {esc(type(e).__name__)}: {esc(e)}"
+        # Typically a class from the flow's own module, which this process cannot import. Not
+        # kept: the next look tries again.
+        return f"cannot be loaded here: {esc(type(e).__name__)}: {esc(e)}"
     state.previews[key] = made
     while len(state.previews) > 2048:
         state.previews.popitem(last=False)
     return made
+
+
+_unpickling = threading.Lock()
+
+
+def _describe_blob(blob: Buffer) -> Preview:
+    # One at a time: unpickling imports modules (numpy, the first time), and two threads importing
+    # the same module at once can each see it half-initialised.
+    with _unpickling:
+        return describe(deserialize(blob))
 
 
 async def _raw_log(state: UIState, request: Request) -> Response:
