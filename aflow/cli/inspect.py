@@ -9,6 +9,7 @@ can cause (an unknown flow, run, step or task, an empty store) are one line on s
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import time
@@ -334,8 +335,8 @@ async def _print_artifacts(console: Console, run: AsyncRun, steps: Sequence[Asyn
 
 @app.command(
     help="Print the saved output of a step's tasks: RUN_ID/STEP[/TASK_ID] (RUN_ID may be latest). "
-    "--follow waits on a live run: a task's log is saved when the task ends, so lines appear task by "
-    "task as tasks finish, until the run ends."
+    "--follow prints a live run's lines as they are saved (every few seconds while a task runs) "
+    "until the run ends."
 )
 def logs(
     target: Target,
@@ -417,24 +418,36 @@ class _LogPrinter:
             self.printed = True
 
 
+_SETTLE_SECONDS = 10.0  # a finished task's last log save comes within this
+
+
 async def _follow(
     run: AsyncRun, step: AsyncStep, one: AsyncTask | None, attempt: int | None, printer: _LogPrinter
 ) -> None:
-    """Print each task attempt's log once it is saved (at the task's end), until the run ends."""
-    seen: set[tuple[str, int]] = set()
+    """Print each task attempt's lines as its log grows (it is saved every few seconds while the
+    task runs), until the run ends. An attempt is done once its log has not grown for a while
+    after its record appeared (the final save comes after the record)."""
+    printed: dict[tuple[str, int], int] = {}
+    finished_at: dict[tuple[str, int], float] = {}
+    done: set[tuple[str, int]] = set()
     while True:
         status = await run.status()
         live = status == "running"
         for task in [one] if one else await step.tasks():
             for n in [attempt] if attempt is not None else await task.attempts():
-                if (task.id, n) in seen:
+                key = (task.id, n)
+                if key in done:
                     continue
                 chosen = task.at_attempt(n)
+                if key not in finished_at and await chosen.record_or_none() is not None:
+                    finished_at[key] = time.monotonic()
                 lines = await chosen.log(printer.stream)
-                # A record is written before its log: wait for the log while the run lives.
-                if lines or not live or await chosen.has_log():
-                    printer.print(task, lines, prefixed=one is None)
-                    seen.add((task.id, n))
+                new = lines[printed.get(key, 0) :]
+                if new:
+                    printer.print(task, new, prefixed=one is None)
+                    printed[key] = len(lines)
+                elif time.monotonic() - finished_at.get(key, math.inf) > _SETTLE_SECONDS:
+                    done.add(key)
         if not live:
             if status == "dead":
                 typer.echo(f"run {run.pathspec} is dead: its scheduler stopped", err=True)

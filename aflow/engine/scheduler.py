@@ -25,7 +25,7 @@ import msgpack
 from aflow.backends.base import Backend, TaskSpec
 from aflow.decorators import TimeoutDecorator, compute_of
 from aflow.engine.events import EventBus, ForeachStarted, TaskFailed, TaskFinished, TaskStarted
-from aflow.engine.task_logs import TaskLog
+from aflow.engine.task_logs import LogFlusher, TaskLog
 from aflow.exception import TaskFailed as TaskFailedError
 from aflow.graph import FlowGraph
 from aflow.stores.artifacts import ArtifactRef, blob_key
@@ -121,12 +121,18 @@ class Scheduler:
         self.end_task: str | None = None
         self.tasks_done = 0
         self.tasks_failed = 0
+        self.logs = LogFlusher(store)
 
     async def run(self) -> None:
         """Run the flow to its end; raises TaskFailed for the first task that failed."""
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            await self._launch(Ready("start", [], [], ()))
+        async with anyio.create_task_group() as background:
+            background.start_soon(self.logs.run)
+            try:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    await self._launch(Ready("start", [], [], ()))
+            finally:
+                background.cancel_scope.cancel()
         if self.failure is not None:
             raise self.failure
         if self._joins or self.end_task is None:
@@ -225,10 +231,11 @@ class Scheduler:
         self, spec: TaskSpec, decorators: dict[str, dict[str, Any]], timed: bool = True
     ) -> tuple[TaskRecord | None, Failure | None]:
         """One attempt on the backend; its record when it committed, else why not."""
-        log = TaskLog(spec.pathspec, self.bus)
+        log = TaskLog(spec.pathspec, self.bus, self.logs)
         started = time.monotonic()
         self.bus.emit(TaskStarted(spec.pathspec, spec.attempt, spec.fallback is not None))
         key = (spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+        log.key = task_log_key(*key)
         settings = decorators.get("timeout") if timed else None
         limit = TimeoutDecorator(**settings).seconds_total() if settings else None
         if compute_of(spec.step, decorators) is not None:
