@@ -4,8 +4,9 @@ s3://bucket/prefix`, or AFLOW_DATASTORE_SYSROOT_S3.
 Credentials and region come the usual AWS way (AWS_* variables, profiles, instance roles);
 AFLOW_S3_ENDPOINT_URL points at an S3-compatible server. One client per event loop, shared by every
 call. Objects over the transfer threshold go up as a multipart upload (parts cut from the object's own
-memory, each copied and CRC32-checked in a worker thread, a bounded number in flight; any failure or
-cancellation aborts the upload, so nothing half-written is ever visible; a bucket lifecycle rule
+memory; each copied, CRC32-checked and SHA-256-hashed for its signature in a worker thread, then sent
+from that copy a slice at a time; a bounded number in flight; any failure or cancellation aborts
+the upload, so nothing half-written is ever visible; a bucket lifecycle rule
 "AbortIncompleteMultipartUpload" covers a process killed outright) and come down as concurrent
 ranged GETs into one buffer (see transfer.py; a large read is not pinned to one version, which is
 safe because blobs are content-addressed and never rewritten). Throttling (503 SlowDown, 429) and
@@ -18,15 +19,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import os
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aioboto3
+import aiohttp.payload
 import anyio
+from aiohttp.abc import AbstractStreamWriter
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.handlers import convert_body_to_file_like_object
 
 from aflow.exception import DataStoreError
 from aflow.stores.base import BlockingObjectStore, Buffer, NotFound
@@ -81,6 +88,7 @@ class S3Store:
         if loop not in self._clients:
             stack = contextlib.AsyncExitStack()
             client = await stack.enter_async_context(self._new_client())
+            _send_parts_as_made(client)
             self._clients[loop] = (client, stack)
         return self._clients[loop][0]
 
@@ -146,20 +154,23 @@ class S3Store:
                 Bucket=self.bucket, Key=name, ChecksumAlgorithm="CRC32"
             )
             upload_id = upload["UploadId"]
+            # Preparing a part is CPU work that releases the GIL: more threads than cores gain
+            # nothing, and each extra thread's malloc arena keeps freed parts' memory afterwards.
+            cores = anyio.CapacityLimiter(min(self.settings.concurrency, os.cpu_count() or 1))
 
             async def send(number: int, piece: Buffer) -> dict[str, Any]:
                 # One part's copy (botocore takes bytes, not views; at most `concurrency` parts
-                # exist at once) and its checksum, made in a worker thread.
-                body, checksum = await anyio.to_thread.run_sync(_part, piece)
+                # exist at once), its checksum and its signature's hash, made in a worker thread.
+                part = await anyio.to_thread.run_sync(_PartBody.of, piece, limiter=cores)
                 sent = await client.upload_part(
                     Bucket=self.bucket,
                     Key=name,
                     UploadId=upload_id,
                     PartNumber=number,
-                    Body=body,
-                    ChecksumCRC32=checksum,
+                    Body=part,
+                    ChecksumCRC32=part.crc32,
                 )
-                return {"PartNumber": number, "ETag": sent["ETag"], "ChecksumCRC32": checksum}
+                return {"PartNumber": number, "ETag": sent["ETag"], "ChecksumCRC32": part.crc32}
 
             try:
                 done = await upload_parts(parts, self.settings, send)
@@ -294,9 +305,104 @@ class S3Store:
             await entry[1].aclose()
 
 
-def _part(piece: Buffer) -> tuple[bytes, str]:
-    body = bytes(piece)
-    return body, base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+class _PartBody(bytes):
+    """A part's bytes, with their CRC32 (base64) and SHA-256 (hex) made in the same worker-thread
+    hop as the copy. Being bytes, it is what botocore validates, signs and hands to aiohttp."""
+
+    crc32: str
+    sha256: str
+
+    @classmethod
+    def of(cls, piece: Buffer) -> _PartBody:
+        body = cls(piece)
+        body.crc32 = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        body.sha256 = hashlib.sha256(body).hexdigest()
+        return body
+
+
+class _PartPayload(aiohttp.payload.Payload):
+    """aiohttp sends a part as slices of its memory. One write of a 16 MiB bytes costs three
+    copies of it on the event loop before Python 3.12 (aiohttp joins it to the headers; asyncio
+    slices off what the socket took and copies the rest into its buffer), each in fresh memory;
+    a slice at a time, with the writer's drain between, what the socket doesn't take at once is
+    the only copy."""
+
+    _autoclose = True  # nothing to close: bytes in memory, which may be sent again on a retry
+    SLICE = 1 << 20
+
+    def __init__(self, value: _PartBody, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("content_type", "application/octet-stream")
+        super().__init__(value, *args, **kwargs)
+        self._size = len(value)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self._value.decode(encoding, errors)
+
+    async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self._value
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        view = memoryview(self._value)[:content_length]
+        for start in range(0, view.nbytes, self.SLICE):
+            await writer.write(view[start : start + self.SLICE])
+
+
+# Ahead of aiohttp's own bytes payload, which would otherwise match this bytes subclass first.
+aiohttp.payload.register_payload(_PartPayload, _PartBody, order=aiohttp.payload.Order.try_first)
+
+
+def _send_parts_as_made(client: Any) -> None:
+    """Make this client send a part's bytes as they are, signed with the hash made for them.
+
+    Left to itself, botocore wraps a bytes Body in a BytesIO, which aiohttp then streams 256 KiB
+    at a time, each piece read in the default executor, behind an "Expect: 100-continue" round
+    trip; and the signer SHA-256-hashes the body (always over http, and over https too when the
+    checksum is ours rather than botocore's) on the event loop, serialising every part behind it:
+    about a second per GiB on this machine. Unwrapped, a part goes out as _PartPayload slices;
+    its hash stands in only where the signer would hash that very body, so the bytes sent and the
+    signature are unchanged. Without the 100-continue (botocore asks for it for file-like bodies
+    only) a part S3 refuses is refused after its body rather than before: errors are rare, and
+    the upload is then aborted all the same. Both apply to this client only (botocore copies its
+    event handlers per client); where botocore differs, parts are sent and signed as before.
+    """
+    client.meta.events.unregister(
+        "before-parameter-build.s3.UploadPart", convert_body_to_file_like_object
+    )
+    signer = getattr(client, "_request_signer", None)
+    make_auth = getattr(signer, "get_auth_instance", None)
+    if make_auth is None or not all(hasattr(S3SigV4Auth, m) for m in _SIGNER_DECISIONS):
+        return
+
+    async def get_auth_instance(*args: Any, **kwargs: Any) -> Any:
+        auth = await make_auth(*args, **kwargs)
+        if isinstance(auth, S3SigV4Auth):
+            auth.payload = _known_payload(auth, auth.payload)  # type: ignore[method-assign]
+        return auth
+
+    signer.get_auth_instance = get_auth_instance
+
+
+# What S3SigV4Auth.payload asks before it hashes a body; a part's own hash stands in only then.
+_SIGNER_DECISIONS = ("_is_streaming_checksum_payload", "_should_sha256_sign_payload")
+
+
+def _known_payload(
+    auth: S3SigV4Auth, payload: Callable[[AWSRequest], str]
+) -> Callable[[AWSRequest], str]:
+    def known(request: AWSRequest) -> str:
+        body = request.body
+        if (
+            isinstance(body, _PartBody)
+            and not auth._is_streaming_checksum_payload(request)
+            and auth._should_sha256_sign_payload(request)
+        ):
+            return body.sha256
+        return payload(request)  # anything else: botocore's own answer
+
+    return known
 
 
 def _total(response: dict[str, Any], got: int) -> int:
