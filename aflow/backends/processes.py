@@ -8,7 +8,9 @@ import signal
 
 from aflow.backends.base import TaskExit
 
-TERM_GRACE = 3.0  # seconds a task gets between SIGTERM and SIGKILL
+# Seconds a task gets between SIGTERM and SIGKILL: its cleanup (aborting a multipart upload, the
+# user's finally blocks) may need a while on a loaded machine. Docker's stop waits as long.
+TERM_GRACE = 10.0
 
 
 def kill_group(pgid: int, sig: int) -> None:
