@@ -178,9 +178,24 @@ class S3Store:
                     Bucket=self.bucket, Key=name, UploadId=upload_id, MultipartUpload={"Parts": done}
                 )
             except BaseException:
-                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                    await client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+                with anyio.CancelScope(shield=True):
+                    await self._abort(client, name, upload_id)
                 raise
+
+    async def _abort(self, client: Any, name: str, upload_id: str) -> None:
+        """Abort a multipart upload until it is gone. A part still arriving can outlive one abort
+        (S3 says to abort again until ListParts finds no upload), and an abort racing a part can
+        fail (moto answers 500): a few tries over a few seconds, within a stopped task's grace."""
+        for attempt in range(6):
+            try:
+                await client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+                await client.list_parts(Bucket=self.bucket, Key=name, UploadId=upload_id)
+            except ClientError as e:
+                if self._code(e) in ("NoSuchUpload", "404"):
+                    return  # gone
+            except (BotoCoreError, OSError):
+                pass
+            await anyio.sleep(0.1 * 2**attempt)
 
     async def get(self, key: str) -> bytearray:
         async with self._errors(key):
