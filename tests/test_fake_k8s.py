@@ -17,6 +17,8 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 NS = "default"
+INDEX = "batch.kubernetes.io/job-completion-index"
+FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
 
 
 def job_body(
@@ -26,12 +28,12 @@ def job_body(
     completions: int | None = None,
     parallelism: int | None = None,
     indexed: bool = False,
-    backoff_limit: int = 0,
+    backoff_limit: int | None = 0,
     env: list[dict] | None = None,
     labels: dict[str, str] | None = None,
+    **more: int,
 ) -> dict:
     spec: dict = {
-        "backoffLimit": backoff_limit,
         "template": {
             "metadata": {"labels": {"app": "aflow", **(labels or {})}},
             "spec": {
@@ -58,6 +60,9 @@ def job_body(
         spec["parallelism"] = parallelism
     if indexed:
         spec["completionMode"] = "Indexed"
+    if backoff_limit is not None:
+        spec["backoffLimit"] = backoff_limit
+    spec.update(more)  # e.g. backoffLimitPerIndex, maxFailedIndexes
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": spec}
 
 
@@ -233,6 +238,7 @@ def test_indexed_job_runs_each_index_with_bounded_parallelism(k8s_api) -> None:
         job = job_events[-1]["object"]
         assert [c.type for c in job.status.conditions][-1] == "Complete"
         assert job.status.succeeded == 5 and job.status.completed_indexes == "0-4"
+        assert job.status.failed_indexes is None  # only tracked with backoffLimitPerIndex
         assert max(e["object"].status.active or 0 for e in job_events) <= 2
 
         # Replay every pod event from the start: never more than 2 Running at once.
@@ -290,6 +296,164 @@ def test_failing_command_retried_up_to_backoff_limit(k8s_api) -> None:
             term = pod.status.container_statuses[0].state.terminated
             assert (term.exit_code, term.reason) == (3, "Error")
             assert await core.read_namespaced_pod_log(pod.metadata.name, NS) == "boom\n"
+
+    run(k8s_api, go)
+
+
+def job_finished(evs: list[dict]) -> bool:
+    conds = evs[-1]["object"].status.conditions or []
+    return any(c.type in ("Complete", "Failed") and c.status == "True" for c in conds)
+
+
+def test_backoff_limit_per_index_fails_an_index_alone(k8s_api) -> None:
+    """backoffLimitPerIndex: index 1 always fails, is retried once (its own limit, 1) and then
+    failed alone; the other indexes run to success; once all are done the Job fails, reason
+    FailedIndexes, with failedIndexes / completedIndexes as intervals."""
+    code = (
+        "import os, sys, time\n"
+        "i = int(os.environ['JOB_COMPLETION_INDEX'])\n"
+        "time.sleep(0.3 if i != 1 else 0)\n"
+        "sys.exit(3 if i == 1 else 0)"
+    )
+
+    async def go(api) -> None:
+        batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+        body = job_body(
+            "perindex",
+            code,
+            completions=4,
+            parallelism=2,
+            indexed=True,
+            backoff_limit=None,
+            backoffLimitPerIndex=1,
+        )
+        created = await batch.create_namespaced_job(NS, body)
+        assert created.spec.backoff_limit == 2**31 - 1  # no global limit when unset
+        events = await watch_until(
+            batch.list_namespaced_job, job_finished, NS, field_selector="metadata.name=perindex"
+        )
+        job = events[-1]["object"]
+        assert [(c.type, c.reason) for c in job.status.conditions] == [
+            ("FailureTarget", "FailedIndexes"),
+            ("Failed", "FailedIndexes"),
+        ]
+        assert job.status.conditions[-1].message == "Job has failed indexes"
+        assert job.status.failed_indexes == "1" and job.status.completed_indexes == "0,2-3"
+        assert (job.status.failed, job.status.succeeded) == (2, 3)
+        assert job.status.active is None
+        # Index 1 failed before the others finished, and they ran on.
+        first_failed = next(i for i, e in enumerate(events) if e["object"].status.failed_indexes)
+        assert (events[first_failed]["object"].status.succeeded or 0) < 3
+        assert events[0]["object"].status.failed_indexes in ("", None)
+        pods = (await core.list_namespaced_pod(NS, label_selector="job-name=perindex")).items
+        counts = sorted(
+            (p.metadata.annotations[INDEX], p.metadata.annotations[FAILURE_COUNT], p.status.phase)
+            for p in pods
+        )
+        assert counts == [
+            ("0", "0", "Succeeded"),
+            ("1", "0", "Failed"),
+            ("1", "1", "Failed"),
+            ("2", "0", "Succeeded"),
+            ("3", "0", "Succeeded"),
+        ]
+
+    run(k8s_api, go)
+
+
+def test_max_failed_indexes_stops_the_job_early(k8s_api) -> None:
+    """More failed indexes than maxFailedIndexes: the Job fails at once (reason
+    MaxFailedIndexesExceeded), its running pods are deleted and no index left is started."""
+    code = (
+        "import os, sys, time\n"
+        "i = int(os.environ['JOB_COMPLETION_INDEX'])\n"
+        "sys.exit(1) if i < 2 else time.sleep(30)"
+    )
+
+    async def go(api) -> None:
+        batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+        body = job_body(
+            "capped",
+            code,
+            completions=6,
+            parallelism=3,
+            indexed=True,
+            backoff_limit=None,
+            backoffLimitPerIndex=0,
+            maxFailedIndexes=1,
+        )
+        await batch.create_namespaced_job(NS, body)
+        events = await watch_until(
+            batch.list_namespaced_job, job_finished, NS, field_selector="metadata.name=capped"
+        )
+        job = events[-1]["object"]
+        failed = job.status.conditions[-1]
+        assert (failed.type, failed.reason) == ("Failed", "MaxFailedIndexesExceeded")
+        assert failed.message == "Job has exceeded the specified maximal number of failed indexes"
+        assert job.status.failed_indexes == "0-1" and job.status.completed_indexes is None
+        assert job.status.active is None
+        # The failed pods stay; the running ones (index 2 at least) were deleted, counted failed.
+        assert job.status.failed >= 3
+        await asyncio.sleep(0.2)
+        pods = (await core.list_namespaced_pod(NS, label_selector="job-name=capped")).items
+        assert sorted(p.metadata.annotations[INDEX] for p in pods) == ["0", "1"]
+        assert all(p.status.phase == "Failed" for p in pods)
+
+    run(k8s_api, go, timeout=30)
+    assert k8s_api.alive_pids() == []
+
+
+def test_backoff_limit_per_index_validation(k8s_api) -> None:
+    async def go(api) -> None:
+        batch = client.BatchV1Api(api)
+        cases = [
+            (
+                job_body("a", "pass", backoffLimitPerIndex=0),
+                "spec.backoffLimitPerIndex: Invalid value: 0: requires indexed completion mode",
+            ),
+            (
+                job_body("b", "pass", completions=2, indexed=True, maxFailedIndexes=1),
+                "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified",
+            ),
+            (
+                job_body(
+                    "c",
+                    "pass",
+                    completions=2,
+                    indexed=True,
+                    backoffLimitPerIndex=0,
+                    maxFailedIndexes=3,
+                ),
+                "spec.maxFailedIndexes: Invalid value: 3: must be less than or equal to completions",
+            ),
+            (
+                job_body("d", "pass", completions=2, indexed=True, backoffLimitPerIndex=-1),
+                "spec.backoffLimitPerIndex: Invalid value: -1: must be greater than or equal to 0",
+            ),
+        ]
+        for body, message in cases:
+            with pytest.raises(ApiException) as err:
+                await batch.create_namespaced_job(NS, body)
+            assert err.value.status == 422
+            assert message in err.value.body
+        # Both limits set: backoffLimit is kept and still counts every failed pod.
+        body = job_body(
+            "e",
+            "import sys; sys.exit(1)",
+            completions=3,
+            parallelism=1,
+            indexed=True,
+            backoff_limit=0,
+            backoffLimitPerIndex=2,
+        )
+        await batch.create_namespaced_job(NS, body)
+        events = await watch_until(
+            batch.list_namespaced_job, job_finished, NS, field_selector="metadata.name=e"
+        )
+        job = events[-1]["object"]
+        assert job.spec.backoff_limit == 0
+        assert job.status.conditions[-1].reason == "BackoffLimitExceeded"
+        assert job.status.failed == 1 and job.status.failed_indexes == ""
 
     run(k8s_api, go)
 

@@ -122,7 +122,8 @@ def test_100_way_foreach_is_one_indexed_job_joined_locally(k8s: Any) -> None:
     [post] = job_posts(k8s, "work")
     spec = post.body["spec"]
     assert spec["completionMode"] == "Indexed"
-    assert (spec["completions"], spec["parallelism"], spec["backoffLimit"]) == (100, 16, 0)
+    assert (spec["completions"], spec["parallelism"], spec["backoffLimitPerIndex"]) == (100, 16, 0)
+    assert "backoffLimit" not in spec  # unlimited: 0 would fail the whole Job on one lost pod
     assert k8s.peak_running(post.body["metadata"]["name"]) <= 16
     assert len(job_posts(k8s)) == 1  # start, join and end ran locally
     watches = k8s.calls("GET", r"/pods$", watch=True)
@@ -216,12 +217,54 @@ def test_oom_killed_pod_reports_the_reason_and_keeps_its_last_lines(k8s: Any) ->
     assert "last words" in task.stdout
 
 
-def test_failed_indexed_job_finishes_the_indexes_that_never_ran(k8s: Any) -> None:
+def test_one_oom_killed_child_fails_alone_and_only_it_is_retried(k8s: Any) -> None:
+    """backoffLimitPerIndex 0: the OOM-killed child's index fails alone, its siblings run to
+    success in the same Job (none rerun), the Job's final Failed (FailedIndexes) fails none of
+    them, and @retry resubmits the OOM-killed child alone."""
     from k8s_foreach import K8sForeachFlow
 
-    # One pod at a time; the first is OOM-killed, so the Job fails (backoffLimit 0) and the
-    # controller never makes pods for indexes 1 and 2: their tasks fail too, and @retry reruns
-    # all three as new Jobs.
+    k8s.oom_next_pod(after=0.5)
+    result, events = run(
+        K8sForeachFlow,
+        k8s,
+        params={"width": 3, "sleep": 1.0},
+        with_decorators=["retry:times=1,minutes_between_retries=0"],
+    )
+    failed = [e for _, e in events if isinstance(e, TaskFailed)]
+    assert result.successful, failed
+    assert result["join"].task.data.squares == [0, 1, 4]
+    [oom] = failed
+    assert oom.retrying and "OOMKilled" in oom.message and "256Mi" in oom.message
+    assert "FailedIndexes" not in oom.message  # its own reason, not the Job's
+    finished = [e for _, e in events if isinstance(e, TaskFinished) and "/work/" in e.pathspec]
+    assert sorted(e.attempt for e in finished) == [0, 0, 1]  # siblings once, the OOM'd child twice
+
+    first, second = job_posts(k8s, "work")
+    assert first.body["spec"]["completionMode"] == "Indexed"
+    assert first.body["spec"]["completions"] == 3
+    assert "completionMode" not in second.body["spec"] and second.body["spec"]["completions"] == 1
+    assert second.body["spec"]["backoffLimit"] == 0
+    job = k8s.job(first.body["metadata"]["name"])
+    assert job is not None
+    [cond] = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
+    assert cond["reason"] == "FailedIndexes"
+    lost = job["status"]["failedIndexes"]
+    others = {"0": "1-2", "1": "0,2", "2": "0-1"}  # as intervals
+    assert job["status"]["completedIndexes"] == others[lost]
+    assert job["status"]["failed"] == 1 and job["status"]["succeeded"] == 2
+
+
+def test_failed_indexed_job_finishes_the_indexes_that_never_ran(
+    k8s: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakes import k8s_server
+    from k8s_foreach import K8sForeachFlow
+
+    # A pre-1.29 API server: no backoffLimitPerIndex, so an Indexed Job has backoffLimit 0.
+    # One pod at a time; the first is OOM-killed, so the Job fails and the controller never
+    # makes pods for indexes 1 and 2: their tasks fail too, and @retry reruns all three as new
+    # Jobs.
+    monkeypatch.setitem(k8s_server.VERSION, "minor", "28")
     k8s.oom_next_pod()
     result, events = run(
         K8sForeachFlow,
@@ -236,6 +279,8 @@ def test_failed_indexed_job_finishes_the_indexes_that_never_ran(k8s: Any) -> Non
     assert len(failed) == 3 and all(e.retrying for e in failed)
     assert "OOMKilled" in failed[0].message
     assert all("never ran" in e.message and "BackoffLimitExceeded" in e.message for e in failed[1:])
+    spec = job_posts(k8s, "work")[0].body["spec"]
+    assert spec["backoffLimit"] == 0 and "backoffLimitPerIndex" not in spec
 
 
 def test_cancelling_a_run_mid_foreach_leaves_no_pod_running(k8s: Any) -> None:

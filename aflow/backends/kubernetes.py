@@ -3,7 +3,11 @@
 
 One Job per group of tasks the base class gathers: a plain Job for one task, an Indexed Job
 (`completionMode: Indexed`) for a foreach's children, whose pods pick their TaskSpec by
-JOB_COMPLETION_INDEX. aflow does retries itself (as new Jobs), so a Job never retries a pod.
+JOB_COMPLETION_INDEX. aflow does retries itself (as new Jobs), so a Job never retries a pod: a plain
+Job has `backoffLimit: 0`, an Indexed one `backoffLimitPerIndex: 0` (Kubernetes 1.29+), so a pod
+lost to the platform (OOMKilled, evicted, deleted) fails its own index only and the Job runs its
+other indexes on; the Job fails (FailedIndexes) once all are done. On an older API server an
+Indexed Job falls back to `backoffLimit: 0`, where the first failed pod fails the whole Job.
 
 What the cluster costs the scheduler, whatever the number of tasks: per namespace in use, ONE pod
 watch and ONE Job watch, each a label selector on this run (list once for a resourceVersion, then
@@ -62,6 +66,7 @@ REQUEST_SECONDS = 60.0
 # How long the pod watch may lag the Job watch: a failed Job's indexes that no pod was seen for
 # after this long never ran (the Job controller stopped making pods).
 SETTLE_SECONDS = 2.0
+PER_INDEX_SINCE = (1, 29)  # backoffLimitPerIndex: beta (on by default) in 1.29, GA in 1.33
 DRAIN_SECONDS = 30.0  # after a pod ends, how long its log may take to arrive in full
 LOG_STREAMS = 256  # connections for following logs; a pod waiting for one is read whole at its end
 # Container states in which a pod will never run: waiting any longer only hides the error.
@@ -128,6 +133,7 @@ class KubernetesBackend(RemoteBackend):
         self._serial = itertools.count()
         self._run_key = hashlib.sha256(f"{ctx.flow_name}/{ctx.run_id}".encode()).hexdigest()[:16]
         self._selector = f"{RUN_LABEL}={self._run_key}"
+        self._per_index = True  # Indexed Jobs fail index by index (the API server is 1.29+)
 
     # -- client ------------------------------------------------------------------------------------
 
@@ -139,13 +145,14 @@ class KubernetesBackend(RemoteBackend):
         self._log_api = client.ApiClient(logs_conf)
         try:  # unreachable or refused: say so now, not as every task's failure
             with anyio.fail_after(REQUEST_SECONDS):
-                await client.VersionApi(self._api).get_code()
+                info = await client.VersionApi(self._api).get_code()
         except Exception as e:
             await self._close()
             raise AflowException(
                 f"@kubernetes: cannot reach the Kubernetes API at {conf.host}: {_why(e)} (set "
                 "AFLOW_KUBERNETES_HOST, or KUBECONFIG / AFLOW_KUBERNETES_CONTEXT)"
             ) from None
+        self._per_index = _server_version(info) >= PER_INDEX_SINCE
 
     async def _close(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -205,8 +212,9 @@ class KubernetesBackend(RemoteBackend):
 
     async def _env(self, group: JobGroup) -> list[dict[str, Any]]:
         env = await self.container_env(group)
-        # A step's own exception is in its task record; exiting 0 keeps the Indexed Job's other
-        # indexes running (backoffLimit 0 would stop them all on the first failed pod).
+        # A step's own exception is in its task record; exiting 0 keeps the pod (and the Job)
+        # Succeeded, so that only what the platform did to a pod shows as a failed pod or index
+        # (and, on a pre-1.29 cluster, backoffLimit 0 would stop all indexes on a failed pod).
         env["AFLOW_RECORDED_FAILURE_EXIT"] = "0"
         out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(env.items())]
         # The task record names the pod it ran in (the client's Task.job_id).
@@ -254,11 +262,17 @@ class KubernetesBackend(RemoteBackend):
             pod["tolerations"] = _tolerations(step, own["tolerations"])
         count = len(group.tasks)
         spec: dict[str, Any] = {
-            "backoffLimit": 0,  # aflow retries, as a new Job with the next attempt number
             "completions": count,
             "parallelism": min(count, self.ctx.max_workers),
             "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod},
         }
+        # aflow retries, as a new Job with the next attempt number: no pod is ever retried.
+        if group.is_array and self._per_index:
+            # Each index fails alone (its pod OOMKilled, evicted or deleted by a @timeout); the
+            # others run on. backoffLimit stays unset (unlimited): 0 would fail the whole Job again.
+            spec["backoffLimitPerIndex"] = 0
+        else:
+            spec["backoffLimit"] = 0
         if group.is_array:
             spec["completionMode"] = "Indexed"
         meta = {"name": name, "namespace": ns, "labels": labels, "annotations": annotations}
@@ -284,7 +298,17 @@ class KubernetesBackend(RemoteBackend):
         name = body["metadata"]["name"]
         for attempt in itertools.count():
             try:
-                await batch.create_namespaced_job(ns, body, _request_timeout=REQUEST_SECONDS)
+                made = await batch.create_namespaced_job(ns, body, _request_timeout=REQUEST_SECONDS)
+                if "backoffLimitPerIndex" in body["spec"] and made.spec.backoff_limit_per_index is None:
+                    # The server dropped the field (its JobBackoffLimitPerIndex gate is off): the
+                    # Job would retry pods up to the default backoffLimit. Stop it; later Jobs use
+                    # backoffLimit 0, and these tasks fail as platform failures (@retry reruns them).
+                    self._per_index = False
+                    await self._delete_job(ns, name)
+                    raise AflowException(
+                        f"Job {name} in namespace {ns}: the API server ignored backoffLimitPerIndex "
+                        "(feature gate JobBackoffLimitPerIndex off?); the Job was deleted"
+                    )
                 return
             except ApiException as e:
                 if e.status == 409 and attempt > 0:
@@ -450,7 +474,7 @@ class KubernetesBackend(RemoteBackend):
                 self._spawn(self._delete_pod, group.extra["namespace"], name)  # stopped before it ran
             return
         if task.extra.get("pod", name) != name or task.extra.get("ending"):
-            return  # the index's first pod decides (backoffLimit 0: there is no second)
+            return  # the index's first pod decides (backoffLimit[PerIndex] 0: no second)
         task.extra["pod"] = name
         task.extra["last"] = obj
         phase = status.get("phase") or "Pending"
@@ -504,16 +528,24 @@ class KubernetesBackend(RemoteBackend):
         group.extra["job_end"] = why or "complete"
         if why:
             group.extra["job_failed"] = why
-        self._spawn(self._settle, group, why)
+        status = obj.get("status") or {}
+        done = _indexes(status.get("completedIndexes")), _indexes(status.get("failedIndexes"))
+        self._spawn(self._settle, group, why, *done)
 
-    async def _settle(self, group: JobGroup, why: str | None) -> None:
-        """The Job has ended: finish the tasks whose pods never came (the controller makes no more
-        pods for a failed Job); tasks with a pod are finished from it."""
+    async def _settle(
+        self, group: JobGroup, why: str | None, completed: set[int], failed: set[int]
+    ) -> None:
+        """The Job has ended: finish the tasks whose pods were not seen (the controller makes no
+        more pods for a failed Job; or the pod watch lags) by what the Job's status says of their
+        index; tasks with a pod are finished from it. A Job that failed by index (FailedIndexes)
+        ran every index: its Failed condition is no failure of the indexes that completed."""
         await anyio.sleep(SETTLE_SECONDS)
         for index, task in enumerate(group.tasks):
             if task.exit is None and "pod" not in task.extra:
-                if why is None:
+                if why is None or index in completed:
                     task.finish(TaskExit(0))  # the Job says it succeeded; the record tells the rest
+                elif index in failed:
+                    task.finish(TaskExit(1, f"{why} (index {index} failed)"))
                 else:
                     task.finish(TaskExit(1, f"{why} (index {index} never ran)"))
         self._forget(group)
@@ -615,9 +647,10 @@ class KubernetesBackend(RemoteBackend):
         """Stop these tasks. A group all of whose unfinished tasks stop loses its Job (and, by
         propagation, its pods); when only some indexes of an Indexed Job stop (a @timeout),
         only their pods are deleted, and an index whose pod is not made yet is deleted when it
-        appears. NB with backoffLimit 0 the Job controller counts a deleted pod as a failure and
-        stops the Job's other indexes too: their tasks fail as platform failures (which @retry
-        retries), naming the Job's failure."""
+        appears. With backoffLimitPerIndex 0 a deleted pod fails its own index only: the other
+        indexes run on (the Job ends Failed, FailedIndexes, which fails none of them). NB on a
+        pre-1.29 cluster (backoffLimit 0) it fails the whole Job: the other tasks fail as platform
+        failures (which @retry retries), naming the Job's failure."""
         groups: dict[int, tuple[JobGroup, list[RemoteTask]]] = {}
         for task in tasks:
             group = task.extra.get("group")
@@ -784,6 +817,25 @@ def _refusal(e: ApiException, name: str, ns: str) -> str:
         where = "@kubernetes(namespace=) or AFLOW_KUBERNETES_NAMESPACE"
         return f"{what} (does namespace {ns} exist? {where})"
     return what
+
+
+def _server_version(info: Any) -> tuple[int, int]:
+    """(major, minor) of a VersionInfo; minors such as "29+" (EKS, GKE) count as 29. Unreadable:
+    assumed recent."""
+    try:
+        return int(re.sub(r"\D", "", info.major)), int(re.sub(r"\D", "", info.minor))
+    except (AttributeError, TypeError, ValueError):
+        return (1, 99)
+
+
+def _indexes(text: str | None) -> set[int]:
+    """A Job status' completedIndexes / failedIndexes ("1,3-5,7") as a set."""
+    out: set[int] = set()
+    for part in (text or "").split(","):
+        first, _, last = part.strip().partition("-")
+        if first.isdigit():
+            out.update(range(int(first), int(last or first) + 1))
+    return out
 
 
 def _job_conditions(job: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -32,6 +32,12 @@ Behaviour a backend must cope with, as on a real cluster:
 - Pod logs of a pod that has not started answer 400 "... is waiting to start"; note that the client
   does not raise for it when `_preload_content=False` (Watch.stream): the Status JSON comes as a line.
 - Job and label values are validated like the real API (DNS-1123 names, label values <= 63 chars).
+- Per-index backoff (Indexed Jobs, GA in 1.33): with `backoffLimitPerIndex` an index whose pods failed
+  more often than that is failed alone (listed in `status.failedIndexes`, never retried) while the
+  other indexes run on; once every index has succeeded or failed the Job fails (reason
+  FailedIndexes), sooner when more than `maxFailedIndexes` have failed (MaxFailedIndexesExceeded,
+  its active pods deleted). `backoffLimit` then defaults to 2^31-1 (a set one still counts all
+  failed pods); pods carry the `batch.kubernetes.io/job-index-failure-count` annotation.
 
 Standalone (outside the test process): `python tests/fakes/k8s_server.py` prints its URL and serves.
 
@@ -39,7 +45,8 @@ Hooks: `evict_next_pod`, `oom_next_pod`, `hold_pending` / `release_pending`, `co
 `watch_timeout`, `history_limit`, `pending_seconds`, `pod_env`, `inherit_env`; inspection: `requests`,
 `calls`, `job`, `pods`, `pod_log`, `peak_running`, `alive_pids`. Limits: one container per pod runs
 (init and sidecar containers are ignored), restartPolicy OnFailure behaves like Never, no retry
-backoff delay between failed pods, no PATCH/PUT, secretKeyRef/configMapKeyRef/envFrom not resolved.
+backoff delay between failed pods, no podFailurePolicy, no PATCH/PUT, secretKeyRef/configMapKeyRef/
+envFrom not resolved.
 """
 
 from __future__ import annotations
@@ -83,6 +90,9 @@ VERSION = {
 
 NODE_NAME = "aflow-fake-node"
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+FAILURE_COUNT_KEY = "batch.kubernetes.io/job-index-failure-count"
+MAX_INT32 = 2**31 - 1
+MAX_FAILED_INDEXES = 100_000  # the API's limit on maxFailedIndexes
 _NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _LABEL_VALUE_RE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _LABEL_KEY_NAME_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
@@ -266,6 +276,8 @@ class _Job:
     succeeded: int = 0
     failed: int = 0
     completed_indexes: set[int] = field(default_factory=set)
+    failed_indexes: set[int] = field(default_factory=set)
+    index_failures: dict[int, int] = field(default_factory=dict)  # failed pods per index
     running: int = 0
     peak_running: int = 0
     deleting: bool = False
@@ -760,6 +772,37 @@ class FakeK8s:
                     "alphanumeric character, and be at most 63 characters",
                 )
 
+    @staticmethod
+    def _check_per_index(name: str, spec: dict, mode: str) -> None:
+        """backoffLimitPerIndex / maxFailedIndexes, validated as batch/v1 validation.go does."""
+
+        def invalid(path: str, value: Any, why: str) -> ApiError:
+            return _invalid("Job.batch", name, f"spec.{path}: Invalid value: {value}: {why}")
+
+        for key in ("backoffLimit", "backoffLimitPerIndex", "maxFailedIndexes"):
+            value = spec.get(key)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise invalid(key, value, "must be greater than or equal to 0")
+        per_index, max_failed = spec.get("backoffLimitPerIndex"), spec.get("maxFailedIndexes")
+        if max_failed is not None and per_index is None:
+            raise _invalid(
+                "Job.batch",
+                name,
+                "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified",
+            )
+        if mode != "Indexed":
+            if per_index is not None:
+                raise invalid("backoffLimitPerIndex", per_index, "requires indexed completion mode")
+            if max_failed is not None:
+                raise invalid("maxFailedIndexes", max_failed, "requires indexed completion mode")
+            return
+        if max_failed is not None and max_failed > int(spec["completions"]):
+            raise invalid("maxFailedIndexes", max_failed, "must be less than or equal to completions")
+        if max_failed is not None and max_failed > MAX_FAILED_INDEXES:
+            raise invalid(
+                "maxFailedIndexes", max_failed, f"must be less than or equal to {MAX_FAILED_INDEXES}"
+            )
+
     async def _create_job(self, request: web.Request) -> web.Response:
         ns = request.match_info["ns"]
         body = await self._json(request)
@@ -817,6 +860,7 @@ class FakeK8s:
             raise _invalid(
                 "Job.batch", name, "spec.completions: Required value: when completion mode is Indexed"
             )
+        self._check_per_index(name, spec, mode)
         self._check_labels("Job.batch", name, "metadata.labels", meta.get("labels"))
         tmeta = template.setdefault("metadata", {})
         self._check_labels("Job.batch", name, "spec.template.metadata.labels", tmeta.get("labels"))
@@ -835,7 +879,8 @@ class FakeK8s:
         spec.setdefault("parallelism", 1)
         if mode == "NonIndexed" and spec.get("completions") is None:
             spec["completions"] = 1
-        spec.setdefault("backoffLimit", 6)
+        if spec.get("backoffLimit") is None:  # unlimited when each index has its own limit
+            spec["backoffLimit"] = 6 if spec.get("backoffLimitPerIndex") is None else MAX_INT32
         spec["completionMode"] = mode
         spec.setdefault("suspend", False)
         spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
@@ -949,6 +994,8 @@ class FakeK8s:
         new["uncountedTerminatedPods"] = {}
         if job.obj["spec"]["completionMode"] == "Indexed" and job.completed_indexes:
             new["completedIndexes"] = _ranges(job.completed_indexes)
+        if job.obj["spec"].get("backoffLimitPerIndex") is not None:
+            new["failedIndexes"] = _ranges(job.failed_indexes)  # "" while none has failed
         if new != st:
             job.obj["status"] = new
             self._emit("jobs", "MODIFIED", job.obj)
@@ -959,6 +1006,8 @@ class FakeK8s:
         completions = int(spec["completions"])
         parallelism = int(spec["parallelism"])
         backoff = int(spec["backoffLimit"])
+        per_index = spec.get("backoffLimitPerIndex")
+        max_failed = spec.get("maxFailedIndexes")
         todo: deque[int] = deque(range(completions)) if indexed else deque()
         job.obj["status"]["startTime"] = _now()
         self._sync_job_status(job)
@@ -987,11 +1036,26 @@ class FakeK8s:
                                 job.completed_indexes.add(pod.index)
                         else:
                             job.failed += 1
-                            if pod.index is not None:
+                            if pod.index is None:
+                                continue
+                            failures = job.index_failures[pod.index] = (
+                                job.index_failures.get(pod.index, 0) + 1
+                            )
+                            if per_index is not None and failures > int(per_index):
+                                job.failed_indexes.add(pod.index)  # not retried: the index failed
+                            else:
                                 todo.append(pod.index)
                     if job.failed > backoff:
                         failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
                         break
+                    if max_failed is not None and len(job.failed_indexes) > int(max_failed):
+                        failure = (
+                            "MaxFailedIndexesExceeded",
+                            "Job has exceeded the specified maximal number of failed indexes",
+                        )
+                        break
+                if failure is None and job.failed_indexes:  # every index succeeded or failed
+                    failure = ("FailedIndexes", "Job has failed indexes")
         except TimeoutError:
             failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
         if failure is not None and tasks:
@@ -1046,6 +1110,8 @@ class FakeK8s:
         if index is not None:
             labels[INDEX_KEY] = str(index)
             annotations[INDEX_KEY] = str(index)
+            if job.obj["spec"].get("backoffLimitPerIndex") is not None:
+                annotations[FAILURE_COUNT_KEY] = str(job.index_failures.get(index, 0))
         spec = template["spec"]
         spec.setdefault("serviceAccountName", "default")
         spec.setdefault("terminationGracePeriodSeconds", 30)
