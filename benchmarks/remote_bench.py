@@ -22,12 +22,13 @@ import json
 import math
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+
+from moto_server import moto_server
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "tests" / "remote_flows"
@@ -50,12 +51,6 @@ for line in sys.stdin:
         break
 fake.stop()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Fake:
@@ -162,23 +157,8 @@ def main() -> None:
         print(json.dumps(measure(args.side, args.window, args.poll, args.moto)))
         return
 
-    import boto3
-
-    port = free_port()
-    moto = subprocess.Popen(
-        ["moto_server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    with moto_server(bucket) as endpoint:
         env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": "testing",
@@ -191,13 +171,6 @@ def main() -> None:
             "AFLOW_BATCH_JOB_QUEUE": "aflow-test-queue",
             "AFLOW_TEST_COMPUTE": "batch",
         }
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        ).create_bucket(Bucket=bucket)
         results = []
         for width in (100, args.width):  # each scheduler in a fresh process: its own RSS
             side = [sys.executable, __file__, "--side", str(width), "--moto", endpoint]
@@ -206,9 +179,6 @@ def main() -> None:
             if done.returncode:
                 sys.exit(f"width {width} failed:\n{done.stderr[-4000:]}")
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    finally:
-        moto.terminate()
-        moto.wait()
     base, wide = results
     print(f"{'':28}{'N=' + str(base['width']):>12}{'N=' + str(wide['width']):>12}{'ratio':>8}")
     for key in (

@@ -18,22 +18,17 @@ import argparse
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from moto_server import moto_server
+
 MiB = 1 << 20
 PART = 16 * MiB
 CONCURRENCY = 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def payload(size: int) -> memoryview:
@@ -222,37 +217,16 @@ def main() -> None:
         print(json.dumps(SIDES[args.side](args.amount, args.bucket)))
         return
 
-    port = free_port()
-    server = subprocess.Popen(
-        ["moto_server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    env = dict(
-        os.environ,
-        AFLOW_S3_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_DEFAULT_REGION="us-east-1",
-        AFLOW_TRANSFER_PART_SIZE=str(PART),
-        AFLOW_TRANSFER_CONCURRENCY=str(CONCURRENCY),
-    )
-    try:
-        import boto3
-
-        for _ in range(50):
-            try:
-                boto3.client(
-                    "s3",
-                    endpoint_url=endpoint,
-                    region_name="us-east-1",
-                    aws_access_key_id="b",
-                    aws_secret_access_key="b",
-                ).create_bucket(Bucket="bench")
-                break
-            except Exception:
-                time.sleep(0.2)
+    with moto_server("bench") as endpoint:
+        env = dict(
+            os.environ,
+            AFLOW_S3_ENDPOINT_URL=endpoint,
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_DEFAULT_REGION="us-east-1",
+            AFLOW_TRANSFER_PART_SIZE=str(PART),
+            AFLOW_TRANSFER_CONCURRENCY=str(CONCURRENCY),
+        )
         size = args.size_mib * MiB
         # The server's first large allocation is slow on a fresh VM, whoever makes it, and a
         # 2-core machine is noisy: run the sides in turn, alternating which goes first, and keep
@@ -277,9 +251,6 @@ def main() -> None:
                 far = dict(env, AFLOW_S3_ENDPOINT_URL=slow)
                 slow_one_by_one = run_side("sequential_small", args.small, "bench", far)
                 slow_few = run_side("aflow_small", args.small, "bench", far)
-    finally:
-        server.terminate()
-        server.wait()
 
     def rate(seconds: float) -> str:
         return f"{size / MiB / seconds:7.1f} MiB/s"

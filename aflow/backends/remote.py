@@ -17,6 +17,7 @@ stops every job it still has running.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import re
@@ -283,12 +284,10 @@ class RemoteBackend:
     async def _save_specs(self, group: JobGroup) -> str:
         """The group's specs as one blob, each as the container sees it: the flow file relative to
         the code package's root, sys.path the package."""
-        packed = []
-        for t in group.tasks:
-            spec = TaskSpec.unpack(t.spec.pack())
-            spec.flow_file = os.path.basename(spec.flow_file)
-            spec.sys_path = []
-            packed.append(spec.pack())
+        packed = [
+            dataclasses.replace(t.spec, flow_file=os.path.basename(t.spec.flow_file), sys_path=[]).pack()
+            for t in group.tasks
+        ]
         data = msgpack.packb(packed, use_bin_type=True)
         digest = hashlib.sha256(data).hexdigest()
         await self.ctx.store.put(blob_key(self.ctx.flow_name, digest), [data])
@@ -418,6 +417,11 @@ def bootstrap_command() -> list[str]:
     return ["python3", "-c", source]
 
 
+def dist_name(requirement: str) -> str:
+    """The distribution a requirement names: "aioboto3" of "aioboto3[s3]>=13"."""
+    return re.split(r"[\s\[<>=!~;]", requirement.strip(), maxsplit=1)[0]
+
+
 def requirements_for(datastore: str) -> str:
     """`module=requirement` pairs (`;`-separated) a container needs to run a task: aflow's own
     dependencies and its datastore's extra, read from aflow's installed metadata. The bootstrap
@@ -429,7 +433,7 @@ def requirements_for(datastore: str) -> str:
         wanted = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
         if (wanted.group(1) if wanted else None) not in (None, extra):
             continue
-        dist = re.split(r"[\s\[<>=!~]", spec, maxsplit=1)[0]
+        dist = dist_name(spec)
         if dist not in _NOT_IN_TASKS:
             pairs.append(f"{_MODULES.get(dist, dist.replace('-', '_'))}={spec}")
     return ";".join(sorted(pairs))

@@ -17,12 +17,13 @@ import anyio
 
 from aflow.backends.base import LogSink, TaskExit, TaskSpec
 from aflow.backends.processes import TERM_GRACE, LineSplitter, kill_group, task_exit
-from aflow.engine.environments import aflow_path
 
 
 async def run_spawned(task: TaskSpec, logs: LogSink) -> TaskExit:
     python, env = sys.executable, None
     if task.environment:  # @pypi/@conda: its own interpreter, with aflow (only) on its path
+        from aflow.engine.environments import aflow_path  # only such tasks pay for it
+
         python = task.environment["python"]
         env = {**os.environ, "PYTHONPATH": aflow_path(), "PYTHONNOUSERSITE": "1"}
         # The scheduler's packages must not shadow the environment's.

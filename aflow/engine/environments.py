@@ -15,6 +15,7 @@ installing environment) on their path.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -25,13 +26,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import aflow
+from aflow.backends.remote import dist_name, requirements_for
 from aflow.exception import AflowException
 
 KINDS = ("pypi", "conda")
@@ -117,7 +119,7 @@ def runtime_pins(requirements: str) -> tuple[str, ...]:
     pins = []
     for pair in filter(None, requirements.split(";")):
         _, spec = pair.split("=", 1)
-        dist = spec.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip()
+        dist = dist_name(spec)
         try:
             pins.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
@@ -252,16 +254,22 @@ def _pip(python: Path) -> list[str]:
     return [sys.executable, "-m", "pip", "--python", str(python), *quiet]
 
 
+@contextlib.contextmanager
+def _text_file(text: str) -> Iterator[str]:
+    """`text` in a temporary file, for a tool that reads its input from a path."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "lock.txt")
+        with open(path, "w") as f:
+            f.write(text)
+        yield path
+
+
 def _make_venv(spec: EnvSpec, folder: Path, stored_lock: str | None) -> str:
     _run([find_python(spec.python), "-m", "venv", "--without-pip", str(folder)], "making the venv")
     python = env_python(folder)
     if stored_lock is not None:
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-            f.write(stored_lock)
-        try:
-            _run([*_pip(python), "install", "-q", "--no-deps", "-r", f.name], "pip install (lock)")
-        finally:
-            os.unlink(f.name)
+        with _text_file(stored_lock) as lock:
+            _run([*_pip(python), "install", "-q", "--no-deps", "-r", lock], "pip install (lock)")
         return stored_lock
     _run([*_pip(python), "install", "-q", *spec.requirements, *spec.runtime], "pip install")
     return _run([*_pip(python), "freeze", "--all"], "pip freeze")
@@ -292,12 +300,8 @@ def _lock_for_target(spec: EnvSpec) -> str:
 def _make_conda(spec: EnvSpec, folder: Path, stored_lock: str | None) -> str:
     tool = find_conda()
     if stored_lock is not None:
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-            f.write(stored_lock)
-        try:
-            _run([tool, "create", "-y", "-p", str(folder), "--file", f.name], "conda create (lock)")
-        finally:
-            os.unlink(f.name)
+        with _text_file(stored_lock) as lock:
+            _run([tool, "create", "-y", "-p", str(folder), "--file", lock], "conda create (lock)")
         _run([*_pip(env_python(folder)), "install", "-q", *spec.runtime], "pip install (aflow's needs)")
         return stored_lock
     python = f"python={spec.python or '.'.join(map(str, sys.version_info[:2]))}"
@@ -315,7 +319,6 @@ async def prepare(
     fails here, before any task runs): step -> ResolvedEnv.as_dict()."""
     import anyio
 
-    from aflow.backends.remote import requirements_for
     from aflow.decorators import compute_of
     from aflow.stores.base import NotFound
 
