@@ -36,7 +36,7 @@ import msgpack
 
 from aflow.backends.base import LogSink, TaskExit, TaskSpec
 from aflow.decorators import resources_for
-from aflow.engine.packaging import build_package
+from aflow.engine.packaging import build_package, env_patterns
 from aflow.stores.artifacts import blob_key
 from aflow.stores.base import REMOTE, ObjectStore
 
@@ -442,9 +442,11 @@ def requirements_for(datastore: str) -> str:
 async def _upload_code(ctx: RemoteContext) -> CodeRef:
     package = await anyio.to_thread.run_sync(
         lambda: build_package(
-            ctx.flow_file, _patterns("AFLOW_PACKAGE_INCLUDE"), _patterns("AFLOW_PACKAGE_EXCLUDE")
+            ctx.flow_file, env_patterns("AFLOW_PACKAGE_INCLUDE"), env_patterns("AFLOW_PACKAGE_EXCLUDE")
         )
     )
+    for warning in package.warnings:
+        print(f"[aflow] warning: {warning}", file=sys.stderr)
     key = blob_key(ctx.flow_name, package.digest)
     if not await ctx.store.exists(key):
         await ctx.store.put(key, [package.data])
@@ -455,10 +457,6 @@ async def presigned(store: ObjectStore, key: str) -> str | None:
     """A URL that reads `key` without credentials, where the store can make one."""
     presign = getattr(store, "presigned_url", None)
     return await presign(key, PRESIGN_SECONDS) if presign else None
-
-
-def _patterns(name: str) -> list[str]:
-    return [p.strip() for p in (os.environ.get(name) or "").split(",") if p.strip()]
 
 
 def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
