@@ -170,7 +170,8 @@ def test_package_command(project: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert result.returncode == 0, result.stderr
     assert "(3 of the flow's, the rest aflow)" in result.stdout
     assert "  faraway.py  (imported)" in result.stdout
-    assert "left out (neither imported nor included" in result.stdout and "  sub/data.csv" in result.stdout
+    assert "left out (neither imported nor included" in result.stdout
+    assert "  sub/data.csv" in result.stdout
     assert "skipped .env: looks like a credential file" in result.stdout
     monkeypatch.setenv("AFLOW_PACKAGE_INCLUDE", "sub/*")
     result = run_cli("package", str(project / "flow.py"))

@@ -320,8 +320,7 @@ def package(
             typer.echo(f"  {name}  ({built.why.get(name, '')})")
         if built.left_out:
             typer.echo(
-                "left out (neither imported nor included; add with --include or "
-                "AFLOW_PACKAGE_INCLUDE):"
+                "left out (neither imported nor included; add with --include or AFLOW_PACKAGE_INCLUDE):"
             )
             shown = built.left_out if files else built.left_out[:20]
             for name in shown:

@@ -101,8 +101,10 @@ def credential_rule(path: str) -> str | None:
     parts = relative.split("/")
     for pattern in CREDENTIALS:
         if "/" in pattern:
-            if relative == pattern or relative.endswith("/" + pattern) or f"/{pattern}/" in (
-                "/" + relative
+            if (
+                relative == pattern
+                or relative.endswith("/" + pattern)
+                or f"/{pattern}/" in ("/" + relative)
             ):
                 return pattern
         elif any(fnmatch.fnmatch(p, pattern) for p in parts):
@@ -120,9 +122,7 @@ def _walk(root: Path) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if _matches(d, NEVER_WALKED) is None and not _is_virtualenv(here / d)
+            d for d in dirnames if _matches(d, NEVER_WALKED) is None and not _is_virtualenv(here / d)
         )
         for name in sorted(filenames):
             if _matches(name, NEVER_PACKED) is None:
