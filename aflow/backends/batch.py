@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 from typing import Any
@@ -56,6 +57,11 @@ def queue_for(decorators: dict[str, dict[str, Any]]) -> str:
     return str(queue)
 
 
+def role_for(decorators: dict[str, dict[str, Any]]) -> str | None:
+    """The job role: the container's own AWS credentials (for the datastore)."""
+    return decorators.get("batch", {}).get("iam_role") or os.environ.get("AFLOW_BATCH_IAM_ROLE")
+
+
 def check_step(step: str, decorators: dict[str, dict[str, Any]]) -> None:
     """What can be known wrong before the run starts."""
     try:
@@ -88,6 +94,7 @@ class BatchBackend(RemoteBackend):
         self._logs: Any = None
         self._clients = contextlib.AsyncExitStack()
         self._tailing: set[RemoteTask] = set()
+        self._warned_role = False
 
     # -- clients -------------------------------------------------------------------------------
 
@@ -114,8 +121,9 @@ class BatchBackend(RemoteBackend):
         """The ARN of a job definition for the group's container shape, registered on first need."""
         settings = group.decorators.get("batch", {})
         res = self.resources(group)
+        # EC2 queues take whole vCPUs only: a fraction (fine on Kubernetes) is rounded up.
         requirements = [
-            {"type": "VCPU", "value": f"{res['cpu'] or 1:g}"},
+            {"type": "VCPU", "value": str(max(1, math.ceil(res["cpu"] or 1)))},
             {"type": "MEMORY", "value": str(int(res["memory"] or 4096))},
         ]
         if res["gpu"]:
@@ -125,9 +133,14 @@ class BatchBackend(RemoteBackend):
             "command": bootstrap_command(),
             "resourceRequirements": requirements,
         }
-        role = settings.get("iam_role") or os.environ.get("AFLOW_BATCH_IAM_ROLE")
+        role = role_for(group.decorators)
         if role:
             properties["jobRoleArn"] = role
+        if self.log_group != DEFAULT_LOG_GROUP:  # Batch's default needs no configuration
+            properties["logConfiguration"] = {
+                "logDriver": "awslogs",
+                "options": {"awslogs-group": self.log_group},
+            }
         if settings.get("shared_memory"):
             properties["linuxParameters"] = {"sharedMemorySize": int(settings["shared_memory"])}
         digest = hashlib.sha256(json.dumps(properties, sort_keys=True).encode()).hexdigest()[:16]
@@ -148,6 +161,15 @@ class BatchBackend(RemoteBackend):
             return self._definitions[digest]
 
     async def _submit(self, group: JobGroup) -> None:
+        if not role_for(group.decorators) and not self._warned_role:
+            self._warned_role = True
+            await group.tasks[0].logs.line(
+                "stderr",
+                "[aflow] warning: @batch has no job role (@batch(iam_role=...) or "
+                "AFLOW_BATCH_IAM_ROLE): the container gets no AWS credentials of its own for the "
+                f"datastore ({self.ctx.store.url}) unless its compute environment's instance role "
+                "grants them",
+            )
         definition = await self._definition(group)
         env = await self.container_env(group)
         request: dict[str, Any] = {
