@@ -36,6 +36,7 @@ from aflow.stores.artifacts import deserialize
 from aflow.stores.base import Buffer, ObjectStore
 from aflow.stores.transfer import gather
 from aflow.ui import pages
+from aflow.ui.cards import card_routes, cards_fragment
 from aflow.ui.markup import esc, page, size, url
 from aflow.ui.preview import PREVIEW_LIMIT, Preview, describe
 from aflow.ui.progress import step_progress
@@ -98,6 +99,7 @@ def create_app(store: ObjectStore, poll: float = 1.0) -> Starlette:
         *both("/run/{flow}/{run_id}", lambda r: _run_view(state, r)),
         *both("/task/{flow}/{run_id}/{step}/{task_id}", lambda r: _task_view(state, r)),
         Route("/raw/{flow}/{run_id}/{step}/{task_id}", raw),
+        *card_routes(readonly),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -236,7 +238,10 @@ async def _task_view(state: UIState, request: Request) -> Rendered:
             (step, url("run", flow, run_id, step=step)),
             (task_id, None),
         ],
-        pages.task_fragments(view, attempt, previews),
+        {
+            **pages.task_fragments(view, attempt, previews),
+            "cards": await cards_fragment(state.store, flow, run_id, step, task_id, attempt),
+        },
         live=not view.final,
     )
 
