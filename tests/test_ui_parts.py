@@ -152,4 +152,5 @@ def test_the_command_says_which_extra_is_missing(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the `ui` extra were not installed
     result = CliRunner().invoke(app, ["ui"])
-    assert result.exit_code == 1 and "pip install 'aflow[ui]'" in result.output
+    assert result.exit_code == 1 and "pip install -e" in result.output
+    assert "[ui]" in result.output and "aflow-engine" not in result.output  # from this checkout

@@ -58,7 +58,9 @@ def ui(
 
             from aflow.ui.server import create_app
         except ImportError as e:
-            raise UIError(f"needs the 'ui' extra: pip install 'aflow[ui]' ({e})") from None
+            from aflow.install_hint import needs_extra
+
+            raise UIError(f"{needs_extra('aflow ui', 'ui')} ({e})") from None
         from aflow.stores.base import open_store
 
         if not _is_loopback(host):
