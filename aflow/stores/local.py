@@ -4,6 +4,11 @@ Writes go to a temporary file beside the target and are renamed into place, so a
 moment leaves either the old object or the new one, never half of one. The operations here are
 synchronous (what a task process uses); the engine sees them through ThreadedStore, one worker-thread
 hop per operation, so the event loop never waits on the disk.
+
+Every key resolves strictly inside the root: a key with a `..`, `.` or empty segment, a backslash or
+NUL, or an absolute one is refused, and so is a path whose symbolic links lead outside the root (a
+read of one finds nothing; a write raises). Readers such as `aflow ui` unpickle what they read, so
+a file beside the store must never be read as if it were in it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ if TYPE_CHECKING:
 
 
 MMAP_THRESHOLD = 1 << 20
+
+
+class OutsideRoot(PermissionError):
+    """A key that would lead outside the store's root."""
 
 
 def default_local_root() -> str:
@@ -53,9 +62,37 @@ class LocalFiles:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
         self.url = str(self.root)
+        self._real = os.path.realpath(self.url)
 
     def _path(self, key: str) -> str:
-        return os.path.join(self.url, key)
+        """The file of `key`, strictly inside the root (OutsideRoot if it would not be)."""
+        if key:
+            parts = key.split("/")
+            if (
+                key.startswith("/")
+                or "\\" in key
+                or "\x00" in key
+                or any(p in ("", ".", "..") for p in parts[:-1])
+                or parts[-1] in (".", "..")
+            ):
+                raise OutsideRoot(f"refused the store key {key!r}: it leads outside {self.url}")
+        path = os.path.join(self.url, key)
+        real = os.path.realpath(path)
+        if real != self._real and not real.startswith(self._real + os.sep):
+            # The root itself may have become a link since: look again before refusing.
+            self._real = os.path.realpath(self.url)
+            if real != self._real and not real.startswith(self._real + os.sep):
+                raise OutsideRoot(
+                    f"refused the store key {key!r}: a symbolic link leads it outside {self.url}"
+                )
+        return path
+
+    def _found(self, key: str) -> str:
+        """The file of `key` to read: one outside the root is as good as absent."""
+        try:
+            return self._path(key)
+        except OutsideRoot as e:
+            raise NotFound(f"{os.path.join(self.url, key)} ({e})") from None
 
     def put(self, key: str, parts: Sequence[Buffer]) -> None:
         # Plain os calls, no file objects: a forked task process copies every page it touches,
@@ -81,10 +118,11 @@ class LocalFiles:
             raise
 
     def get(self, key: str) -> Buffer:
+        path = self._found(key)
         try:
-            fd = os.open(self._path(key), os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            raise NotFound(self._path(key)) from None
+            raise NotFound(path) from None
         try:
             size = os.fstat(fd).st_size
             if size >= MMAP_THRESHOLD:
@@ -103,22 +141,26 @@ class LocalFiles:
             os.close(fd)
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
+        path = self._found(key)
         try:
-            fd = os.open(self._path(key), os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            raise NotFound(self._path(key)) from None
+            raise NotFound(path) from None
         try:
             return os.pread(fd, length, start)
         finally:
             os.close(fd)
 
     def exists(self, key: str) -> bool:
-        return os.path.exists(self._path(key))
+        try:
+            return os.path.exists(self._path(key))
+        except OutsideRoot:
+            return False
 
     def list(self, prefix: str) -> list[str]:
         try:
-            names = os.listdir(self._path(prefix))
-        except (FileNotFoundError, NotADirectoryError):
+            names = os.listdir(self._path(prefix.rstrip("/")))
+        except (FileNotFoundError, NotADirectoryError, OutsideRoot):
             return []
         return sorted(n for n in names if not n.endswith(".tmp"))
 
