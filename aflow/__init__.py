@@ -42,6 +42,11 @@ _LAZY = {
     "namespace": "aflow.client",
     "get_namespace": "aflow.client",
     "AsyncFlow": "aflow.client",
+    "S3": "aflow.s3",
+    "AsyncS3": "aflow.s3",
+    "profile": "aflow.profile",
+    "parallel_map": "aflow.multicore",
+    "parallel_imap_unordered": "aflow.multicore",
 }
 
 
@@ -57,7 +62,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "S3",
     "AsyncFlow",
+    "AsyncS3",
     "DataArtifact",
     "Flow",
     "FlowSpec",
@@ -77,6 +84,9 @@ __all__ = [
     "get_namespace",
     "kubernetes",
     "namespace",
+    "parallel_imap_unordered",
+    "parallel_map",
+    "profile",
     "pypi",
     "pypi_base",
     "resources",
