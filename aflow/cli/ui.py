@@ -52,6 +52,7 @@ def ui(
         list[str] | None,
         typer.Option(
             "--allow-host",
+            metavar="NAME",
             help="Also answer requests addressed to this host name (e.g. the machine's DNS name "
             "with --host 0.0.0.0); repeatable. Loopback names and --host are always answered.",
         ),

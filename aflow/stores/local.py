@@ -13,6 +13,7 @@ a file beside the store must never be read as if it were in it.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import mmap
 import os
@@ -63,9 +64,13 @@ class LocalFiles:
         self.root = Path(root).absolute()
         self.url = str(self.root)
         self._real = os.path.realpath(self.url)
+        # Folders already seen to resolve inside the root: resolving a path costs a system call
+        # per component, and a 1,000-task run page reads thousands of keys in a few folders.
+        self._inside: set[str] = set()
 
     def _path(self, key: str) -> str:
-        """The file of `key`, strictly inside the root (OutsideRoot if it would not be)."""
+        """The file of `key`, its folder strictly inside the root (OutsideRoot if it would not be).
+        The file itself is checked where it is opened (`_open`, `exists`)."""
         if key:
             parts = key.split("/")
             if (
@@ -77,15 +82,26 @@ class LocalFiles:
             ):
                 raise OutsideRoot(f"refused the store key {key!r}: it leads outside {self.url}")
         path = os.path.join(self.url, key)
-        real = os.path.realpath(path)
-        if real != self._real and not real.startswith(self._real + os.sep):
-            # The root itself may have become a link since: look again before refusing.
-            self._real = os.path.realpath(self.url)
-            if real != self._real and not real.startswith(self._real + os.sep):
-                raise OutsideRoot(
-                    f"refused the store key {key!r}: a symbolic link leads it outside {self.url}"
-                )
+        self._check(os.path.dirname(path) if key else path, key)
         return path
+
+    def _check(self, path: str, key: str) -> None:
+        if path in self._inside:
+            return
+        if not self._resolves_inside(path):
+            raise OutsideRoot(
+                f"refused the store key {key!r}: a symbolic link leads it outside {self.url}"
+            )
+        if len(self._inside) >= 4096:
+            self._inside.clear()  # (atomic: worker threads share this)
+        self._inside.add(path)
+
+    def _resolves_inside(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        if real == self._real or real.startswith(self._real + os.sep):
+            return True
+        self._real = os.path.realpath(self.url)  # the root itself may have become a link since
+        return real == self._real or real.startswith(self._real + os.sep)
 
     def _found(self, key: str) -> str:
         """The file of `key` to read: one outside the root is as good as absent."""
@@ -93,6 +109,21 @@ class LocalFiles:
             return self._path(key)
         except OutsideRoot as e:
             raise NotFound(f"{os.path.join(self.url, key)} ({e})") from None
+
+    def _open(self, key: str) -> tuple[str, int]:
+        """`key` opened to read; a link out of the root reads as absent (NotFound)."""
+        path = self._found(key)
+        try:
+            try:
+                return path, os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as e:
+                if e.errno != errno.ELOOP:
+                    raise
+            if not self._resolves_inside(path):  # the file is a link: follow it only inside
+                raise NotFound(f"{path} (a symbolic link leading outside {self.url}: refused)")
+            return path, os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(path) from None
 
     def put(self, key: str, parts: Sequence[Buffer]) -> None:
         # Plain os calls, no file objects: a forked task process copies every page it touches,
@@ -118,11 +149,7 @@ class LocalFiles:
             raise
 
     def get(self, key: str) -> Buffer:
-        path = self._found(key)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise NotFound(path) from None
+        _, fd = self._open(key)
         try:
             size = os.fstat(fd).st_size
             if size >= MMAP_THRESHOLD:
@@ -141,11 +168,7 @@ class LocalFiles:
             os.close(fd)
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        path = self._found(key)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise NotFound(path) from None
+        _, fd = self._open(key)
         try:
             return os.pread(fd, length, start)
         finally:
@@ -153,13 +176,18 @@ class LocalFiles:
 
     def exists(self, key: str) -> bool:
         try:
-            return os.path.exists(self._path(key))
+            path = self._path(key)
         except OutsideRoot:
             return False
+        if os.path.islink(path):
+            return self._resolves_inside(path) and os.path.exists(path)
+        return os.path.exists(path)
 
     def list(self, prefix: str) -> list[str]:
         try:
-            names = os.listdir(self._path(prefix.rstrip("/")))
+            folder = self._path(prefix.rstrip("/"))
+            self._check(folder, prefix)
+            names = os.listdir(folder)
         except (FileNotFoundError, NotADirectoryError, OutsideRoot):
             return []
         return sorted(n for n in names if not n.endswith(".tmp"))
