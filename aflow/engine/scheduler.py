@@ -65,9 +65,10 @@ class Failure:
     message: str
     traceback: str | None
     platform: bool
+    kind: str | None = None  # the module-qualified exception class, when one is known
 
     def as_dict(self) -> dict[str, Any]:
-        return {"message": self.message, "traceback": self.traceback or ""}
+        return {"message": self.message, "traceback": self.traceback or "", "class": self.kind}
 
 
 class Origin(Protocol):
@@ -241,15 +242,18 @@ class Scheduler:
         if compute_of(spec.step, decorators) is not None:
             limit = None  # a remote task times itself from when it starts (task_runtime), not here
             # where its wait in the platform's queue would count too
+        # A task times its own step (so @catch keeps what the step set); this deadline only
+        # stops one that outlives that, say stuck in C code or in committing its outputs.
+        backstop = limit + min(2.0, limit) if limit is not None else None
         try:
-            with anyio.move_on_after(limit) as deadline:
+            with anyio.move_on_after(backstop) as deadline:
                 outcome = await self.backend.run(spec, log)
         finally:
             with anyio.CancelScope(shield=True):  # a stopped task's output is kept too
                 await log.save(self.store, task_log_key(*key))
         if deadline.cancelled_caught:
             message = f"TimeoutException: the step ran longer than {limit:g} s (@timeout)"
-            return None, Failure(message, None, platform=False)
+            return None, Failure(message, None, False, "aflow.exception.TimeoutException")
         record = await self._read_record(task_record_key(*key))
         if outcome.returncode == 0 and record is not None and record.ok:
             if not spec.fallback:
@@ -260,7 +264,8 @@ class Scheduler:
             error = record.error
             platform = error["type"] == "TaskTerminated"
             return None, Failure(
-                f"{error['type']}: {error['message']}", error.get("traceback"), platform
+                f"{error['type']}: {error['message']}", error.get("traceback"), platform,
+                error.get("class"),
             )
         reason = outcome.reason or "the task ended without committing its record"
         return None, Failure(reason, None, platform=True)
