@@ -157,12 +157,14 @@ def run(
         return
 
     def go() -> None:
-        from aflow.cli.flow_args import parse_flow_args
+        from aflow.cli.flow_args import parse_flow_args, split_config_args
 
         assert flow_file is not None
         flow_cls = _load_for_run(flow_file)
-        params = parse_flow_args(flow_cls, list(ctx.args))
+        rest, config_files, config_values = split_config_args(list(ctx.args))
+        params = parse_flow_args(flow_cls, rest)
         options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
+        options.update(config_files=config_files, config_values=config_values)
         if _run_blocking(flow_cls, params, options, run_id_file, quiet) != "done":
             raise typer.Exit(1)
 
@@ -336,5 +338,6 @@ def package(
 
 
 # Inspection commands register themselves on `app`.
+from aflow.cli import cards as _cards  # noqa: E402, F401
 from aflow.cli import inspect as _inspect  # noqa: E402, F401
 from aflow.cli import ui as _ui  # noqa: E402, F401
