@@ -4,8 +4,8 @@ The section names each card's data URL (with a digest of the data, so the page's
 re-sends the section when a dynamic card changes); the card renderer (aflow/cards/static/card.js,
 served from this origin like every other script) fetches the JSON and draws it, and the vendored
 Vega libraries load from here too. No script or style from a card's data ever runs on the page.
-A card's own HTML document is also served ("open as a page"), under a CSP of its own that
-sandboxes it into an opaque origin, so its inline scripts cannot touch the UI.
+"open as a page" shows one card alone, drawn the same way; "download" hands over the card's own
+self-contained HTML document as a file (never rendered on the UI's origin: its scripts are inline).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from aflow.cards.render import STATIC, VENDOR
+from aflow.cards.render import STATIC, VENDOR, card_title
 from aflow.cards.storage import CardRef, list_cards, read_html
 from aflow.exception import AflowNotFound
 from aflow.stores.base import NotFound, ObjectStore
@@ -26,12 +26,8 @@ from aflow.stores.records import TaskRecord
 from aflow.ui.markup import esc, url
 from aflow.ui.reader import AttemptView
 
-# The standalone document inlines its scripts and styles; sandboxed, it runs without the UI's origin.
-DOCUMENT_CSP = (
-    "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'; "
-    "style-src 'unsafe-inline'; img-src data:; frame-src 'self' about:; base-uri 'none'; "
-    "form-action 'none'"
-)
+# Should a browser render the downloaded document anyway, it runs in an opaque origin of its own.
+DOCUMENT_CSP = "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'"
 
 
 def _ref(request: Request) -> CardRef:
@@ -58,11 +54,30 @@ def card_routes(store: ObjectStore) -> list[BaseRoute]:
             html = await read_html(store, ref)
         except (AflowNotFound, NotFound) as e:
             return PlainTextResponse(str(e), status_code=404)
-        headers = {"Content-Security-Policy": DOCUMENT_CSP, "X-Content-Type-Options": "nosniff"}
-        if request.query_params.get("download"):
-            filename = f"{ref.flow}-{ref.run_id}-{ref.step}-{ref.task_id}-{ref.name}.html"
-            headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+        filename = f"{ref.flow}-{ref.run_id}-{ref.step}-{ref.task_id}-{ref.name}.html"
+        headers = {
+            "Content-Security-Policy": DOCUMENT_CSP,
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        }
         return HTMLResponse(html, headers=headers)
+
+    async def alone(request: Request) -> Response:
+        try:
+            ref = _ref(request)
+        except AflowNotFound as e:
+            return PlainTextResponse(str(e), status_code=404)
+        parts = (ref.flow, ref.run_id, ref.step, ref.task_id, ref.name)
+        task = url("task", ref.flow, ref.run_id, ref.step, ref.task_id)
+        return HTMLResponse(
+            f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(card_title({"type": ref.type, "id": ref.id, "pathspec": ref.pathspec}))}</title>
+<link rel="stylesheet" href="{url("cards", "static", "card.css")}"></head>
+<body class="aflow-card-page"><p class="aflow-card-back"><a href="{task}">{esc(ref.pathspec)}</a></p>
+<div class="aflow-card" data-key="{esc(ref.name)}" data-src="{url("cards", "data", *parts)}"></div>
+<script src="{url("cards", "static", "card.js")}"></script></body></html>"""
+        )
 
     async def listing(request: Request) -> Response:
         p = request.path_params
@@ -72,6 +87,7 @@ def card_routes(store: ObjectStore) -> list[BaseRoute]:
     return [
         Route("/cards/data" + where, data),
         Route("/cards/html" + where, document),
+        Route("/cards/page" + where, alone),
         Route("/cards/list/{flow}/{run_id}/{step}/{task_id}", listing),
         Mount("/cards/static/vendor", StaticFiles(directory=VENDOR), name="cards-vendor"),
         Mount("/cards/static", StaticFiles(directory=STATIC), name="cards-static"),
@@ -119,9 +135,8 @@ async def cards_fragment(
         items.append(
             f'<div class="aflow-cards-item" data-card="{esc(ref.name)}">'
             f"<h3>{esc(title)}{state}</h3>"
-            f'<p class="aflow-cards-links"><a href="{url("cards", "html", *parts)}" target="_blank" '
-            f'rel="noopener">open as a page</a> · <a href="{url("cards", "html", *parts, download=1)}">'
-            "download</a></p>"
+            f'<p class="aflow-cards-links"><a href="{url("cards", "page", *parts)}">open alone</a> · '
+            f'<a href="{url("cards", "html", *parts)}" download>download the HTML file</a></p>'
             f'<div class="aflow-card" data-key="{esc(ref.name)}" '
             f'data-src="{url("cards", "data", *parts, v=digest)}"></div></div>'
         )
