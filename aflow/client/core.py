@@ -87,7 +87,7 @@ def run_tags(record: RunRecord) -> frozenset[str]:
 
 
 def system_tags(record: RunRecord) -> frozenset[str]:
-    return frozenset([f"user:{record.user}"] if record.user else [])
+    return frozenset([f"user:{record.user}"] if record.user else []) | frozenset(record.system_tags)
 
 
 def _visible(record: RunRecord, tags: Sequence[str]) -> bool:

@@ -95,6 +95,7 @@ class RunContext:
     origin_run_id: str | None = None
     max_num_splits: int | None = None
     environments: dict[str, dict[str, str]] = field(default_factory=dict)
+    current: dict[str, Any] = field(default_factory=dict)  # more of every task's `current`
 
 
 class Scheduler:
@@ -226,6 +227,7 @@ class Scheduler:
             tags=ctx.tags,
             origin_run_id=ctx.origin_run_id,
             environment=ctx.environments.get(ready.step),
+            current=ctx.current,
         )
 
     async def _attempt(

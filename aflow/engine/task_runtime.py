@@ -428,6 +428,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         username=os.environ.get("USER") or os.environ.get("USERNAME"),
         tags=list(spec.tags),
         origin_run_id=spec.origin_run_id,
+        **spec.current,
     )
     key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
     cards = TaskCards.start(spec, store, flow_cls)  # current.card; None when the step has no @card

@@ -115,6 +115,8 @@ class RunRecord(_Record):
     origin_run_id: str | None = None  # the run this one resumed
     tasks_done: int = 0
     tasks_failed: int = 0
+    system_tags: list[str] = field(default_factory=list)  # project:<name>, project_branch:<b>
+    triggers: dict[str, Any] = field(default_factory=dict)  # @schedule/@trigger*: recorded only
 
     @property
     def pathspec(self) -> str:
