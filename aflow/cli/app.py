@@ -23,6 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Run Metaflow-style flows on an asyncio engine.",
     pretty_exceptions_enable=False,
+    # Plain click help: with Rich markup on, help text such as RUN_ID/STEP[/TASK_ID] is parsed as
+    # markup tags and --help crashes (typer 0.20-0.29 with rich installed).
+    rich_markup_mode=None,
 )
 
 _preloaded: dict[str, type[FlowSpec]] = {}
@@ -76,9 +79,23 @@ class EnvironmentKind(enum.StrEnum):
     conda = "conda"
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        import aflow
+
+        typer.echo(f"aflow {aflow.__version__} (Python {sys.version.split()[0]}, {sys.executable})")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option("--debug", help="Show internal tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print aflow's version and exit."
+        ),
+    ] = False,
     environment: Annotated[
         EnvironmentKind | None,
         typer.Option(

@@ -306,7 +306,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
                 }
             finally:
                 beating.cancel_scope.cancel()
-                record.tasks_done, record.tasks_failed = scheduler.tasks_done, scheduler.tasks_failed
+                _count_tasks(record, scheduler)
             record.end_task = scheduler.end_task
     except BaseException as e:
         # Not a task's failure but the run's: cancellation, or an error of the machinery (say,
@@ -332,7 +332,8 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
                 await store.put(key, [record.pack()])
             finally:
                 error = record.error["message"] if record.error else None
-                bus.emit(RunFinished(ref.name, handle.run_id, record.status, error))
+                counts = (record.tasks_done, record.tasks_failed, record.tasks_stopped)
+                bus.emit(RunFinished(ref.name, handle.run_id, record.status, error, *counts))
                 bus.close()
                 with contextlib.suppress(Exception):
                     await store.aclose()
@@ -349,12 +350,18 @@ def _graph_with_decorators(plan: RunPlan) -> dict[str, Any]:
     return graph
 
 
+def _count_tasks(record: RunRecord, scheduler: Scheduler) -> None:
+    record.tasks_done = scheduler.tasks_done
+    record.tasks_failed = scheduler.tasks_failed
+    record.tasks_stopped = scheduler.tasks_stopped
+
+
 async def _heartbeat(store: ObjectStore, key: str, record: RunRecord, scheduler: Scheduler) -> None:
     """Rewrite the run record now and then, so a reader can tell a live run from a dead one."""
     while True:
         await anyio.sleep(HEARTBEAT_SECONDS)
         record.heartbeat_at = time.time()
-        record.tasks_done, record.tasks_failed = scheduler.tasks_done, scheduler.tasks_failed
+        _count_tasks(record, scheduler)
         try:
             await store.put(key, [record.pack()])
         except Exception:
