@@ -321,3 +321,4 @@ def package(
 # Inspection commands register themselves on `app`.
 from aflow.cli import inspect as _inspect  # noqa: E402, F401
 from aflow.cli import ui as _ui  # noqa: E402, F401
+from aflow.cli import verify as _verify  # noqa: E402, F401
