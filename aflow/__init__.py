@@ -32,6 +32,7 @@ _LAZY = {
     "pypi_base": "aflow.decorators",
     "conda": "aflow.decorators",
     "conda_base": "aflow.decorators",
+    "card": "aflow.decorators",
     "start_flow": "aflow.engine.runner",
     "RunningFlow": "aflow.engine.runner",
     "Flow": "aflow.client",
@@ -42,6 +43,13 @@ _LAZY = {
     "namespace": "aflow.client",
     "get_namespace": "aflow.client",
     "AsyncFlow": "aflow.client",
+    "S3": "aflow.s3",
+    "Config": "aflow.config",
+    "config_expr": "aflow.config",
+    "AsyncS3": "aflow.s3",
+    "profile": "aflow.profile",
+    "parallel_map": "aflow.multicore",
+    "parallel_imap_unordered": "aflow.multicore",
 }
 
 
@@ -57,7 +65,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "S3",
     "AsyncFlow",
+    "AsyncS3",
+    "Config",
     "DataArtifact",
     "Flow",
     "FlowSpec",
@@ -69,14 +80,19 @@ __all__ = [
     "Step",
     "Task",
     "batch",
+    "card",
     "catch",
     "conda",
     "conda_base",
+    "config_expr",
     "current",
     "environment",
     "get_namespace",
     "kubernetes",
     "namespace",
+    "parallel_imap_unordered",
+    "parallel_map",
+    "profile",
     "pypi",
     "pypi_base",
     "resources",
