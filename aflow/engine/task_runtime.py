@@ -24,6 +24,7 @@ import msgpack
 
 import aflow
 from aflow.backends.base import TaskSpec
+from aflow.cards.runtime import TaskCards
 from aflow.current import current
 from aflow.exception import (
     AflowException,
@@ -429,6 +430,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         origin_run_id=spec.origin_run_id,
     )
     key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+    cards = TaskCards.start(spec, store, flow_cls)  # current.card; None when the step has no @card
     try:
         node = graph_for(flow_cls)[spec.step]
         environment = spec.decorators.get("environment")
@@ -462,6 +464,8 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         if split:
             record.num_splits, record.split_digest = split
         record.finished_at = time.time()
+        if cards is not None:
+            cards.finish(flow, record)  # never raises: a card that fails shows its error instead
         store.put(key, [record.pack()])
         return 0
     except BaseException as e:
@@ -469,7 +473,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         sys.stdout.flush()
         print(f"Step '{spec.step}' failed ({spec.pathspec}):\n{shown}", file=sys.stderr, end="")
         sys.stderr.flush()
-        record.status = "failed"
+        record.status = "stopped" if isinstance(e, TaskTerminated) else "failed"
         record.finished_at = time.time()
         record.error = error_dict(e, shown)
         try:
