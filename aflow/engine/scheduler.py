@@ -38,7 +38,7 @@ from aflow.exception import TaskFailed as TaskFailedError
 from aflow.graph import FlowGraph
 from aflow.stores.artifacts import ArtifactRef, blob_key
 from aflow.stores.base import NotFound, ObjectStore
-from aflow.stores.records import TaskRecord, task_log_key, task_record_key
+from aflow.stores.records import TaskRecord, read_record, task_log_key, task_record_key
 
 MANIFEST_THRESHOLD = 32
 
@@ -339,7 +339,7 @@ class Scheduler:
 
     async def _read_record(self, key: str) -> TaskRecord | None:
         try:
-            return TaskRecord.unpack(await self.store.get(key))
+            return await read_record(self.store, TaskRecord, key)
         except NotFound:
             return None
 
