@@ -25,6 +25,7 @@ import msgpack
 
 import aflow
 from aflow.backends.base import TaskSpec
+from aflow.cards.runtime import TaskCards
 from aflow.client import core as client_core
 from aflow.current import current
 from aflow.exception import (
@@ -437,6 +438,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
     key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
     # `Flow(...)`/`Run(...)` in a step read the run's own store, not the current directory's.
     client_core.use_store(spec.datastore, spec.store_root)
+    cards = TaskCards.start(spec, store, flow_cls)  # current.card; None when the step has no @card
     try:
         node = graph_for(flow_cls)[spec.step]
         environment = spec.decorators.get("environment")
@@ -470,6 +472,8 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         if split:
             record.num_splits, record.split_digest = split
         record.finished_at = time.time()
+        if cards is not None:
+            cards.finish(flow, record)  # never raises: a card that fails shows its error instead
         store.put(key, [record.pack()])
         return 0
     except BaseException as e:
