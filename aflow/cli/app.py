@@ -22,6 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Run Metaflow-style flows on an asyncio engine.",
     pretty_exceptions_enable=False,
+    # Plain click help: with Rich markup on, help text such as RUN_ID/STEP[/TASK_ID] is parsed as
+    # markup tags and --help crashes (typer 0.20-0.29 with rich installed).
+    rich_markup_mode=None,
 )
 
 _preloaded: dict[str, type[FlowSpec]] = {}
@@ -75,9 +78,23 @@ class EnvironmentKind(enum.StrEnum):
     conda = "conda"
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        import aflow
+
+        typer.echo(f"aflow {aflow.__version__} (Python {sys.version.split()[0]}, {sys.executable})")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option("--debug", help="Show internal tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print aflow's version and exit."
+        ),
+    ] = False,
     environment: Annotated[
         EnvironmentKind | None,
         typer.Option(
@@ -140,12 +157,14 @@ def run(
         return
 
     def go() -> None:
-        from aflow.cli.flow_args import parse_flow_args
+        from aflow.cli.flow_args import parse_flow_args, split_config_args
 
         assert flow_file is not None
         flow_cls = _load_for_run(flow_file)
-        params = parse_flow_args(flow_cls, list(ctx.args))
+        rest, config_files, config_values = split_config_args(list(ctx.args))
+        params = parse_flow_args(flow_cls, rest)
         options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
+        options.update(config_files=config_files, config_values=config_values)
         if _run_blocking(flow_cls, params, options, run_id_file, quiet) != "done":
             raise typer.Exit(1)
 

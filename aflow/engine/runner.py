@@ -23,11 +23,12 @@ from aflow.backends.remote import RemoteContext
 from aflow.backends.router import StepRouter, check_remote, remote_steps
 from aflow.client import Run
 from aflow.client.core import AsyncRun, current_user
+from aflow.config import activate, read_configs
 from aflow.decorators import step_decorators
 from aflow.engine import environments
 from aflow.engine.events import Event, EventBus, RunFinished, RunStarted
 from aflow.engine.flow_loader import FlowRef
-from aflow.engine.resume import ResumeOrigin, origin_params
+from aflow.engine.resume import ResumeOrigin, origin_configs, origin_params
 from aflow.engine.scheduler import RunContext, Scheduler
 from aflow.exception import AflowException, ParameterError, TaskFailed, first_error
 from aflow.flowspec import FlowSpec
@@ -51,7 +52,8 @@ def resolve_params(flow_cls: type[FlowSpec], given: Mapping[str, Any]) -> dict[s
             f"{flow_cls.__name__} has no parameter {', '.join(map(repr, unknown))} "
             f"(its parameters: {have})"
         )
-    return {attr: p.resolve(dict(given)) for attr, p in params.items()}
+    name = flow_cls.__name__
+    return {attr: p.resolve(dict(given), p.context(name)) for attr, p in params.items()}
 
 
 def new_run_id() -> str:
@@ -114,6 +116,8 @@ async def start_flow(
     origin_run_id: str | None = None,
     resume_step: str | None = None,
     max_num_splits: int | None = None,
+    config_files: Mapping[str, str] | None = None,
+    config_values: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[RunningFlow]:
     """Start a run in the background of the caller's event loop.
 
@@ -121,6 +125,7 @@ async def start_flow(
     `events=False` nothing is kept for `events()` (what run_flow() does). `with_decorators` takes
     `--with` specs ("retry:times=2"). `resume=True` reuses what `origin_run_id` (default: the latest
     run) finished, rerunning from `resume_step` if given; parameters are the origin run's.
+    `config_files` / `config_values` give the flow's Configs ({name: path} / {name: JSON or dict}).
     """
     if flowspec.loading_depth() > 0:
         raise AflowException(
@@ -134,6 +139,19 @@ async def start_flow(
     store = open_store(datastore, datastore_root)
     try:
         await store.check()  # no bucket, no credentials: say so before anything is written
+        origin = None
+        if resume:
+            if params or config_files or config_values:
+                raise ParameterError(
+                    "a resumed run keeps its origin run's parameters and configs: pass none"
+                )
+            origin = await ResumeOrigin.load(store, graph, origin_run_id, resume_step)
+            configs = await origin_configs(store, origin, flow_cls)
+        else:  # configs first: decorators and parameter defaults may use them
+            configs = await anyio.to_thread.run_sync(
+                read_configs, flow_cls, config_files, config_values
+            )
+        activate(configs)
         plan = RunPlan(
             graph=graph,
             ref=FlowRef.of(flow_cls),
@@ -147,12 +165,11 @@ async def start_flow(
         )
         check_remote(plan.decorators, datastore, graph)
         plan.environments = await environments.prepare(plan.decorators, datastore, store)
-        if resume:
-            if params:
-                raise ParameterError("a resumed run keeps its origin run's parameters: pass none")
-            plan.origin = await ResumeOrigin.load(store, graph, origin_run_id, resume_step)
+        if origin is not None:
+            plan.origin = origin
         else:  # in a thread: an IncludeFile parameter reads its file
-            plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, params or {})
+            given = {**(params or {}), **{n: v for n, v in configs.items() if v is not None}}
+            plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, given)
     except BaseException:
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
             await store.aclose()  # refused before it started: let go of the cloud client
@@ -277,7 +294,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
                 }
             finally:
                 beating.cancel_scope.cancel()
-                record.tasks_done, record.tasks_failed = scheduler.tasks_done, scheduler.tasks_failed
+                _count_tasks(record, scheduler)
             record.end_task = scheduler.end_task
     except BaseException as e:
         # Not a task's failure but the run's: cancellation, or an error of the machinery (say,
@@ -303,7 +320,8 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
                 await store.put(key, [record.pack()])
             finally:
                 error = record.error["message"] if record.error else None
-                bus.emit(RunFinished(ref.name, handle.run_id, record.status, error))
+                counts = (record.tasks_done, record.tasks_failed, record.tasks_stopped)
+                bus.emit(RunFinished(ref.name, handle.run_id, record.status, error, *counts))
                 bus.close()
                 with contextlib.suppress(Exception):
                     await store.aclose()
@@ -320,12 +338,18 @@ def _graph_with_decorators(plan: RunPlan) -> dict[str, Any]:
     return graph
 
 
+def _count_tasks(record: RunRecord, scheduler: Scheduler) -> None:
+    record.tasks_done = scheduler.tasks_done
+    record.tasks_failed = scheduler.tasks_failed
+    record.tasks_stopped = scheduler.tasks_stopped
+
+
 async def _heartbeat(store: ObjectStore, key: str, record: RunRecord, scheduler: Scheduler) -> None:
     """Rewrite the run record now and then, so a reader can tell a live run from a dead one."""
     while True:
         await anyio.sleep(HEARTBEAT_SECONDS)
         record.heartbeat_at = time.time()
-        record.tasks_done, record.tasks_failed = scheduler.tasks_done, scheduler.tasks_failed
+        _count_tasks(record, scheduler)
         try:
             await store.put(key, [record.pack()])
         except Exception:

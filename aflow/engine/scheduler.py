@@ -12,6 +12,7 @@ The first failed task fails the run: the task group is cancelled, which stops ev
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -24,7 +25,14 @@ import msgpack
 
 from aflow.backends.base import Backend, TaskSpec
 from aflow.decorators import TimeoutDecorator, compute_of
-from aflow.engine.events import EventBus, ForeachStarted, TaskFailed, TaskFinished, TaskStarted
+from aflow.engine.events import (
+    EventBus,
+    ForeachStarted,
+    TaskFailed,
+    TaskFinished,
+    TaskStarted,
+    TaskStopped,
+)
 from aflow.engine.task_logs import LogFlusher, TaskLog
 from aflow.exception import TaskFailed as TaskFailedError
 from aflow.graph import FlowGraph
@@ -122,6 +130,7 @@ class Scheduler:
         self.end_task: str | None = None
         self.tasks_done = 0
         self.tasks_failed = 0
+        self.tasks_stopped = 0
         self.logs = LogFlusher(store)
 
     async def run(self) -> None:
@@ -186,11 +195,14 @@ class Scheduler:
                 assert record is not None
                 return record
             retrying = attempt < retries and (failure.platform or not retry["only_platform_errors"])
+            wait = self._retry_wait(spec.step, retry) if retrying else 0.0
             self.bus.emit(
-                TaskFailed(spec.pathspec, attempt, failure.message, failure.traceback, retrying)
+                TaskFailed(
+                    spec.pathspec, attempt, failure.message, failure.traceback, retrying, wait
+                )
             )
             if retrying:
-                await anyio.sleep(60 * float(retry["minutes_between_retries"]))
+                await anyio.sleep(wait)
                 attempt += 1
                 continue
             if "catch" in decorators:
@@ -203,6 +215,14 @@ class Scheduler:
                 failure = fallback_failure
             self.tasks_failed += 1
             raise TaskFailedError(spec.pathspec, failure.message, failure.traceback)
+
+    def _retry_wait(self, step: str, retry: dict[str, Any]) -> float:
+        """Seconds before the next attempt. A local step retries at once, as Metaflow's local
+        runtime does; a remote step waits `minutes_between_retries`, since a platform failure
+        (a reclaimed spot instance, a throttled API) often needs a moment to clear."""
+        if compute_of(step, self.ctx.decorators.get(step, {})) is None:
+            return 0.0
+        return 60 * float(retry["minutes_between_retries"])
 
     def _spec(self, ready: Ready, task_id: str, attempt: int, parents_manifest: str | None) -> TaskSpec:
         ctx = self.ctx
@@ -251,6 +271,10 @@ class Scheduler:
                 outcome = await self.backend.run(spec, log)
             if not deadline.cancelled_caught and outcome.returncode != 0:
                 lost = await self._lost(spec, decorators, outcome.reason, log)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._stopped(spec, started)
+            raise
         finally:
             with anyio.CancelScope(shield=True):  # a stopped task's output is kept too
                 await log.save(self.store, task_log_key(*key))
@@ -267,7 +291,8 @@ class Scheduler:
             return record, None
         if record is not None and record.error:
             error = record.error
-            platform = error["type"] in ("TaskTerminated", "TaskKilled")
+            # stopped from outside (spot reclaim, kill), or its process died: not its code
+            platform = record.stopped or error["type"] == "TaskKilled"
             return None, Failure(
                 f"{error['type']}: {error['message']}", error.get("traceback"), platform,
                 error.get("class"),
@@ -305,6 +330,47 @@ class Scheduler:
         key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
         with anyio.CancelScope(shield=True):
             await self.store.put(key, [record.pack()])
+
+    async def _stopped(self, spec: TaskSpec, started: float) -> None:
+        """The run is being cancelled (a sibling failed, or the user stopped it) while this task
+        ran: announce how it ended, so every view counts it the same way. It may have committed
+        just before the stop reached it; otherwise it is stopped, not failed."""
+        key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+        try:
+            record = await self._read_record(key)
+        except Exception:
+            record = None  # the store is what failed; the task still did not finish
+        if record is not None and record.ok:
+            self.tasks_done += 1
+            self.bus.emit(TaskFinished(spec.pathspec, spec.attempt, time.monotonic() - started))
+            return
+        self.tasks_stopped += 1
+        self.bus.emit(TaskStopped(spec.pathspec, spec.attempt))
+        if record is None:
+            # Stopped before its process could write a record (or before it began): record it
+            # here, so readers count it as the terminal did. A task that is told to stop writes
+            # its own "stopped" record; one that committed in the last milliseconds writes "done"
+            # over this one, since it writes last.
+            with contextlib.suppress(Exception):
+                await self.store.put(key, [self._stopped_record(spec).pack()])
+
+    @staticmethod
+    def _stopped_record(spec: TaskSpec) -> TaskRecord:
+        now = time.time()
+        message = "the engine stopped the task: its run was failing or cancelled"
+        return TaskRecord(
+            flow=spec.flow_name,
+            run_id=spec.run_id,
+            step=spec.step,
+            task_id=spec.task_id,
+            attempt=spec.attempt,
+            status="stopped",
+            foreach_stack=spec.foreach_stack,
+            parents=spec.parents,
+            started_at=now,
+            finished_at=now,
+            error={"type": "TaskStopped", "message": message, "traceback": ""},
+        )
 
     async def _read_record(self, key: str) -> TaskRecord | None:
         try:

@@ -481,7 +481,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         sys.stdout.flush()
         print(f"Step '{spec.step}' failed ({spec.pathspec}):\n{shown}", file=sys.stderr, end="")
         sys.stderr.flush()
-        record.status = "failed"
+        record.status = "stopped" if isinstance(e, TaskTerminated) else "failed"
         record.finished_at = time.time()
         record.error = error_dict(e, shown)
         try:

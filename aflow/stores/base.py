@@ -122,10 +122,9 @@ def open_store(datastore: str | None, root: str | None) -> ObjectStore:
     try:
         module = importlib.import_module(kind.module)
     except ImportError as e:
-        raise DataStoreError(
-            f"--datastore {datastore} needs the '{kind.extra}' extra: "
-            f"pip install 'aflow[{kind.extra}]' ({e})"
-        ) from None
+        from aflow.install_hint import needs_extra
+
+        raise DataStoreError(f"{needs_extra(f'--datastore {datastore}', kind.extra)} ({e})") from None
     return getattr(module, kind.cls)(root)
 
 

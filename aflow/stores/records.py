@@ -69,7 +69,7 @@ class TaskRecord(_Record):
     step: str
     task_id: str
     attempt: int = 0
-    status: str = "done"  # done | failed
+    status: str = "done"  # done | failed | stopped (the engine or the platform stopped it)
     artifacts: dict[str, ArtifactRef] = field(default_factory=dict)
     foreach_stack: list[Frame] = field(default_factory=list)
     parents: list[str] = field(default_factory=list)
@@ -96,6 +96,12 @@ class TaskRecord(_Record):
     def ok(self) -> bool:
         return self.status == "done"
 
+    @property
+    def stopped(self) -> bool:
+        """Stopped from outside (SIGTERM), not failed by its own code; older records said so
+        with status 'failed' and the error type TaskTerminated."""
+        return self.status == "stopped" or (self.error or {}).get("type") == "TaskTerminated"
+
 
 @dataclass
 class RunRecord(_Record):
@@ -116,6 +122,7 @@ class RunRecord(_Record):
     origin_run_id: str | None = None  # the run this one resumed
     tasks_done: int = 0
     tasks_failed: int = 0
+    tasks_stopped: int = 0  # stopped by the engine once the run was failing or cancelled
 
     @property
     def pathspec(self) -> str:
