@@ -23,6 +23,12 @@ class Current:
         "tags",
         "parameter_names",
         "tempdir",
+        # @project's
+        "project_name",
+        "branch_name",
+        "is_user_branch",
+        "is_production",
+        "project_flow_name",
     )
 
     def __init__(self) -> None:
