@@ -33,6 +33,7 @@ from aflow.engine.scheduler import RunContext, Scheduler
 from aflow.exception import AflowException, ParameterError, TaskFailed, first_error
 from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
+from aflow.mutators import apply_mutators
 from aflow.parameters import flow_parameters
 from aflow.projects import project_info, project_tags
 from aflow.stores import artifacts as art
@@ -159,6 +160,7 @@ async def start_flow(
                 read_configs, flow_cls, config_files, config_values
             )
         activate(configs)
+        apply_mutators(flow_cls)  # after the configs they may read, before decorators are read
         plan = RunPlan(
             graph=graph,
             ref=FlowRef.of(flow_cls),
@@ -346,7 +348,11 @@ def _graph_with_decorators(plan: RunPlan) -> dict[str, Any]:
     (the flow's own and --with's), so readers know, say, how many retries a step has."""
     graph = plan.graph.to_dict()
     for name, step in graph["steps"].items():
-        step["decorators"] = plan.decorators.get(name, {})
+        decorators = dict(plan.decorators.get(name, {}))
+        user = decorators.pop("user", None)
+        if user:  # by name only: the spec carries them pickled for the task
+            decorators["user"] = {"wrappers": [f"{w[0]}.{w[1]}" for w in user["wrappers"]]}
+        step["decorators"] = decorators
     return graph
 
 

@@ -267,17 +267,32 @@ class Task:
     def run_step(self, flow: FlowSpec) -> None:
         method = getattr(flow, self.node.name)
         args = (self.inputs,) if self.inputs is not None else ()
-        if inspect.iscoroutinefunction(method):
-            import asyncio  # only async steps pay for it
 
-            asyncio.run(method(*args))
+        def call() -> None:
+            if inspect.iscoroutinefunction(method):
+                import asyncio  # only async steps pay for it
+
+                asyncio.run(method(*args))
+            else:
+                method(*args)
+
+        user = self.spec.decorators.get("user")
+        if user:  # @user_step_decorator / UserStepDecorator around the step
+            from aflow.user_decorators import run_wrapped
+
+            run_wrapped(user["wrappers"], self.node.name, flow, self.inputs, call, self.default_next)
         else:
-            method(*args)
+            call()
         if self.node.name != "end" and self.next_call is None:
             raise InvalidNextException(
                 f"step '{self.node.name}' returned without calling self.next() "
                 f"({self.node.file}:{self.node.def_line})"
             )
+
+    def default_next(self) -> None:
+        """The step's self.next() as its source writes it, when a decorator skipped the step."""
+        if self.next_call is None:
+            self.next_call = (list(self.node.out_funcs), self.node.foreach_param)
 
     def catch(self, flow: FlowSpec, caught: CaughtException, settings: dict[str, Any]) -> None:
         """@catch: the step's failure becomes data and the flow goes on, as if self.next() was
