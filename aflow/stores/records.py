@@ -117,6 +117,7 @@ class TaskRecord(_Record):
     job_id: str | None = None  # the remote job (Batch job id, Kubernetes pod name)
     image: str | None = None  # the container image a remote task ran in
     env_key: str | None = None  # its @pypi/@conda environment
+    python_version: str | None = None  # the interpreter that ran it (Metaflow's metadata has it)
 
     @property
     def pathspec(self) -> str:
@@ -155,6 +156,8 @@ class RunRecord(_Record):
     host: str | None = None  # where the scheduler runs, and its pid: on that host a run whose
     pid: int | None = None  # scheduler is gone shows dead at once, without waiting on the heartbeat
     tasks_stopped: int = 0  # stopped by the engine once the run was failing or cancelled
+    system_tags: list[str] = field(default_factory=list)  # project:<name>, project_branch:<b>
+    triggers: dict[str, Any] = field(default_factory=dict)  # @schedule/@trigger*: recorded only
 
     @property
     def pathspec(self) -> str:
