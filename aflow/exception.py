@@ -84,6 +84,19 @@ class DataStoreError(AflowException):
     headline = "datastore error"
 
 
+class DamagedData(DataStoreError):
+    """A record or blob in the store is not what was written (truncated, altered, unreadable).
+
+    `path` is the file or object; the message says what it belongs to and what to do."""
+
+    headline = "damaged data in the datastore"
+
+    def __init__(self, message: str, path: str = "", reason: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(message)
+
+
 class AflowNotFound(AflowException):
     headline = "object not found"
 

@@ -38,7 +38,7 @@ from aflow.exception import TaskFailed as TaskFailedError
 from aflow.graph import FlowGraph
 from aflow.stores.artifacts import ArtifactRef, blob_key
 from aflow.stores.base import NotFound, ObjectStore
-from aflow.stores.records import TaskRecord, task_log_key, task_record_key
+from aflow.stores.records import TaskRecord, read_record, task_log_key, task_record_key
 
 MANIFEST_THRESHOLD = 32
 
@@ -103,6 +103,7 @@ class RunContext:
     origin_run_id: str | None = None
     max_num_splits: int | None = None
     environments: dict[str, dict[str, str]] = field(default_factory=dict)
+    current: dict[str, Any] = field(default_factory=dict)  # more of every task's `current`
 
 
 class Scheduler:
@@ -246,6 +247,7 @@ class Scheduler:
             tags=ctx.tags,
             origin_run_id=ctx.origin_run_id,
             environment=ctx.environments.get(ready.step),
+            current=ctx.current,
         )
 
     async def _attempt(
@@ -337,7 +339,7 @@ class Scheduler:
 
     async def _read_record(self, key: str) -> TaskRecord | None:
         try:
-            return TaskRecord.unpack(await self.store.get(key))
+            return await read_record(self.store, TaskRecord, key)
         except NotFound:
             return None
 
