@@ -271,3 +271,7 @@ def first_error(error: BaseException) -> BaseException:
 
 class TimeoutException(AflowException):
     """A step ran longer than its @timeout (raised inside a remote task, which times itself)."""
+
+
+class TaskKilled(AflowException):
+    """A task's process ended without a record of its own (killed by a signal, say a segfault)."""

@@ -102,16 +102,63 @@ def _visible(record: RunRecord, tags: Sequence[str]) -> bool:
 _client_stores: dict[tuple[str | None, str | None], ObjectStore] = {}
 
 
+# What `metadata(...)` chose, or, inside a running task, the run's own store (task_runtime).
+_chosen_store: tuple[str, str | None] | None = None
+
+DATASTORES = ("local", "s3", "azure", "gcs")
+_SCHEMES = {"s3://": "s3", "az://": "azure", "gs://": "gcs"}
+
+
+def use_store(datastore: str, datastore_root: str | None) -> None:
+    """Make (datastore, root) what the client reads when it is given neither."""
+    global _chosen_store
+    _chosen_store = (datastore, datastore_root)
+
+
+def metadata(ms: str) -> str:
+    """Metaflow's `metadata()`: point the client at another store and return `get_metadata()`.
+
+    Takes `local@/path`, `s3@s3://bucket/prefix`, a datastore name (`local`, `s3`, ...), a store
+    URL (`s3://bucket/prefix`) or a directory (its `.aflow` folder, if it has one, is the store).
+    """
+    kind, at, where = ms.partition("@")
+    if not at:
+        kind, where = ("", ms) if ms not in DATASTORES else (ms, "")
+    if not kind:
+        kind = next((k for scheme, k in _SCHEMES.items() if where.startswith(scheme)), "local")
+    if kind not in DATASTORES:
+        raise AflowException(f"metadata({ms!r}): no datastore '{kind}' (known: {', '.join(DATASTORES)})")
+    if kind == "local" and where:
+        where = os.path.abspath(os.path.expanduser(where))
+        inner = os.path.join(where, ".aflow")
+        if os.path.basename(where) != ".aflow" and os.path.isdir(inner):
+            where = inner
+    use_store(kind, where or None)
+    return get_metadata()
+
+
+def get_metadata() -> str:
+    """Where the client reads runs from, as `datastore@root` (Metaflow's `get_metadata()`)."""
+    return f"{_store_kind()}@{open_client_store().url}"
+
+
+def _store_kind() -> str:
+    return _chosen_store[0] if _chosen_store else default_datastore()
+
+
 def open_client_store(
     datastore: str | None = None, datastore_root: str | None = None, store: ObjectStore | None = None
 ) -> ObjectStore:
-    """The store to read: the one given, else `datastore_root`, else AFLOW_DATASTORE_ROOT or ./.aflow.
+    """The store to read: the one given, else `datastore_root`, else what `metadata()` chose (in
+    a running task: the run's own store), else AFLOW_DATASTORE_ROOT or ./.aflow.
 
     One store per (datastore, root) for the whole process, so reading a hundred runs makes one
     cloud client, not a hundred; `close_client_stores()` lets go of them.
     """
     if store is not None:
         return store
+    if datastore is None and datastore_root is None and _chosen_store is not None:
+        datastore, datastore_root = _chosen_store
     key = (datastore or default_datastore(), datastore_root or _env_root(datastore))
     if key not in _client_stores:
         _client_stores[key] = open_store(datastore, datastore_root)
@@ -279,11 +326,15 @@ class AsyncRun:
         datastore: str | None = None,
         datastore_root: str | None = None,
         store: ObjectStore | None = None,
+        namespace_check: bool = True,
     ) -> AsyncRun:
-        """`Flow/run_id`, checked to exist and to be in the current namespace."""
+        """`Flow/run_id`, checked to exist and (unless told not to) to be in the current namespace."""
         flow, run_id = split_pathspec(pathspec, 2, "Flow/run_id")
         run = cls(open_client_store(datastore, datastore_root, store), flow, run_id)
-        await run.check_namespace()
+        if namespace_check:
+            await run.check_namespace()
+        else:
+            await run.record()
         return run
 
     @property
@@ -466,11 +517,13 @@ class AsyncTask:
         datastore: str | None = None,
         datastore_root: str | None = None,
         store: ObjectStore | None = None,
+        namespace_check: bool = True,
     ) -> AsyncTask:
         """`Flow/run_id/step/task_id`, checked to exist and to be in the current namespace."""
         flow, run_id, step, task_id = split_pathspec(pathspec, 4, "Flow/run_id/step/task_id")
         run = await AsyncRun.get(f"{flow}/{run_id}", datastore=datastore, store=store,
-                                 datastore_root=datastore_root)  # fmt: skip
+                                 datastore_root=datastore_root,
+                                 namespace_check=namespace_check)  # fmt: skip
         found = await (await run.step(step)).task(task_id)
         assert found is not None
         found.attempt = attempt

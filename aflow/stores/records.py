@@ -115,6 +115,7 @@ class TaskRecord(_Record):
     job_id: str | None = None  # the remote job (Batch job id, Kubernetes pod name)
     image: str | None = None  # the container image a remote task ran in
     env_key: str | None = None  # its @pypi/@conda environment
+    python_version: str | None = None  # the interpreter that ran it (Metaflow's metadata has it)
 
     @property
     def pathspec(self) -> str:
