@@ -97,6 +97,10 @@ class DamagedData(DataStoreError):
         super().__init__(message)
 
 
+class DamagedRecordWarning(UserWarning):
+    """A reader skipped a damaged record and went on; the message names the file."""
+
+
 class AflowNotFound(AflowException):
     headline = "object not found"
 

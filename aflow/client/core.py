@@ -15,6 +15,7 @@ import getpass
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
@@ -26,12 +27,14 @@ from aflow.exception import (
     AflowException,
     AflowNotFound,
     CaughtException,
+    DamagedData,
+    DamagedRecordWarning,
     NamespaceMismatch,
     StepNotFound,
     TaskNotFound,
 )
 from aflow.stores import artifacts as art
-from aflow.stores.base import NotFound, ObjectStore, default_datastore, open_store
+from aflow.stores.base import NotFound, ObjectStore, default_datastore, open_store, store_path
 from aflow.stores.records import (
     RunRecord,
     TaskRecord,
@@ -207,6 +210,13 @@ def pages(items: Sequence[T], first: int = 8, largest: int = 256) -> Iterator[Se
         size = min(size * 4, largest)
 
 
+def skip_damaged(damaged: list[DamagedData], e: DamagedData) -> None:
+    """Skip a damaged record and go on, naming it: kept in `damaged` (what the CLI and the UI
+    print) and warned about (what a script sees)."""
+    damaged.append(e)
+    warnings.warn(f"skipped a damaged record: {e}", DamagedRecordWarning, stacklevel=3)
+
+
 async def _get_or_none(store: ObjectStore, key: str) -> Any:
     try:
         return await store.get(key)
@@ -230,6 +240,7 @@ class AsyncFlow:
     ) -> None:
         self.store = open_client_store(datastore, datastore_root, store)
         self.name = self.id = self.pathspec = name
+        self.damaged: list[DamagedData] = []  # run records skipped while listing
 
     @classmethod
     async def list(
@@ -269,7 +280,14 @@ class AsyncFlow:
         datas = await gather(
             [lambda i=i: _get_or_none(self.store, run_record_key(self.name, i)) for i in run_ids]
         )
-        found = [(i, RunRecord.unpack(d)) for i, d in zip(run_ids, datas, strict=True) if d is not None]
+        found = []
+        for i, d in zip(run_ids, datas, strict=True):
+            if d is not None:
+                path = store_path(self.store.url, run_record_key(self.name, i))
+                try:
+                    found.append((i, RunRecord.unpack(d, path)))
+                except DamagedData as e:
+                    skip_damaged(self.damaged, e)
         return [AsyncRun(self.store, self.name, i, r) for i, r in found if _visible(r, tags)]
 
     async def runs(self, *tags: str) -> AsyncIterator[AsyncRun]:
@@ -317,6 +335,7 @@ class AsyncRun:
         self.flow = flow
         self.id = run_id
         self._record = record
+        self.damaged: list[DamagedData] = []  # task records skipped while listing
 
     @classmethod
     async def get(
@@ -346,7 +365,8 @@ class AsyncRun:
             data = await _get_or_none(self.store, run_record_key(self.flow, self.id))
             if data is None:
                 raise AflowNotFound(await self._missing())
-            self._record = RunRecord.unpack(data)
+            key = run_record_key(self.flow, self.id)
+            self._record = RunRecord.unpack(data, store_path(self.store.url, key))
         return self._record
 
     async def _missing(self) -> str:
@@ -450,8 +470,17 @@ class AsyncStep:
         return self.run.task(self.name, task_id)
 
     async def records(self) -> list[TaskRecord | None]:
-        """Every task's latest record (None for a task without one yet), read concurrently."""
-        return await gather([t.record_or_none for t in await self.tasks()])
+        """Every task's latest record (None for a task without one yet, or whose record is
+        damaged: skipped, named in `run.damaged` and warned about), read concurrently."""
+
+        async def one(task: AsyncTask) -> TaskRecord | None:
+            try:
+                return await task.record_or_none()
+            except DamagedData as e:
+                skip_damaged(self.run.damaged, e)
+                return None
+
+        return await gather([lambda t=t: one(t) for t in await self.tasks()])
 
     def __repr__(self) -> str:
         return f"AsyncStep('{self.pathspec}')"
@@ -558,8 +587,10 @@ class AsyncTask:
             attempt = await self._attempt()
             if attempt is None:
                 return None
-            data = await _get_or_none(self.store, f"{self._prefix}/{attempt}.mpk")
-            record = TaskRecord.unpack(data) if data is not None else None
+            key = f"{self._prefix}/{attempt}.mpk"
+            data = await _get_or_none(self.store, key)
+            path = store_path(self.store.url, key)
+            record = TaskRecord.unpack(data, path) if data is not None else None
             if record is None or (not record.ok and self.attempt is None):
                 return record  # a failed latest attempt may yet be followed by a retry: re-read
             self._record = record
@@ -620,7 +651,10 @@ class AsyncTask:
         attempt = await self._attempt()
         if attempt is None:
             return []
-        record = await self.record_or_none()
+        try:
+            record = await self.record_or_none()
+        except DamagedData:
+            record = None  # the log is a file of its own: still readable
         if record is not None and record.cloned_from:  # reused by a resume: its output is there
             _flow, run_id, step, task_id = record.cloned_from.split("/")
             return await AsyncTask(self.store, self.flow, run_id, step, task_id).log(stream)

@@ -8,6 +8,8 @@ ends, whatever the ending: done, failed, or cancelled (the last write is shielde
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
 import traceback
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -237,9 +239,7 @@ async def _save_params(
     serialized = await anyio.to_thread.run_sync(serialize)
     for s in serialized.values():
         if not s.inline:
-            key = art.blob_key(flow, s.digest)
-            if not await store.exists(key):
-                await store.put(key, s.parts)
+            await art.put_blob_async(store, art.blob_key(flow, s.digest), s.parts, s.digest, s.size)
     return {name: s.ref() for name, s in serialized.items()}
 
 
@@ -255,6 +255,8 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
         tags=plan.tags,
         datastore=plan.datastore,
         origin_run_id=origin.run_id if origin else None,
+        host=socket.gethostname(),
+        pid=os.getpid(),
         system_tags=project_tags(plan.project),
         triggers=plan.triggers or {},
     )

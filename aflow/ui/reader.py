@@ -17,8 +17,16 @@ from datetime import datetime
 
 import anyio
 
-from aflow.client.core import AsyncDataArtifact, AsyncFlow, AsyncRun, AsyncTask, LogLine, id_order
-from aflow.exception import AflowNotFound
+from aflow.client.core import (
+    AsyncDataArtifact,
+    AsyncFlow,
+    AsyncRun,
+    AsyncTask,
+    LogLine,
+    id_order,
+    skip_damaged,
+)
+from aflow.exception import AflowNotFound, DamagedData
 from aflow.stores.artifacts import load_ref_blob_async
 from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore
 from aflow.stores.records import RunRecord, TaskRecord, task_log_key
@@ -77,6 +85,7 @@ class RunsPage:
     total: int  # runs of the flow(s) shown
     page: int
     pages: int
+    damaged: list[str] = field(default_factory=list)  # run records skipped: what is wrong, where
 
 
 class RunsReader:
@@ -102,16 +111,17 @@ class RunsReader:
         pages = max(1, -(-len(shown) // per_page))
         page = min(max(page, 1), pages)
         wanted = shown[(page - 1) * per_page : page * per_page]
-        records = await gather([lambda p=p: self._record(*p) for p in wanted])
+        damaged: list[DamagedData] = []
+        records = await gather([lambda p=p: self._record(*p, damaged) for p in wanted])
         now = time.time()
         rows = [
             RunRow(f, i, r, r.liveness(now))
             for (f, i), r in zip(wanted, records, strict=True)
             if r is not None
         ]
-        return RunsPage(sorted(counts), rows, len(shown), page, pages)
+        return RunsPage(sorted(counts), rows, len(shown), page, pages, [str(e) for e in damaged])
 
-    async def _record(self, flow: str, run_id: str) -> RunRecord | None:
+    async def _record(self, flow: str, run_id: str, damaged: list[DamagedData]) -> RunRecord | None:
         kept = self._final.get((flow, run_id))
         if kept is not None:
             return kept
@@ -119,6 +129,9 @@ class RunsReader:
             record = await AsyncRun(self.store, flow, run_id).record()
         except AflowNotFound:
             return None  # a run being created: its folder exists before its record
+        except DamagedData as e:
+            skip_damaged(damaged, e)
+            return None
         if record.status in FINAL:
             self._final[(flow, run_id)] = record
             while len(self._final) > self._keep:
@@ -142,12 +155,15 @@ class TaskState:
     earlier: list[TaskRecord] = field(default_factory=list)  # earlier attempts, oldest first
     run_live: bool = True  # its run may still write to it
     first_output: float | None = None  # no record yet: when its saved output begins
+    damaged: str | None = None  # its record is damaged: what is wrong, where
 
     @property
     def status(self) -> str:
         """done | caught (failed, @catch went on) | failed | stopped (the engine stopped it) |
         retrying (failed, another attempt coming) | running (no record yet) | partial (no record,
-        and its run has ended or died: it never finished)."""
+        and its run has ended or died: it never finished) | damaged (its record is)."""
+        if self.damaged is not None:
+            return "damaged"
         return task_status(self.record, self.final, self.run_live)
 
     @property
@@ -236,17 +252,28 @@ class RunReader:
         if not tried:
             return
         state.attempts = tried[-1] + 1
-        state.record = await task.at_attempt(tried[-1]).record_or_none()
+        try:
+            state.record = await task.at_attempt(tried[-1]).record_or_none()
+        except DamagedData as e:
+            state.damaged, state.final = str(e), True
+            return
         if len(state.earlier) < len(tried) - 1:
             # Earlier attempts never change: each is read once, for the timeline.
             got = await gather(
-                [lambda n=n: task.at_attempt(n).record_or_none() for n in tried[len(state.earlier) : -1]]
+                [lambda n=n: _record_or_none(task, n) for n in tried[len(state.earlier) : -1]]
             )
             state.earlier += [r for r in got if r is not None]
         if state.record is not None:
             state.final = state.record.ok or state.record.stopped or state.record.attempt >= more
         elif state.first_output is None:
             state.first_output = await _first_stamp(task, tried[-1])
+
+
+async def _record_or_none(task: AsyncTask, attempt: int) -> TaskRecord | None:
+    try:
+        return await task.at_attempt(attempt).record_or_none()
+    except DamagedData:
+        return None  # an earlier attempt's damaged record: its bar is left out
 
 
 async def _first_stamp(task: AsyncTask, attempt: int) -> float | None:
