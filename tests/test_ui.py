@@ -450,7 +450,7 @@ def test_a_run_started_while_pages_are_open_appears_and_progresses(
     listing.evaluate("window.keptAlive = 'same page'")  # gone if the page reloads
     id_file = tmp_path / "run_id"
     env = {**os.environ, "AFLOW_DATASTORE_ROOT": str(runs.root)}
-    live_args = ["--nap", "1.2", "-q", "--run-id-file", str(id_file)]
+    live_args = ["--nap", "2.5", "-q", "--run-id-file", str(id_file)]
     flow = subprocess.Popen(
         [sys.executable, "-m", "aflow", "run", str(UI_FLOWS / "ui_live.py"), *live_args],
         env=env,
