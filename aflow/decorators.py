@@ -24,14 +24,28 @@ class StepDecorator:
     defaults: dict[str, Any] = {}
 
     def __init__(self, **attributes: Any) -> None:
+        from aflow.config import UNPACK_KEY, is_delayed
+
         unknown = sorted(set(attributes) - set(self.defaults))
+        unknown = [u for u in unknown if not u.startswith(UNPACK_KEY)]  # `**config.x`
         if unknown:
             known = ", ".join(self.defaults) or "none"
             raise AflowException(
                 f"@{self.name} has no option {', '.join(unknown)} (its options: {known})"
             )
         self.attributes = {**self.defaults, **attributes}
-        self.validate()
+        # Options that use a Config are checked once the run's configs are read (resolved()).
+        self.delayed = is_delayed(attributes)
+        if not self.delayed:
+            self.validate()
+
+    def resolved(self) -> dict[str, Any]:
+        """The options, with any config expression in them evaluated (and then checked)."""
+        if not self.delayed:
+            return dict(self.attributes)
+        from aflow.config import resolve_delayed
+
+        return dict(type(self)(**resolve_delayed(self.attributes)).attributes)
 
     def validate(self) -> None:
         pass
@@ -159,6 +173,29 @@ class CondaDecorator(StepDecorator):
             _check_packages(self.name, self.attributes[option])
 
 
+class CardDecorator(StepDecorator):
+    """A report saved with each task of the step (see aflow/cards); a step may have several."""
+
+    name = "card"
+    defaults = {
+        "type": "default", "id": None, "options": {}, "timeout": 45, "refresh_interval": 5,
+        "save_errors": True, "customize": False, "scope": "task", "rank": None,
+    }  # fmt: skip
+
+    def validate(self) -> None:
+        from aflow.cards.storage import check_card_name
+
+        check_card_name("type", self.attributes["type"])
+        if self.attributes["id"] is not None:
+            check_card_name("id", self.attributes["id"])
+        self.number("timeout")
+        self.number("refresh_interval")
+
+    def __call__(self, f: F) -> F:
+        f.__dict__.setdefault("decorators", []).append(self)
+        return f
+
+
 def _check_packages(decorator: str, packages: Any) -> None:
     if not isinstance(packages, dict) or not all(isinstance(k, str) for k in packages):
         raise AflowException(
@@ -175,7 +212,7 @@ def _flow_decorator(cls: type[StepDecorator]) -> Callable[..., Any]:
 
     def decorator(flow_cls: type | None = None, **attributes: Any) -> Any:
         def apply(target: type) -> type:
-            setattr(target, f"_aflow_{cls.name}_base", dict(cls(**attributes).attributes))
+            setattr(target, f"_aflow_{cls.name}_base", cls(**attributes))
             return target
 
         return apply(flow_cls) if isinstance(flow_cls, type) else apply
@@ -191,7 +228,7 @@ DECORATORS: dict[str, type[StepDecorator]] = {
     d.name: d
     for d in (
         RetryDecorator, CatchDecorator, TimeoutDecorator, EnvironmentDecorator, ResourcesDecorator,
-        BatchDecorator, KubernetesDecorator, PypiDecorator, CondaDecorator,
+        BatchDecorator, KubernetesDecorator, PypiDecorator, CondaDecorator, CardDecorator,
     )
 }  # fmt: skip
 
@@ -236,6 +273,7 @@ batch = _factory(BatchDecorator)
 kubernetes = _factory(KubernetesDecorator)
 pypi = _factory(PypiDecorator)
 conda = _factory(CondaDecorator)
+card = _factory(CardDecorator)
 pypi_base = _flow_decorator(PypiDecorator)
 conda_base = _flow_decorator(CondaDecorator)
 
@@ -281,7 +319,8 @@ def _with_flow_environment(flow_cls: type, own: dict[str, dict[str, Any]]) -> No
     """A step's @pypi/@conda over the flow's @pypi_base/@conda_base: its packages added to (and
     overriding) the base's, its python if it sets one. `@conda(disabled=True)` opts out."""
     for kind in ENVIRONMENTS:
-        base = getattr(flow_cls, f"_aflow_{kind}_base", None)
+        base_decorator = getattr(flow_cls, f"_aflow_{kind}_base", None)
+        base = base_decorator.resolved() if base_decorator is not None else None
         if not base or any(k in own for k in ENVIRONMENTS if k != kind):
             continue
         mine = own.get(kind)
@@ -305,15 +344,25 @@ def step_decorators(
     for step in steps:
         func = getattr(flow_cls, step)
         own = {
-            d.name: dict(d.attributes)
+            d.name: d.resolved()
             for d in getattr(func, "decorators", [])
-            if isinstance(d, StepDecorator)
+            if isinstance(d, StepDecorator) and not isinstance(d, CardDecorator)
         }
+        # Decorators apply bottom-up: reversed, the cards are in the order the source lists them.
+        cards = [d for d in reversed(getattr(func, "decorators", [])) if isinstance(d, CardDecorator)]
+        cards += [d for d in extra if isinstance(d, CardDecorator)] if not cards else []
+        if cards:  # several per step: {"card": {"cards": [attributes, ...]}}
+            own["card"] = {"cards": [dict(d.attributes) for d in cards]}
         for d in extra:
             if d.name in COMPUTE and any(c in own for c in COMPUTE):
                 continue  # a step's own @batch/@kubernetes wins over --with's
             own.setdefault(d.name, dict(d.attributes))
         _with_flow_environment(flow_cls, own)
         compute_of(step, own)
+        from aflow.user_decorators import SPEC_KEY, user_decorator_refs
+
+        user = user_decorator_refs(func)
+        if user:  # sent to the task, which runs the step through them
+            own[SPEC_KEY] = {"wrappers": [ref.to_spec() for ref in user]}
         out[step] = own
     return out

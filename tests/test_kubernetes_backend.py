@@ -1,4 +1,4 @@
-"""The @kubernetes backend (aflow/backends/kubernetes.py) end to end: flows run through the CLI or
+"""The @kubernetes backend (aflow/backends/k8s/) end to end: flows run through the CLI or
 `aflow.run_flow` with an S3 datastore on moto, against the Kubernetes API emulator
 (tests/fakes/k8s_server.py), whose pods are local processes running the real container bootstrap.
 
@@ -19,56 +19,13 @@ import pytest
 pytest.importorskip("kubernetes_asyncio")
 
 from conftest import run_cli
+from k8s_support import job_posts, run, store_options
 
 import aflow
 from aflow.engine.events import LogLine, TaskFailed, TaskFinished
 
 FLOWS = Path(__file__).resolve().parent / "remote_flows"
 sys.path.insert(0, str(FLOWS))
-
-
-@pytest.fixture
-def k8s(k8s_api: Any, s3_datastore: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The emulator, with the launching process pointed at it and the pods given what a cluster's
-    service account would give them: credentials for the (moto) S3 store."""
-    monkeypatch.setenv("AFLOW_KUBERNETES_HOST", k8s_api.url)
-    for name in ("AFLOW_KUBERNETES_NAMESPACE", "AFLOW_KUBERNETES_IMAGE", "AFLOW_TEST_COMPUTE"):
-        monkeypatch.delenv(name, raising=False)
-    k8s_api.pod_env.update(
-        {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-    )
-    k8s_api.store = s3_datastore
-    return k8s_api
-
-
-def store_options(k8s: Any) -> dict[str, str]:
-    datastore, root = k8s.store
-    return {"datastore": datastore, "datastore_root": root}
-
-
-def job_posts(k8s: Any, step: str | None = None) -> list[Any]:
-    posts = k8s.calls("POST", r"/jobs$")
-    if step is None:
-        return posts
-    return [p for p in posts if p.body["metadata"]["labels"]["aflow.io/step"] == step]
-
-
-def run(flow_cls: type, k8s: Any, **options: Any) -> tuple[Any, list[tuple[float, Any]]]:
-    """Run a flow in-process; its Run and its events, each with the time it arrived."""
-
-    async def go() -> tuple[Any, list[tuple[float, Any]]]:
-        events: list[tuple[float, Any]] = []
-        with anyio.fail_after(120):
-            async with aflow.start_flow(flow_cls, **store_options(k8s), **options) as running:
-                async for event in running.events():
-                    events.append((time.monotonic(), event))
-            return await running.wait(), events
-
-    return anyio.run(go)
 
 
 def test_local_to_kubernetes_and_back_passing_a_list_and_an_array(k8s: Any, tmp_path: Path) -> None:
@@ -143,9 +100,9 @@ def test_retry_on_a_flaky_remote_step_and_catch_fallback(k8s: Any) -> None:
     assert "this step always fails" in str(data.error)
     failed = [e for _, e in events if isinstance(e, TaskFailed)]
     assert any("first attempt fails" in e.message and e.retrying for e in failed)
-    # Every attempt is a Job of its own: flaky twice, doomed once and its @catch fallback once.
+    # Every attempt is a Job of its own: flaky twice; doomed once, its failure caught in that attempt.
     assert len(job_posts(k8s, "flaky")) == 2
-    assert len(job_posts(k8s, "doomed")) == 2
+    assert len(job_posts(k8s, "doomed")) == 1
 
 
 def test_resources_and_scheduling_settings_shape_the_job(k8s: Any) -> None:
@@ -322,7 +279,9 @@ def test_expired_watch_is_listed_again(k8s: Any, s3_datastore: tuple[str, str]) 
     backend lists again (and takes the list's version) rather than failing or missing changes."""
     from kubernetes_asyncio import client
 
-    from aflow.backends import kubernetes as k8s_backend
+    from aflow.backends.k8s import api as k8s_api_mod
+    from aflow.backends.k8s import backend as k8s_backend
+    from aflow.backends.k8s import watch as k8s_watch
     from aflow.backends.remote import RemoteContext
     from aflow.stores.base import open_store
 
@@ -334,7 +293,7 @@ def test_expired_watch_is_listed_again(k8s: Any, s3_datastore: tuple[str, str]) 
         try:
             assert backend._api is not None
             core = client.CoreV1Api(backend._api)
-            _, first = await backend._list(core.list_namespaced_pod, "default")
+            _, first = await k8s_watch.list_all(core.list_namespaced_pod, "default", backend._selector)
             body = {
                 "metadata": {"name": "other", "labels": {"aflow.io/run": backend._run_key}},
                 "spec": {
@@ -351,13 +310,18 @@ def test_expired_watch_is_listed_again(k8s: Any, s3_datastore: tuple[str, str]) 
             await anyio.sleep(0.5)
             await anyio.to_thread.run_sync(k8s.compact)
             seen: list[str] = []
-            with pytest.raises(k8s_backend._Expired):
-                await backend._stream(
-                    core.list_namespaced_pod, "default", first, lambda kind, obj: seen.append(kind)
+            with pytest.raises(k8s_api_mod.Expired):
+                await k8s_watch.stream(
+                    core.list_namespaced_pod,
+                    "default",
+                    backend._selector,
+                    first,
+                    lambda kind, obj: seen.append(kind),
                 )
             assert seen == []
-            # What _watch_kind does next: list again, from a version the server still has.
-            items, again = await backend._list(core.list_namespaced_pod, "default")
+            # What watch_forever does next: list again, from a version the server still has.
+            pods = core.list_namespaced_pod
+            items, again = await k8s_watch.list_all(pods, "default", backend._selector)
             assert int(again) > int(first) and [p["metadata"]["labels"]["job-name"] for p in items]
         finally:
             await backend._close()

@@ -152,4 +152,93 @@ def test_the_command_says_which_extra_is_missing(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the `ui` extra were not installed
     result = CliRunner().invoke(app, ["ui"])
-    assert result.exit_code == 1 and "pip install 'aflow[ui]'" in result.output
+    assert result.exit_code == 1 and "pip install -e" in result.output
+    assert "[ui]" in result.output and "aflow-engine" not in result.output  # from this checkout
+
+
+def test_host_names_answered_are_loopbacks_the_bound_host_and_the_allowed_ones() -> None:
+    from aflow.ui.guard import host_allowed, host_names
+
+    default = host_names("127.0.0.1")
+    assert all(host_allowed(h, default) for h in ("127.0.0.1:8324", "localhost", "[::1]:8324"))
+    assert not any(host_allowed(h, default) for h in ("evil.example", "", "[::1", "10.0.0.1:8324"))
+    wide = host_names("0.0.0.0", ["box.example"])
+    assert host_allowed("box.example:8324", wide) and host_allowed("10.0.0.7:8324", wide)
+    assert not host_allowed("evil.example:8324", wide)  # a name is only answered when given
+
+
+def test_path_segments_must_have_the_shapes_the_engine_gives_names_and_ids() -> None:
+    from aflow.ui.guard import path_problem
+
+    assert path_problem("/task/MyFlow/1712345678901234/train_model/42") is None
+    assert path_problem("/live/run/Fl%C3%B6w/run-7_b") is None  # an identifier may be non-ASCII
+    assert "not a run id" in (path_problem("/run/MyFlow/1.2") or "")
+    assert "not a step name" in (path_problem("/raw/MyFlow/1/9lives/1") or "")
+    for bad in ("/run/%2e%2e/1", "/run/F/%252e", "/x/a%2fb", "/x/a%5cb", "/x/%00", "/run/../1"):
+        assert path_problem(bad), bad
+
+
+def test_the_local_store_keeps_every_key_inside_its_root(tmp_path: Any) -> None:
+    from aflow.stores.base import NotFound
+    from aflow.stores.local import LocalFiles, OutsideRoot
+
+    (tmp_path / "beside").mkdir()
+    (tmp_path / "beside" / "secret").write_text("x")
+    files = LocalFiles(tmp_path / "store")
+    files.put("F/1/run.mpk", [b"ok"])
+    assert bytes(files.get("F/1/run.mpk")) == b"ok"
+    for key in ("../beside/secret", "F/../../beside/secret", "/etc/passwd", "F/./1/run.mpk", ".."):
+        with pytest.raises(NotFound):
+            files.get(key)
+        with pytest.raises(OutsideRoot):
+            files.put(key, [b"no"])
+        assert not files.exists(key) and files.list(key) == []
+    (tmp_path / "store" / "G").symlink_to(tmp_path / "beside", target_is_directory=True)
+    with pytest.raises(NotFound, match="symbolic link"):
+        files.get("G/secret")
+    assert files.list("G") == []
+    (tmp_path / "store" / "H").symlink_to(tmp_path / "store" / "F")  # a link within the root is fine
+    assert bytes(files.get("H/1/run.mpk")) == b"ok"
+
+
+def _path_points(d: str) -> list[tuple[float, float]]:
+    import re
+
+    return [(float(x), float(y)) for x, y in re.findall(r"(-?[\d.]+),(-?[\d.]+)", d)]
+
+
+def test_an_edge_skipping_a_step_is_routed_around_its_box() -> None:
+    """a -> b -> c plus a -> c: the a -> c edge must not run through b's box (it read as a->b->c)."""
+    import re
+
+    steps = {
+        "start": {"type": "split", "next": ["b", "c"]},
+        "b": {"type": "linear", "next": ["c"]},
+        "c": {"type": "join", "next": ["end"]},
+        "end": {"type": "end", "next": []},
+    }
+    lay = dag.layout(steps)
+    bx, by = lay.box("b")
+    svg = dag.draw(steps, {}, "/s/{step}")
+    paths = re.findall(r'<path class="edge[^"]*" d="([^"]+)"', svg)
+    skipping = [
+        d for d in paths if _path_points(d)[0][0] < bx and _path_points(d)[-1][0] > bx + dag.NODE_W
+    ]
+    assert len(skipping) == 1
+    for x, y in _path_points(skipping[0]):
+        inside = bx - 1 < x < bx + dag.NODE_W + 1 and by - 1 < y < by + dag.NODE_H + 1
+        assert not inside, (x, y, (bx, by))
+    # The old drawing: a straight run at the source's height, through b.
+    assert lay.at["start"][1] == lay.at["b"][1]
+
+
+def test_a_20_step_pipeline_is_drawn_top_to_bottom() -> None:
+    names = [f"step_{i:02d}" for i in range(20)]
+    steps = {
+        n: {"type": "linear", "next": [names[i + 1]] if i + 1 < len(names) else []}
+        for i, n in enumerate(names)
+    }
+    lay = dag.layout(steps)
+    assert lay.vertical and lay.width < 400 and lay.height > 20 * dag.NODE_H
+    ys = [lay.box(n)[1] for n in names]
+    assert ys == sorted(ys) and len({lay.box(n)[0] for n in names}) == 1

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -28,11 +29,11 @@ from aflow.cli.app import _guarded, _load, app
 from aflow.cli.options import Datastore, DatastoreRoot
 from aflow.client import core
 from aflow.client.core import AsyncFlow, AsyncRun, AsyncStep, AsyncTask, LogLine
-from aflow.exception import AflowException, AflowNotFound
+from aflow.exception import AflowException, AflowNotFound, DamagedData
 from aflow.stores.base import ObjectStore, open_store
 from aflow.stores.records import RunRecord, TaskRecord
 
-list_app = typer.Typer(help="List what the store holds.", no_args_is_help=True)
+list_app = typer.Typer(help="List what the store holds.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(list_app, name="list")
 
 Target = Annotated[str, typer.Argument(metavar="FLOW", help="The flow: its file (flow.py) or its name.")]
@@ -69,6 +70,8 @@ _opened: list[ObjectStore] = []
 
 def _store(datastore: str | None, datastore_root: str | None) -> ObjectStore:
     core.namespace(None)  # the commands show every run in the store
+    # Skipped damaged records are named by _name_damaged, once, after the command's output.
+    warnings.simplefilter("ignore", core.DamagedRecordWarning)
     store = open_store(datastore, datastore_root)
     _opened.append(store)  # closed by _run_async, on the loop that used it
     return store
@@ -79,7 +82,22 @@ async def _existing_flow(store: ObjectStore, name: str) -> AsyncFlow:
 
 
 async def _run(store: ObjectStore, flow: str, run_id: str) -> AsyncRun:
-    return await (await _existing_flow(store, flow)).run(run_id)
+    found = await _existing_flow(store, flow)
+    run = await found.run(run_id)
+    _name_damaged(found.damaged)  # `latest` skipped them
+    return run
+
+
+def _name_damaged(damaged: Sequence[DamagedData]) -> None:
+    """Name each damaged record a listing skipped, on stderr, and say what to do."""
+    for e in damaged:
+        typer.echo(f"skipped a damaged record: {e.path} ({e.reason})", err=True)
+    if damaged:
+        typer.echo(
+            "`aflow verify --quarantine` moves damaged records aside; resume redoes a task whose "
+            "record was damaged",
+            err=True,
+        )
 
 
 def _when(seconds: float | None) -> str:
@@ -160,6 +178,7 @@ def list_runs(
         found.sort(key=lambda pair: core.id_order(pair[0]), reverse=True)
         shown = [r for _, r in found[: max(limit, 0)]]
         await _print_runs(shown, many_flows=name is None, total=total)
+        _name_damaged([e for f in flows for e in f.damaged])
 
     _run_async(go)
 
@@ -168,20 +187,19 @@ async def _print_runs(runs: Sequence[AsyncRun], many_flows: bool, total: int) ->
     table = Table(box=None, header_style="bold", pad_edge=False)
     if many_flows:
         table.add_column("Flow")
-    for column in ("Run ID", "Status", "Started", "Duration", "Tasks done/failed", "Tags"):
+    for column in ("Run ID", "Status", "Started", "Duration", "Tasks done/failed/stopped", "Tags"):
         table.add_column(column, no_wrap=column != "Tags")
     now = time.time()
     for run in runs:
         record = await run.record()
         status = record.liveness(now)
-        failed = f"/{record.tasks_failed}" if record.tasks_failed else "/0"
         row: list[Any] = [run.flow] if many_flows else []
         row += [
             run.id,
             _status(status),
             _when(record.started_at),
             _run_span(record, status),
-            f"{record.tasks_done}{failed}",
+            f"{record.tasks_done}/{record.tasks_failed}/{record.tasks_stopped}",
             ", ".join(sorted(core.run_tags(record))),
         ]
         table.add_row(*row)
@@ -221,6 +239,7 @@ def show(
             typer.echo(render_graph(name, record.graph, fmt))
         else:
             await _print_run(run)
+            _name_damaged(run.damaged)
 
     _run_async(go)
 
@@ -278,36 +297,38 @@ async def _print_run(run: AsyncRun) -> None:
     steps = await run.steps()
     per_step = await core.gather([s.records for s in steps])
     table = Table(box=None, header_style="bold", pad_edge=False, title_justify="left")
-    for column in ("Step", "Tasks", "Done", "Failed", "Wall time", "Slowest task", "Failure"):
+    for column in ("Step", "Tasks", "Done", "Failed", "Stopped", "Wall time", "Slowest task", "Failure"):
         table.add_column(column, no_wrap=column != "Failure")
     for step, records in zip(steps, per_step, strict=True):
-        table.add_row(step.name, *_step_row(records))
+        table.add_row(step.name, *_step_row(records, run_over=status != "running"))
     for missing in [s for s in record.graph.get("steps", {}) if s not in {x.name for x in steps}]:
-        table.add_row(missing, "0", "", "", "", "", Text("not run", style="dim"))
+        table.add_row(missing, "0", "", "", "", "", "", Text("not run", style="dim"))
     console.print()
     console.print(table)
     await _print_artifacts(console, run, steps)
 
 
-def _step_row(records: list[TaskRecord | None]) -> list[Any]:
+def _step_row(records: list[TaskRecord | None], run_over: bool) -> list[Any]:
+    """A step's counts. Once the run is over, a task with no record was stopped before it could
+    write one (the scheduler counted it so too)."""
+    unrecorded = sum(r is None for r in records) if run_over else 0
     ended = [r for r in records if r is not None]
-    failed = [r for r in ended if not r.ok]
+    stopped = [r for r in ended if r.stopped]
+    failed = [r for r in ended if not r.ok and not r.stopped]
     wall = max((r.finished_at for r in ended), default=0) - min((r.started_at for r in ended), default=0)
     slowest = max((r.finished_at - r.started_at for r in ended), default=None)
     failure: Any = ""
     if failed:
-        # The task whose own error failed the run, before the ones stopped because of it.
-        first = min(
-            failed, key=lambda r: ((r.error or {}).get("type") == "TaskTerminated", int(r.task_id))
-        )
+        first = min(failed, key=lambda r: int(r.task_id))
         error = first.error or {}
         more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
         text = f"{first.task_id}: {error.get('type', '')}: {error.get('message', '')}{more}"
         failure = Text(text, style="red")
     return [
         str(len(records)),
-        str(len(ended) - len(failed)),
+        str(len(ended) - len(failed) - len(stopped)),
         str(len(failed)),
+        str(len(stopped) + unrecorded),
         _span(wall if ended else None),
         _span(slowest),
         failure,

@@ -294,9 +294,11 @@ def build_package(
     own_size = sum(p.stat().st_size for p in chosen.values())
     aflow_root = Path(aflow.__file__).resolve().parent
     for path in _walk(aflow_root):
-        if path.suffix == ".py" or path.name == "py.typed":
-            name = f"aflow/{path.relative_to(aflow_root).as_posix()}"
-            chosen[name], why[name] = path, WHY_AFLOW
+        inside = path.relative_to(aflow_root).as_posix()
+        # With the card renderer and its chart libraries: a remote task renders its cards' HTML.
+        card_asset = inside.startswith("cards/") and path.suffix in (".js", ".css")
+        if path.suffix == ".py" or path.name == "py.typed" or card_asset:
+            chosen[f"aflow/{inside}"], why[f"aflow/{inside}"] = path, WHY_AFLOW
     warnings = []
     if own_size > warn_size:
         warnings.append(

@@ -8,6 +8,8 @@ ends, whatever the ending: done, failed, or cancelled (the last write is shielde
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
 import traceback
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -18,24 +20,28 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from aflow import flowspec
-from aflow.backends.local import LocalBackend
+from aflow.backends.local import LocalBackend, settle_prestarted
 from aflow.backends.remote import RemoteContext
 from aflow.backends.router import StepRouter, check_remote, remote_steps
 from aflow.client import Run
 from aflow.client.core import AsyncRun, current_user
+from aflow.config import activate, read_configs
 from aflow.decorators import step_decorators
 from aflow.engine import environments
 from aflow.engine.events import Event, EventBus, RunFinished, RunStarted
 from aflow.engine.flow_loader import FlowRef
-from aflow.engine.resume import ResumeOrigin, origin_params
+from aflow.engine.resume import ResumeOrigin, origin_configs, origin_params
 from aflow.engine.scheduler import RunContext, Scheduler
 from aflow.exception import AflowException, ParameterError, TaskFailed, first_error
 from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
-from aflow.parameters import flow_parameters
+from aflow.mutators import apply_mutators
+from aflow.parameters import IncludeFile, flow_parameters
+from aflow.projects import project_info, project_tags
 from aflow.stores import artifacts as art
 from aflow.stores.base import ObjectStore, default_datastore, open_store
 from aflow.stores.records import HEARTBEAT_SECONDS, RunRecord, run_record_key
+from aflow.triggers import recorded_triggers
 
 DEFAULT_MAX_WORKERS = 16
 
@@ -51,7 +57,8 @@ def resolve_params(flow_cls: type[FlowSpec], given: Mapping[str, Any]) -> dict[s
             f"{flow_cls.__name__} has no parameter {', '.join(map(repr, unknown))} "
             f"(its parameters: {have})"
         )
-    return {attr: p.resolve(dict(given)) for attr, p in params.items()}
+    name = flow_cls.__name__
+    return {attr: p.resolve(dict(given), p.context(name)) for attr, p in params.items()}
 
 
 def new_run_id() -> str:
@@ -96,6 +103,8 @@ class RunPlan:
     max_num_splits: int | None = None
     origin: ResumeOrigin | None = None
     environments: dict[str, dict[str, str]] | None = None
+    project: dict[str, Any] | None = None  # what `current` says of @project
+    triggers: dict[str, Any] | None = None  # @schedule / @trigger / @trigger_on_finish
 
 
 @contextlib.asynccontextmanager
@@ -114,6 +123,10 @@ async def start_flow(
     origin_run_id: str | None = None,
     resume_step: str | None = None,
     max_num_splits: int | None = None,
+    config_files: Mapping[str, str] | None = None,
+    config_values: Mapping[str, Any] | None = None,
+    branch: str | None = None,
+    production: bool = False,
 ) -> AsyncIterator[RunningFlow]:
     """Start a run in the background of the caller's event loop.
 
@@ -121,6 +134,8 @@ async def start_flow(
     `events=False` nothing is kept for `events()` (what run_flow() does). `with_decorators` takes
     `--with` specs ("retry:times=2"). `resume=True` reuses what `origin_run_id` (default: the latest
     run) finished, rerunning from `resume_step` if given; parameters are the origin run's.
+    `config_files` / `config_values` give the flow's Configs ({name: path} / {name: JSON or dict}).
+    `branch` / `production` place a @project flow's run on a branch (default: `user.<you>`).
     """
     if flowspec.loading_depth() > 0:
         raise AflowException(
@@ -134,6 +149,20 @@ async def start_flow(
     store = open_store(datastore, datastore_root)
     try:
         await store.check()  # no bucket, no credentials: say so before anything is written
+        origin = None
+        if resume:
+            if params or config_files or config_values:
+                raise ParameterError(
+                    "a resumed run keeps its origin run's parameters and configs: pass none"
+                )
+            origin = await ResumeOrigin.load(store, graph, origin_run_id, resume_step)
+            configs = await origin_configs(store, origin, flow_cls)
+        else:  # configs first: decorators and parameter defaults may use them
+            configs = await anyio.to_thread.run_sync(
+                read_configs, flow_cls, config_files, config_values
+            )
+        activate(configs)
+        apply_mutators(flow_cls)  # after the configs they may read, before decorators are read
         plan = RunPlan(
             graph=graph,
             ref=FlowRef.of(flow_cls),
@@ -144,15 +173,19 @@ async def start_flow(
             decorators=step_decorators(flow_cls, graph.order, with_decorators),
             tags=list(tags),
             max_num_splits=max_num_splits,
+            project=project_info(flow_cls, branch, production, current_user()),
+            triggers=recorded_triggers(flow_cls),
         )
         check_remote(plan.decorators, datastore, graph)
         plan.environments = await environments.prepare(plan.decorators, datastore, store)
-        if resume:
-            if params:
-                raise ParameterError("a resumed run keeps its origin run's parameters: pass none")
-            plan.origin = await ResumeOrigin.load(store, graph, origin_run_id, resume_step)
+        if origin is not None:
+            plan.origin = origin
         else:  # in a thread: an IncludeFile parameter reads its file
-            plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, params or {})
+            given = {**(params or {}), **{n: v for n, v in configs.items() if v is not None}}
+            if any(isinstance(p, IncludeFile) for p in flow_parameters(flow_cls).values()):
+                # Not while a launcher imports the flow: a module may (re)write its own file.
+                await anyio.to_thread.run_sync(settle_prestarted, plan.ref.file)
+            plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, given)
     except BaseException:
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
             await store.aclose()  # refused before it started: let go of the cloud client
@@ -209,9 +242,7 @@ async def _save_params(
     serialized = await anyio.to_thread.run_sync(serialize)
     for s in serialized.values():
         if not s.inline:
-            key = art.blob_key(flow, s.digest)
-            if not await store.exists(key):
-                await store.put(key, s.parts)
+            await art.put_blob_async(store, art.blob_key(flow, s.digest), s.parts, s.digest, s.size)
     return {name: s.ref() for name, s in serialized.items()}
 
 
@@ -227,6 +258,10 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
         tags=plan.tags,
         datastore=plan.datastore,
         origin_run_id=origin.run_id if origin else None,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        system_tags=project_tags(plan.project),
+        triggers=plan.triggers or {},
     )
     key = run_record_key(ref.name, handle.run_id)
     try:
@@ -254,6 +289,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             origin_run_id=record.origin_run_id,
             max_num_splits=plan.max_num_splits,
             environments=plan.environments or {},
+            current=dict(plan.project or {}),
         )
         local = LocalBackend(
             ref.name, ref.module, ref.file, list(ref.sys_path), plan.datastore, store.url
@@ -277,7 +313,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
                 }
             finally:
                 beating.cancel_scope.cancel()
-                record.tasks_done, record.tasks_failed = scheduler.tasks_done, scheduler.tasks_failed
+                _count_tasks(record, scheduler)
             record.end_task = scheduler.end_task
     except BaseException as e:
         # Not a task's failure but the run's: cancellation, or an error of the machinery (say,
@@ -303,7 +339,8 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
                 await store.put(key, [record.pack()])
             finally:
                 error = record.error["message"] if record.error else None
-                bus.emit(RunFinished(ref.name, handle.run_id, record.status, error))
+                counts = (record.tasks_done, record.tasks_failed, record.tasks_stopped)
+                bus.emit(RunFinished(ref.name, handle.run_id, record.status, error, *counts))
                 bus.close()
                 with contextlib.suppress(Exception):
                     await store.aclose()
@@ -316,8 +353,18 @@ def _graph_with_decorators(plan: RunPlan) -> dict[str, Any]:
     (the flow's own and --with's), so readers know, say, how many retries a step has."""
     graph = plan.graph.to_dict()
     for name, step in graph["steps"].items():
-        step["decorators"] = plan.decorators.get(name, {})
+        decorators = dict(plan.decorators.get(name, {}))
+        user = decorators.pop("user", None)
+        if user:  # by name only: the spec carries them pickled for the task
+            decorators["user"] = {"wrappers": [f"{w[0]}.{w[1]}" for w in user["wrappers"]]}
+        step["decorators"] = decorators
     return graph
+
+
+def _count_tasks(record: RunRecord, scheduler: Scheduler) -> None:
+    record.tasks_done = scheduler.tasks_done
+    record.tasks_failed = scheduler.tasks_failed
+    record.tasks_stopped = scheduler.tasks_stopped
 
 
 async def _heartbeat(store: ObjectStore, key: str, record: RunRecord, scheduler: Scheduler) -> None:
@@ -325,7 +372,7 @@ async def _heartbeat(store: ObjectStore, key: str, record: RunRecord, scheduler:
     while True:
         await anyio.sleep(HEARTBEAT_SECONDS)
         record.heartbeat_at = time.time()
-        record.tasks_done, record.tasks_failed = scheduler.tasks_done, scheduler.tasks_failed
+        _count_tasks(record, scheduler)
         try:
             await store.put(key, [record.pack()])
         except Exception:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import platform
 import signal
 import sys
 import time
@@ -24,6 +25,8 @@ import msgpack
 
 import aflow
 from aflow.backends.base import TaskSpec
+from aflow.cards.runtime import TaskCards
+from aflow.client import core as client_core
 from aflow.current import current
 from aflow.exception import (
     AflowException,
@@ -32,12 +35,13 @@ from aflow.exception import (
     MergeArtifactsException,
     MissingInMergeArtifactsException,
     UnhandledInMergeArtifactsException,
+    qualified_name,
 )
 from aflow.flowspec import FlowSpec
 from aflow.graph import StepNode, graph_for
 from aflow.stores import artifacts as art
 from aflow.stores.base import BlockingObjectStore, Buffer
-from aflow.stores.records import TaskRecord, task_record_key
+from aflow.stores.records import TaskRecord, read_record_sync, task_record_key
 
 _AFLOW_DIR = os.path.dirname(os.path.abspath(aflow.__file__))
 # Frames the user did not write: ours, and asyncio's when an async step is awaited.
@@ -54,7 +58,8 @@ def parent_record_key(spec: TaskSpec, parent: str) -> str:
 
 
 def manifest_parents(store: BlockingObjectStore, flow: str, digest: str) -> list[str]:
-    return msgpack.unpackb(store.get(art.blob_key(flow, digest)), raw=False)
+    blob = art.load_ref_blob(store, flow, {"k": digest}, "the join's list of inputs")
+    return msgpack.unpackb(blob, raw=False)
 
 
 class InputTask:
@@ -70,8 +75,8 @@ class InputTask:
     @property
     def _aflow_record(self) -> TaskRecord:
         if self._record is None:
-            data = self._store.get(parent_record_key(self._spec, self._parent))
-            self._record = TaskRecord.unpack(data)
+            key = parent_record_key(self._spec, self._parent)
+            self._record = read_record_sync(self._store, TaskRecord, key)
         return self._record
 
     @property
@@ -85,7 +90,8 @@ class InputTask:
             ref = self._aflow_record.artifacts.get(name)
             if ref is None:
                 raise AttributeError(f"input from step '{self.step_name}' has no artifact '{name}'")
-            blob = art.load_ref_blob(self._store, self._spec.flow_name, ref)
+            what = f"artifact '{name}' of {self._spec.flow_name}/{self._spec.run_id}/{self._parent}"
+            blob = art.load_ref_blob(self._store, self._spec.flow_name, ref, what)
             self._values[name] = art.deserialize(blob)
         return self._values[name]
 
@@ -167,7 +173,7 @@ class Task:
                 first = self.inputs._tasks[0]._aflow_record.artifacts
                 self.inherited.update({n: first[n] for n in spec.param_names if n in first})
         elif parents:
-            parent = TaskRecord.unpack(store.get(parent_record_key(spec, parents[0])))
+            parent = read_record_sync(store, TaskRecord, parent_record_key(spec, parents[0]))
             self.inherited.update(parent.artifacts)
         self._input_cache: tuple[bool, Any] = (False, None)
 
@@ -184,7 +190,8 @@ class Task:
             raise AttributeError(
                 f"step '{self.node.name}' has no artifact '{name}': no earlier step set it{hint}"
             )
-        blob = art.load_ref_blob(self.store, self.flow_name, ref)
+        what = f"artifact '{name}' (read by task {self.spec.pathspec})"
+        blob = art.load_ref_blob(self.store, self.flow_name, ref, what)
         value = art.deserialize(blob)
         self.loaded[name] = (value, blob)
         return value
@@ -260,31 +267,53 @@ class Task:
     def run_step(self, flow: FlowSpec) -> None:
         method = getattr(flow, self.node.name)
         args = (self.inputs,) if self.inputs is not None else ()
-        if inspect.iscoroutinefunction(method):
-            import asyncio  # only async steps pay for it
 
-            asyncio.run(method(*args))
+        def call() -> None:
+            if inspect.iscoroutinefunction(method):
+                import asyncio  # only async steps pay for it
+
+                asyncio.run(method(*args))
+            else:
+                method(*args)
+
+        user = self.spec.decorators.get("user")
+        if user:  # @user_step_decorator / UserStepDecorator around the step
+            from aflow.user_decorators import run_wrapped
+
+            run_wrapped(user["wrappers"], self.node.name, flow, self.inputs, call, self.default_next)
         else:
-            method(*args)
+            call()
         if self.node.name != "end" and self.next_call is None:
             raise InvalidNextException(
                 f"step '{self.node.name}' returned without calling self.next() "
                 f"({self.node.file}:{self.node.def_line})"
             )
 
+    def default_next(self) -> None:
+        """The step's self.next() as its source writes it, when a decorator skipped the step."""
+        if self.next_call is None:
+            self.next_call = (list(self.node.out_funcs), self.node.foreach_param)
+
+    def catch(self, flow: FlowSpec, caught: CaughtException, settings: dict[str, Any]) -> None:
+        """@catch: the step's failure becomes data and the flow goes on, as if self.next() was
+        called; what the step set before it failed is kept (Metaflow does the same, in the same
+        attempt)."""
+        if settings.get("print_exception", True):
+            shown = (caught.traceback or f"{caught.type}: {caught.exception}").rstrip("\n")
+            print(f"@catch: step '{self.node.name}' failed, the flow goes on:\n{shown}", file=sys.stderr)
+        if settings.get("var"):
+            setattr(flow, settings["var"], caught)
+        self.next_call = (list(self.node.out_funcs), self.node.foreach_param)
+
     def run_fallback(self, flow: FlowSpec) -> None:
-        """@catch after the last failed attempt: record the error instead of running the step."""
+        """@catch after an attempt that left no record of its own (the process was lost)."""
         fallback = self.spec.fallback or {}
         error = fallback.get("error", {})
         message = error.get("message", "")
         kind, _, text = message.partition(": ") if ": " in message else ("", "", message)
-        if fallback.get("print_exception", True):
-            shown = (error.get("traceback") or message).rstrip("\n")
-            print(f"@catch: step '{self.node.name}' failed, the flow goes on:\n{shown}", file=sys.stderr)
-        if fallback.get("var"):
-            caught = CaughtException(self.node.name, kind, text, error.get("traceback", ""))
-            setattr(flow, fallback["var"], caught)
-        self.next_call = (list(self.node.out_funcs), self.node.foreach_param)
+        caught = CaughtException(text, error.get("class") or kind, error.get("traceback") or None)
+        caught.step = self.node.name
+        self.catch(flow, caught, fallback)
 
     def outputs(self, flow: FlowSpec) -> dict[str, art.ArtifactRef]:
         refs = dict(self.inherited)
@@ -327,9 +356,8 @@ class Task:
                 f"step '{self.node.name}' fans out over '{param}', which is empty: a foreach "
                 f"needs at least one item ({where})"
             )
-        key = art.blob_key(self.flow_name, digest)
-        if not self.store.exists(key):
-            self.store.put(key, parts)
+        size = sum(memoryview(p).nbytes for p in parts)
+        art.put_blob(self.store, art.blob_key(self.flow_name, digest), parts, digest, size)
         return count, digest
 
 
@@ -353,11 +381,12 @@ def _terminated(signum: int, frame: Any) -> None:
     raise TaskTerminated("the task was stopped (SIGTERM): its run was cancelled or failed")
 
 
-def _time_remote_step(spec: TaskSpec) -> None:
-    """@timeout in a container: counted from when the task starts, not from its submission (its
-    wait in the platform's queue is not the step's time). Locally the scheduler stops the task."""
+def _time_step(spec: TaskSpec) -> None:
+    """@timeout, counted by the task itself from when its step starts (in a container, its wait in
+    the platform's queue is not the step's time). The step sees a TimeoutException where it is,
+    so @catch can keep what it set so far; the scheduler only stops a local task that ignores it."""
     settings = spec.decorators.get("timeout")
-    if not settings or spec.fallback is not None or os.environ.get("AFLOW_BACKEND", "local") == "local":
+    if not settings or spec.fallback is not None:
         return
     from aflow.decorators import TimeoutDecorator
     from aflow.exception import TimeoutException
@@ -369,6 +398,24 @@ def _time_remote_step(spec: TaskSpec) -> None:
 
     signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, limit)
+
+
+def _catching(spec: TaskSpec) -> dict[str, Any] | None:
+    """@catch's settings when this attempt's failure is to be caught: its last attempt (or any,
+    when @retry retries only platform errors, which a raised exception is not)."""
+    settings = spec.decorators.get("catch")
+    if settings is None or spec.fallback is not None:
+        return None
+    retry = spec.decorators.get("retry")
+    if retry is None or retry.get("only_platform_errors") or spec.attempt >= retry["times"]:
+        return settings
+    return None
+
+
+def error_dict(e: BaseException, shown: str) -> dict[str, str]:
+    """A failure as a record keeps it: `type` is the class name, `class` the qualified one."""
+    return {"type": type(e).__name__, "class": qualified_name(type(e)), "message": str(e),
+            "traceback": shown}  # fmt: skip
 
 
 def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec]) -> int:
@@ -390,6 +437,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         job_id=os.environ.get("AWS_BATCH_JOB_ID") or os.environ.get("AFLOW_POD_NAME"),
         image=os.environ.get("AFLOW_IMAGE"),
         env_key=(spec.environment or {}).get("key"),
+        python_version=platform.python_version(),
     )
     current._set(
         flow_name=spec.flow_name,
@@ -397,11 +445,18 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         step_name=spec.step,
         task_id=spec.task_id,
         retry_count=spec.attempt,
-        username=os.environ.get("USER") or os.environ.get("USERNAME"),
+        username=client_core.current_user(),
+        namespace=f"user:{client_core.current_user()}" if client_core.current_user() else None,
         tags=list(spec.tags),
         origin_run_id=spec.origin_run_id,
+        parameter_names=list(spec.param_names),
+        tempdir=os.environ.get("AFLOW_TEMPDIR") or ".",
+        **spec.current,
     )
     key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+    # `Flow(...)`/`Run(...)` in a step read the run's own store, not the current directory's.
+    client_core.use_store(spec.datastore, spec.store_root)
+    cards = TaskCards.start(spec, store, flow_cls)  # current.card; None when the step has no @card
     try:
         node = graph_for(flow_cls)[spec.step]
         environment = spec.decorators.get("environment")
@@ -410,12 +465,23 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         task = Task(spec, store, node)
         flow = flow_cls.__new__(flow_cls)
         flow.__dict__["_aflow_task"] = task
+        catching = _catching(spec)
         if spec.fallback is not None:
             task.run_fallback(flow)
         else:
-            _time_remote_step(spec)
+            _time_step(spec)
             try:
                 task.run_step(flow)
+            except Exception as e:
+                if catching is None:
+                    raise
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                shown = user_traceback(e)
+                task.catch(flow, CaughtException.of(e, shown, spec.step), catching)
+                record.error = {**error_dict(e, shown), "caught": "catch"}
+            else:
+                if catching is not None and catching.get("var"):
+                    setattr(flow, catching["var"], None)  # success: the idiom `if not i.x`
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)  # committing the outputs is not timed
         split = task.split(flow)
@@ -424,6 +490,8 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         if split:
             record.num_splits, record.split_digest = split
         record.finished_at = time.time()
+        if cards is not None:
+            cards.finish(flow, record)  # never raises: a card that fails shows its error instead
         store.put(key, [record.pack()])
         return 0
     except BaseException as e:
@@ -431,9 +499,9 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         sys.stdout.flush()
         print(f"Step '{spec.step}' failed ({spec.pathspec}):\n{shown}", file=sys.stderr, end="")
         sys.stderr.flush()
-        record.status = "failed"
+        record.status = "stopped" if isinstance(e, TaskTerminated) else "failed"
         record.finished_at = time.time()
-        record.error = {"type": type(e).__name__, "message": str(e), "traceback": shown}
+        record.error = error_dict(e, shown)
         try:
             store.put(key, [record.pack()])
         except Exception as store_error:
