@@ -357,3 +357,18 @@ def pd_frame():  # type: ignore[no-untyped-def]
     import pandas as pd
 
     return pd.DataFrame({"a": [1, 2, 3], "b": [3, 1, 2]})
+
+
+def test_the_example_flow_with_matplotlib_and_altair(store_root: Path) -> None:
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("altair")
+    from conftest import EXAMPLES
+
+    done = run_cli("run", str(EXAMPLES / "cards.py"), "-q", "--epochs", "5", timeout=180)
+    assert done.returncode == 0, done.stderr
+    (results,) = store_root.glob("CardsExample/*/train/*/cards/0.1.default.results.json")
+    kinds = [c["type"] for c in json.loads(results.read_text())["components"]]
+    assert kinds[:4] == ["facts", "table", "image", "vega"]
+    (progress,) = store_root.glob("CardsExample/*/train/*/cards/0.0.blank.progress.json")
+    bar, best = json.loads(progress.read_text())["components"]
+    assert bar["value"] == 5 and best["value"] == "0.4"

@@ -151,3 +151,32 @@ def test_a_task_killed_by_a_signal_says_so(store_root: Path) -> None:
     assert task.exception.type == "aflow.exception.TaskKilled"
     assert "killed by SIGSEGV" in task.exception.exception
     assert "killed by SIGSEGV" in task.stderr and "about to crash" in task.stdout
+
+
+# -- 2, 3: parameters from the environment, separator=, IncludeFile read reliably --------------
+
+
+def test_parameter_defaults_from_the_environment_and_separator(
+    store_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AFLOW_TEST_TABLE", str(tmp_path / "table.csv"))
+    flow = str(COMPAT / "params_flow.py")
+    plain = run_cli("run", flow)
+    assert plain.returncode == 0, plain.stderr
+    got = latest("ParamsCompatFlow")["start"].task.data.got
+    assert got == {"table": "a,b\n1,2\n", "alpha": 1, "words": ["a", "b"], "region": "eu"}
+
+    monkeypatch.setenv("METAFLOW_RUN_ALPHA", "5")  # Metaflow's variable, as deployments set it
+    monkeypatch.setenv("METAFLOW_RUN_REGION_NAME", "ignored: aflow's variable wins")
+    monkeypatch.setenv("AFLOW_RUN_REGION_NAME", "us")
+    result = run_cli("run", flow, "--words", "x,y,z")
+    assert result.returncode == 0, result.stderr
+    got = latest("ParamsCompatFlow")["start"].task.data.got
+    assert got == {"table": "a,b\n1,2\n", "alpha": 5, "words": ["x", "y", "z"], "region": "us"}
+    assert run_cli("run", flow, "--alpha", "7").returncode == 0
+    assert latest("ParamsCompatFlow")["start"].task.data.got["alpha"] == 7  # the command line wins
+
+
+def test_separator_needs_a_string_parameter() -> None:
+    with pytest.raises(aflow.exception.ParameterError, match="type must be str"):
+        aflow.Parameter("n", default=1, type=int, separator=",")

@@ -20,7 +20,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from aflow import flowspec
-from aflow.backends.local import LocalBackend
+from aflow.backends.local import LocalBackend, settle_prestarted
 from aflow.backends.remote import RemoteContext
 from aflow.backends.router import StepRouter, check_remote, remote_steps
 from aflow.client import Run
@@ -36,7 +36,7 @@ from aflow.exception import AflowException, ParameterError, TaskFailed, first_er
 from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
 from aflow.mutators import apply_mutators
-from aflow.parameters import flow_parameters
+from aflow.parameters import IncludeFile, flow_parameters
 from aflow.projects import project_info, project_tags
 from aflow.stores import artifacts as art
 from aflow.stores.base import ObjectStore, default_datastore, open_store
@@ -182,6 +182,9 @@ async def start_flow(
             plan.origin = origin
         else:  # in a thread: an IncludeFile parameter reads its file
             given = {**(params or {}), **{n: v for n, v in configs.items() if v is not None}}
+            if any(isinstance(p, IncludeFile) for p in flow_parameters(flow_cls).values()):
+                # Not while a launcher imports the flow: a module may (re)write its own file.
+                await anyio.to_thread.run_sync(settle_prestarted, plan.ref.file)
             plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, given)
     except BaseException:
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
