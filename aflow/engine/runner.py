@@ -8,6 +8,8 @@ ends, whatever the ending: done, failed, or cancelled (the last write is shielde
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
 import traceback
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -18,7 +20,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from aflow import flowspec
-from aflow.backends.local import LocalBackend
+from aflow.backends.local import LocalBackend, settle_prestarted
 from aflow.backends.remote import RemoteContext
 from aflow.backends.router import StepRouter, check_remote, remote_steps
 from aflow.client import Run
@@ -34,7 +36,7 @@ from aflow.exception import AflowException, ParameterError, TaskFailed, first_er
 from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
 from aflow.mutators import apply_mutators
-from aflow.parameters import flow_parameters
+from aflow.parameters import IncludeFile, flow_parameters
 from aflow.projects import project_info, project_tags
 from aflow.stores import artifacts as art
 from aflow.stores.base import ObjectStore, default_datastore, open_store
@@ -180,6 +182,9 @@ async def start_flow(
             plan.origin = origin
         else:  # in a thread: an IncludeFile parameter reads its file
             given = {**(params or {}), **{n: v for n, v in configs.items() if v is not None}}
+            if any(isinstance(p, IncludeFile) for p in flow_parameters(flow_cls).values()):
+                # Not while a launcher imports the flow: a module may (re)write its own file.
+                await anyio.to_thread.run_sync(settle_prestarted, plan.ref.file)
             plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, given)
     except BaseException:
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
@@ -237,9 +242,7 @@ async def _save_params(
     serialized = await anyio.to_thread.run_sync(serialize)
     for s in serialized.values():
         if not s.inline:
-            key = art.blob_key(flow, s.digest)
-            if not await store.exists(key):
-                await store.put(key, s.parts)
+            await art.put_blob_async(store, art.blob_key(flow, s.digest), s.parts, s.digest, s.size)
     return {name: s.ref() for name, s in serialized.items()}
 
 
@@ -255,6 +258,8 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
         tags=plan.tags,
         datastore=plan.datastore,
         origin_run_id=origin.run_id if origin else None,
+        host=socket.gethostname(),
+        pid=os.getpid(),
         system_tags=project_tags(plan.project),
         triggers=plan.triggers or {},
     )

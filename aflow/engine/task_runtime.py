@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import platform
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ import msgpack
 import aflow
 from aflow.backends.base import TaskSpec
 from aflow.cards.runtime import TaskCards
+from aflow.client import core as client_core
 from aflow.current import current
 from aflow.exception import (
     AflowException,
@@ -443,6 +445,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         job_id=os.environ.get("AWS_BATCH_JOB_ID") or os.environ.get("AFLOW_POD_NAME"),
         image=os.environ.get("AFLOW_IMAGE"),
         env_key=(spec.environment or {}).get("key"),
+        python_version=platform.python_version(),
     )
     current._set(
         flow_name=spec.flow_name,
@@ -450,12 +453,17 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         step_name=spec.step,
         task_id=spec.task_id,
         retry_count=spec.attempt,
-        username=os.environ.get("USER") or os.environ.get("USERNAME"),
+        username=client_core.current_user(),
+        namespace=f"user:{client_core.current_user()}" if client_core.current_user() else None,
         tags=list(spec.tags),
         origin_run_id=spec.origin_run_id,
+        parameter_names=list(spec.param_names),
+        tempdir=os.environ.get("AFLOW_TEMPDIR") or ".",
         **spec.current,
     )
     key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+    # `Flow(...)`/`Run(...)` in a step read the run's own store, not the current directory's.
+    client_core.use_store(spec.datastore, spec.store_root)
     cards = TaskCards.start(spec, store, flow_cls)  # current.card; None when the step has no @card
     try:
         node = graph_for(flow_cls)[spec.step]
