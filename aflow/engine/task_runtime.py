@@ -200,10 +200,18 @@ class Task:
         self.loaded[name] = (value, blob)
         return value
 
-    def record_next(self, targets: tuple[Any, ...], foreach: str | None) -> None:
+    def record_next(
+        self, targets: tuple[Any, ...], foreach: str | None, condition: str | None = None
+    ) -> None:
         where = f"{self.node.file}:{self.node.next_line or self.node.def_line}"
         if self.next_call is not None:
             raise InvalidNextException(f"step '{self.node.name}' called self.next() twice ({where})")
+        if self.node.is_switch or condition is not None:
+            from aflow.engine.switch import check_switch_call
+
+            check_switch_call(self.node, targets, condition, where)
+            self.next_call = (list(self.node.out_funcs), None)
+            return
         names = [getattr(t, "__name__", repr(t)) for t in targets]
         if names != self.node.out_funcs or foreach != self.node.foreach_param:
             raise InvalidNextException(
@@ -508,6 +516,10 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         split = task.split(flow)
         record.artifacts = task.outputs(flow)
         record.next_steps = list(node.out_funcs)
+        if node.is_switch:  # the one step the condition picks
+            from aflow.engine.switch import chosen_step
+
+            record.next_steps = [chosen_step(node, flow)]
         if split:
             record.num_splits, record.split_digest = split
         record.finished_at = time.time()
