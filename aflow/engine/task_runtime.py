@@ -347,7 +347,8 @@ class Task:
                 and (isinstance(value, _IMMUTABLE) or art.unchanged_since_load(value, prior[1]))
             ):
                 continue  # read and left alone: its stored bytes are still right
-            refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name))
+            what = f"artifact '{name}' of task {self.spec.pathspec}"
+            refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name), what)
         return refs
 
     def _constants(self, flow_cls: type) -> dict[str, art.ArtifactRef]:
@@ -386,7 +387,8 @@ class Task:
                 f"needs at least one item ({where})"
             )
         size = sum(memoryview(p).nbytes for p in parts)
-        art.put_blob(self.store, art.blob_key(self.flow_name, digest), parts, digest, size)
+        what = f"the foreach items '{param}' of task {self.spec.pathspec}"
+        art.put_blob(self.store, art.blob_key(self.flow_name, digest), parts, digest, size, what)
         return count, digest
 
 
