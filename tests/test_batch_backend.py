@@ -137,6 +137,15 @@ def test_no_job_role_is_warned_before_the_container_finds_no_credentials(
     assert "has no job role (@batch(iam_role=...) or AFLOW_BATCH_IAM_ROLE)" in log, log
 
 
+def test_array_children_spawned_late_are_not_lost(on_batch, monkeypatch):
+    # Batch spawns an array's children asynchronously: for a while none is describable.
+    monkeypatch.setattr("aflow.backends.batch.LOST_AFTER_ROUNDS", 5)  # ~1 s of polls at 0.1 s
+    on_batch.child_spawn_delay = 6.0
+    result = run("remote_foreach", width=3)
+    assert result.successful, result
+    assert len(list(result["square"])) == 3
+
+
 def test_numpy_array_summed_remotely(on_batch):
     result = run("remote_numpy")
     assert result.successful

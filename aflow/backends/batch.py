@@ -216,9 +216,9 @@ class BatchBackend(RemoteBackend):
         described: list[JobGroup] = []
         for group in list(self.active.values()):
             waiting = [t for t in group.tasks if t.exit is None and "final" not in t.extra]
-            if group.is_array and not group.extra.get("dirty", True) and group.job_id:
-                ids[group.job_id] = group
-            else:
+            if group.is_array and group.job_id:
+                ids[group.job_id] = group  # its status says whether its children exist yet
+            if not group.is_array or group.extra.get("dirty", True):
                 ids.update((t.job_id, t) for t in waiting if t.job_id)
                 if group.is_array:
                     described.append(group)
@@ -243,9 +243,15 @@ class BatchBackend(RemoteBackend):
                     outcome.append(f"{type(e).__name__}: {e}")
                     return
             answered = {job["jobId"] for job in answer.get("jobs", [])}
+            for job in answer.get("jobs", []):
+                group = ids.get(job["jobId"])
+                if isinstance(group, JobGroup):
+                    group.extra["parent_status"] = job["status"]
             for job_id in chunk:
                 target = ids[job_id]
                 if job_id in answered or not isinstance(target, RemoteTask):
+                    continue
+                if self._not_spawned_yet(target):
                     continue
                 # Batch forgets jobs some days after they end: a job never seen again is lost.
                 target.extra["missing"] = target.extra.get("missing", 0) + 1
@@ -257,7 +263,9 @@ class BatchBackend(RemoteBackend):
                 if isinstance(target, JobGroup):
                     summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
                     seen = {k: v for k, v in summary.items() if v}
-                    target.extra["dirty"] = seen != target.extra.get("summary")
+                    # No children yet (the parent spawns them asynchronously): nothing to ask.
+                    spawning = not seen and job["status"] in ("SUBMITTED", "PENDING")
+                    target.extra["dirty"] = not spawning and seen != target.extra.get("summary")
                 elif target is not None:
                     await self._update(target, job)
 
@@ -269,6 +277,14 @@ class BatchBackend(RemoteBackend):
         for group in described:
             group.extra.update(dirty=False, summary=_summary(group))
         return None
+
+    def _not_spawned_yet(self, task: RemoteTask) -> bool:
+        """An array child Batch does not know yet while its parent is still spawning children
+        (the parent is not final): not lost, only not there yet."""
+        if not task.job_id or ":" not in task.job_id:
+            return False
+        group = self.active.get(task.job_id.split(":")[0])
+        return group is not None and group.extra.get("parent_status") not in (None, *FINAL)
 
     async def _update(self, task: RemoteTask, job: dict[str, Any]) -> None:
         status = job["status"]

@@ -406,8 +406,10 @@ class FakeBatch:
     and region standing for the job role; add e.g. an S3 endpoint here if a test wants the
     platform to provide it), `inherit_env` (start from this process's environment instead),
     `auto_create_queues` (accept any queue name; by default only created queues, as on AWS),
-    `instance_role` (containers of jobs without a jobRoleArn get the credentials too, as from an
-    instance role; by default they get none, as on a compute environment that blocks IMDS).
+    `child_spawn_delay` (seconds before an array's children exist; the parent stays
+    SUBMITTED meanwhile), `instance_role` (containers of jobs without a jobRoleArn get the
+    credentials too, as from an instance role; by default they get none, as on a compute
+    environment that blocks IMDS).
     """
 
     def __init__(
@@ -431,6 +433,7 @@ class FakeBatch:
         self.auto_create_queues = False
         self.inherit_env = False
         self.instance_role = False
+        self.child_spawn_delay = 0.0
         self.default_ce = ce_name
         self.workdir = (
             Path(workdir)
@@ -885,13 +888,29 @@ class FakeBatch:
             job._task = asyncio.get_running_loop().create_task(self._run_job(job))
         else:
             job.counts = dict.fromkeys(STATUSES, 0)
-            job.counts["SUBMITTED"] = size
-            for i in range(size):
-                child = Job(job_id=f"{job_id}:{i}", arn=f"{arn}:{i}", index=i, parent=job, **common)
-                job.children.append(child)
-                self._new(child)
-                child._task = asyncio.get_running_loop().create_task(self._run_job(child))
+            if self.child_spawn_delay > 0:
+                # The parent spawns its children asynchronously, as on Batch (JobSummary.createdAt:
+                # "when the child job was spawned by its parent"): until then none is describable.
+                loop = asyncio.get_running_loop()
+                loop.call_later(self.child_spawn_delay, self._spawn_children, job, common)
+            else:
+                self._spawn_children(job, common)
         return {"jobArn": arn, "jobName": name, "jobId": job_id}
+
+    def _spawn_children(self, job: Job, common: dict[str, Any]) -> None:
+        if self._closing:
+            return
+        assert job.array_size is not None
+        for i in range(job.array_size):
+            child = Job(
+                job_id=f"{job.job_id}:{i}", arn=f"{job.arn}:{i}", index=i, parent=job, **common
+            )
+            job.children.append(child)
+            job.counts["SUBMITTED"] += 1
+            self._new(child)
+            child._task = asyncio.get_running_loop().create_task(self._run_job(child))
+        if job.status_reason and (job.is_terminated or job.is_cancelled):
+            self._terminate(job, job.status_reason, job.is_cancelled)  # stopped before spawning
 
     def _new(self, job: Job) -> None:
         job._done = asyncio.Event()
@@ -1070,6 +1089,8 @@ class FakeBatch:
         if job.array_size is not None:
             if job.status not in FINAL:
                 job.status_reason = reason
+                job.is_cancelled = job.is_cancelled or cancel_only
+                job.is_terminated = job.is_terminated or not cancel_only
             for child in job.children:
                 self._terminate(child, reason, cancel_only)
             return
