@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import anyio
 import pytest
 from conftest import run_cli, run_script
 
@@ -236,3 +237,28 @@ def test_metaflow_command_line_habits(
     written = run_cli("dump", "CliCompatFlow", f"latest/start/{start.id}", "--file", str(out))
     assert written.returncode == 0, written.stderr
     assert pickle.loads(out.read_bytes())[start.pathspec]["blob"] == b"x" * 5000
+
+
+# -- 15: Runner -----------------------------------------------------------------------------
+
+
+def test_runner_runs_a_flow_file_from_python(store_root: Path) -> None:
+    flow = str(COMPAT / "runner_flow.py")
+    with aflow.Runner(flow, show_output=False).run(alpha=3, tags=["nightly"]) as running:
+        assert running.status == "successful" and running.returncode == 0
+        assert running.run.data.result == 6 and "nightly" in running.run.tags
+        assert "computing with alpha=3" in running.stdout
+    with aflow.Runner(flow, show_output=False).run(alpha=-1) as failed:
+        assert failed.status == "failed" and not failed.run.successful
+        assert "alpha must be >= 0" in failed.stderr
+
+    async def started() -> tuple[str | None, aflow.ExecutingRun]:
+        async with aflow.Runner(flow, show_output=False) as runner:
+            running = await runner.async_run(alpha=5)
+            seen = running.run_id  # known once the run exists, before it ends
+            await running.wait(timeout=120)
+            return seen, running
+
+    seen, running = anyio.run(started)
+    assert seen is not None and running.status == "successful"
+    assert running.run.id == seen and running.run.data.result == 10
