@@ -59,5 +59,7 @@ fi
 
 say "ruff"
 python -m ruff check aflow tests examples benchmarks
+say "the dependency floors (scripts/dependency_floor.sh)"
+bash scripts/dependency_floor.sh "$venv/bin/python"
 say "pytest"
 python -m pytest -q "$@"
