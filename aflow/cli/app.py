@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,8 +15,9 @@ from typing import Annotated, Any
 import typer
 
 from aflow.cli.options import Datastore, DatastoreRoot
-from aflow.exception import AflowException, FlowDefinitionError
+from aflow.exception import AflowException, DamagedRecordWarning, FlowDefinitionError
 from aflow.flowspec import FlowSpec
+from aflow.triggers import SCHEDULERS
 
 app = typer.Typer(
     add_completion=False,
@@ -60,6 +62,16 @@ def _fail(e: BaseException) -> None:
     else:
         typer.echo(f"error: {type(e).__name__}: {e}{hint}", err=True)
     raise typer.Exit(1)
+
+
+def _format_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    if issubclass(category, DamagedRecordWarning):
+        return f"warning: {message}\n"  # aflow's own: the message says it all, no source line
+    return _python_format_warning(message, category, *args, **kwargs)
+
+
+_python_format_warning = warnings.formatwarning
+warnings.formatwarning = _format_warning
 
 
 def _guarded(fn: Callable[[], Any]) -> Any:
@@ -122,6 +134,12 @@ With = Annotated[
     ),
 ]
 Tags = Annotated[list[str] | None, typer.Option("--tag", help="Tag the run. Repeatable.")]
+Branch = Annotated[
+    str | None, typer.Option(help="A @project flow's branch for this run (default: user.<you>).")
+]
+Production = Annotated[
+    bool, typer.Option("--production", help="Run a @project flow on its production branch.")
+]
 MaxNumSplits = Annotated[
     int | None, typer.Option(help="Fail a foreach wider than this (default: no limit).")
 ]
@@ -152,6 +170,8 @@ def run(
     with_: With = None,
     tag: Tags = None,
     max_num_splits: MaxNumSplits = None,
+    branch: Branch = None,
+    production: Production = False,
 ) -> None:
     wants_help = any(a in ("--help", "-h") for a in ctx.args)
     if flow_file is not None and str(flow_file) in ("--help", "-h"):
@@ -168,6 +188,7 @@ def run(
         rest, config_files, config_values = split_config_args(list(ctx.args))
         params = parse_flow_args(flow_cls, rest)
         options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
+        options.update(branch=branch, production=production)
         options.update(config_files=config_files, config_values=config_values)
         if _run_blocking(flow_cls, params, options, run_id_file, quiet) != "done":
             raise typer.Exit(1)
@@ -192,10 +213,13 @@ def resume(
     with_: With = None,
     tag: Tags = None,
     max_num_splits: MaxNumSplits = None,
+    branch: Branch = None,
+    production: Production = False,
 ) -> None:
     def go() -> None:
         flow_cls = _load_for_run(flow_file)
         options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
+        options.update(branch=branch, production=production)
         options.update(resume=True, origin_run_id=origin_run_id, resume_step=step)
         if _run_blocking(flow_cls, {}, options, run_id_file, quiet) != "done":
             raise typer.Exit(1)
@@ -341,7 +365,28 @@ def package(
     _guarded(go)
 
 
+def _no_scheduler(command: str) -> None:
+    @app.command(
+        name=command,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        help=f"Not available: aflow has no production scheduler ({command}).",
+    )
+    def refuse(ctx: typer.Context) -> None:
+        typer.echo(
+            f"aflow cannot deploy to a production scheduler ({command} {' '.join(ctx.args)}): "
+            "it runs flows itself (aflow run / python flow.py run). @schedule, @trigger and "
+            "@trigger_on_finish are recorded with each run but trigger nothing; run the flow "
+            "from your own scheduler (cron, CI, Airflow) with `python flow.py run` instead.",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+for _command in SCHEDULERS:
+    _no_scheduler(_command)
+
 # Inspection commands register themselves on `app`.
 from aflow.cli import cards as _cards  # noqa: E402, F401
 from aflow.cli import inspect as _inspect  # noqa: E402, F401
 from aflow.cli import ui as _ui  # noqa: E402, F401
+from aflow.cli import verify as _verify  # noqa: E402, F401

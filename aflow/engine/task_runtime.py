@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import platform
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ import msgpack
 import aflow
 from aflow.backends.base import TaskSpec
 from aflow.cards.runtime import TaskCards
+from aflow.client import core as client_core
 from aflow.current import current
 from aflow.exception import (
     AflowException,
@@ -39,7 +41,7 @@ from aflow.flowspec import FlowSpec
 from aflow.graph import StepNode, graph_for
 from aflow.stores import artifacts as art
 from aflow.stores.base import BlockingObjectStore, Buffer
-from aflow.stores.records import TaskRecord, task_record_key
+from aflow.stores.records import TaskRecord, read_record_sync, task_record_key
 
 _AFLOW_DIR = os.path.dirname(os.path.abspath(aflow.__file__))
 # Frames the user did not write: ours, and asyncio's when an async step is awaited.
@@ -56,7 +58,8 @@ def parent_record_key(spec: TaskSpec, parent: str) -> str:
 
 
 def manifest_parents(store: BlockingObjectStore, flow: str, digest: str) -> list[str]:
-    return msgpack.unpackb(store.get(art.blob_key(flow, digest)), raw=False)
+    blob = art.load_ref_blob(store, flow, {"k": digest}, "the join's list of inputs")
+    return msgpack.unpackb(blob, raw=False)
 
 
 class InputTask:
@@ -72,8 +75,8 @@ class InputTask:
     @property
     def _aflow_record(self) -> TaskRecord:
         if self._record is None:
-            data = self._store.get(parent_record_key(self._spec, self._parent))
-            self._record = TaskRecord.unpack(data)
+            key = parent_record_key(self._spec, self._parent)
+            self._record = read_record_sync(self._store, TaskRecord, key)
         return self._record
 
     @property
@@ -87,7 +90,8 @@ class InputTask:
             ref = self._aflow_record.artifacts.get(name)
             if ref is None:
                 raise AttributeError(f"input from step '{self.step_name}' has no artifact '{name}'")
-            blob = art.load_ref_blob(self._store, self._spec.flow_name, ref)
+            what = f"artifact '{name}' of {self._spec.flow_name}/{self._spec.run_id}/{self._parent}"
+            blob = art.load_ref_blob(self._store, self._spec.flow_name, ref, what)
             self._values[name] = art.deserialize(blob)
         return self._values[name]
 
@@ -169,7 +173,7 @@ class Task:
                 first = self.inputs._tasks[0]._aflow_record.artifacts
                 self.inherited.update({n: first[n] for n in spec.param_names if n in first})
         elif parents:
-            parent = TaskRecord.unpack(store.get(parent_record_key(spec, parents[0])))
+            parent = read_record_sync(store, TaskRecord, parent_record_key(spec, parents[0]))
             self.inherited.update(parent.artifacts)
         self._input_cache: tuple[bool, Any] = (False, None)
 
@@ -186,7 +190,8 @@ class Task:
             raise AttributeError(
                 f"step '{self.node.name}' has no artifact '{name}': no earlier step set it{hint}"
             )
-        blob = art.load_ref_blob(self.store, self.flow_name, ref)
+        what = f"artifact '{name}' (read by task {self.spec.pathspec})"
+        blob = art.load_ref_blob(self.store, self.flow_name, ref, what)
         value = art.deserialize(blob)
         self.loaded[name] = (value, blob)
         return value
@@ -262,17 +267,32 @@ class Task:
     def run_step(self, flow: FlowSpec) -> None:
         method = getattr(flow, self.node.name)
         args = (self.inputs,) if self.inputs is not None else ()
-        if inspect.iscoroutinefunction(method):
-            import asyncio  # only async steps pay for it
 
-            asyncio.run(method(*args))
+        def call() -> None:
+            if inspect.iscoroutinefunction(method):
+                import asyncio  # only async steps pay for it
+
+                asyncio.run(method(*args))
+            else:
+                method(*args)
+
+        user = self.spec.decorators.get("user")
+        if user:  # @user_step_decorator / UserStepDecorator around the step
+            from aflow.user_decorators import run_wrapped
+
+            run_wrapped(user["wrappers"], self.node.name, flow, self.inputs, call, self.default_next)
         else:
-            method(*args)
+            call()
         if self.node.name != "end" and self.next_call is None:
             raise InvalidNextException(
                 f"step '{self.node.name}' returned without calling self.next() "
                 f"({self.node.file}:{self.node.def_line})"
             )
+
+    def default_next(self) -> None:
+        """The step's self.next() as its source writes it, when a decorator skipped the step."""
+        if self.next_call is None:
+            self.next_call = (list(self.node.out_funcs), self.node.foreach_param)
 
     def catch(self, flow: FlowSpec, caught: CaughtException, settings: dict[str, Any]) -> None:
         """@catch: the step's failure becomes data and the flow goes on, as if self.next() was
@@ -336,9 +356,8 @@ class Task:
                 f"step '{self.node.name}' fans out over '{param}', which is empty: a foreach "
                 f"needs at least one item ({where})"
             )
-        key = art.blob_key(self.flow_name, digest)
-        if not self.store.exists(key):
-            self.store.put(key, parts)
+        size = sum(memoryview(p).nbytes for p in parts)
+        art.put_blob(self.store, art.blob_key(self.flow_name, digest), parts, digest, size)
         return count, digest
 
 
@@ -421,6 +440,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         job_id=os.environ.get("AWS_BATCH_JOB_ID") or os.environ.get("AFLOW_POD_NAME"),
         image=os.environ.get("AFLOW_IMAGE"),
         env_key=(spec.environment or {}).get("key"),
+        python_version=platform.python_version(),
     )
     current._set(
         flow_name=spec.flow_name,
@@ -428,11 +448,17 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         step_name=spec.step,
         task_id=spec.task_id,
         retry_count=spec.attempt,
-        username=os.environ.get("USER") or os.environ.get("USERNAME"),
+        username=client_core.current_user(),
+        namespace=f"user:{client_core.current_user()}" if client_core.current_user() else None,
         tags=list(spec.tags),
         origin_run_id=spec.origin_run_id,
+        parameter_names=list(spec.param_names),
+        tempdir=os.environ.get("AFLOW_TEMPDIR") or ".",
+        **spec.current,
     )
     key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+    # `Flow(...)`/`Run(...)` in a step read the run's own store, not the current directory's.
+    client_core.use_store(spec.datastore, spec.store_root)
     cards = TaskCards.start(spec, store, flow_cls)  # current.card; None when the step has no @card
     try:
         node = graph_for(flow_cls)[spec.step]

@@ -60,6 +60,8 @@ def _create(path: str) -> int:
 class LocalFiles:
     """Synchronous file operations on a store root (what the task runtime uses directly)."""
 
+    local = True  # read from this machine's disk: a stored blob is cheap to check (artifacts.put_blob)
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
         self.url = str(self.root)
@@ -182,6 +184,13 @@ class LocalFiles:
         if os.path.islink(path):
             return self._resolves_inside(path) and os.path.exists(path)
         return os.path.exists(path)
+
+    def move_aside(self, key: str, to: str) -> str:
+        """Rename a (damaged) object to key `to` (`aflow verify --quarantine`); returns its path."""
+        target = self._path(to)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(self._path(key), target)
+        return target
 
     def list(self, prefix: str) -> list[str]:
         try:

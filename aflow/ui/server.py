@@ -37,6 +37,7 @@ from aflow.stores.artifacts import deserialize
 from aflow.stores.base import Buffer, ObjectStore
 from aflow.stores.transfer import gather
 from aflow.ui import pages
+from aflow.ui.cards import card_routes, cards_fragment
 from aflow.ui.guard import Guard, host_names
 from aflow.ui.markup import esc, page, size, url
 from aflow.ui.preview import PREVIEW_LIMIT, Preview, describe
@@ -101,6 +102,7 @@ def create_app(store: ObjectStore, poll: float = 1.0, hosts: frozenset[str] | No
         *both("/run/{flow}/{run_id}", lambda r: _run_view(state, r)),
         *both("/task/{flow}/{run_id}/{step}/{task_id}", lambda r: _task_view(state, r)),
         Route("/raw/{flow}/{run_id}/{step}/{task_id}", raw),
+        *card_routes(readonly),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     guard = Middleware(Guard, hosts=hosts if hosts is not None else host_names())
@@ -240,7 +242,10 @@ async def _task_view(state: UIState, request: Request) -> Rendered:
             (step, url("run", flow, run_id, step=step)),
             (task_id, None),
         ],
-        pages.task_fragments(view, attempt, previews),
+        {
+            **pages.task_fragments(view, attempt, previews),
+            "cards": await cards_fragment(state.store, flow, run_id, step, task_id, attempt),
+        },
         live=not view.final,
     )
 

@@ -145,6 +145,15 @@
       return box;
     },
     error: (c) => errorBlock(c.title, c.text),
+    code: (c) => el("pre", "c-pre c-code", c.text),
+    valuebox: (c) => {
+      const box = el("div", "c-valuebox c-theme-" + (c.theme || "default"));
+      if (c.title) box.appendChild(el("div", "c-valuebox-title", c.title));
+      box.appendChild(el("div", "c-valuebox-value", c.value));
+      if (c.subtitle) box.appendChild(el("div", "c-valuebox-sub", c.subtitle));
+      if (c.change) box.appendChild(el("div", "c-valuebox-change", c.change));
+      return box;
+    },
     section: (c) => {
       const box = el("section", "c-section");
       box.appendChild(el("h2", null, c.title));
@@ -213,13 +222,22 @@
     target.replaceChildren(card);
   }
 
+  // The last data drawn for each card: a live page swaps in a fresh element when a card changes,
+  // which is drawn from this at once (no blank flash) and again when its new data arrives.
+  const drawn = new Map();
+
   function load(target) {
     const src = target.dataset.src;
     if (!src || target.dataset.loaded === src) return;
     target.dataset.loaded = src;
+    const key = target.dataset.key || src;
+    if (drawn.has(key)) render(target, drawn.get(key));
     fetch(src, { credentials: "same-origin" })
       .then((r) => (r.ok ? r.json() : Promise.reject(new Error(r.status + " " + r.statusText))))
-      .then((data) => render(target, data))
+      .then((data) => {
+        drawn.set(key, data);
+        render(target, data);
+      })
       .catch((e) => target.replaceChildren(errorBlock("The card could not be read", String(e.message))));
   }
 
