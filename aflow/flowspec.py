@@ -52,7 +52,9 @@ class TaskContext(Protocol):
     """What a flow instance needs from the task that runs it."""
 
     def load(self, name: str) -> Any: ...
-    def record_next(self, targets: tuple[Any, ...], foreach: str | None) -> None: ...
+    def record_next(
+        self, targets: tuple[Any, ...], foreach: str | None, condition: str | None = None
+    ) -> None: ...
     def merge_artifacts(
         self, flow: FlowSpec, inputs: Any, exclude: list[str], include: list[str]
     ) -> None: ...
@@ -104,9 +106,12 @@ class FlowSpec:
             )
         object.__setattr__(self, name, value)
 
-    def next(self, *steps: Any, foreach: str | None = None, **_ignored: Any) -> None:
-        """Name the step(s) that run after this one; `foreach="attr"` fans out over an iterable."""
-        self._aflow_context().record_next(steps, foreach)
+    def next(
+        self, *steps: Any, foreach: str | None = None, condition: str | None = None, **_ignored: Any
+    ) -> None:
+        """Name the step(s) that run after this one; `foreach="attr"` fans out over an iterable;
+        `self.next({"a": self.a, "b": self.b}, condition="attr")` goes to one, by attr's value."""
+        self._aflow_context().record_next(steps, foreach, condition)
 
     def merge_artifacts(
         self,

@@ -365,6 +365,31 @@ def package(
     _guarded(go)
 
 
+@app.command("output-dot", help="Print the flow's graph in graphviz dot (Metaflow's output-dot).")
+def output_dot(flow_file: FlowFile) -> None:
+    def go() -> None:
+        from aflow.cli.inspect import GraphFormat, render_graph
+        from aflow.graph import graph_for
+
+        flow_cls = _load(flow_file)
+        typer.echo(render_graph(flow_cls.__name__, graph_for(flow_cls).to_dict(), GraphFormat.dot))
+
+    _guarded(go)
+
+
+@app.command("output-raw", help="Print the flow's graph as JSON (Metaflow's output-raw).")
+def output_raw(flow_file: FlowFile) -> None:
+    def go() -> None:
+        import json
+
+        from aflow.graph import graph_for
+
+        flow_cls = _load(flow_file)
+        typer.echo(json.dumps(graph_for(flow_cls).to_dict(), indent=2, default=str))
+
+    _guarded(go)
+
+
 def _no_scheduler(command: str) -> None:
     @app.command(
         name=command,

@@ -53,7 +53,11 @@ class ResumeOrigin:
     """The origin run's reusable tasks, and the rule for reusing them."""
 
     def __init__(
-        self, store: ObjectStore, record: RunRecord, done: dict[TaskKey, TaskRecord], rerun: set[str]
+        self,
+        store: ObjectStore,
+        record: RunRecord,
+        done: dict[TaskKey, list[TaskRecord]],
+        rerun: set[str],
     ) -> None:
         self.store = store
         self.record = record
@@ -99,9 +103,12 @@ class ResumeOrigin:
     async def clone(self, ready: Ready, task_id: str) -> TaskRecord | None:
         if ready.step in self.rerun:
             return None
-        found = self.done.pop((ready.step, tuple(f[1] for f in ready.foreach_stack)), None)
-        if found is None:
+        # A step inside a loop ran several times with the same identity: its runs are reused in
+        # the order they ran (task ids grow as tasks start).
+        runs = self.done.get((ready.step, tuple(f[1] for f in ready.foreach_stack)))
+        if not runs:
             return None
+        found = runs.pop(0)
         run_id = self.new_run_id
         copy = dataclasses.replace(
             found,
@@ -119,8 +126,9 @@ class ResumeOrigin:
 
 async def _index_done_tasks(
     store: ObjectStore, flow: str, run_id: str, steps: list[str]
-) -> dict[TaskKey, TaskRecord]:
-    """Every done task of the given steps of a run, by identity (records read concurrently)."""
+) -> dict[TaskKey, list[TaskRecord]]:
+    """Every done task of the given steps of a run, by identity, oldest first (records read
+    concurrently)."""
 
     async def latest(step: str, task_id: str) -> TaskRecord | None:
         prefix = task_prefix(flow, run_id, step, task_id)
@@ -138,7 +146,10 @@ async def _index_done_tasks(
         for task_id in await store.list(f"{flow}/{run_id}/{step}"):
             calls.append(functools.partial(latest, step, task_id))
     records = await gather(calls)
-    return {(r.step, tuple(f[1] for f in r.foreach_stack)): r for r in records if r is not None and r.ok}
+    done: dict[TaskKey, list[TaskRecord]] = {}
+    for r in sorted((r for r in records if r is not None and r.ok), key=lambda r: int(r.task_id)):
+        done.setdefault((r.step, tuple(f[1] for f in r.foreach_stack)), []).append(r)
+    return done
 
 
 def origin_params(origin: ResumeOrigin, names: list[str]) -> dict[str, Any]:

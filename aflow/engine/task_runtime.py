@@ -196,10 +196,18 @@ class Task:
         self.loaded[name] = (value, blob)
         return value
 
-    def record_next(self, targets: tuple[Any, ...], foreach: str | None) -> None:
+    def record_next(
+        self, targets: tuple[Any, ...], foreach: str | None, condition: str | None = None
+    ) -> None:
         where = f"{self.node.file}:{self.node.next_line or self.node.def_line}"
         if self.next_call is not None:
             raise InvalidNextException(f"step '{self.node.name}' called self.next() twice ({where})")
+        if self.node.is_switch or condition is not None:
+            from aflow.engine.switch import check_switch_call
+
+            check_switch_call(self.node, targets, condition, where)
+            self.next_call = (list(self.node.out_funcs), None)
+            return
         names = [getattr(t, "__name__", repr(t)) for t in targets]
         if names != self.node.out_funcs or foreach != self.node.foreach_param:
             raise InvalidNextException(
@@ -328,7 +336,8 @@ class Task:
                 and (isinstance(value, _IMMUTABLE) or art.unchanged_since_load(value, prior[1]))
             ):
                 continue  # read and left alone: its stored bytes are still right
-            refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name))
+            what = f"artifact '{name}' of task {self.spec.pathspec}"
+            refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name), what)
         return refs
 
     def split(self, flow: FlowSpec) -> tuple[int, str] | None:
@@ -357,7 +366,8 @@ class Task:
                 f"needs at least one item ({where})"
             )
         size = sum(memoryview(p).nbytes for p in parts)
-        art.put_blob(self.store, art.blob_key(self.flow_name, digest), parts, digest, size)
+        what = f"the foreach items '{param}' of task {self.spec.pathspec}"
+        art.put_blob(self.store, art.blob_key(self.flow_name, digest), parts, digest, size, what)
         return count, digest
 
 
@@ -490,6 +500,10 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         split = task.split(flow)
         record.artifacts = task.outputs(flow)
         record.next_steps = list(node.out_funcs)
+        if node.is_switch:  # the one step the condition picks
+            from aflow.engine.switch import chosen_step
+
+            record.next_steps = [chosen_step(node, flow)]
         if split:
             record.num_splits, record.split_digest = split
         record.finished_at = time.time()

@@ -18,7 +18,7 @@ from aflow.ui import dag, gantt
 from aflow.ui.markup import badge, clock, esc, size, span, url, when
 from aflow.ui.preview import Preview
 from aflow.ui.progress import StepProgress, running_since
-from aflow.ui.reader import AttemptView, RunSnapshot, RunsPage, TaskState, TaskView
+from aflow.ui.reader import AttemptView, RunSnapshot, RunsPage, TaskState, TaskView, task_status
 
 Fragments = dict[str, str]
 TASKS_PER_PAGE = 50
@@ -43,7 +43,17 @@ def runs_fragments(page: RunsPage, flow: str | None, per_page: int, now: float) 
         return {"flows": flows, "runs": f'<p class="empty">{empty}</p>'}
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("Flow", "Run", "Status", "Started", "Duration", "Tasks done", "Failed", "Tags")
+        for h in (
+            "Flow",
+            "Run",
+            "Status",
+            "Started",
+            "Duration",
+            "Tasks done",
+            "Failed",
+            "Stopped",
+            "Tags",
+        )
     )
     rows = []
     for r in page.rows:
@@ -58,7 +68,7 @@ def runs_fragments(page: RunsPage, flow: str | None, per_page: int, now: float) 
             f"<td>{badge(r.status)}</td><td>{when(rec.started_at)}</td>"
             f'<td class="num">{esc(span(end - rec.started_at))}</td>'
             f'<td class="num">{rec.tasks_done:,}</td><td class="num">{failed}</td>'
-            f"<td>{tags}</td></tr>"
+            f'<td class="num">{rec.tasks_stopped:,}</td><td>{tags}</td></tr>'
         )
     first = (page.page - 1) * per_page + 1
     pager = _pager(page.page, page.pages, lambda n: url("", flow=flow, page=n if n > 1 else None))
@@ -120,7 +130,7 @@ def run_fragments(
         + "</div>",
         "run-gantt": "<h2>Timeline</h2>"
         + gantt.draw(snap, steps, link_task, now, running_since(snap, progress)),
-        "run-tasks": '<h2 id="tasks">Tasks</h2>' + _task_table(snap, progress, chosen),
+        "run-tasks": '<h2 id="tasks">Tasks</h2>' + _task_table(snap, progress, chosen, now),
     }
 
 
@@ -129,13 +139,19 @@ def _run_head(snap: RunSnapshot, progress: dict[str, StepProgress], now: float) 
     end = rec.finished_at or (rec.heartbeat_at if snap.status == "dead" else now)
     done = sum(p.done for p in progress.values())
     failed = sum(p.failed for p in progress.values())
+    stopped = sum(p.stopped for p in progress.values())
+    caught = sum(p.caught for p in progress.values())
+    counts = [f"{done:,} done"]
+    if caught:
+        counts.append(f'<span class="caught">{caught:,} of them failed and caught (@catch)</span>')
+    if failed:
+        counts.append(f'<span class="bad">{failed:,} failed</span>')
+    if stopped:
+        counts.append(f'<span class="stopped">{stopped:,} stopped by the engine</span>')
     facts = [
         ("Started", when(rec.started_at)),
         ("Duration", esc(span(end - rec.started_at)) + ("…" if snap.live else "")),
-        (
-            "Tasks",
-            f"{done:,} done" + (f', <span class="bad">{failed:,} failed</span>' if failed else ""),
-        ),
+        ("Tasks", ", ".join(counts)),
         ("User", esc(rec.user or "-")),
     ]
     if rec.origin_run_id:
@@ -185,7 +201,9 @@ def _run_error(snap: RunSnapshot) -> str:
     )
 
 
-def _task_table(snap: RunSnapshot, progress: dict[str, StepProgress], chosen: TaskFilter) -> str:
+def _task_table(
+    snap: RunSnapshot, progress: dict[str, StepProgress], chosen: TaskFilter, now: float
+) -> str:
     base = url("run", snap.flow, snap.run_id)
     chips = [
         _filter_chip("All steps", sum(len(v) for v in snap.steps.values()), base, chosen.step is None)
@@ -238,7 +256,7 @@ def _task_table(snap: RunSnapshot, progress: dict[str, StepProgress], chosen: Ta
             "Job id",
         )
     )
-    rows = "".join(_task_row(snap, t) for t in shown)
+    rows = "".join(_task_row(snap, t, now) for t in shown)
     if not shown:
         rows = '<tr><td colspan="9" class="empty">No task here yet.</td></tr>'
     first = (page - 1) * TASKS_PER_PAGE + 1
@@ -263,17 +281,27 @@ def _filter_chip(text: str, n: int, href: str, on: bool, state: str = "") -> str
     )
 
 
-def _task_row(snap: RunSnapshot, t: TaskState) -> str:
+def _task_row(snap: RunSnapshot, t: TaskState, now: float) -> str:
     rec = t.record
     href = url("task", snap.flow, snap.run_id, t.step, t.task_id)
     index = t.index
-    started = clock(rec.started_at) if rec else "-"
-    took = esc(span(rec.finished_at - rec.started_at)) if rec else "-"
+    if rec:
+        started, took = clock(rec.started_at), esc(span(rec.finished_at - rec.started_at))
+    elif t.first_output is not None:
+        # Running: the store has its output so far, not yet its record.
+        started = clock(t.first_output)
+        took = esc(span(now - t.first_output)) + ("…" if t.status == "running" else "")
+        title = "since its first saved output"
+        took = f'<span title="{title}">≥ {took}</span>'
+    else:
+        started = took = "-"
     backend = esc(rec.backend) if rec else "-"
     job = esc(rec.job_id) if rec and rec.job_id else ""
+    reused = ' <span class="tag" title="reused from the run this one resumed">reused</span>'
     return (
         f'<tr class="task {t.status}"><td class="mono"><a href="{href}">{esc(t.task_id)}</a></td>'
-        f'<td>{esc(t.step)}</td><td class="num">{index}</td><td>{badge(t.status)}</td>'
+        f'<td>{esc(t.step)}</td><td class="num">{index}</td><td>{badge(t.status)}'
+        f"{reused if rec and rec.cloned_from else ''}</td>"
         f'<td class="num">{t.attempts}</td><td>{started}</td><td class="num">{took}</td>'
         f'<td>{backend}</td><td class="mono">{job}</td></tr>'
     )
@@ -354,8 +382,17 @@ def _task_error(attempt: AttemptView | None) -> str:
     e = rec.error
     head = f"{e.get('type', '')}: {e.get('message', '')}" if e.get("type") else e.get("message", "")
     trace = e.get("traceback", "")
+    if rec.ok:
+        title, kind = f"Attempt {rec.attempt} failed; @catch recorded it and the flow went on", "caught"
+    elif rec.stopped:
+        title, kind = (
+            f"Attempt {rec.attempt} was stopped by the engine (not a failure of its own)",
+            "stopped",
+        )
+    else:
+        title, kind = f"Attempt {rec.attempt} failed", "error"
     return (
-        f'<section class="error"><h2>Attempt {rec.attempt} failed</h2>'
+        f'<section class="error {kind}"><h2>{title}</h2>'
         f'<p class="message">{esc(head)}</p>'
         + (f'<pre class="trace">{esc(trace)}</pre>' if trace.strip() else "")
         + "</section>"
@@ -370,7 +407,7 @@ def _task_logs(view: TaskView, attempt: AttemptView | None) -> str:
             + "".join(
                 f'<a class="chip{" on" if attempt and a.attempt == attempt.attempt else ""}" '
                 f'href="?attempt={a.attempt}">attempt {a.attempt} '
-                f"{badge(_attempt_status(a))}</a>"
+                f"{badge(_attempt_status(a, view.run_status == 'running'))}</a>"
                 for a in view.attempts
             )
             + "</nav>"
@@ -410,8 +447,8 @@ def _task_logs(view: TaskView, attempt: AttemptView | None) -> str:
     )
 
 
-def _attempt_status(a: AttemptView) -> str:
-    return "running" if a.record is None else "done" if a.record.ok else "failed"
+def _attempt_status(a: AttemptView, run_live: bool) -> str:
+    return task_status(a.record, True, run_live)
 
 
 def _stamp(stamp: str) -> str:
