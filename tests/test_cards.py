@@ -426,3 +426,13 @@ def test_card_type_options() -> None:
     ]
     (error,) = cards._build(unknown, True, flow, None)["components"]
     assert error["type"] == "error" and "no card type 'corise_special'" in error["text"]
+
+
+def test_card_view_without_a_desktop_prints_the_path(
+    in_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
+        monkeypatch.delenv(name, raising=False)
+    viewed = run_cli("card", "view", "CardsFlow", f"{in_store}/start/1", timeout=60)
+    assert viewed.returncode == 0, viewed.stderr
+    assert Path(viewed.stdout.strip()).is_file() and "no browser to open here" in viewed.stderr
