@@ -53,6 +53,7 @@ def _load(file: Path) -> type[FlowSpec]:
 def _fail(e: BaseException) -> None:
     if _debug:
         traceback.print_exception(e)
+    hint = "" if _debug else " (run with --debug for the traceback)"
     if isinstance(e, FlowDefinitionError):
         typer.echo(f"{e.headline}:", err=True)
         for problem in e.problems:
@@ -60,7 +61,7 @@ def _fail(e: BaseException) -> None:
     elif isinstance(e, AflowException):
         typer.echo(f"{e.headline}: {e}", err=True)
     else:
-        typer.echo(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+        typer.echo(f"error: {type(e).__name__}: {e}{hint}", err=True)
     raise typer.Exit(1)
 
 
@@ -156,9 +157,12 @@ MaxNumSplits = Annotated[
 )
 def run(
     ctx: typer.Context,
+    # Required; `aflow run --help` arrives here as the flow file "--help" (this command reads
+    # --help itself, to list a flow's parameters).
     flow_file: Annotated[
-        Path | None, typer.Argument(help="The flow file (a .py file defining a FlowSpec).")
-    ] = None,
+        Path,
+        typer.Argument(metavar="FLOW_FILE", help="The flow file (a .py file defining a FlowSpec)."),
+    ],
     max_workers: MaxWorkers = 16,
     datastore: Datastore = None,
     datastore_root: DatastoreRoot = None,
