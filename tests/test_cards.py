@@ -404,3 +404,35 @@ def test_a_remote_task_saves_its_cards(on_batch: object, tmp_path: Path) -> None
     got = run_cli("card", "get", f"RemoteCardsFlow/{id_file.read_text()}/start/1")
     assert got.returncode == 0, got.stderr
     assert "from the container" in got.stdout and ".vegaLite={}" in got.stdout
+
+
+def test_card_type_options() -> None:
+    from types import SimpleNamespace
+
+    from aflow.cards.runtime import TaskCards
+
+    spec = SimpleNamespace(pathspec="F/1/s/2", attempt=0)
+    titled = CardSlot(0, "blank", None, {"title": "Weekly report"}, 5, 0, False)
+    html = CardSlot(1, "html", None, {"attribute": "page"}, 5, 0, False)
+    unknown = CardSlot(2, "corise_special", None, {}, 5, 0, False)
+    cards = TaskCards(spec, None, object, [titled, html, unknown])  # type: ignore[arg-type]
+    titled.components.append(Markdown("body"))
+    flow = SimpleNamespace(page="<h1>mine</h1>")
+    assert [c["type"] for c in cards._build(titled, True, flow, None)["components"]] == [
+        "heading", "markdown"
+    ]  # fmt: skip
+    assert cards._build(html, True, flow, None)["components"] == [
+        {"type": "html", "html": "<h1>mine</h1>"}
+    ]
+    (error,) = cards._build(unknown, True, flow, None)["components"]
+    assert error["type"] == "error" and "no card type 'corise_special'" in error["text"]
+
+
+def test_card_view_without_a_desktop_prints_the_path(
+    in_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
+        monkeypatch.delenv(name, raising=False)
+    viewed = run_cli("card", "view", "CardsFlow", f"{in_store}/start/1", timeout=60)
+    assert viewed.returncode == 0, viewed.stderr
+    assert Path(viewed.stdout.strip()).is_file() and "no browser to open here" in viewed.stderr

@@ -37,7 +37,7 @@ from aflow.exception import (
     UnhandledInMergeArtifactsException,
     qualified_name,
 )
-from aflow.flowspec import FlowSpec
+from aflow.flowspec import FlowSpec, flow_constants
 from aflow.graph import StepNode, graph_for
 from aflow.stores import artifacts as art
 from aflow.stores.base import BlockingObjectStore, Buffer
@@ -155,7 +155,9 @@ def _foreach_stack(
 class Task:
     """The context a running step's flow instance talks to (see flowspec.TaskContext)."""
 
-    def __init__(self, spec: TaskSpec, store: BlockingObjectStore, node: StepNode) -> None:
+    def __init__(
+        self, spec: TaskSpec, store: BlockingObjectStore, node: StepNode, flow_cls: type = object
+    ) -> None:
         self.spec = spec
         self.store = store
         self.node = node
@@ -171,7 +173,9 @@ class Task:
             self.inputs = Inputs([InputTask(store, spec, p) for p in parents])
             if self.inputs._tasks:
                 first = self.inputs._tasks[0]._aflow_record.artifacts
-                self.inherited.update({n: first[n] for n in spec.param_names if n in first})
+                # Parameters and class-level constants reach a join as they reach every step.
+                passed = [*spec.param_names, *flow_constants(flow_cls)]
+                self.inherited.update({n: first[n] for n in passed if n in first})
         elif parents:
             parent = read_record_sync(store, TaskRecord, parent_record_key(spec, parents[0]))
             self.inherited.update(parent.artifacts)
@@ -270,6 +274,11 @@ class Task:
     def foreach_stack(self) -> list[tuple[int, int, Any]]:
         return _foreach_stack(self.store, self.flow_name, self.spec.foreach_stack)
 
+    def foreach_frames(self) -> list[tuple[str, int, int, Any]]:
+        frames = self.spec.foreach_stack
+        values = _foreach_stack(self.store, self.flow_name, frames)
+        return [(f[0], f[1], f[2], v[2]) for f, v in zip(frames, values, strict=True)]
+
     # -- running and committing ------------------------------------------------------------------
 
     def run_step(self, flow: FlowSpec) -> None:
@@ -325,6 +334,8 @@ class Task:
 
     def outputs(self, flow: FlowSpec) -> dict[str, art.ArtifactRef]:
         refs = dict(self.inherited)
+        if self.node.name == "start":
+            refs.update(self._constants(type(flow)))
         skip = set(self.spec.param_names)
         for name, value in flow.__dict__.items():
             if name == "_aflow_task" or name in skip:
@@ -336,7 +347,18 @@ class Task:
                 and (isinstance(value, _IMMUTABLE) or art.unchanged_since_load(value, prior[1]))
             ):
                 continue  # read and left alone: its stored bytes are still right
-            refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name))
+            what = f"artifact '{name}' of task {self.spec.pathspec}"
+            refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name), what)
+        return refs
+
+    def _constants(self, flow_cls: type) -> dict[str, art.ArtifactRef]:
+        """The flow's class-level constants, stored once by the start step as Metaflow does."""
+        refs = {}
+        for name, value in flow_constants(flow_cls).items():
+            try:
+                refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name))
+            except Exception as e:  # not data (a lock, a client): a class attribute, not an artifact
+                print(f"class attribute '{name}' is not stored as an artifact: {e}", file=sys.stderr)
         return refs
 
     def split(self, flow: FlowSpec) -> tuple[int, str] | None:
@@ -365,7 +387,8 @@ class Task:
                 f"needs at least one item ({where})"
             )
         size = sum(memoryview(p).nbytes for p in parts)
-        art.put_blob(self.store, art.blob_key(self.flow_name, digest), parts, digest, size)
+        what = f"the foreach items '{param}' of task {self.spec.pathspec}"
+        art.put_blob(self.store, art.blob_key(self.flow_name, digest), parts, digest, size, what)
         return count, digest
 
 
@@ -470,7 +493,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         environment = spec.decorators.get("environment")
         if environment:
             os.environ.update({str(k): str(v) for k, v in environment["vars"].items()})
-        task = Task(spec, store, node)
+        task = Task(spec, store, node, flow_cls)
         flow = flow_cls.__new__(flow_cls)
         flow.__dict__["_aflow_task"] = task
         catching = _catching(spec)
