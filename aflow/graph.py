@@ -88,6 +88,9 @@ class StepNode:
         }
 
 
+_NO_SOURCE = "cannot read the step's source code"
+
+
 class FlowGraph:
     """The validated DAG of a flow class."""
 
@@ -105,7 +108,26 @@ class FlowGraph:
                     self.nodes[attr] = node
         self.order: list[str] = []
         self.loop_edges: set[tuple[str, str]] = set()  # (conditional step, earlier step)
+        if self._unreadable_source():
+            return
         self._validate()
+
+    def _unreadable_source(self) -> bool:
+        """A flow typed into a REPL (or `python -`) has no source to read: say what to do instead
+        of reporting every step as missing."""
+        if not self.problems or any(p.message != _NO_SOURCE for p in self.problems):
+            return False
+        where = self.file if self.file != "<unknown>" else "an interactive session"
+        self.problems = [
+            Problem(
+                f"cannot read the source of {self.name} (defined in {where}): define the flow in "
+                "a .py file and run it with `aflow run flow.py`, or import it from one",
+                None,
+                self.file,
+                self.line,
+            )
+        ]
+        return True
 
     def __getitem__(self, name: str) -> StepNode:
         return self.nodes[name]
@@ -145,7 +167,7 @@ class FlowGraph:
             file = inspect.getsourcefile(func) or self.file
             lines, first = inspect.getsourcelines(func)
         except (OSError, TypeError):
-            self._problem("cannot read the step's source code", name)
+            self._problem(_NO_SOURCE, name)
             return None
         source = "".join(lines)
         tree = ast.parse(textwrap.dedent(source))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import signal
@@ -52,6 +53,7 @@ def _load(file: Path) -> type[FlowSpec]:
 def _fail(e: BaseException) -> None:
     if _debug:
         traceback.print_exception(e)
+    hint = "" if _debug else " (run with --debug for the traceback)"
     if isinstance(e, FlowDefinitionError):
         typer.echo(f"{e.headline}:", err=True)
         for problem in e.problems:
@@ -59,7 +61,7 @@ def _fail(e: BaseException) -> None:
     elif isinstance(e, AflowException):
         typer.echo(f"{e.headline}: {e}", err=True)
     else:
-        typer.echo(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+        typer.echo(f"error: {type(e).__name__}: {e}{hint}", err=True)
     raise typer.Exit(1)
 
 
@@ -155,9 +157,12 @@ MaxNumSplits = Annotated[
 )
 def run(
     ctx: typer.Context,
+    # Required; `aflow run --help` arrives here as the flow file "--help" (this command reads
+    # --help itself, to list a flow's parameters).
     flow_file: Annotated[
-        Path | None, typer.Argument(help="The flow file (a .py file defining a FlowSpec).")
-    ] = None,
+        Path,
+        typer.Argument(metavar="FLOW_FILE", help="The flow file (a .py file defining a FlowSpec)."),
+    ],
     max_workers: MaxWorkers = 16,
     datastore: Datastore = None,
     datastore_root: DatastoreRoot = None,
@@ -322,43 +327,63 @@ def _run_blocking(
     from aflow.exception import first_error
 
     printer = RunPrinter(quiet=quiet)
-    terminated = False
+    stopped_by: list[signal.Signals] = []
 
-    async def stop_on_sigterm(scope: anyio.CancelScope) -> None:
-        # SIGINT already cancels the run (asyncio turns it into cancellation); `kill`, `timeout`
-        # and container stops send SIGTERM, which must stop the run just as cleanly.
-        nonlocal terminated
-        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
-                terminated = True
-                scope.cancel()
-                return
+    async def watch_signals(run_scope: anyio.CancelScope) -> None:
+        # Ctrl-C (SIGINT), `kill`/`timeout`/container stops (SIGTERM) and a closed terminal or SSH
+        # session (SIGHUP) all stop the run the same way: every task stopped, the run recorded
+        # as cancelled. The receiver lives until the run is fully stopped, so a second signal
+        # while the tasks stop is answered with a line, never with a KeyboardInterrupt traceback.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            async for sig in signals:
+                if sig == signal.SIGHUP:
+                    _detach_from_terminal()
+                if not stopped_by:
+                    stopped_by.append(signal.Signals(sig))
+                    run_scope.cancel()
+                elif sig != signal.SIGHUP:
+                    typer.echo("stopping already: waiting for the tasks to stop", err=True)
 
     async def main() -> str:
         running = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(stop_on_sigterm, tg.cancel_scope)
-            async with start_flow(flow_cls, params, **options) as running:
-                if run_id_file is not None:
-                    run_id_file.write_text(running.run_id)
-                async for event in running.events():
-                    if isinstance(event, RunFinished):
-                        printer.finish(event)
-                    else:
-                        printer.handle(event)
-            tg.cancel_scope.cancel()
-        return (await running.wait()).status if running is not None else "cancelled"
+        async with anyio.create_task_group() as watcher:
+            run_scope = anyio.CancelScope()
+            watcher.start_soon(watch_signals, run_scope)
+            with run_scope:
+                async with start_flow(flow_cls, params, **options) as running:
+                    if run_id_file is not None:
+                        run_id_file.write_text(running.run_id)
+                    async for event in running.events():
+                        if isinstance(event, RunFinished):
+                            printer.finish(event)
+                        else:
+                            printer.handle(event)
+            status = (await running.wait()).status if running is not None else "cancelled"
+            watcher.cancel_scope.cancel()
+        return status
 
     try:
         status = anyio.run(main)
     except BaseExceptionGroup as group:
         raise first_error(group) from None
     finally:
-        sys.stdout.flush()
-    if terminated:
-        typer.echo("terminated: every task was stopped and the run recorded as cancelled", err=True)
-        raise typer.Exit(128 + signal.SIGTERM)
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+    if stopped_by:
+        sig = stopped_by[0]
+        how = {signal.SIGINT: "interrupted", signal.SIGHUP: "hung up (SIGHUP)"}.get(sig, "terminated")
+        typer.echo(f"{how}: every task was stopped and the run recorded as cancelled", err=True)
+        raise typer.Exit(128 + sig)
     return status
+
+
+def _detach_from_terminal() -> None:
+    """The terminal is gone: writing to it would fail (EIO) halfway through stopping the run."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 @app.command(help="Check the flow's graph without running it.")
