@@ -11,6 +11,7 @@ import ast
 import functools
 import hashlib
 import inspect
+import sys
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,8 +159,10 @@ class FlowGraph:
     def _problem(self, message: str, step: str | None = None, line: int | None = None) -> None:
         self.problems.append(Problem(message, step, self.file, line or self.line))
 
-    def _parse_step(self, name: str, func: Any) -> StepNode | None:
-        func = inspect.unwrap(func)
+    def _parse_step(self, name: str, step_func: Any) -> StepNode | None:
+        # @step above a functools.wraps decorator: the source is the wrapped function's, the
+        # decorators are on what @step marked.
+        func = inspect.unwrap(step_func)
         try:
             file = inspect.getsourcefile(func) or self.file
             lines, first = inspect.getsourcelines(func)
@@ -176,7 +179,9 @@ class FlowGraph:
             file=file,
             def_line=fdef.lineno + offset,
             doc=inspect.getdoc(func) or "",
-            decorators=[getattr(d, "name", type(d).__name__) for d in func.decorators],
+            decorators=[
+                getattr(d, "name", type(d).__name__) for d in getattr(step_func, "decorators", [])
+            ],
             code_hash=hashlib.sha256(source.encode()).hexdigest()[:16],
         )
         args = [a.arg for a in fdef.args.args]
@@ -517,7 +522,20 @@ def _is_next_call(n: ast.AST, self_name: str) -> bool:
 
 
 def flow_source_file(flow_cls: type) -> str | None:
-    """The file that defines the flow's steps (a flow run as `__main__` has no module file)."""
+    """The file that defines the flow class: the one its loader noted, else the file of a function
+    in its own body, else its module's, else (last) the file of any of its steps, which may come
+    from a base class in another module."""
+    noted = flow_cls.__dict__.get("_aflow_source_file")
+    if noted:
+        return str(noted)
+    for value in vars(flow_cls).values():
+        code = getattr(inspect.unwrap(value), "__code__", None) if callable(value) else None
+        if code is not None:
+            return str(code.co_filename)
+    module = sys.modules.get(flow_cls.__module__)
+    file = getattr(module, "__file__", None)
+    if file and getattr(module, flow_cls.__name__, None) is flow_cls:
+        return str(file)
     for attr in dir(flow_cls):
         func = getattr(flow_cls, attr, None)
         if is_step(func):

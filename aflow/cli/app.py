@@ -197,7 +197,16 @@ def run(
     _guarded(go)
 
 
-@app.command(help="Resume a run: reuse what it finished, run the rest (or from STEP on).")
+RESUME_HELP = """Resume a run: reuse what it finished, run the rest (or from STEP on).
+
+Unlike Metaflow, aflow also reruns every step whose source code changed since the origin run
+(and the steps after it), so a fix to a step that succeeded takes effect; Metaflow reuses such
+steps as they were. --clone-changed does what Metaflow does. Without --origin-run-id the origin
+is the latest run started with `run` (not an earlier resume), as in Metaflow; aflow says which.
+"""
+
+
+@app.command(help=RESUME_HELP)
 def resume(
     flow_file: FlowFile,
     step: Annotated[
@@ -216,16 +225,48 @@ def resume(
     max_num_splits: MaxNumSplits = None,
     branch: Branch = None,
     production: Production = False,
+    clone_changed: Annotated[
+        bool,
+        typer.Option(
+            "--clone-changed",
+            help="Reuse the finished tasks of steps whose code changed, as Metaflow does.",
+        ),
+    ] = False,
 ) -> None:
     def go() -> None:
         flow_cls = _load_for_run(flow_file)
         options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
-        options.update(branch=branch, production=production)
-        options.update(resume=True, origin_run_id=origin_run_id, resume_step=step)
+        options.update(branch=branch, production=production, clone_changed=clone_changed)
+        origin = origin_run_id or _default_origin(flow_cls.__name__, datastore, datastore_root)
+        options.update(resume=True, origin_run_id=origin, resume_step=step)
         if _run_blocking(flow_cls, {}, options, run_id_file, quiet) != "done":
             raise typer.Exit(1)
 
     _guarded(go)
+
+
+def _default_origin(flow: str, datastore: str | None, datastore_root: str | None) -> str | None:
+    """The run `resume` picks when none is named, said out loud."""
+    import anyio
+
+    from aflow.engine.resume import latest_run_id
+    from aflow.stores.base import open_store
+
+    async def find() -> str | None:
+        store = open_store(datastore, datastore_root)
+        try:
+            return await latest_run_id(store, flow, started_by_run=True)
+        finally:
+            await store.aclose()
+
+    found = anyio.run(find)
+    if found is not None:
+        typer.echo(
+            f"Resuming {flow}/{found}: the latest run started with `run` "
+            "(--origin-run-id picks another)",
+            err=True,
+        )
+    return found
 
 
 def _load_for_run(flow_file: Path) -> type[FlowSpec]:
