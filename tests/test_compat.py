@@ -180,3 +180,28 @@ def test_parameter_defaults_from_the_environment_and_separator(
 def test_separator_needs_a_string_parameter() -> None:
     with pytest.raises(aflow.exception.ParameterError, match="type must be str"):
         aflow.Parameter("n", default=1, type=int, separator=",")
+
+
+# -- 5, 6: class-level constants; the private attributes Metaflow code reads --------------------
+
+
+def test_class_constants_are_read_only_artifacts(store_root: Path) -> None:
+    result = run_cli("run", str(COMPAT / "constants_flow.py"))
+    assert result.returncode == 0, result.stderr
+    run = latest("ConstantsFlow")
+    start = run["start"].task.data
+    assert "read-only" in start.refused and "'K'" in start.refused
+    assert run.data.K == 123 and run.data.LABEL == "const" and run.data.ITEMS == [10, 20]
+    assert run["join"].task.data.K == 123 and run["start"].task.data.K == 123
+    assert run["join"].task.data.in_join == (123, 4)
+    assert start.params == ["alpha"]  # constants are not parameters
+
+    assert start.types == {"work": "linear", "join": "join", "end": "end"}
+    assert start.join_in == ["work"] and start.start_out == ["work"]
+    assert start.current_step == "start"
+    work = sorted((t.data for t in run["work"]), key=lambda d: d.stack[0][3])
+    assert [w.stack for w in work] == [
+        [("start", "ITEMS", 2, 0, 10)],
+        [("start", "ITEMS", 2, 1, 20)],
+    ]
+    assert work[1].plain == [(1, 2, 20)] and work[0].seen == (123, "const", "work")

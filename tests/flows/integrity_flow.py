@@ -6,11 +6,14 @@ from aflow import FlowSpec, Parameter, step
 
 class IntegrityFlow(FlowSpec):
     width = Parameter("width", default=3, type=int)
+    big = Parameter("big", default=0, type=int, help="bytes of an extra artifact (a full disk)")
 
     @step
     def start(self):
         self.payload = list(range(2000))  # a blob of its own (over the inline limit)
         self.items = [f"item-{i}" for i in range(self.width)]
+        if self.big:
+            self.blob = bytes(range(256)) * (self.big // 256)
         self.next(self.work, foreach="items")
 
     @step

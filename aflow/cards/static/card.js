@@ -64,6 +64,7 @@
 
   const draw = {
     text: (c) => el("span", "c-text", c.text),
+    heading: (c) => el("h1", "c-heading", c.text),
     pre: (c) => el("pre", "c-pre", c.text),
     markdown: (c) => {
       const box = el("div", "c-markdown");
