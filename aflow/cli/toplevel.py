@@ -64,6 +64,9 @@ def arrange(command: object, argv: list[str], file: str | None) -> list[str]:
     """The command line with options given before the command moved after it, and the flow
     file (for `python flow.py <command>`) right after the command's name."""
     front, moved, args = split_top_level(argv)
+    if "--debug" in args:  # aflow's own switch, also where people type it: after the command
+        args = [a for a in args if a != "--debug"]
+        front = ["--debug", *front]
     at = 0
     named = False
     while at < len(args) and args[at] in getattr(command, "commands", {}):
