@@ -11,6 +11,7 @@ import ast
 import functools
 import hashlib
 import inspect
+import sys
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +88,9 @@ class StepNode:
         }
 
 
+_NO_SOURCE = "cannot read the step's source code"
+
+
 class FlowGraph:
     """The validated DAG of a flow class."""
 
@@ -104,7 +108,26 @@ class FlowGraph:
                     self.nodes[attr] = node
         self.order: list[str] = []
         self.loop_edges: set[tuple[str, str]] = set()  # (conditional step, earlier step)
+        if self._unreadable_source():
+            return
         self._validate()
+
+    def _unreadable_source(self) -> bool:
+        """A flow typed into a REPL (or `python -`) has no source to read: say what to do instead
+        of reporting every step as missing."""
+        if not self.problems or any(p.message != _NO_SOURCE for p in self.problems):
+            return False
+        where = self.file if self.file != "<unknown>" else "an interactive session"
+        self.problems = [
+            Problem(
+                f"cannot read the source of {self.name} (defined in {where}): define the flow in "
+                "a .py file and run it with `aflow run flow.py`, or import it from one",
+                None,
+                self.file,
+                self.line,
+            )
+        ]
+        return True
 
     def __getitem__(self, name: str) -> StepNode:
         return self.nodes[name]
@@ -136,13 +159,15 @@ class FlowGraph:
     def _problem(self, message: str, step: str | None = None, line: int | None = None) -> None:
         self.problems.append(Problem(message, step, self.file, line or self.line))
 
-    def _parse_step(self, name: str, func: Any) -> StepNode | None:
-        func = inspect.unwrap(func)
+    def _parse_step(self, name: str, step_func: Any) -> StepNode | None:
+        # @step above a functools.wraps decorator: the source is the wrapped function's, the
+        # decorators are on what @step marked.
+        func = inspect.unwrap(step_func)
         try:
             file = inspect.getsourcefile(func) or self.file
             lines, first = inspect.getsourcelines(func)
         except (OSError, TypeError):
-            self._problem("cannot read the step's source code", name)
+            self._problem(_NO_SOURCE, name)
             return None
         source = "".join(lines)
         tree = ast.parse(textwrap.dedent(source))
@@ -154,7 +179,9 @@ class FlowGraph:
             file=file,
             def_line=fdef.lineno + offset,
             doc=inspect.getdoc(func) or "",
-            decorators=[getattr(d, "name", type(d).__name__) for d in func.decorators],
+            decorators=[
+                getattr(d, "name", type(d).__name__) for d in getattr(step_func, "decorators", [])
+            ],
             code_hash=hashlib.sha256(source.encode()).hexdigest()[:16],
         )
         args = [a.arg for a in fdef.args.args]
@@ -495,7 +522,20 @@ def _is_next_call(n: ast.AST, self_name: str) -> bool:
 
 
 def flow_source_file(flow_cls: type) -> str | None:
-    """The file that defines the flow's steps (a flow run as `__main__` has no module file)."""
+    """The file that defines the flow class: the one its loader noted, else the file of a function
+    in its own body, else its module's, else (last) the file of any of its steps, which may come
+    from a base class in another module."""
+    noted = flow_cls.__dict__.get("_aflow_source_file")
+    if noted:
+        return str(noted)
+    for value in vars(flow_cls).values():
+        code = getattr(inspect.unwrap(value), "__code__", None) if callable(value) else None
+        if code is not None:
+            return str(code.co_filename)
+    module = sys.modules.get(flow_cls.__module__)
+    file = getattr(module, "__file__", None)
+    if file and getattr(module, flow_cls.__name__, None) is flow_cls:
+        return str(file)
     for attr in dir(flow_cls):
         func = getattr(flow_cls, attr, None)
         if is_step(func):

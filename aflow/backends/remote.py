@@ -37,6 +37,7 @@ from aflow.backends.launch import BOOT_ENV, launch_blob, pack_specs
 from aflow.backends.launch import bootstrap_command as bootstrap_command  # for the drivers
 from aflow.decorators import resources_for
 from aflow.engine.packaging import build_package, env_patterns
+from aflow.install_hint import DISTRIBUTION, declared_requirements
 from aflow.stores.artifacts import blob_key
 from aflow.stores.base import REMOTE, ObjectStore
 
@@ -430,7 +431,11 @@ def default_image(group: JobGroup) -> str:
 
 def min_python() -> str:
     """The oldest Python aflow runs on, from its metadata ("3.11" of ">=3.11")."""
-    found = re.search(r"(\d+\.\d+)", metadata.metadata("aflow").get("Requires-Python") or "")
+    try:
+        declared = metadata.metadata(DISTRIBUTION).get("Requires-Python") or ""
+    except metadata.PackageNotFoundError:  # a checkout on the path, not installed
+        declared = ""
+    found = re.search(r"(\d+\.\d+)", declared)
     return found.group(1) if found else "3.11"
 
 
@@ -445,7 +450,7 @@ def requirements_for(datastore: str) -> str:
     pip-installs those whose module the image lacks."""
     extra = REMOTE[datastore].extra if datastore in REMOTE else None
     pairs = []
-    for requirement in metadata.requires("aflow") or []:
+    for requirement in declared_requirements():
         spec, _, marker = (part.strip() for part in requirement.partition(";"))
         wanted = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
         if (wanted.group(1) if wanted else None) not in (None, extra):

@@ -53,6 +53,7 @@ def _load(file: Path) -> type[FlowSpec]:
 def _fail(e: BaseException) -> None:
     if _debug:
         traceback.print_exception(e)
+    hint = "" if _debug else " (run with --debug for the traceback)"
     if isinstance(e, FlowDefinitionError):
         typer.echo(f"{e.headline}:", err=True)
         for problem in e.problems:
@@ -60,7 +61,7 @@ def _fail(e: BaseException) -> None:
     elif isinstance(e, AflowException):
         typer.echo(f"{e.headline}: {e}", err=True)
     else:
-        typer.echo(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+        typer.echo(f"error: {type(e).__name__}: {e}{hint}", err=True)
     raise typer.Exit(1)
 
 
@@ -156,9 +157,12 @@ MaxNumSplits = Annotated[
 )
 def run(
     ctx: typer.Context,
+    # Required; `aflow run --help` arrives here as the flow file "--help" (this command reads
+    # --help itself, to list a flow's parameters).
     flow_file: Annotated[
-        Path | None, typer.Argument(help="The flow file (a .py file defining a FlowSpec).")
-    ] = None,
+        Path,
+        typer.Argument(metavar="FLOW_FILE", help="The flow file (a .py file defining a FlowSpec)."),
+    ],
     max_workers: MaxWorkers = 16,
     datastore: Datastore = None,
     datastore_root: DatastoreRoot = None,
@@ -193,7 +197,16 @@ def run(
     _guarded(go)
 
 
-@app.command(help="Resume a run: reuse what it finished, run the rest (or from STEP on).")
+RESUME_HELP = """Resume a run: reuse what it finished, run the rest (or from STEP on).
+
+Unlike Metaflow, aflow also reruns every step whose source code changed since the origin run
+(and the steps after it), so a fix to a step that succeeded takes effect; Metaflow reuses such
+steps as they were. --clone-changed does what Metaflow does. Without --origin-run-id the origin
+is the latest run started with `run` (not an earlier resume), as in Metaflow; aflow says which.
+"""
+
+
+@app.command(help=RESUME_HELP)
 def resume(
     flow_file: FlowFile,
     step: Annotated[
@@ -212,16 +225,48 @@ def resume(
     max_num_splits: MaxNumSplits = None,
     branch: Branch = None,
     production: Production = False,
+    clone_changed: Annotated[
+        bool,
+        typer.Option(
+            "--clone-changed",
+            help="Reuse the finished tasks of steps whose code changed, as Metaflow does.",
+        ),
+    ] = False,
 ) -> None:
     def go() -> None:
         flow_cls = _load_for_run(flow_file)
         options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
-        options.update(branch=branch, production=production)
-        options.update(resume=True, origin_run_id=origin_run_id, resume_step=step)
+        options.update(branch=branch, production=production, clone_changed=clone_changed)
+        origin = origin_run_id or _default_origin(flow_cls.__name__, datastore, datastore_root)
+        options.update(resume=True, origin_run_id=origin, resume_step=step)
         if _run_blocking(flow_cls, {}, options, run_id_file, quiet) != "done":
             raise typer.Exit(1)
 
     _guarded(go)
+
+
+def _default_origin(flow: str, datastore: str | None, datastore_root: str | None) -> str | None:
+    """The run `resume` picks when none is named, said out loud."""
+    import anyio
+
+    from aflow.engine.resume import latest_run_id
+    from aflow.stores.base import open_store
+
+    async def find() -> str | None:
+        store = open_store(datastore, datastore_root)
+        try:
+            return await latest_run_id(store, flow, started_by_run=True)
+        finally:
+            await store.aclose()
+
+    found = anyio.run(find)
+    if found is not None:
+        typer.echo(
+            f"Resuming {flow}/{found}: the latest run started with `run` "
+            "(--origin-run-id picks another)",
+            err=True,
+        )
+    return found
 
 
 def _load_for_run(flow_file: Path) -> type[FlowSpec]:
@@ -446,6 +491,7 @@ for _command in SCHEDULERS:
 
 # Inspection commands register themselves on `app`.
 from aflow.cli import cards as _cards  # noqa: E402, F401
+from aflow.cli import dump as _dump  # noqa: E402, F401
 from aflow.cli import inspect as _inspect  # noqa: E402, F401
 from aflow.cli import ui as _ui  # noqa: E402, F401
 from aflow.cli import verify as _verify  # noqa: E402, F401

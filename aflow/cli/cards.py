@@ -132,7 +132,7 @@ def view(
 def get(
     target: Target,
     pathspec: TaskArg = None,
-    file: Annotated[str | None, typer.Argument(metavar="[FILE]", help="Where to write it.")] = None,
+    file: Annotated[str | None, typer.Argument(metavar="FILE", help="Where to write it.")] = None,
     card_id: CardId = None,
     card_type: CardType = None,
     attempt: Attempt = None,

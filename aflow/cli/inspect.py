@@ -154,7 +154,7 @@ def _run_async(fn: Any, *args: Any) -> Any:
 def list_runs(
     target: Annotated[
         str | None,
-        typer.Argument(metavar="[FLOW]", help="The flow's file or name; omit for every flow's runs."),
+        typer.Argument(metavar="FLOW", help="The flow's file or name; omit for every flow's runs."),
     ] = None,
     flow: Annotated[
         str | None, typer.Option("--flow", help="The flow's name (instead of a file).")
@@ -216,7 +216,7 @@ async def _print_runs(runs: Sequence[AsyncRun], many_flows: bool, total: int) ->
 def show(
     target: Target,
     run_id: Annotated[
-        str | None, typer.Argument(metavar="[RUN_ID]", help="A run id, or latest; omit to see the DAG.")
+        str | None, typer.Argument(metavar="RUN_ID", help="A run id, or latest; omit to see the DAG.")
     ] = None,
     graph: Annotated[bool, typer.Option("--graph", help="Print only the DAG.")] = False,
     fmt: Annotated[
@@ -410,14 +410,8 @@ def logs(
         printer = _LogPrinter(stream, timestamps)
         if follow:
             await _follow(run, step, one, attempt, printer)
-            return
-        tasks = [one] if one else await step.tasks()
-        if one and attempt is not None and attempt not in await one.attempts():
-            have = ", ".join(map(str, await one.attempts())) or "none"
-            raise AflowNotFound(f"task {one.pathspec} has no attempt {attempt} (its attempts: {have})")
-        logs = await core.gather([lambda t=t: t.at_attempt(attempt).log(stream) for t in tasks])
-        for task, lines in zip(tasks, logs, strict=True):
-            printer.print(task, lines, prefixed=len(tasks) > 1)
+        else:
+            await _print_saved(step, one, attempt, printer)
         if not printer.printed:
             what = "stdout or stderr" if both else stream
             typer.echo(
@@ -425,6 +419,20 @@ def logs(
             )
 
     _run_async(go)
+
+
+async def _print_saved(
+    step: AsyncStep, one: AsyncTask | None, attempt: int | None, printer: _LogPrinter
+) -> None:
+    """One task's lines as they are; a step's tasks' lines, each prefixed [run/step/task]."""
+    tasks = [one] if one else await step.tasks()
+    if one and attempt is not None and attempt not in await one.attempts():
+        have = ", ".join(map(str, await one.attempts())) or "none"
+        raise AflowNotFound(f"task {one.pathspec} has no attempt {attempt} (its attempts: {have})")
+    stream = printer.stream
+    logs = await core.gather([lambda t=t: t.at_attempt(attempt).log(stream) for t in tasks])
+    for task, lines in zip(tasks, logs, strict=True):
+        printer.print(task, lines, prefixed=len(tasks) > 1)
 
 
 def _split_full(target: str) -> tuple[str, str]:

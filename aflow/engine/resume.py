@@ -33,17 +33,21 @@ from aflow.stores.transfer import gather
 TaskKey = tuple[str, tuple[int, ...]]
 
 
-async def latest_run_id(store: ObjectStore, flow: str) -> str | None:
+async def latest_run_id(store: ObjectStore, flow: str, started_by_run: bool = False) -> str | None:
     """The newest run that has a readable record: a run folder without one (a run that could not
-    start, e.g. on a full disk) is passed over, and a damaged record is named and passed over."""
+    start, e.g. on a full disk) is passed over, and a damaged record is named and passed over.
+    `started_by_run`: the newest started with `run`, not a resume (what a resume picks by default,
+    as in Metaflow)."""
     runs = sorted((n for n in await store.list(flow) if n.isdigit()), key=lambda r: (len(r), r))
     for run_id in reversed(runs):
         try:
-            await read_record(store, RunRecord, run_record_key(flow, run_id))
+            record = await read_record(store, RunRecord, run_record_key(flow, run_id))
         except NotFound:
             continue
         except DamagedData as e:
             warnings.warn(f"skipped a damaged record: {e}", DamagedRecordWarning, stacklevel=2)
+            continue
+        if started_by_run and record.origin_run_id is not None:
             continue
         return run_id
     return None
@@ -71,11 +75,18 @@ class ResumeOrigin:
 
     @classmethod
     async def load(
-        cls, store: ObjectStore, graph: FlowGraph, origin_run_id: str | None, step: str | None
+        cls,
+        store: ObjectStore,
+        graph: FlowGraph,
+        origin_run_id: str | None,
+        step: str | None,
+        clone_changed: bool = False,
     ) -> ResumeOrigin:
+        """`clone_changed`: reuse the finished tasks of steps whose code changed too, as Metaflow
+        does (by default aflow reruns them, and what follows them)."""
         flow = graph.name
         if origin_run_id is None:
-            origin_run_id = await latest_run_id(store, flow)
+            origin_run_id = await latest_run_id(store, flow, started_by_run=True)
             if origin_run_id is None:
                 raise AflowNotFound(f"no run of {flow} in {store.url} to resume")
         try:
@@ -94,7 +105,8 @@ class ResumeOrigin:
         rerun: set[str] = set()
         old_steps = record.graph.get("steps", {})
         for node in graph:
-            if step == node.name or old_steps.get(node.name, {}).get("code") != node.code_hash:
+            changed = old_steps.get(node.name, {}).get("code") != node.code_hash
+            if step == node.name or (changed and not clone_changed):
                 rerun |= graph.descendants(node.name)
         keep = [n for n in graph.order if n not in rerun]
         done = await _index_done_tasks(store, flow, origin_run_id, keep)

@@ -127,6 +127,7 @@ async def start_flow(
     config_values: Mapping[str, Any] | None = None,
     branch: str | None = None,
     production: bool = False,
+    clone_changed: bool = False,
 ) -> AsyncIterator[RunningFlow]:
     """Start a run in the background of the caller's event loop.
 
@@ -136,6 +137,7 @@ async def start_flow(
     run) finished, rerunning from `resume_step` if given; parameters are the origin run's.
     `config_files` / `config_values` give the flow's Configs ({name: path} / {name: JSON or dict}).
     `branch` / `production` place a @project flow's run on a branch (default: `user.<you>`).
+    `clone_changed=True` makes a resume reuse steps whose code changed, as Metaflow's does.
     """
     if flowspec.loading_depth() > 0:
         raise AflowException(
@@ -155,7 +157,9 @@ async def start_flow(
                 raise ParameterError(
                     "a resumed run keeps its origin run's parameters and configs: pass none"
                 )
-            origin = await ResumeOrigin.load(store, graph, origin_run_id, resume_step)
+            origin = await ResumeOrigin.load(
+                store, graph, origin_run_id, resume_step, clone_changed
+            )
             configs = await origin_configs(store, origin, flow_cls)
         else:  # configs first: decorators and parameter defaults may use them
             configs = await anyio.to_thread.run_sync(

@@ -409,6 +409,9 @@ class TaskTerminated(BaseException):
 
 
 def _terminated(signum: int, frame: Any) -> None:
+    # Once only: a second SIGTERM (the process group's, or the scheduler's after a timeout) must
+    # not interrupt the clean-up the first one started; SIGKILL after the grace period still ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise TaskTerminated("the task was stopped (SIGTERM): its run was cancelled or failed")
 
 

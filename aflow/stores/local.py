@@ -38,7 +38,17 @@ class OutsideRoot(PermissionError):
 
 
 def default_local_root() -> str:
-    return os.environ.get("AFLOW_DATASTORE_ROOT") or os.path.join(os.getcwd(), ".aflow")
+    """AFLOW_DATASTORE_ROOT, else the nearest `.aflow` folder in the current folder or a parent
+    (as Metaflow finds `.metaflow`: a notebook in `notebooks/` reads the project's runs), else
+    `./.aflow`, created on first write."""
+    explicit = os.environ.get("AFLOW_DATASTORE_ROOT")
+    if explicit:
+        return explicit
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / ".aflow").is_dir():
+            return str(folder / ".aflow")
+    return os.path.join(here, ".aflow")
 
 
 _tmp_ids = itertools.count()
