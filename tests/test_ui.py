@@ -437,6 +437,68 @@ def test_a_running_task_shows_its_start_elapsed_time_and_a_growing_bar(
             page.wait_for_timeout(300)
 
 
+# -- logs -----------------------------------------------------------------------------------------
+
+
+def test_logs_search_whole_download_colours_and_progress_frames(
+    tmp_path: Path, page: Any, shots: Path
+) -> None:
+    """A 12,000-line log with ANSI colours and tqdm-style `\r` frames: the page shows the last
+    5,000 lines and offers all of them, searches the whole log, counts each stream right, renders
+    colours as classes (escaped text, no raw escape codes) and a progress line as its last frame."""
+    from aflow.stores.local import LocalFiles
+    from aflow.stores.records import RunRecord, TaskRecord, task_log_key
+
+    root = tmp_path / "store"
+    files = LocalFiles(root)
+    run_id, now = "1800000000000000", time.time()
+    graph = {"steps": {"start": {"type": "start", "next": ["end"]}, "end": {"type": "end", "next": []}}}
+    run = RunRecord("LogFlow", run_id, graph=graph, status="done", started_at=now, finished_at=now + 9)
+    files.put(f"LogFlow/{run_id}/run.mpk", [run.pack()])
+    record = TaskRecord("LogFlow", run_id, "start", "1", started_at=now, finished_at=now + 9)
+    files.put(f"LogFlow/{run_id}/start/1/0.mpk", [record.pack()])
+    stamp = "2030-01-01T00:00:00.000000Z"
+    lines = [f"{stamp} stdout line {i}" for i in range(12_000)]
+    lines[10] = f"{stamp} stdout the needle is early"
+    lines[11] = f"{stamp} stderr \x1b[1;31mERROR\x1b[0m: \x1b[38;5;46m<b>not bold</b>\x1b[0m"
+    lines[12] = f"{stamp} stderr  10%|#         |\r 50%|#####     |\r100%|##########|"
+    lines[-1] = f"{stamp} stderr the NEEDLE is late"
+    files.put(task_log_key("LogFlow", run_id, "start", "1", 0), ["\n".join(lines).encode() + b"\n"])
+    with _serve(root, tmp_path / "ui.log") as served:
+        task = f"{served.url}/task/LogFlow/{run_id}/start/1"
+        page.goto(task)
+        assert page.locator(".log .ln").count() == 5000
+        assert page.locator('button[data-show="out"] b').inner_text() == "11,997"
+        assert page.locator('button[data-show="err"] b').inner_text() == "3"
+        assert "The last 5,000 of 12,000 lines" in page.locator(".log-note").inner_text()
+        page.locator(".log-note a", has_text="show all").click()
+        page.wait_for_url(re.compile(r"lines=all"))
+        assert page.locator(".log .ln").count() == 12_000
+        colour = page.locator(".log .ln.err span.a-f1.a-b")
+        assert colour.inner_text() == "ERROR"
+        assert page.locator(".log .ln.err span.a-f2").inner_text() == "<b>not bold</b>"
+        assert page.locator(".log b", has_text="not bold").count() == 0  # escaped, not markup
+        assert "\x1b" not in page.locator(".log").inner_text()
+        bar = page.locator(".log .ln.err", has_text="100%")
+        assert bar.count() == 1 and "10%" not in bar.inner_text().replace("100%", "")
+        page.goto(task)
+        page.fill(".log-search input", "needle")
+        page.press(".log-search input", "Enter")
+        page.wait_for_url(re.compile(r"q=needle"))
+        assert page.locator(".log .ln").all_inner_texts() == [
+            "the needle is early",
+            "the NEEDLE is late",
+        ]
+        assert page.locator(".log-note .matches").inner_text() == "2"
+        _shot(page, shots, "task_log_search")
+        href = page.locator("a.rawlink", has_text="download").get_attribute("href")
+        with urllib.request.urlopen(served.url + href, timeout=10) as r:
+            assert r.headers["Content-Disposition"].startswith("attachment;")
+            body = r.read().decode()
+        assert body.count("\n") == 12_000 and "line 11999" not in body and "line 11998" in body
+        assert "\r" in body and "50%|#####" in body  # the download keeps every frame
+
+
 # -- live -----------------------------------------------------------------------------------------
 
 

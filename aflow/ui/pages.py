@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from aflow.client.core import run_tags
 from aflow.stores.records import TaskRecord
 from aflow.ui import dag, gantt
+from aflow.ui.logs import LogChoice, log_section
 from aflow.ui.markup import badge, clock, esc, size, span, url, when
 from aflow.ui.preview import Preview
 from aflow.ui.progress import StepProgress, running_since
@@ -22,7 +22,6 @@ from aflow.ui.reader import AttemptView, RunSnapshot, RunsPage, TaskState, TaskV
 
 Fragments = dict[str, str]
 TASKS_PER_PAGE = 50
-LOG_LINES_SHOWN = 5000
 
 
 # -- runs -----------------------------------------------------------------------------------------
@@ -311,12 +310,17 @@ def _task_row(snap: RunSnapshot, t: TaskState, now: float) -> str:
 
 
 def task_fragments(
-    view: TaskView, attempt: AttemptView | None, previews: dict[str, Preview | str]
+    view: TaskView,
+    attempt: AttemptView | None,
+    previews: dict[str, Preview | str],
+    choice: LogChoice | None = None,
+    asked: str = "",
 ) -> Fragments:
+    """`choice` says which log lines to show; `asked` is the attempt the URL names ('' for none)."""
     return {
         "task-head": _task_head(view, attempt),
         "task-error": _task_error(attempt),
-        "task-logs": _task_logs(view, attempt),
+        "task-logs": _task_logs(view, attempt, choice or LogChoice(), asked),
         "task-artifacts": _task_artifacts(attempt, previews),
     }
 
@@ -399,7 +403,7 @@ def _task_error(attempt: AttemptView | None) -> str:
     )
 
 
-def _task_logs(view: TaskView, attempt: AttemptView | None) -> str:
+def _task_logs(view: TaskView, attempt: AttemptView | None, choice: LogChoice, asked: str) -> str:
     tabs = ""
     if len(view.attempts) > 1:
         tabs = (
@@ -412,52 +416,11 @@ def _task_logs(view: TaskView, attempt: AttemptView | None) -> str:
             )
             + "</nav>"
         )
-    if attempt is None or not attempt.log:
-        why = (
-            "The task printed nothing."
-            if attempt and attempt.record
-            else "Output is saved when the task ends; it shows here then."
-        )
-        return f'{tabs}<h2>Output</h2><p class="muted empty-log">{why}</p>'
-    lines = attempt.log
-    clipped = ""
-    if len(lines) > LOG_LINES_SHOWN:
-        clipped = f'<p class="muted">The last {LOG_LINES_SHOWN:,} of {len(lines):,} lines.</p>'
-        lines = lines[-LOG_LINES_SHOWN:]
-    counts = {s: sum(ln.stream == s for ln in attempt.log) for s in ("stdout", "stderr")}
-    body = "".join(
-        f'<div class="ln {"err" if ln.stream == "stderr" else "out"}">'
-        f'<span class="ts">{esc(_stamp(ln.stamp))}</span>{esc(ln.text) or " "}</div>'
-        for ln in lines
-    )
-    raw = url(
-        "raw", view.task.flow, view.task.run_id, view.task.step, view.task.id, attempt=attempt.attempt
-    )
-    switch = (
-        '<span class="streams" role="group" aria-label="which output">'
-        f'<button data-show="all" class="on">both</button>'
-        f'<button data-show="out">stdout <b>{counts["stdout"]:,}</b></button>'
-        f'<button data-show="err">stderr <b>{counts["stderr"]:,}</b></button></span>'
-        '<label class="ts-toggle"><input type="checkbox" data-times> times</label>'
-        f'<a class="rawlink" href="{raw}">raw</a>'
-    )
-    return (
-        f'{tabs}<div class="bar-line"><h2>Output</h2>{switch}</div>{clipped}'
-        f'<div class="log show-all" data-lines="{len(attempt.log)}">{body}</div>'
-    )
+    return log_section(view, attempt, choice, tabs, asked)
 
 
 def _attempt_status(a: AttemptView, run_live: bool) -> str:
     return task_status(a.record, True, run_live)
-
-
-def _stamp(stamp: str) -> str:
-    """`2024-05-01T12:00:01.234567Z` as the local clock time, to the millisecond."""
-    try:
-        t = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone()
-    except ValueError:
-        return stamp
-    return t.strftime("%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
 
 
 def _task_artifacts(attempt: AttemptView | None, previews: dict[str, Preview | str]) -> str:
