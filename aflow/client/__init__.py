@@ -444,8 +444,11 @@ class Run(_Facade):
     def user_tags(self) -> frozenset[str]:
         from aflow.client.tags import changed_tags
 
+        record = call(self._core.record)
+        if record.status != "running":  # an ended run's record has every change: no extra read
+            return frozenset(record.tags)
         changed = call(changed_tags, self._core.store, self._core.flow, self._core.id)
-        return frozenset(call(self._core.record).tags if changed is None else changed)
+        return frozenset(record.tags if changed is None else changed)
 
     def add_tag(self, tag: str) -> None:
         """Tag the run (also from inside one of its steps)."""

@@ -4,8 +4,8 @@ inside one of its steps), as Metaflow has them.
 The user tags live in the run record, which the run's scheduler rewrites while the run goes (its
 heartbeat); so a change goes first to a small file beside the record, `tags.mpk`, which the
 scheduler folds into every record it writes, and straight into the record too once the run has
-ended. Readers see the change at once through `current_tags`, and in listings when the record
-catches up (within a heartbeat while the run goes).
+ended (checked again after the change, should the run have ended meanwhile). A running run's
+tags are read from that file; an ended run's from its record, so listings read nothing more.
 """
 
 from __future__ import annotations
@@ -63,7 +63,11 @@ async def change_tags(run: AsyncRun, add: Iterable[str] = (), remove: Iterable[s
     tags = [t for t in tags if t not in remove]
     tags += [t for t in dict.fromkeys(add) if t not in tags and t not in system]
     await run.store.put(tags_key(run.flow, run.id), [msgpack.packb(tags)])
-    if record.status != "running":  # no scheduler will write the record again: write it here
+    if record.status == "running":
+        # The scheduler folds the change into the record it writes next; if the run ended
+        # meanwhile (its last write may have missed this change), write it into the record here.
+        record = await run.record(refresh=True)
+    if record.status != "running":
         record.tags = tags
         await run.store.put(run_record_key(run.flow, run.id), [record.pack()])
     run._record = record
