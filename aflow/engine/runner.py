@@ -25,6 +25,7 @@ from aflow.backends.remote import RemoteContext
 from aflow.backends.router import StepRouter, check_remote, remote_steps
 from aflow.client import Run
 from aflow.client.core import AsyncRun, current_user
+from aflow.client.tags import fold_changed_tags
 from aflow.config import activate, read_configs
 from aflow.decorators import step_decorators
 from aflow.engine import environments
@@ -250,6 +251,25 @@ async def _save_params(
     return {name: s.ref() for name, s in serialized.items()}
 
 
+async def _save_code(store: ObjectStore, flow: str, file: str) -> dict[str, Any]:
+    """The flow file, kept with the run once per content (what `Run.code` reads)."""
+    import hashlib
+
+    def read() -> bytes:
+        with open(file, "rb") as f:
+            return f.read()
+
+    try:
+        source = await anyio.to_thread.run_sync(read)
+    except OSError:
+        return {}
+    digest = hashlib.sha256(source).hexdigest()
+    key = art.blob_key(flow, digest)
+    if not await store.exists(key):
+        await store.put(key, [source])
+    return {"path": file, "key": digest, "size": len(source)}
+
+
 async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
     ref, store, origin = plan.ref, plan.store, plan.origin
     record = RunRecord(
@@ -275,6 +295,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             record.params = origin.record.params
         else:
             record.param_refs = await _save_params(store, ref.name, plan.values)
+        record.code = await _save_code(store, ref.name, ref.file)
         record.heartbeat_at = time.time()
         await store.put(key, [record.pack()])
         bus.emit(RunStarted(ref.name, handle.run_id, store.url, record.origin_run_id))
@@ -340,6 +361,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
         record.finished_at = record.heartbeat_at = time.time()
         with anyio.CancelScope(shield=True):
             try:
+                await fold_changed_tags(store, record)  # run.add_tag() while it ran
                 await store.put(key, [record.pack()])
             finally:
                 error = record.error["message"] if record.error else None
@@ -378,6 +400,7 @@ async def _heartbeat(store: ObjectStore, key: str, record: RunRecord, scheduler:
         record.heartbeat_at = time.time()
         _count_tasks(record, scheduler)
         try:
+            await fold_changed_tags(store, record)
             await store.put(key, [record.pack()])
         except Exception:
             # A missed beat is not worth failing a healthy run for; the next one may land.
