@@ -40,7 +40,7 @@ from aflow.backends.remote import (
     bootstrap_command,
     chunks,
 )
-from aflow.engine.remote_output import output_key
+from aflow.engine.remote_output import END_STREAM, output_key
 from aflow.engine.task_logs import parse_log
 from aflow.exception import AflowException
 
@@ -348,7 +348,10 @@ class BatchBackend(RemoteBackend):
             data = await self.ctx.store.get(key)
         except Exception:  # not there: the runtime never ran (or could not save)
             return False
-        for _, stream, text in parse_log(data):
+        lines = parse_log(data)
+        if not lines or lines[-1][1] != END_STREAM:
+            return False  # killed before its last save (OOM, SIGKILL): CloudWatch has the end
+        for _, stream, text in lines[:-1]:
             await task.logs.line(stream if stream in ("stdout", "stderr") else "stdout", text)
         return True
 

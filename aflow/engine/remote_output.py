@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from aflow.stores.base import BlockingObjectStore
 from aflow.stores.records import task_prefix
 
+END_STREAM = "aflow-end"  # the last line of a complete output (see close())
 MAX_INTERVAL = 300.0  # seconds between saves, for an old task
 KEEP_BYTES = 16 << 20  # beyond this only the end is saved (the platform's log has the rest)
 
@@ -117,4 +118,5 @@ class OutputKeeper:
             reader.join(max(0.0, deadline - time.monotonic()))
         self._stop.set()
         self._saver.join(5)
+        self._keep(END_STREAM, [b""])  # complete: a killed task's output lacks this line
         self._save()
