@@ -84,6 +84,23 @@ class DataStoreError(AflowException):
     headline = "datastore error"
 
 
+class DamagedData(DataStoreError):
+    """A record or blob in the store is not what was written (truncated, altered, unreadable).
+
+    `path` is the file or object; the message says what it belongs to and what to do."""
+
+    headline = "damaged data in the datastore"
+
+    def __init__(self, message: str, path: str = "", reason: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(message)
+
+
+class DamagedRecordWarning(UserWarning):
+    """A reader skipped a damaged record and went on; the message names the file."""
+
+
 class AflowNotFound(AflowException):
     headline = "object not found"
 
@@ -258,3 +275,7 @@ def first_error(error: BaseException) -> BaseException:
 
 class TimeoutException(AflowException):
     """A step ran longer than its @timeout (raised inside a remote task, which times itself)."""
+
+
+class TaskKilled(AflowException):
+    """A task's process ended without a record of its own (killed by a signal, say a segfault)."""

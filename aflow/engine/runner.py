@@ -8,6 +8,8 @@ ends, whatever the ending: done, failed, or cancelled (the last write is shielde
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
 import traceback
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -18,11 +20,12 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from aflow import flowspec
-from aflow.backends.local import LocalBackend
+from aflow.backends.local import LocalBackend, settle_prestarted
 from aflow.backends.remote import RemoteContext
 from aflow.backends.router import StepRouter, check_remote, remote_steps
 from aflow.client import Run
 from aflow.client.core import AsyncRun, current_user
+from aflow.client.tags import fold_changed_tags
 from aflow.config import activate, read_configs
 from aflow.decorators import step_decorators
 from aflow.engine import environments
@@ -33,10 +36,13 @@ from aflow.engine.scheduler import RunContext, Scheduler
 from aflow.exception import AflowException, ParameterError, TaskFailed, first_error
 from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
-from aflow.parameters import flow_parameters
+from aflow.mutators import apply_mutators
+from aflow.parameters import IncludeFile, flow_parameters
+from aflow.projects import project_info, project_tags
 from aflow.stores import artifacts as art
 from aflow.stores.base import ObjectStore, default_datastore, open_store
 from aflow.stores.records import HEARTBEAT_SECONDS, RunRecord, run_record_key
+from aflow.triggers import recorded_triggers
 
 DEFAULT_MAX_WORKERS = 16
 
@@ -98,6 +104,8 @@ class RunPlan:
     max_num_splits: int | None = None
     origin: ResumeOrigin | None = None
     environments: dict[str, dict[str, str]] | None = None
+    project: dict[str, Any] | None = None  # what `current` says of @project
+    triggers: dict[str, Any] | None = None  # @schedule / @trigger / @trigger_on_finish
 
 
 @contextlib.asynccontextmanager
@@ -118,6 +126,9 @@ async def start_flow(
     max_num_splits: int | None = None,
     config_files: Mapping[str, str] | None = None,
     config_values: Mapping[str, Any] | None = None,
+    branch: str | None = None,
+    production: bool = False,
+    clone_changed: bool = False,
 ) -> AsyncIterator[RunningFlow]:
     """Start a run in the background of the caller's event loop.
 
@@ -126,6 +137,8 @@ async def start_flow(
     `--with` specs ("retry:times=2"). `resume=True` reuses what `origin_run_id` (default: the latest
     run) finished, rerunning from `resume_step` if given; parameters are the origin run's.
     `config_files` / `config_values` give the flow's Configs ({name: path} / {name: JSON or dict}).
+    `branch` / `production` place a @project flow's run on a branch (default: `user.<you>`).
+    `clone_changed=True` makes a resume reuse steps whose code changed, as Metaflow's does.
     """
     if flowspec.loading_depth() > 0:
         raise AflowException(
@@ -145,13 +158,16 @@ async def start_flow(
                 raise ParameterError(
                     "a resumed run keeps its origin run's parameters and configs: pass none"
                 )
-            origin = await ResumeOrigin.load(store, graph, origin_run_id, resume_step)
+            origin = await ResumeOrigin.load(
+                store, graph, origin_run_id, resume_step, clone_changed
+            )
             configs = await origin_configs(store, origin, flow_cls)
         else:  # configs first: decorators and parameter defaults may use them
             configs = await anyio.to_thread.run_sync(
                 read_configs, flow_cls, config_files, config_values
             )
         activate(configs)
+        apply_mutators(flow_cls)  # after the configs they may read, before decorators are read
         plan = RunPlan(
             graph=graph,
             ref=FlowRef.of(flow_cls),
@@ -162,6 +178,8 @@ async def start_flow(
             decorators=step_decorators(flow_cls, graph.order, with_decorators),
             tags=list(tags),
             max_num_splits=max_num_splits,
+            project=project_info(flow_cls, branch, production, current_user()),
+            triggers=recorded_triggers(flow_cls),
         )
         check_remote(plan.decorators, datastore, graph)
         plan.environments = await environments.prepare(plan.decorators, datastore, store)
@@ -169,6 +187,9 @@ async def start_flow(
             plan.origin = origin
         else:  # in a thread: an IncludeFile parameter reads its file
             given = {**(params or {}), **{n: v for n, v in configs.items() if v is not None}}
+            if any(isinstance(p, IncludeFile) for p in flow_parameters(flow_cls).values()):
+                # Not while a launcher imports the flow: a module may (re)write its own file.
+                await anyio.to_thread.run_sync(settle_prestarted, plan.ref.file)
             plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, given)
     except BaseException:
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
@@ -226,10 +247,27 @@ async def _save_params(
     serialized = await anyio.to_thread.run_sync(serialize)
     for s in serialized.values():
         if not s.inline:
-            key = art.blob_key(flow, s.digest)
-            if not await store.exists(key):
-                await store.put(key, s.parts)
+            await art.put_blob_async(store, art.blob_key(flow, s.digest), s.parts, s.digest, s.size)
     return {name: s.ref() for name, s in serialized.items()}
+
+
+async def _save_code(store: ObjectStore, flow: str, file: str) -> dict[str, Any]:
+    """The flow file, kept with the run once per content (what `Run.code` reads)."""
+    import hashlib
+
+    def read() -> bytes:
+        with open(file, "rb") as f:
+            return f.read()
+
+    try:
+        source = await anyio.to_thread.run_sync(read)
+    except OSError:
+        return {}
+    digest = hashlib.sha256(source).hexdigest()
+    key = art.blob_key(flow, digest)
+    if not await store.exists(key):
+        await store.put(key, [source])
+    return {"path": file, "key": digest, "size": len(source)}
 
 
 async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
@@ -244,6 +282,10 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
         tags=plan.tags,
         datastore=plan.datastore,
         origin_run_id=origin.run_id if origin else None,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        system_tags=project_tags(plan.project),
+        triggers=plan.triggers or {},
     )
     key = run_record_key(ref.name, handle.run_id)
     try:
@@ -253,6 +295,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             record.params = origin.record.params
         else:
             record.param_refs = await _save_params(store, ref.name, plan.values)
+        record.code = await _save_code(store, ref.name, ref.file)
         record.heartbeat_at = time.time()
         await store.put(key, [record.pack()])
         bus.emit(RunStarted(ref.name, handle.run_id, store.url, record.origin_run_id))
@@ -271,6 +314,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             origin_run_id=record.origin_run_id,
             max_num_splits=plan.max_num_splits,
             environments=plan.environments or {},
+            current=dict(plan.project or {}),
         )
         local = LocalBackend(
             ref.name, ref.module, ref.file, list(ref.sys_path), plan.datastore, store.url
@@ -317,6 +361,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
         record.finished_at = record.heartbeat_at = time.time()
         with anyio.CancelScope(shield=True):
             try:
+                await fold_changed_tags(store, record)  # run.add_tag() while it ran
                 await store.put(key, [record.pack()])
             finally:
                 error = record.error["message"] if record.error else None
@@ -334,7 +379,11 @@ def _graph_with_decorators(plan: RunPlan) -> dict[str, Any]:
     (the flow's own and --with's), so readers know, say, how many retries a step has."""
     graph = plan.graph.to_dict()
     for name, step in graph["steps"].items():
-        step["decorators"] = plan.decorators.get(name, {})
+        decorators = dict(plan.decorators.get(name, {}))
+        user = decorators.pop("user", None)
+        if user:  # by name only: the spec carries them pickled for the task
+            decorators["user"] = {"wrappers": [f"{w[0]}.{w[1]}" for w in user["wrappers"]]}
+        step["decorators"] = decorators
     return graph
 
 
@@ -351,6 +400,7 @@ async def _heartbeat(store: ObjectStore, key: str, record: RunRecord, scheduler:
         record.heartbeat_at = time.time()
         _count_tasks(record, scheduler)
         try:
+            await fold_changed_tags(store, record)
             await store.put(key, [record.pack()])
         except Exception:
             # A missed beat is not worth failing a healthy run for; the next one may land.

@@ -38,7 +38,7 @@ from aflow.exception import TaskFailed as TaskFailedError
 from aflow.graph import FlowGraph
 from aflow.stores.artifacts import ArtifactRef, blob_key
 from aflow.stores.base import NotFound, ObjectStore
-from aflow.stores.records import TaskRecord, task_log_key, task_record_key
+from aflow.stores.records import TaskRecord, read_record, task_log_key, task_record_key
 
 MANIFEST_THRESHOLD = 32
 
@@ -103,6 +103,7 @@ class RunContext:
     origin_run_id: str | None = None
     max_num_splits: int | None = None
     environments: dict[str, dict[str, str]] = field(default_factory=dict)
+    current: dict[str, Any] = field(default_factory=dict)  # more of every task's `current`
 
 
 class Scheduler:
@@ -246,6 +247,7 @@ class Scheduler:
             tags=ctx.tags,
             origin_run_id=ctx.origin_run_id,
             environment=ctx.environments.get(ready.step),
+            current=ctx.current,
         )
 
     async def _attempt(
@@ -265,9 +267,12 @@ class Scheduler:
         # A task times its own step (so @catch keeps what the step set); this deadline only
         # stops one that outlives that, say stuck in C code or in committing its outputs.
         backstop = limit + min(2.0, limit) if limit is not None else None
+        lost: str | None = None
         try:
             with anyio.move_on_after(backstop) as deadline:
                 outcome = await self.backend.run(spec, log)
+            if not deadline.cancelled_caught and outcome.returncode != 0:
+                lost = await self._lost(spec, decorators, outcome.reason, log)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._stopped(spec, started)
@@ -275,6 +280,8 @@ class Scheduler:
         finally:
             with anyio.CancelScope(shield=True):  # a stopped task's output is kept too
                 await log.save(self.store, task_log_key(*key))
+        if lost is not None:
+            await self._record_lost(spec, lost, started)
         if deadline.cancelled_caught:
             message = f"TimeoutException: the step ran longer than {limit:g} s (@timeout)"
             return None, Failure(message, None, False, "aflow.exception.TimeoutException")
@@ -286,13 +293,45 @@ class Scheduler:
             return record, None
         if record is not None and record.error:
             error = record.error
-            platform = record.stopped  # stopped from outside (spot reclaim, kill), not its code
+            # stopped from outside (spot reclaim, kill), or its process died: not its code
+            platform = record.stopped or error["type"] == "TaskKilled"
             return None, Failure(
                 f"{error['type']}: {error['message']}", error.get("traceback"), platform,
                 error.get("class"),
             )
         reason = outcome.reason or "the task ended without committing its record"
         return None, Failure(reason, None, platform=True)
+
+    async def _lost(
+        self, spec: TaskSpec, decorators: dict[str, dict[str, Any]], reason: str | None, log: TaskLog
+    ) -> str | None:
+        """Why a local task's process ended without a record (killed by a signal, say a
+        segfault), said in its stderr too; None when it left a record or runs remotely."""
+        if compute_of(spec.step, decorators) is not None:
+            return None  # a remote platform may still be finishing it: its record is its own
+        key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+        if await self.store.exists(key):
+            return None
+        why = f"the task's process {reason or 'ended without committing its record'}"
+        if reason and reason.startswith("killed by SIG"):
+            why = f"the task's process was {reason} (a crash in native code, or killed from outside)"
+        await log.line("stderr", why)
+        return why
+
+    async def _record_lost(self, spec: TaskSpec, why: str, started: float) -> None:
+        """A failed record on behalf of a task that could not write its own, so the client's
+        `task.exception` and `aflow show` can say what happened."""
+        record = TaskRecord(
+            flow=spec.flow_name, run_id=spec.run_id, step=spec.step, task_id=spec.task_id,
+            attempt=spec.attempt, status="failed", foreach_stack=spec.foreach_stack,
+            parents=spec.parents, parents_manifest=spec.parents_manifest,
+            started_at=time.time() - (time.monotonic() - started), finished_at=time.time(),
+            error={"type": "TaskKilled", "class": "aflow.exception.TaskKilled", "message": why,
+                   "traceback": ""},
+        )  # fmt: skip
+        key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+        with anyio.CancelScope(shield=True):
+            await self.store.put(key, [record.pack()])
 
     async def _stopped(self, spec: TaskSpec, started: float) -> None:
         """The run is being cancelled (a sibling failed, or the user stopped it) while this task
@@ -337,7 +376,7 @@ class Scheduler:
 
     async def _read_record(self, key: str) -> TaskRecord | None:
         try:
-            return TaskRecord.unpack(await self.store.get(key))
+            return await read_record(self.store, TaskRecord, key)
         except NotFound:
             return None
 
@@ -380,6 +419,9 @@ class Scheduler:
                 await self._launch(
                     Ready(child, [me], [*record.foreach_stack, frame], (*ready.splits, split))
                 )
+            return
+        if node.is_switch:  # a conditional step: only the step its condition picked runs next
+            await self._launch(Ready(record.next_steps[0], [me], record.foreach_stack, ready.splits))
             return
         if node.is_split:
             width = len(node.out_funcs)

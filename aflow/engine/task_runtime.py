@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import platform
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ import msgpack
 import aflow
 from aflow.backends.base import TaskSpec
 from aflow.cards.runtime import TaskCards
+from aflow.client import core as client_core
 from aflow.current import current
 from aflow.exception import (
     AflowException,
@@ -35,11 +37,11 @@ from aflow.exception import (
     UnhandledInMergeArtifactsException,
     qualified_name,
 )
-from aflow.flowspec import FlowSpec
+from aflow.flowspec import FlowSpec, flow_constants
 from aflow.graph import StepNode, graph_for
 from aflow.stores import artifacts as art
 from aflow.stores.base import BlockingObjectStore, Buffer
-from aflow.stores.records import TaskRecord, task_record_key
+from aflow.stores.records import TaskRecord, read_record_sync, task_record_key
 
 _AFLOW_DIR = os.path.dirname(os.path.abspath(aflow.__file__))
 # Frames the user did not write: ours, and asyncio's when an async step is awaited.
@@ -56,7 +58,8 @@ def parent_record_key(spec: TaskSpec, parent: str) -> str:
 
 
 def manifest_parents(store: BlockingObjectStore, flow: str, digest: str) -> list[str]:
-    return msgpack.unpackb(store.get(art.blob_key(flow, digest)), raw=False)
+    blob = art.load_ref_blob(store, flow, {"k": digest}, "the join's list of inputs")
+    return msgpack.unpackb(blob, raw=False)
 
 
 class InputTask:
@@ -72,8 +75,8 @@ class InputTask:
     @property
     def _aflow_record(self) -> TaskRecord:
         if self._record is None:
-            data = self._store.get(parent_record_key(self._spec, self._parent))
-            self._record = TaskRecord.unpack(data)
+            key = parent_record_key(self._spec, self._parent)
+            self._record = read_record_sync(self._store, TaskRecord, key)
         return self._record
 
     @property
@@ -87,7 +90,8 @@ class InputTask:
             ref = self._aflow_record.artifacts.get(name)
             if ref is None:
                 raise AttributeError(f"input from step '{self.step_name}' has no artifact '{name}'")
-            blob = art.load_ref_blob(self._store, self._spec.flow_name, ref)
+            what = f"artifact '{name}' of {self._spec.flow_name}/{self._spec.run_id}/{self._parent}"
+            blob = art.load_ref_blob(self._store, self._spec.flow_name, ref, what)
             self._values[name] = art.deserialize(blob)
         return self._values[name]
 
@@ -151,7 +155,9 @@ def _foreach_stack(
 class Task:
     """The context a running step's flow instance talks to (see flowspec.TaskContext)."""
 
-    def __init__(self, spec: TaskSpec, store: BlockingObjectStore, node: StepNode) -> None:
+    def __init__(
+        self, spec: TaskSpec, store: BlockingObjectStore, node: StepNode, flow_cls: type = object
+    ) -> None:
         self.spec = spec
         self.store = store
         self.node = node
@@ -167,9 +173,11 @@ class Task:
             self.inputs = Inputs([InputTask(store, spec, p) for p in parents])
             if self.inputs._tasks:
                 first = self.inputs._tasks[0]._aflow_record.artifacts
-                self.inherited.update({n: first[n] for n in spec.param_names if n in first})
+                # Parameters and class-level constants reach a join as they reach every step.
+                passed = [*spec.param_names, *flow_constants(flow_cls)]
+                self.inherited.update({n: first[n] for n in passed if n in first})
         elif parents:
-            parent = TaskRecord.unpack(store.get(parent_record_key(spec, parents[0])))
+            parent = read_record_sync(store, TaskRecord, parent_record_key(spec, parents[0]))
             self.inherited.update(parent.artifacts)
         self._input_cache: tuple[bool, Any] = (False, None)
 
@@ -186,15 +194,24 @@ class Task:
             raise AttributeError(
                 f"step '{self.node.name}' has no artifact '{name}': no earlier step set it{hint}"
             )
-        blob = art.load_ref_blob(self.store, self.flow_name, ref)
+        what = f"artifact '{name}' (read by task {self.spec.pathspec})"
+        blob = art.load_ref_blob(self.store, self.flow_name, ref, what)
         value = art.deserialize(blob)
         self.loaded[name] = (value, blob)
         return value
 
-    def record_next(self, targets: tuple[Any, ...], foreach: str | None) -> None:
+    def record_next(
+        self, targets: tuple[Any, ...], foreach: str | None, condition: str | None = None
+    ) -> None:
         where = f"{self.node.file}:{self.node.next_line or self.node.def_line}"
         if self.next_call is not None:
             raise InvalidNextException(f"step '{self.node.name}' called self.next() twice ({where})")
+        if self.node.is_switch or condition is not None:
+            from aflow.engine.switch import check_switch_call
+
+            check_switch_call(self.node, targets, condition, where)
+            self.next_call = (list(self.node.out_funcs), None)
+            return
         names = [getattr(t, "__name__", repr(t)) for t in targets]
         if names != self.node.out_funcs or foreach != self.node.foreach_param:
             raise InvalidNextException(
@@ -257,22 +274,42 @@ class Task:
     def foreach_stack(self) -> list[tuple[int, int, Any]]:
         return _foreach_stack(self.store, self.flow_name, self.spec.foreach_stack)
 
+    def foreach_frames(self) -> list[tuple[str, int, int, Any]]:
+        frames = self.spec.foreach_stack
+        values = _foreach_stack(self.store, self.flow_name, frames)
+        return [(f[0], f[1], f[2], v[2]) for f, v in zip(frames, values, strict=True)]
+
     # -- running and committing ------------------------------------------------------------------
 
     def run_step(self, flow: FlowSpec) -> None:
         method = getattr(flow, self.node.name)
         args = (self.inputs,) if self.inputs is not None else ()
-        if inspect.iscoroutinefunction(method):
-            import asyncio  # only async steps pay for it
 
-            asyncio.run(method(*args))
+        def call() -> None:
+            if inspect.iscoroutinefunction(method):
+                import asyncio  # only async steps pay for it
+
+                asyncio.run(method(*args))
+            else:
+                method(*args)
+
+        user = self.spec.decorators.get("user")
+        if user:  # @user_step_decorator / UserStepDecorator around the step
+            from aflow.user_decorators import run_wrapped
+
+            run_wrapped(user["wrappers"], self.node.name, flow, self.inputs, call, self.default_next)
         else:
-            method(*args)
+            call()
         if self.node.name != "end" and self.next_call is None:
             raise InvalidNextException(
                 f"step '{self.node.name}' returned without calling self.next() "
                 f"({self.node.file}:{self.node.def_line})"
             )
+
+    def default_next(self) -> None:
+        """The step's self.next() as its source writes it, when a decorator skipped the step."""
+        if self.next_call is None:
+            self.next_call = (list(self.node.out_funcs), self.node.foreach_param)
 
     def catch(self, flow: FlowSpec, caught: CaughtException, settings: dict[str, Any]) -> None:
         """@catch: the step's failure becomes data and the flow goes on, as if self.next() was
@@ -297,6 +334,8 @@ class Task:
 
     def outputs(self, flow: FlowSpec) -> dict[str, art.ArtifactRef]:
         refs = dict(self.inherited)
+        if self.node.name == "start":
+            refs.update(self._constants(type(flow)))
         skip = set(self.spec.param_names)
         for name, value in flow.__dict__.items():
             if name == "_aflow_task" or name in skip:
@@ -308,7 +347,18 @@ class Task:
                 and (isinstance(value, _IMMUTABLE) or art.unchanged_since_load(value, prior[1]))
             ):
                 continue  # read and left alone: its stored bytes are still right
-            refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name))
+            what = f"artifact '{name}' of task {self.spec.pathspec}"
+            refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name), what)
+        return refs
+
+    def _constants(self, flow_cls: type) -> dict[str, art.ArtifactRef]:
+        """The flow's class-level constants, stored once by the start step as Metaflow does."""
+        refs = {}
+        for name, value in flow_constants(flow_cls).items():
+            try:
+                refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name))
+            except Exception as e:  # not data (a lock, a client): a class attribute, not an artifact
+                print(f"class attribute '{name}' is not stored as an artifact: {e}", file=sys.stderr)
         return refs
 
     def split(self, flow: FlowSpec) -> tuple[int, str] | None:
@@ -336,9 +386,9 @@ class Task:
                 f"step '{self.node.name}' fans out over '{param}', which is empty: a foreach "
                 f"needs at least one item ({where})"
             )
-        key = art.blob_key(self.flow_name, digest)
-        if not self.store.exists(key):
-            self.store.put(key, parts)
+        size = sum(memoryview(p).nbytes for p in parts)
+        what = f"the foreach items '{param}' of task {self.spec.pathspec}"
+        art.put_blob(self.store, art.blob_key(self.flow_name, digest), parts, digest, size, what)
         return count, digest
 
 
@@ -359,6 +409,9 @@ class TaskTerminated(BaseException):
 
 
 def _terminated(signum: int, frame: Any) -> None:
+    # Once only: a second SIGTERM (the process group's, or the scheduler's after a timeout) must
+    # not interrupt the clean-up the first one started; SIGKILL after the grace period still ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise TaskTerminated("the task was stopped (SIGTERM): its run was cancelled or failed")
 
 
@@ -418,6 +471,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         job_id=os.environ.get("AWS_BATCH_JOB_ID") or os.environ.get("AFLOW_POD_NAME"),
         image=os.environ.get("AFLOW_IMAGE"),
         env_key=(spec.environment or {}).get("key"),
+        python_version=platform.python_version(),
     )
     current._set(
         flow_name=spec.flow_name,
@@ -425,18 +479,24 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         step_name=spec.step,
         task_id=spec.task_id,
         retry_count=spec.attempt,
-        username=os.environ.get("USER") or os.environ.get("USERNAME"),
+        username=client_core.current_user(),
+        namespace=f"user:{client_core.current_user()}" if client_core.current_user() else None,
         tags=list(spec.tags),
         origin_run_id=spec.origin_run_id,
+        parameter_names=list(spec.param_names),
+        tempdir=os.environ.get("AFLOW_TEMPDIR") or ".",
+        **spec.current,
     )
     key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+    # `Flow(...)`/`Run(...)` in a step read the run's own store, not the current directory's.
+    client_core.use_store(spec.datastore, spec.store_root)
     cards = TaskCards.start(spec, store, flow_cls)  # current.card; None when the step has no @card
     try:
         node = graph_for(flow_cls)[spec.step]
         environment = spec.decorators.get("environment")
         if environment:
             os.environ.update({str(k): str(v) for k, v in environment["vars"].items()})
-        task = Task(spec, store, node)
+        task = Task(spec, store, node, flow_cls)
         flow = flow_cls.__new__(flow_cls)
         flow.__dict__["_aflow_task"] = task
         catching = _catching(spec)
@@ -461,6 +521,10 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         split = task.split(flow)
         record.artifacts = task.outputs(flow)
         record.next_steps = list(node.out_funcs)
+        if node.is_switch:  # the one step the condition picks
+            from aflow.engine.switch import chosen_step
+
+            record.next_steps = [chosen_step(node, flow)]
         if split:
             record.num_splits, record.split_digest = split
         record.finished_at = time.time()
@@ -494,6 +558,8 @@ def main() -> int:
 
     remote = "--remote" in sys.argv[1:]
     if remote:
+        # Before anything slow: as a container's PID 1, a SIGTERM without a handler is ignored.
+        signal.signal(signal.SIGTERM, _terminated)
         env = os.environ
         store = open_blocking_store(env["AFLOW_DATASTORE"], env["AFLOW_DATASTORE_ROOT"])
         spec = remote_spec(store, env)
@@ -517,10 +583,13 @@ ARRAY_INDEX_VARS = ("AFLOW_TASK_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX", "JOB_COMPLE
 
 
 def remote_spec(store: BlockingObjectStore, env: Any) -> TaskSpec:
-    """This container's TaskSpec, with paths into the unpacked code package."""
+    """This container's TaskSpec, with paths into the unpacked code package: only its own spec is
+    read, however many the job has."""
+    from aflow.backends.launch import read_spec
+
     index = next((int(env[v]) for v in ARRAY_INDEX_VARS if env.get(v)), 0)
-    specs = msgpack.unpackb(store.get(art.blob_key(env["AFLOW_FLOW_NAME"], env["AFLOW_TASK_SPECS"])))
-    spec = TaskSpec.unpack(specs[index])
+    key = art.blob_key(env["AFLOW_FLOW_NAME"], env["AFLOW_TASK_SPECS"])
+    spec = TaskSpec.unpack(read_spec(store, key, index, int(env.get("AFLOW_TASK_COUNT") or 1)))
     code_dir = env.get("AFLOW_CODE_DIR") or os.getcwd()
     spec.flow_file = os.path.join(code_dir, spec.flow_file)
     spec.sys_path = [code_dir]

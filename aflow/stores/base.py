@@ -28,6 +28,11 @@ class NotFound(AflowNotFound):
         super().__init__(f"{url} does not exist")
 
 
+def store_path(url: str, key: str) -> str:
+    """Where `key` lives, for messages: a file path or an object URL."""
+    return f"{url.rstrip('/')}/{key}"
+
+
 class BlockingObjectStore(Protocol):
     url: str
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
 from aflow.stores.artifacts import ArtifactRef
-from aflow.stores.base import Buffer
+from aflow.stores.base import BlockingObjectStore, Buffer, ObjectStore, store_path
+from aflow.stores.integrity import damaged_record, record_problem, seal_record
 
+R = TypeVar("R", bound="_Record")
 HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_STALE = 6 * HEARTBEAT_SECONDS
 
@@ -41,16 +45,43 @@ def task_log_key(flow: str, run_id: str, step: str, task_id: str, attempt: int) 
     return f"{task_prefix(flow, run_id, step, task_id)}/{attempt}.log"
 
 
+async def read_record(store: ObjectStore, cls: type[R], key: str) -> R:
+    """The record under `key`; NotFound, or DamagedData naming its path."""
+    return cls.unpack(await store.get(key), store_path(store.url, key))
+
+
+def read_record_sync(store: BlockingObjectStore, cls: type[R], key: str) -> R:
+    return cls.unpack(store.get(key), store_path(store.url, key))
+
+
 class _Record:
     def pack(self) -> bytes:
-        return msgpack.packb({n: getattr(self, n) for n in _field_names(type(self))}, use_bin_type=True)
+        fields = {n: getattr(self, n) for n in _field_names(type(self))}
+        # Sealed with a CRC as its last entry, so a damaged record is told from a valid one.
+        return seal_record(msgpack.packb({**fields, "_crc": bytes(4)}, use_bin_type=True))
 
     @classmethod
-    def unpack(cls, data: Buffer):  # type: ignore[no-untyped-def]
-        raw = msgpack.unpackb(data, raw=False)
-        known = _field_names(cls)
-        # Fields a newer aflow added are ignored, so old and new versions read each other.
-        return cls(**{k: v for k, v in raw.items() if k in known})
+    def unpack(cls, data: Buffer, path: str = ""):  # type: ignore[no-untyped-def]
+        """The record in `data`; DamagedData naming `path` (the file or object) when it is not
+        a whole, intact record."""
+        where = path or f"a {cls.__name__}"
+        problem = record_problem(data)
+        if problem is None:
+            try:
+                raw = msgpack.unpackb(data, raw=False)
+            except (ValueError, TypeError) as e:  # msgpack's errors are ValueErrors
+                problem = f"truncated or unreadable: {e}" if memoryview(data).nbytes else "empty"
+            else:
+                if not isinstance(raw, dict):
+                    problem = "not a record"
+        if problem is None:
+            known = _field_names(cls)
+            # Fields a newer aflow added are ignored, so old and new versions read each other.
+            try:
+                return cls(**{k: v for k, v in raw.items() if k in known})
+            except TypeError as e:
+                problem = f"fields missing: {e}"
+        raise damaged_record(where, problem)
 
 
 @functools.cache
@@ -86,6 +117,7 @@ class TaskRecord(_Record):
     job_id: str | None = None  # the remote job (Batch job id, Kubernetes pod name)
     image: str | None = None  # the container image a remote task ran in
     env_key: str | None = None  # its @pypi/@conda environment
+    python_version: str | None = None  # the interpreter that ran it (Metaflow's metadata has it)
 
     @property
     def pathspec(self) -> str:
@@ -121,7 +153,12 @@ class RunRecord(_Record):
     origin_run_id: str | None = None  # the run this one resumed
     tasks_done: int = 0
     tasks_failed: int = 0
+    host: str | None = None  # where the scheduler runs, and its pid: on that host a run whose
+    pid: int | None = None  # scheduler is gone shows dead at once, without waiting on the heartbeat
     tasks_stopped: int = 0  # stopped by the engine once the run was failing or cancelled
+    system_tags: list[str] = field(default_factory=list)  # project:<name>, project_branch:<b>
+    triggers: dict[str, Any] = field(default_factory=dict)  # @schedule/@trigger*: recorded only
+    code: dict[str, Any] = field(default_factory=dict)  # the flow file: path, blob digest, size
 
     @property
     def pathspec(self) -> str:
@@ -131,4 +168,11 @@ class RunRecord(_Record):
         """The status, except that a 'running' run whose heartbeat stopped is 'dead'."""
         if self.status == "running" and now - self.heartbeat_at > HEARTBEAT_STALE:
             return "dead"
+        if self.status == "running" and self.pid and self.host == socket.gethostname():
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return "dead"
+            except PermissionError:
+                pass  # someone else's process: alive
         return self.status

@@ -13,14 +13,23 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import anyio
 
-from aflow.client.core import AsyncDataArtifact, AsyncFlow, AsyncRun, AsyncTask, LogLine, id_order
-from aflow.exception import AflowNotFound
-from aflow.stores.artifacts import blob_key
+from aflow.client.core import (
+    AsyncDataArtifact,
+    AsyncFlow,
+    AsyncRun,
+    AsyncTask,
+    LogLine,
+    id_order,
+    skip_damaged,
+)
+from aflow.exception import AflowNotFound, DamagedData
+from aflow.stores.artifacts import load_ref_blob_async
 from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore
-from aflow.stores.records import RunRecord, TaskRecord
+from aflow.stores.records import RunRecord, TaskRecord, task_log_key
 from aflow.stores.transfer import gather
 
 FINAL = ("done", "failed", "cancelled")
@@ -76,6 +85,7 @@ class RunsPage:
     total: int  # runs of the flow(s) shown
     page: int
     pages: int
+    damaged: list[str] = field(default_factory=list)  # run records skipped: what is wrong, where
 
 
 class RunsReader:
@@ -101,16 +111,17 @@ class RunsReader:
         pages = max(1, -(-len(shown) // per_page))
         page = min(max(page, 1), pages)
         wanted = shown[(page - 1) * per_page : page * per_page]
-        records = await gather([lambda p=p: self._record(*p) for p in wanted])
+        damaged: list[DamagedData] = []
+        records = await gather([lambda p=p: self._record(*p, damaged) for p in wanted])
         now = time.time()
         rows = [
             RunRow(f, i, r, r.liveness(now))
             for (f, i), r in zip(wanted, records, strict=True)
             if r is not None
         ]
-        return RunsPage(sorted(counts), rows, len(shown), page, pages)
+        return RunsPage(sorted(counts), rows, len(shown), page, pages, [str(e) for e in damaged])
 
-    async def _record(self, flow: str, run_id: str) -> RunRecord | None:
+    async def _record(self, flow: str, run_id: str, damaged: list[DamagedData]) -> RunRecord | None:
         kept = self._final.get((flow, run_id))
         if kept is not None:
             return kept
@@ -118,6 +129,9 @@ class RunsReader:
             record = await AsyncRun(self.store, flow, run_id).record()
         except AflowNotFound:
             return None  # a run being created: its folder exists before its record
+        except DamagedData as e:
+            skip_damaged(damaged, e)
+            return None
         if record.status in FINAL:
             self._final[(flow, run_id)] = record
             while len(self._final) > self._keep:
@@ -130,28 +144,47 @@ class RunsReader:
 
 @dataclass
 class TaskState:
-    """A task as the UI knows it: its latest attempt's record (None until one is written)."""
+    """A task as the UI knows it: its latest attempt's record (None until one is written), the
+    records of its earlier attempts, and for a task still running when its output began."""
 
     step: str
     task_id: str
     attempts: int = 0
     record: TaskRecord | None = None
     final: bool = False  # ended for good: never read again
+    earlier: list[TaskRecord] = field(default_factory=list)  # earlier attempts, oldest first
+    run_live: bool = True  # its run may still write to it
+    first_output: float | None = None  # no record yet: when its saved output begins
+    damaged: str | None = None  # its record is damaged: what is wrong, where
 
     @property
     def status(self) -> str:
-        """done | failed | retrying (failed, another attempt coming) | running (no record yet)."""
-        if self.record is None:
-            return "running"
-        if self.record.ok:
-            return "done"
-        return "failed" if self.final else "retrying"
+        """done | caught (failed, @catch went on) | failed | stopped (the engine stopped it) |
+        retrying (failed, another attempt coming) | running (no record yet) | partial (no record,
+        and its run has ended or died: it never finished) | damaged (its record is)."""
+        if self.damaged is not None:
+            return "damaged"
+        return task_status(self.record, self.final, self.run_live)
+
+    @property
+    def ended_ok(self) -> bool:
+        return self.status in ("done", "caught")
 
     @property
     def index(self) -> str:
         """The task's foreach indices, outermost first (`2.1` in a nested foreach); '' outside one."""
         stack = self.record.foreach_stack if self.record else []
         return ".".join(str(int(frame[1])) for frame in stack)
+
+
+def task_status(record: TaskRecord | None, final: bool, run_live: bool) -> str:
+    if record is None:
+        return "running" if run_live else "partial"
+    if record.ok:
+        return "caught" if record.error else "done"
+    if record.stopped:
+        return "stopped"
+    return "failed" if final else "retrying"
 
 
 @dataclass
@@ -201,6 +234,8 @@ class RunReader:
                     fresh.append(state)
         retries = {s: more_attempts(record, s) for s in order}
         await gather([lambda t=t: self._read_task(t, retries.get(t.step, 0)) for t in fresh])
+        for state in fresh:
+            state.run_live = status == "running"
         if status != "running":
             for state in fresh:
                 state.final = state.record is not None  # nothing will come after this attempt
@@ -217,9 +252,44 @@ class RunReader:
         if not tried:
             return
         state.attempts = tried[-1] + 1
-        state.record = await task.at_attempt(tried[-1]).record_or_none()
+        try:
+            state.record = await task.at_attempt(tried[-1]).record_or_none()
+        except DamagedData as e:
+            state.damaged, state.final = str(e), True
+            return
+        if len(state.earlier) < len(tried) - 1:
+            # Earlier attempts never change: each is read once, for the timeline.
+            got = await gather(
+                [lambda n=n: _record_or_none(task, n) for n in tried[len(state.earlier) : -1]]
+            )
+            state.earlier += [r for r in got if r is not None]
         if state.record is not None:
-            state.final = state.record.ok or state.record.attempt >= more
+            state.final = state.record.ok or state.record.stopped or state.record.attempt >= more
+        elif state.first_output is None:
+            state.first_output = await _first_stamp(task, tried[-1])
+
+
+async def _record_or_none(task: AsyncTask, attempt: int) -> TaskRecord | None:
+    try:
+        return await task.at_attempt(attempt).record_or_none()
+    except DamagedData:
+        return None  # an earlier attempt's damaged record: its bar is left out
+
+
+async def _first_stamp(task: AsyncTask, attempt: int) -> float | None:
+    """When a running task's saved output begins (its first line's time): what the store says of
+    a task before its record lands. Only the first line is read."""
+    try:
+        head = await task.store.get_range(
+            task_log_key(task.flow, task.run_id, task.step, task.id, attempt), 0, 40
+        )
+    except Exception:
+        return None
+    stamp = bytes(head).split(b" ", 1)[0].decode(errors="replace")
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def more_attempts(record: RunRecord, step: str) -> int:
@@ -276,17 +346,13 @@ class TaskView:
         record = self.latest.record if self.latest else None
         if record is None:
             return False
-        return record.ok or record.attempt >= more_attempts(self.run, self.task.step)
+        return record.ok or record.stopped or record.attempt >= more_attempts(self.run, self.task.step)
 
     @property
     def status(self) -> str:
-        """done | failed | retrying | running, or partial: stopped before it ended."""
+        """As TaskState.status."""
         record = self.latest.record if self.latest else None
-        if record is None:
-            return "running" if self.run_status == "running" else "partial"
-        if record.ok:
-            return "done"
-        return "failed" if self.final else "retrying"
+        return task_status(record, self.final, self.run_status == "running")
 
 
 async def read_task(store: ObjectStore, flow: str, run_id: str, step: str, task_id: str) -> TaskView:
@@ -310,7 +376,8 @@ async def artifact_blob(artifact: AsyncDataArtifact) -> Buffer:
     if "v" in artifact.ref:
         return artifact.ref["v"]
     try:
-        return await artifact.task.store.get(blob_key(artifact.task.flow, artifact.ref["k"]))
+        what = f"artifact '{artifact.name}' of task {artifact.task.pathspec}"
+        return await load_ref_blob_async(artifact.task.store, artifact.task.flow, artifact.ref, what)
     except NotFound:
         raise AflowNotFound(
             f"artifact '{artifact.name}' of {artifact.task.pathspec} is missing"
