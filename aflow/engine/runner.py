@@ -18,6 +18,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from aflow import flowspec
+from aflow.backends.base import Backend
 from aflow.backends.local import LocalBackend
 from aflow.backends.remote import RemoteContext
 from aflow.backends.router import StepRouter, check_remote, remote_steps
@@ -33,9 +34,9 @@ from aflow.exception import AflowException, ParameterError, TaskFailed, first_er
 from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
 from aflow.parameters import flow_parameters
-from aflow.stores import artifacts as art
-from aflow.stores.base import ObjectStore, default_datastore, open_store
+from aflow.stores.base import REMOTE, ObjectStore, default_datastore, open_store
 from aflow.stores.records import HEARTBEAT_SECONDS, RunRecord, run_record_key
+from aflow.stores.values import save_values
 
 DEFAULT_MAX_WORKERS = 16
 
@@ -96,6 +97,8 @@ class RunPlan:
     max_num_splits: int | None = None
     origin: ResumeOrigin | None = None
     environments: dict[str, dict[str, str]] | None = None
+    backend: Backend | None = None  # the caller's, for every step; else the decorators decide
+    owns_store: bool = True  # opened for this run, so closed with it
 
 
 @contextlib.asynccontextmanager
@@ -114,6 +117,8 @@ async def start_flow(
     origin_run_id: str | None = None,
     resume_step: str | None = None,
     max_num_splits: int | None = None,
+    backend: Backend | None = None,
+    store: ObjectStore | None = None,
 ) -> AsyncIterator[RunningFlow]:
     """Start a run in the background of the caller's event loop.
 
@@ -121,6 +126,10 @@ async def start_flow(
     `events=False` nothing is kept for `events()` (what run_flow() does). `with_decorators` takes
     `--with` specs ("retry:times=2"). `resume=True` reuses what `origin_run_id` (default: the latest
     run) finished, rerunning from `resume_step` if given; parameters are the origin run's.
+
+    `store` runs it on that store instead of opening `datastore`/`datastore_root` (the caller keeps
+    it open); `backend` runs every step's tasks there instead of where its decorators say (entered
+    for the length of the run). Tests pass `MemoryStore()` and a `MockBackend` on it.
     """
     if flowspec.loading_depth() > 0:
         raise AflowException(
@@ -130,8 +139,12 @@ async def start_flow(
     graph = graph_for(flow_cls).check()
     if max_workers < 1:
         raise ParameterError("--max-workers must be at least 1")
-    datastore = datastore or default_datastore()
-    store = open_store(datastore, datastore_root)
+    owned = store is None
+    if store is None:
+        datastore = datastore or default_datastore()
+        store = open_store(datastore, datastore_root)
+    else:
+        datastore = datastore or _kind_of(store)
     try:
         await store.check()  # no bucket, no credentials: say so before anything is written
         plan = RunPlan(
@@ -144,8 +157,11 @@ async def start_flow(
             decorators=step_decorators(flow_cls, graph.order, with_decorators),
             tags=list(tags),
             max_num_splits=max_num_splits,
+            backend=backend,
+            owns_store=owned,
         )
-        check_remote(plan.decorators, datastore, graph)
+        if backend is None:
+            check_remote(plan.decorators, datastore, graph)
         plan.environments = await environments.prepare(plan.decorators, datastore, store)
         if resume:
             if params:
@@ -154,8 +170,9 @@ async def start_flow(
         else:  # in a thread: an IncludeFile parameter reads its file
             plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, params or {})
     except BaseException:
-        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await store.aclose()  # refused before it started: let go of the cloud client
+        if owned:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await store.aclose()  # refused before it started: let go of the cloud client
         raise
     bus = EventBus()
     handle = RunningFlow(run_id or new_run_id(), flow_cls.__name__, bus.subscribe() if events else None)
@@ -200,21 +217,6 @@ async def resume_flow(
     return await running.wait()
 
 
-async def _save_params(
-    store: ObjectStore, flow: str, values: dict[str, Any]
-) -> dict[str, art.ArtifactRef]:
-    def serialize() -> dict[str, art.Serialized]:
-        return {name: art.serialize(value, name) for name, value in values.items()}
-
-    serialized = await anyio.to_thread.run_sync(serialize)
-    for s in serialized.values():
-        if not s.inline:
-            key = art.blob_key(flow, s.digest)
-            if not await store.exists(key):
-                await store.put(key, s.parts)
-    return {name: s.ref() for name, s in serialized.items()}
-
-
 async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
     ref, store, origin = plan.ref, plan.store, plan.origin
     record = RunRecord(
@@ -235,7 +237,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             record.param_refs = origin_params(origin, list(flow_parameters(plan.graph.flow_cls)))
             record.params = origin.record.params
         else:
-            record.param_refs = await _save_params(store, ref.name, plan.values)
+            record.param_refs = await save_values(store, ref.name, plan.values)
         record.heartbeat_at = time.time()
         await store.put(key, [record.pack()])
         bus.emit(RunStarted(ref.name, handle.run_id, store.url, record.origin_run_id))
@@ -255,13 +257,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             max_num_splits=plan.max_num_splits,
             environments=plan.environments or {},
         )
-        local = LocalBackend(
-            ref.name, ref.module, ref.file, list(ref.sys_path), plan.datastore, store.url
-        )
-        remote = RemoteContext(
-            ref.name, handle.run_id, ref.file, plan.datastore, store, plan.max_workers
-        )
-        backend = StepRouter(local, remote_steps(plan.decorators).values(), remote)
+        backend = plan.backend or _router(plan, handle.run_id)
         async with backend, anyio.create_task_group() as beating:
             scheduler = Scheduler(plan.graph, ctx, backend, store, bus, plan.max_workers, origin)
             beating.start_soon(_heartbeat, store, key, record, scheduler)
@@ -305,10 +301,27 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
                 error = record.error["message"] if record.error else None
                 bus.emit(RunFinished(ref.name, handle.run_id, record.status, error))
                 bus.close()
-                with contextlib.suppress(Exception):
-                    await store.aclose()
+                if plan.owns_store:
+                    with contextlib.suppress(Exception):
+                        await store.aclose()
                 handle._result = AsyncRun(store, ref.name, handle.run_id, record)
                 handle._done.set()
+
+
+def _router(plan: RunPlan, run_id: str) -> Backend:
+    """The run's own backend: local processes, and the remote drivers its steps ask for."""
+    ref, store = plan.ref, plan.store
+    local = LocalBackend(ref.name, ref.module, ref.file, list(ref.sys_path), plan.datastore, store.url)
+    remote = RemoteContext(ref.name, run_id, ref.file, plan.datastore, store, plan.max_workers)
+    return StepRouter(local, remote_steps(plan.decorators).values(), remote)
+
+
+def _kind_of(store: ObjectStore) -> str:
+    """The datastore name a caller's store goes by (in the run record, for task processes)."""
+    for name, kind in REMOTE.items():
+        if store.url.startswith(kind.scheme):
+            return name
+    return store.url.split("://", 1)[0] if "://" in store.url else "local"
 
 
 def _graph_with_decorators(plan: RunPlan) -> dict[str, Any]:
