@@ -113,7 +113,7 @@ class LocalFiles:
             os.close(fd)
 
     def exists(self, key: str) -> bool:
-        return os.path.exists(self._path(key))
+        return os.path.isfile(self._path(key))  # an object, not a folder of them
 
     def list(self, prefix: str) -> list[str]:
         try:
