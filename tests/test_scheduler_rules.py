@@ -19,10 +19,10 @@ import pytest
 import aflow
 from aflow import FlowSpec, catch, retry, step, timeout
 from aflow.backends.base import TaskSpec
+from aflow.backends.errors import JobRefused, PlatformError, TaskTerminated
 from aflow.backends.mock import Done, Failed, Hang, Lost, MockBackend, Outcome
 from aflow.engine import events as ev
 from aflow.engine.scheduler import MANIFEST_THRESHOLD
-from aflow.engine.task_runtime import TaskTerminated
 from aflow.stores.artifacts import blob_key
 from aflow.stores.memory import MemoryStore
 from aflow.stores.records import TaskRecord, task_record_key
@@ -149,9 +149,9 @@ def by_step(**outcomes: Callable[[TaskSpec], Outcome]) -> Callable[[TaskSpec], O
     return handler
 
 
-def run(flow: type[FlowSpec], handler: Callable[[TaskSpec], Any], **options: Any) -> tuple[
-    aflow.Run, MockBackend, MemoryStore, list[object]
-]:
+def run(
+    flow: type[FlowSpec], handler: Callable[[TaskSpec], Any], **options: Any
+) -> tuple[aflow.Run, MockBackend, MemoryStore, list[object]]:
     """Run `flow` on a fresh MemoryStore and MockBackend; its Run, the backend, the store, its events."""
     store = MemoryStore()
     backend = MockBackend(store, handler)
@@ -167,7 +167,9 @@ def run(flow: type[FlowSpec], handler: Callable[[TaskSpec], Any], **options: Any
     return anyio.run(main), backend, store, seen
 
 
-def record(store: MemoryStore, run_id: str, flow: str, step: str, task_id: str, attempt: int) -> TaskRecord:
+def record(
+    store: MemoryStore, run_id: str, flow: str, step: str, task_id: str, attempt: int
+) -> TaskRecord:
     key = task_record_key(flow, run_id, step, task_id, attempt)
     return TaskRecord.unpack(store.files.get(key))
 
@@ -176,7 +178,7 @@ def test_a_linear_run_on_the_mock_backend_keeps_its_artifacts() -> None:
     def end(task: TaskSpec) -> Outcome:
         return Done({"answer": 42, "big": b"x" * 4096}, lines=["bye"])
 
-    result, backend, store, seen = run(Linear, by_step(end=end))
+    result, backend, _, seen = run(Linear, by_step(end=end))
     assert result.successful and result.data.answer == 42 and len(result.data.big) == 4096
     assert [a.step for a in backend.attempts] == ["start", "middle", "end"]
     assert all(a.ended == "done" for a in backend.attempts)
@@ -199,7 +201,7 @@ def test_retry_reruns_a_failed_step_until_it_succeeds() -> None:
 
 
 def test_retry_gives_up_after_its_times_and_fails_the_run() -> None:
-    result, backend, store, seen = run(Linear, by_step(middle=lambda t: Failed(KeyError("gone"))))
+    result, backend, _, seen = run(Linear, by_step(middle=lambda t: Failed(KeyError("gone"))))
     assert not result.successful and result.status == "failed"
     assert len(backend.ended("middle", "failed")) == 3  # the first try and two retries
     assert not [a for a in backend.attempts if a.step == "end"]
@@ -214,10 +216,18 @@ def test_only_platform_errors_never_retries_the_steps_own_exception() -> None:
     assert len(backend.ended("start", "failed")) == 1
 
 
+def lost_by_raising() -> Outcome:
+    raise PlatformError("the node went away")
+
+
 @pytest.mark.parametrize(
     "lose",
-    [lambda: Lost("the pod was evicted"), lambda: Failed(TaskTerminated("stopped by SIGTERM"))],
-    ids=["no-record", "terminated-record"],
+    [
+        lambda: Lost("the pod was evicted"),
+        lambda: Failed(TaskTerminated("stopped by SIGTERM")),
+        lost_by_raising,
+    ],
+    ids=["no-record", "terminated-record", "backend-raised"],
 )
 def test_only_platform_errors_retries_a_lost_or_terminated_task(lose: Callable[[], Outcome]) -> None:
     def start(task: TaskSpec) -> Outcome:
@@ -236,7 +246,7 @@ def test_catch_records_the_last_failure_after_the_retries_and_goes_on() -> None:
             return Done({"error": task.fallback["error"]["message"]})
         return Failed(RuntimeError(f"attempt {task.attempt}"))
 
-    result, backend, store, _ = run(Caught, by_step(start=start))
+    result, backend, _, _ = run(Caught, by_step(start=start))
     assert result.successful
     starts = [a.spec for a in backend.attempts if a.step == "start"]
     assert [(s.attempt, s.fallback is not None) for s in starts] == [(0, False), (1, False), (2, True)]
@@ -367,10 +377,11 @@ def test_max_workers_bounds_the_tasks_running_at_once() -> None:
     assert len(backend.ended("work", "done")) == 12
 
 
-def test_a_backend_that_raises_fails_the_run_with_its_message() -> None:
+def test_a_backend_that_refuses_a_job_fails_the_run_with_its_message() -> None:
     def start(task: TaskSpec) -> Outcome:
-        raise aflow.exception.AflowException("the queue 'q' does not exist")
+        raise JobRefused("the queue 'q' does not exist: set AFLOW_BATCH_JOB_QUEUE")
 
-    result, backend, _, seen = run(Linear, by_step(start=start))
+    result, backend, _, seen = run(OnlyPlatform, by_step(start=start))
     assert not result.successful and backend.attempts[0].ended == "raised"
-    assert seen[-1].error == "the queue 'q' does not exist"
+    assert len(backend.attempts) == 1  # a refusal is not a lost task: not retried
+    assert seen[-1].error == "the queue 'q' does not exist: set AFLOW_BATCH_JOB_QUEUE"

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from aflow.backends.errors import is_platform_failure
 from aflow.cli.app import _guarded, _load, app
 from aflow.cli.options import Datastore, DatastoreRoot
 from aflow.client import core
@@ -298,7 +299,7 @@ def _step_row(records: list[TaskRecord | None]) -> list[Any]:
     if failed:
         # The task whose own error failed the run, before the ones stopped because of it.
         first = min(
-            failed, key=lambda r: ((r.error or {}).get("type") == "TaskTerminated", int(r.task_id))
+            failed, key=lambda r: (is_platform_failure(r.error), int(r.task_id))
         )
         error = first.error or {}
         more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""

@@ -23,6 +23,7 @@ import anyio
 import msgpack
 
 from aflow.backends.base import Backend, TaskSpec
+from aflow.backends.errors import PlatformError, is_platform_failure
 from aflow.decorators import TimeoutDecorator, compute_of
 from aflow.engine.events import EventBus, ForeachStarted, TaskFailed, TaskFinished, TaskStarted
 from aflow.engine.task_logs import LogFlusher, TaskLog
@@ -244,6 +245,8 @@ class Scheduler:
         try:
             with anyio.move_on_after(limit) as deadline:
                 outcome = await self.backend.run(spec, log)
+        except PlatformError as e:  # the backend saw the task lost: a failed attempt, retried
+            return None, Failure(str(e), None, platform=True)
         finally:
             with anyio.CancelScope(shield=True):  # a stopped task's output is kept too
                 await log.save(self.store, task_log_key(*key))
@@ -258,9 +261,10 @@ class Scheduler:
             return record, None
         if record is not None and record.error:
             error = record.error
-            platform = error["type"] == "TaskTerminated"
             return None, Failure(
-                f"{error['type']}: {error['message']}", error.get("traceback"), platform
+                f"{error['type']}: {error['message']}",
+                error.get("traceback"),
+                is_platform_failure(error),
             )
         reason = outcome.reason or "the task ended without committing its record"
         return None, Failure(reason, None, platform=True)

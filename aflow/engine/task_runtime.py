@@ -24,6 +24,7 @@ import msgpack
 
 import aflow
 from aflow.backends.base import TaskSpec
+from aflow.backends.errors import TaskTerminated
 from aflow.current import current
 from aflow.exception import (
     AflowException,
@@ -342,11 +343,6 @@ def user_traceback(e: BaseException) -> str:
     if isinstance(e, AflowException):
         te.stack = traceback.StackSummary.from_list(te.stack[-1:])
     return "".join(te.format())
-
-
-class TaskTerminated(BaseException):
-    """SIGTERM arrived: the run is being stopped. Raised so that `finally` blocks (ours, which
-    remove temporary files, and the user's) run before the process exits."""
 
 
 def _terminated(signum: int, frame: Any) -> None:
