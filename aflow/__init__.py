@@ -32,6 +32,7 @@ _LAZY = {
     "pypi_base": "aflow.decorators",
     "conda": "aflow.decorators",
     "conda_base": "aflow.decorators",
+    "card": "aflow.decorators",
     "start_flow": "aflow.engine.runner",
     "RunningFlow": "aflow.engine.runner",
     "Flow": "aflow.client",
@@ -42,6 +43,11 @@ _LAZY = {
     "namespace": "aflow.client",
     "get_namespace": "aflow.client",
     "AsyncFlow": "aflow.client",
+    "S3": "aflow.s3",
+    "AsyncS3": "aflow.s3",
+    "profile": "aflow.profile",
+    "parallel_map": "aflow.multicore",
+    "parallel_imap_unordered": "aflow.multicore",
 }
 
 
@@ -57,7 +63,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "S3",
     "AsyncFlow",
+    "AsyncS3",
     "DataArtifact",
     "Flow",
     "FlowSpec",
@@ -69,6 +77,7 @@ __all__ = [
     "Step",
     "Task",
     "batch",
+    "card",
     "catch",
     "conda",
     "conda_base",
@@ -77,6 +86,9 @@ __all__ = [
     "get_namespace",
     "kubernetes",
     "namespace",
+    "parallel_imap_unordered",
+    "parallel_map",
+    "profile",
     "pypi",
     "pypi_base",
     "resources",

@@ -37,6 +37,13 @@ class Current:
         raise AttributeError(f"current has no attribute '{name}'")
 
     @property
+    def card(self) -> Any:
+        """The step's cards (`@card`): `current.card.append(Markdown(...))`, `current.card["id"]`."""
+        from aflow.cards.collector import current_cards
+
+        return current_cards()
+
+    @property
     def is_running_flow(self) -> bool:
         return "task_id" in self._values
 

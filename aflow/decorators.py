@@ -159,6 +159,29 @@ class CondaDecorator(StepDecorator):
             _check_packages(self.name, self.attributes[option])
 
 
+class CardDecorator(StepDecorator):
+    """A report saved with each task of the step (see aflow/cards); a step may have several."""
+
+    name = "card"
+    defaults = {
+        "type": "default", "id": None, "options": {}, "timeout": 45, "refresh_interval": 5,
+        "save_errors": True, "customize": False, "scope": "task", "rank": None,
+    }  # fmt: skip
+
+    def validate(self) -> None:
+        from aflow.cards.storage import check_card_name
+
+        check_card_name("type", self.attributes["type"])
+        if self.attributes["id"] is not None:
+            check_card_name("id", self.attributes["id"])
+        self.number("timeout")
+        self.number("refresh_interval")
+
+    def __call__(self, f: F) -> F:
+        f.__dict__.setdefault("decorators", []).append(self)
+        return f
+
+
 def _check_packages(decorator: str, packages: Any) -> None:
     if not isinstance(packages, dict) or not all(isinstance(k, str) for k in packages):
         raise AflowException(
@@ -191,7 +214,7 @@ DECORATORS: dict[str, type[StepDecorator]] = {
     d.name: d
     for d in (
         RetryDecorator, CatchDecorator, TimeoutDecorator, EnvironmentDecorator, ResourcesDecorator,
-        BatchDecorator, KubernetesDecorator, PypiDecorator, CondaDecorator,
+        BatchDecorator, KubernetesDecorator, PypiDecorator, CondaDecorator, CardDecorator,
     )
 }  # fmt: skip
 
@@ -236,6 +259,7 @@ batch = _factory(BatchDecorator)
 kubernetes = _factory(KubernetesDecorator)
 pypi = _factory(PypiDecorator)
 conda = _factory(CondaDecorator)
+card = _factory(CardDecorator)
 pypi_base = _flow_decorator(PypiDecorator)
 conda_base = _flow_decorator(CondaDecorator)
 
@@ -307,8 +331,13 @@ def step_decorators(
         own = {
             d.name: dict(d.attributes)
             for d in getattr(func, "decorators", [])
-            if isinstance(d, StepDecorator)
+            if isinstance(d, StepDecorator) and not isinstance(d, CardDecorator)
         }
+        # Decorators apply bottom-up: reversed, the cards are in the order the source lists them.
+        cards = [d for d in reversed(getattr(func, "decorators", [])) if isinstance(d, CardDecorator)]
+        cards += [d for d in extra if isinstance(d, CardDecorator)] if not cards else []
+        if cards:  # several per step: {"card": {"cards": [attributes, ...]}}
+            own["card"] = {"cards": [dict(d.attributes) for d in cards]}
         for d in extra:
             if d.name in COMPUTE and any(c in own for c in COMPUTE):
                 continue  # a step's own @batch/@kubernetes wins over --with's

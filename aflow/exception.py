@@ -11,9 +11,20 @@ from dataclasses import dataclass
 
 
 class AflowException(Exception):
-    """Base of every error aflow raises on purpose: its message is meant for the user."""
+    """Base of every error aflow raises on purpose: its message is meant for the user.
+
+    Takes Metaflow's MetaflowException arguments too (`msg`, `lineno`, `source_file`) and keeps the
+    message in `.message`, for flows that raise or inspect it as they did with Metaflow.
+    """
 
     headline = "aflow error"
+
+    def __init__(self, msg: str = "", lineno: int | None = None, source_file: str | None = None) -> None:
+        self.message = msg
+        self.line_no = lineno
+        self.source_file = source_file
+        where = f"{source_file}:{lineno}: " if source_file and lineno else ""
+        super().__init__(f"{where}{msg}" if where else msg)
 
 
 @dataclass(frozen=True)
@@ -110,30 +121,117 @@ class TaskNotFound(AflowNotFound, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-# Metaflow's names, for flows that import them.
+class ExternalCommandFailed(AflowException):
+    headline = "external command failed"
+
+
+class ParameterFieldFailed(AflowException):
+    headline = "parameter field failed"
+
+    def __init__(self, name: str, field: str) -> None:
+        super().__init__(f"parameter '{name}': evaluating its {field} failed")
+
+
+class ParameterFieldTypeMismatch(AflowException):
+    headline = "parameter field with a mismatching type"
+
+
+class InvalidPathspec(AflowException):
+    headline = "invalid pathspec"
+
+
+class InternalError(AflowException):
+    headline = "internal error"
+
+
+class TaggingError(AflowException):
+    headline = "tagging error"
+
+
+class UnknownUser(AflowException):
+    headline = "unknown user"
+
+    def __init__(self, msg: str = "") -> None:
+        super().__init__(msg or "cannot tell who you are: set AFLOW_USER (or USER)")
+
+
+class InvalidDecoratorAttribute(AflowException):
+    headline = "unknown decorator attribute"
+
+    def __init__(self, deconame: str, attr: str, defaults: dict[str, object]) -> None:
+        super().__init__(
+            f"@{deconame} has no option {attr} (its options: {', '.join(defaults) or 'none'})"
+        )
+
+
+class CommandException(AflowException):
+    headline = "invalid command"
+
+
+class DataMissing(AflowException):
+    headline = "data missing"
+
+
+# Metaflow's names, for flows that import them from `metaflow.exception`.
 MetaflowException = AflowException
 MetaflowNotFound = AflowNotFound
 MetaflowNamespaceMismatch = NamespaceMismatch
+MetaflowInvalidPathspec = InvalidPathspec
+MetaflowInternalError = InternalError
+MetaflowTaggingError = TaggingError
+MetaflowUnknownUser = UnknownUser
+MetaflowDataMissing = DataMissing
 
 
-class CaughtException:
-    """What `@catch(var="x")` stores in `self.x` when the step failed: the error, as data.
+def qualified_name(kind: type) -> str:
+    """`module.Class`, as Metaflow names an exception's type (`__main__.Boom`, `builtins.KeyError`)."""
+    return f"{kind.__module__}.{kind.__qualname__}"
 
-    Not an Exception subclass on purpose: it is an artifact to inspect (`.type`, `.message`,
-    `.traceback`), not something to raise by accident.
+
+class CaughtException(Exception):
+    """An exception as data: what `@catch(var="x")` stores in `self.x` and `task.exception` returns.
+
+    Metaflow's MetaflowExceptionWrapper: `.exception` is the message, `.type` the module-qualified
+    class name, `.traceback` (also `.stacktrace`) the user's traceback. It holds only strings, so it
+    unpickles anywhere, whatever the original exception class was; `str()` is the traceback.
     """
 
-    def __init__(self, step: str, type: str, message: str, traceback: str) -> None:
-        self.step = step
+    def __init__(
+        self, exception: str = "", type: str = "", traceback: str | None = None, step: str | None = None
+    ) -> None:
+        super().__init__(exception)
+        self.exception = exception
         self.type = type
-        self.message = message
         self.traceback = traceback
+        self.step = step
+
+    @classmethod
+    def of(cls, error: BaseException, traceback: str | None, step: str | None = None) -> CaughtException:
+        return cls(str(error), qualified_name(type(error)), traceback, step)
+
+    @property
+    def stacktrace(self) -> str | None:
+        return self.traceback
+
+    @property
+    def message(self) -> str:
+        return self.exception
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (CaughtException, (), self.__dict__)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.args = (self.exception,)
 
     def __str__(self) -> str:
-        return f"{self.type}: {self.message}" if self.type else self.message
+        return self.traceback or f"[no stacktrace]\n{self.type}: {self.exception}"
 
     def __repr__(self) -> str:
-        return f"CaughtException(step={self.step!r}, {self})"
+        return f"CaughtException({self.type}: {self.exception})"
+
+
+MetaflowExceptionWrapper = CaughtException
 
 
 def first_error(error: BaseException) -> BaseException:

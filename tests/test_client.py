@@ -93,7 +93,8 @@ def test_failed_run_explains_itself(store: Path, runs: tuple[Path, str, str]) ->
         run.data  # noqa: B018
     failed = [t for t in run["work"] if not t.successful]
     exc = failed[0].exception
-    assert isinstance(exc, TaskException) and exc.type == "ValueError" and exc.message == "bad item 1"
+    assert isinstance(exc, TaskException) and exc.type == "builtins.ValueError"
+    assert exc.exception == "bad item 1"
     assert "raise ValueError" in exc.traceback
     assert "Traceback" in failed[0].stderr
 

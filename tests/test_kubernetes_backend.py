@@ -1,4 +1,4 @@
-"""The @kubernetes backend (aflow/backends/kubernetes.py) end to end: flows run through the CLI or
+"""The @kubernetes backend (aflow/backends/k8s/) end to end: flows run through the CLI or
 `aflow.run_flow` with an S3 datastore on moto, against the Kubernetes API emulator
 (tests/fakes/k8s_server.py), whose pods are local processes running the real container bootstrap.
 
@@ -143,9 +143,9 @@ def test_retry_on_a_flaky_remote_step_and_catch_fallback(k8s: Any) -> None:
     assert "this step always fails" in str(data.error)
     failed = [e for _, e in events if isinstance(e, TaskFailed)]
     assert any("first attempt fails" in e.message and e.retrying for e in failed)
-    # Every attempt is a Job of its own: flaky twice, doomed once and its @catch fallback once.
+    # Every attempt is a Job of its own: flaky twice; doomed once, its failure caught in that attempt.
     assert len(job_posts(k8s, "flaky")) == 2
-    assert len(job_posts(k8s, "doomed")) == 2
+    assert len(job_posts(k8s, "doomed")) == 1
 
 
 def test_resources_and_scheduling_settings_shape_the_job(k8s: Any) -> None:
@@ -322,7 +322,9 @@ def test_expired_watch_is_listed_again(k8s: Any, s3_datastore: tuple[str, str]) 
     backend lists again (and takes the list's version) rather than failing or missing changes."""
     from kubernetes_asyncio import client
 
-    from aflow.backends import kubernetes as k8s_backend
+    from aflow.backends.k8s import api as k8s_api_mod
+    from aflow.backends.k8s import backend as k8s_backend
+    from aflow.backends.k8s import watch as k8s_watch
     from aflow.backends.remote import RemoteContext
     from aflow.stores.base import open_store
 
@@ -334,7 +336,7 @@ def test_expired_watch_is_listed_again(k8s: Any, s3_datastore: tuple[str, str]) 
         try:
             assert backend._api is not None
             core = client.CoreV1Api(backend._api)
-            _, first = await backend._list(core.list_namespaced_pod, "default")
+            _, first = await k8s_watch.list_all(core.list_namespaced_pod, "default", backend._selector)
             body = {
                 "metadata": {"name": "other", "labels": {"aflow.io/run": backend._run_key}},
                 "spec": {
@@ -351,13 +353,18 @@ def test_expired_watch_is_listed_again(k8s: Any, s3_datastore: tuple[str, str]) 
             await anyio.sleep(0.5)
             await anyio.to_thread.run_sync(k8s.compact)
             seen: list[str] = []
-            with pytest.raises(k8s_backend._Expired):
-                await backend._stream(
-                    core.list_namespaced_pod, "default", first, lambda kind, obj: seen.append(kind)
+            with pytest.raises(k8s_api_mod.Expired):
+                await k8s_watch.stream(
+                    core.list_namespaced_pod,
+                    "default",
+                    backend._selector,
+                    first,
+                    lambda kind, obj: seen.append(kind),
                 )
             assert seen == []
-            # What _watch_kind does next: list again, from a version the server still has.
-            items, again = await backend._list(core.list_namespaced_pod, "default")
+            # What watch_forever does next: list again, from a version the server still has.
+            pods = core.list_namespaced_pod
+            items, again = await k8s_watch.list_all(pods, "default", backend._selector)
             assert int(again) > int(first) and [p["metadata"]["labels"]["job-name"] for p in items]
         finally:
             await backend._close()

@@ -25,7 +25,7 @@ from aflow.stores.base import REMOTE
 # compute decorator -> (module, class, the extra with its client library, that library's module)
 DRIVERS = {
     "batch": ("aflow.backends.batch", "BatchBackend", "aws", "aioboto3"),
-    "kubernetes": ("aflow.backends.kubernetes", "KubernetesBackend", "k8s", "kubernetes_asyncio"),
+    "kubernetes": ("aflow.backends.k8s", "KubernetesBackend", "k8s", "kubernetes_asyncio"),
 }
 
 

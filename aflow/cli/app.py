@@ -319,5 +319,6 @@ def package(
 
 
 # Inspection commands register themselves on `app`.
+from aflow.cli import cards as _cards  # noqa: E402, F401
 from aflow.cli import inspect as _inspect  # noqa: E402, F401
 from aflow.cli import ui as _ui  # noqa: E402, F401

@@ -25,6 +25,7 @@ import anyio.to_thread
 from aflow.exception import (
     AflowException,
     AflowNotFound,
+    CaughtException,
     NamespaceMismatch,
     StepNotFound,
     TaskNotFound,
@@ -420,15 +421,7 @@ class ForeachFrame(NamedTuple):
     num_splits: int
 
 
-class TaskException(NamedTuple):
-    """How a failed task ended, from its record: `task.exception`."""
-
-    type: str
-    message: str
-    traceback: str
-
-    def __str__(self) -> str:
-        return f"{self.type}: {self.message}" if self.type else self.message
+TaskException = CaughtException  # `task.exception`: .exception, .type, .traceback, as @catch's
 
 
 class LogLine(NamedTuple):
@@ -587,16 +580,16 @@ class AsyncTask:
         """`task.stdout` / `task.stderr`: the saved text of one stream."""
         return "".join(f"{ln.text}\n" for ln in await self.log(stream))
 
-    async def exception(self) -> Any:
-        """Why the task failed (a TaskException from its record), or a stored `_exception`, or None."""
+    async def exception(self) -> CaughtException | None:
+        """Why the task failed, as @catch's object (`.exception`, `.type`, `.traceback`); None
+        for a task that succeeded, also one whose failure @catch handled (as in Metaflow)."""
         record = await self.record_or_none()
-        if record is None:
+        if record is None or record.ok:
             return None
         if record.error:
             e = record.error
-            return TaskException(e.get("type", ""), e.get("message", ""), e.get("traceback", ""))
-        if "_exception" in record.artifacts:
-            return await self.artifact("_exception")
+            kind = e.get("class") or e.get("type") or ""
+            return CaughtException(e.get("message", ""), kind, e.get("traceback") or None, self.step)
         return None
 
     async def foreach_stack(self) -> list[ForeachFrame]:

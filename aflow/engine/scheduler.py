@@ -66,9 +66,10 @@ class Failure:
     message: str
     traceback: str | None
     platform: bool
+    kind: str | None = None  # the module-qualified exception class, when one is known
 
     def as_dict(self) -> dict[str, Any]:
-        return {"message": self.message, "traceback": self.traceback or ""}
+        return {"message": self.message, "traceback": self.traceback or "", "class": self.kind}
 
 
 class Origin(Protocol):
@@ -242,8 +243,11 @@ class Scheduler:
         if compute_of(spec.step, decorators) is not None:
             limit = None  # a remote task times itself from when it starts (task_runtime), not here
             # where its wait in the platform's queue would count too
+        # A task times its own step (so @catch keeps what the step set); this deadline only
+        # stops one that outlives that, say stuck in C code or in committing its outputs.
+        backstop = limit + min(2.0, limit) if limit is not None else None
         try:
-            with anyio.move_on_after(limit) as deadline:
+            with anyio.move_on_after(backstop) as deadline:
                 outcome = await self.backend.run(spec, log)
         except PlatformError as e:  # the backend saw the task lost: a failed attempt, retried
             return None, Failure(str(e), None, platform=True)
@@ -252,7 +256,7 @@ class Scheduler:
                 await log.save(self.store, task_log_key(*key))
         if deadline.cancelled_caught:
             message = f"TimeoutException: the step ran longer than {limit:g} s (@timeout)"
-            return None, Failure(message, None, platform=False)
+            return None, Failure(message, None, False, "aflow.exception.TimeoutException")
         record = await self._read_record(task_record_key(*key))
         if outcome.returncode == 0 and record is not None and record.ok:
             if not spec.fallback:
@@ -265,6 +269,7 @@ class Scheduler:
                 f"{error['type']}: {error['message']}",
                 error.get("traceback"),
                 is_platform_failure(error),
+                error.get("class"),
             )
         reason = outcome.reason or "the task ended without committing its record"
         return None, Failure(reason, None, platform=True)

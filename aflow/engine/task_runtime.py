@@ -25,6 +25,7 @@ import msgpack
 import aflow
 from aflow.backends.base import TaskSpec
 from aflow.backends.errors import TaskTerminated
+from aflow.cards.runtime import TaskCards
 from aflow.current import current
 from aflow.exception import (
     AflowException,
@@ -33,6 +34,7 @@ from aflow.exception import (
     MergeArtifactsException,
     MissingInMergeArtifactsException,
     UnhandledInMergeArtifactsException,
+    qualified_name,
 )
 from aflow.flowspec import FlowSpec
 from aflow.graph import StepNode, graph_for
@@ -273,19 +275,26 @@ class Task:
                 f"({self.node.file}:{self.node.def_line})"
             )
 
+    def catch(self, flow: FlowSpec, caught: CaughtException, settings: dict[str, Any]) -> None:
+        """@catch: the step's failure becomes data and the flow goes on, as if self.next() was
+        called; what the step set before it failed is kept (Metaflow does the same, in the same
+        attempt)."""
+        if settings.get("print_exception", True):
+            shown = (caught.traceback or f"{caught.type}: {caught.exception}").rstrip("\n")
+            print(f"@catch: step '{self.node.name}' failed, the flow goes on:\n{shown}", file=sys.stderr)
+        if settings.get("var"):
+            setattr(flow, settings["var"], caught)
+        self.next_call = (list(self.node.out_funcs), self.node.foreach_param)
+
     def run_fallback(self, flow: FlowSpec) -> None:
-        """@catch after the last failed attempt: record the error instead of running the step."""
+        """@catch after an attempt that left no record of its own (the process was lost)."""
         fallback = self.spec.fallback or {}
         error = fallback.get("error", {})
         message = error.get("message", "")
         kind, _, text = message.partition(": ") if ": " in message else ("", "", message)
-        if fallback.get("print_exception", True):
-            shown = (error.get("traceback") or message).rstrip("\n")
-            print(f"@catch: step '{self.node.name}' failed, the flow goes on:\n{shown}", file=sys.stderr)
-        if fallback.get("var"):
-            caught = CaughtException(self.node.name, kind, text, error.get("traceback", ""))
-            setattr(flow, fallback["var"], caught)
-        self.next_call = (list(self.node.out_funcs), self.node.foreach_param)
+        caught = CaughtException(text, error.get("class") or kind, error.get("traceback") or None)
+        caught.step = self.node.name
+        self.catch(flow, caught, fallback)
 
     def outputs(self, flow: FlowSpec) -> dict[str, art.ArtifactRef]:
         refs = dict(self.inherited)
@@ -349,11 +358,12 @@ def _terminated(signum: int, frame: Any) -> None:
     raise TaskTerminated("the task was stopped (SIGTERM): its run was cancelled or failed")
 
 
-def _time_remote_step(spec: TaskSpec) -> None:
-    """@timeout in a container: counted from when the task starts, not from its submission (its
-    wait in the platform's queue is not the step's time). Locally the scheduler stops the task."""
+def _time_step(spec: TaskSpec) -> None:
+    """@timeout, counted by the task itself from when its step starts (in a container, its wait in
+    the platform's queue is not the step's time). The step sees a TimeoutException where it is,
+    so @catch can keep what it set so far; the scheduler only stops a local task that ignores it."""
     settings = spec.decorators.get("timeout")
-    if not settings or spec.fallback is not None or os.environ.get("AFLOW_BACKEND", "local") == "local":
+    if not settings or spec.fallback is not None:
         return
     from aflow.decorators import TimeoutDecorator
     from aflow.exception import TimeoutException
@@ -365,6 +375,24 @@ def _time_remote_step(spec: TaskSpec) -> None:
 
     signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, limit)
+
+
+def _catching(spec: TaskSpec) -> dict[str, Any] | None:
+    """@catch's settings when this attempt's failure is to be caught: its last attempt (or any,
+    when @retry retries only platform errors, which a raised exception is not)."""
+    settings = spec.decorators.get("catch")
+    if settings is None or spec.fallback is not None:
+        return None
+    retry = spec.decorators.get("retry")
+    if retry is None or retry.get("only_platform_errors") or spec.attempt >= retry["times"]:
+        return settings
+    return None
+
+
+def error_dict(e: BaseException, shown: str) -> dict[str, str]:
+    """A failure as a record keeps it: `type` is the class name, `class` the qualified one."""
+    return {"type": type(e).__name__, "class": qualified_name(type(e)), "message": str(e),
+            "traceback": shown}  # fmt: skip
 
 
 def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec]) -> int:
@@ -398,6 +426,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         origin_run_id=spec.origin_run_id,
     )
     key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+    cards = TaskCards.start(spec, store, flow_cls)  # current.card; None when the step has no @card
     try:
         node = graph_for(flow_cls)[spec.step]
         environment = spec.decorators.get("environment")
@@ -406,12 +435,23 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         task = Task(spec, store, node)
         flow = flow_cls.__new__(flow_cls)
         flow.__dict__["_aflow_task"] = task
+        catching = _catching(spec)
         if spec.fallback is not None:
             task.run_fallback(flow)
         else:
-            _time_remote_step(spec)
+            _time_step(spec)
             try:
                 task.run_step(flow)
+            except Exception as e:
+                if catching is None:
+                    raise
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                shown = user_traceback(e)
+                task.catch(flow, CaughtException.of(e, shown, spec.step), catching)
+                record.error = {**error_dict(e, shown), "caught": "catch"}
+            else:
+                if catching is not None and catching.get("var"):
+                    setattr(flow, catching["var"], None)  # success: the idiom `if not i.x`
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)  # committing the outputs is not timed
         split = task.split(flow)
@@ -420,6 +460,8 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         if split:
             record.num_splits, record.split_digest = split
         record.finished_at = time.time()
+        if cards is not None:
+            cards.finish(flow, record)  # never raises: a card that fails shows its error instead
         store.put(key, [record.pack()])
         return 0
     except BaseException as e:
@@ -429,7 +471,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         sys.stderr.flush()
         record.status = "failed"
         record.finished_at = time.time()
-        record.error = {"type": type(e).__name__, "message": str(e), "traceback": shown}
+        record.error = error_dict(e, shown)
         try:
             store.put(key, [record.pack()])
         except Exception as store_error:

@@ -141,17 +141,22 @@ class S3Store:
 
     # -- the ObjectStore protocol ----------------------------------------------------------------
 
-    async def put(self, key: str, parts: Sequence[Buffer]) -> None:
+    async def put(
+        self, key: str, parts: Sequence[Buffer], extra: dict[str, Any] | None = None
+    ) -> None:
+        """`extra`: more of PutObject's arguments (ContentType, Metadata, ServerSideEncryption),
+        for the user-facing S3 client (aflow.s3); the datastore itself passes none."""
+        extra = extra or {}
         async with self._errors(key):
             client = await self._client()
             name = self._key(key)
             if total_size(parts) <= self.settings.threshold:
-                await client.put_object(Bucket=self.bucket, Key=name, Body=join(parts))
+                await client.put_object(Bucket=self.bucket, Key=name, Body=join(parts), **extra)
                 return
             # Parts carry a CRC32 (computed in a worker thread): S3 checks each part on arrival,
             # and completing the upload is then far cheaper than without part checksums.
             upload = await client.create_multipart_upload(
-                Bucket=self.bucket, Key=name, ChecksumAlgorithm="CRC32"
+                Bucket=self.bucket, Key=name, ChecksumAlgorithm="CRC32", **extra
             )
             upload_id = upload["UploadId"]
             # Preparing a part is CPU work that releases the GIL: more threads than cores gain
@@ -198,18 +203,24 @@ class S3Store:
             await anyio.sleep(0.1 * 2**attempt)
 
     async def get(self, key: str) -> bytearray:
+        return (await self.get_with_info(key))[0]
+
+    async def get_with_info(self, key: str) -> tuple[bytearray, dict[str, Any]]:
+        """The object and what its first GET said of it (ContentType, Metadata, LastModified,
+        ServerSideEncryption; none of them for an empty object), for the S3 client (aflow.s3)."""
         async with self._errors(key):
             client = await self._client()
             first = self.settings.threshold
             head = await self._get_object(client, key, 0, first - 1)  # a missing key: NoSuchKey
             if head is None:  # an empty object: no range of it exists
-                return bytearray()
+                return bytearray(), {}
             body = head["Body"]
             async with body:
                 start = await body.read()
+            info = {k: v for k, v in head.items() if k != "Body"}
             size = _total(head, len(start))
             if size <= len(start):
-                return bytearray(start)
+                return bytearray(start), info
 
             async def fetch_into(offset: int, view: memoryview) -> None:
                 if offset < len(start):  # the first piece is already here
@@ -219,7 +230,7 @@ class S3Store:
                         return
                 await self._read_range_into(client, key, offset, view)
 
-            return await download_ranges(size, self.settings, fetch_into)
+            return await download_ranges(size, self.settings, fetch_into), info
 
     async def _get_object(self, client: Any, key: str, first: int, last: int) -> Any:
         """A ranged GET; None when the range starts past the end (S3 answers 416)."""

@@ -1,0 +1,37 @@
+"""Cards: reports a step attaches to its tasks with `@card`, as in Metaflow.
+
+Components (`Markdown`, `Table`, `Image`, `Artifact`, `VegaChart`, `ProgressBar`, `Error`, `Html`)
+are appended to `current.card` in a step; each card is saved with its task as data plus one
+self-contained HTML document (`storage`, `render`), drawn by one renderer (`static/card.js`) in
+that document and in `aflow ui`. `get_cards(task)` reads them back in a notebook; `aflow card
+view/get/list` from the shell. The task runtime's side is `runtime`; the engine knows no more.
+"""
+
+from __future__ import annotations
+
+from aflow.cards.client import Card, get_cards
+from aflow.cards.components import (
+    Artifact,
+    Component,
+    Error,
+    Html,
+    Image,
+    Markdown,
+    ProgressBar,
+    Table,
+    VegaChart,
+)
+
+__all__ = [
+    "Artifact",
+    "Card",
+    "Component",
+    "Error",
+    "Html",
+    "Image",
+    "Markdown",
+    "ProgressBar",
+    "Table",
+    "VegaChart",
+    "get_cards",
+]

@@ -1,0 +1,336 @@
+"""Card components: what a step appends to `current.card`, each turned into plain JSON data.
+
+A component is a small object with `to_data()`, a dict the card renderer (cards/static/card.js, in
+the card's HTML document and in `aflow ui`) draws from. Text is data, never markup: the renderer sets
+it as text, so `<b>` in a value shows as `<b>`. Only `Markdown` (rendered here with raw HTML
+disabled) and `Html` (drawn in a sandboxed frame without scripts) carry markup, and they say so.
+matplotlib, PIL and Altair are imported only when the user hands over one of their objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import traceback
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+MAX_TABLE_ROWS = 1000  # a DataFrame shows its first rows: a card is a report, not a data dump
+
+
+class Component:
+    """A card component. `id` lets `current.card.components[id]` find it again to update it."""
+
+    kind = ""
+    REALTIME_UPDATABLE = False
+
+    def __init__(self) -> None:
+        self.component_id: str | None = None
+
+    @property
+    def id(self) -> str | None:
+        return self.component_id
+
+    @id.setter
+    def id(self, value: str | None) -> None:
+        self.component_id = value
+
+    def data(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_data(self) -> dict[str, Any]:
+        """The component as JSON data; a component that cannot be drawn becomes an error block."""
+        try:
+            out = {"type": self.kind, **self.data()}
+        except Exception as e:
+            out = Error(e, f"{type(self).__name__} could not be rendered").to_data()
+        if self.component_id:
+            out["id"] = self.component_id
+        return out
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"{type(self).__name__} cannot be updated; replace it instead")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}{f' {self.component_id}' if self.component_id else ''}>"
+
+
+def _markdown_html(text: str) -> str:
+    from markdown_it import MarkdownIt
+
+    # Raw HTML in the text is escaped (html=False); links like javascript: are refused by
+    # markdown-it's link validation.
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+
+
+class Markdown(Component):
+    kind = "markdown"
+    REALTIME_UPDATABLE = True
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__()
+        self.text = text
+
+    def update(self, text: str = "") -> None:
+        self.text = text
+
+    def data(self) -> dict[str, Any]:
+        return {"html": _markdown_html(str(self.text))}
+
+
+class Html(Component):
+    """HTML the author vouches for, drawn in a sandboxed frame (no scripts, no access to the page)."""
+
+    kind = "html"
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.html = html
+
+    def data(self) -> dict[str, Any]:
+        return {"html": str(self.html)}
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, Component):
+        return value.to_data()
+    if value is None or isinstance(value, bool | int | float):
+        return {"type": "text", "text": "" if value is None else str(value)}
+    return {"type": "text", "text": str(value)}
+
+
+class Table(Component):
+    """Rows of cells; a cell is a value (shown as text) or another component."""
+
+    kind = "table"
+    REALTIME_UPDATABLE = True
+
+    def __init__(
+        self, data: Sequence[Sequence[Any]] | None = None, headers: Sequence[Any] | None = None
+    ) -> None:
+        super().__init__()
+        self.rows = [list(r) for r in (data or [])]
+        self.headers = [str(h) for h in headers] if headers else []
+        self.note = ""
+
+    @classmethod
+    def from_dataframe(cls, dataframe: Any, truncate: bool = True) -> Table:
+        """A pandas DataFrame: its columns as headers, its first 1,000 rows (all when not truncate)."""
+        total = len(dataframe)
+        shown = dataframe.head(MAX_TABLE_ROWS) if truncate else dataframe
+        table = cls(
+            [[_plain(v) for v in row] for row in shown.itertuples(index=False, name=None)],
+            [str(c) for c in dataframe.columns],
+        )
+        if len(shown) < total:
+            table.note = f"the first {len(shown):,} of {total:,} rows"
+        return table
+
+    def update(self, data: Sequence[Sequence[Any]] | None = None) -> None:
+        self.rows = [list(r) for r in (data or [])]
+
+    def update_cell(self, row: int, col: int, value: Any) -> None:
+        self.rows[row][col] = value
+
+    def data(self) -> dict[str, Any]:
+        out = {"headers": self.headers, "rows": [[_cell(c) for c in r] for r in self.rows]}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def _plain(value: Any) -> Any:
+    """A DataFrame cell as a printable value (numpy scalars, timestamps)."""
+    if isinstance(value, Component):
+        return value
+    item = getattr(value, "item", None)
+    if callable(item) and type(value).__module__ == "numpy":
+        try:
+            return item()
+        except Exception:
+            return str(value)
+    return value
+
+
+_SIGNATURES = (
+    (b"\x89PNG", "image/png"),
+    (b"\xff\xd8", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"RIFF", "image/webp"),
+)
+
+
+def _image_type(data: bytes) -> str:
+    for magic, mime in _SIGNATURES:
+        if data.startswith(magic):
+            return mime
+    head = data[:256].lstrip().lower()
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:2048].lower()):
+        return "image/svg+xml"
+    raise ValueError("Image needs PNG, JPEG, GIF, WebP or SVG bytes, a PIL image or a matplotlib figure")
+
+
+def _png_of_pil(image: Any) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _png_of_matplotlib(plot: Any) -> bytes:
+    figure = plot.get_figure() if hasattr(plot, "get_figure") and not hasattr(plot, "savefig") else plot
+    figure = getattr(figure, "figure", figure)  # a SubFigure or an Axes' figure
+    out = io.BytesIO()
+    figure.savefig(out, format="png", bbox_inches="tight")
+    return out.getvalue()
+
+
+def _image_bytes(src: Any) -> bytes:
+    if isinstance(src, bytes | bytearray | memoryview):
+        return bytes(src)
+    if type(src).__module__.startswith("PIL"):
+        return _png_of_pil(src)
+    if type(src).__module__.startswith("matplotlib"):
+        return _png_of_matplotlib(src)
+    raise TypeError(
+        f"Image got a {type(src).__name__}: give image bytes, a PIL image or a matplotlib figure"
+    )
+
+
+class Image(Component):
+    kind = "image"
+    REALTIME_UPDATABLE = True
+
+    def __init__(self, src: Any = None, label: str | None = None) -> None:
+        super().__init__()
+        self.src = src
+        self.label = label
+
+    @classmethod
+    def from_pil_image(cls, pilimage: Any, label: str | None = None) -> Image:
+        return cls(_png_of_pil(pilimage), label)
+
+    @classmethod
+    def from_matplotlib(cls, plot: Any, label: str | None = None) -> Image:
+        """A matplotlib Figure (or Axes), as a PNG taken now: later drawing does not change it."""
+        return cls(_png_of_matplotlib(plot), label)
+
+    def update(self, image: Any, label: str | None = None) -> None:
+        self.src = image
+        if label is not None:
+            self.label = label
+
+    def data(self) -> dict[str, Any]:
+        if self.src is None:
+            return {"src": None, "label": self.label}
+        raw = _image_bytes(self.src)
+        encoded = base64.b64encode(raw).decode("ascii")
+        return {"src": f"data:{_image_type(raw)};base64,{encoded}", "label": self.label}
+
+
+class Artifact(Component):
+    """Any value, shown as aflow ui previews it: type, shape, a clipped repr."""
+
+    kind = "artifact"
+    REALTIME_UPDATABLE = True
+
+    def __init__(self, artifact: Any, name: str | None = None, compressed: bool = True) -> None:
+        super().__init__()
+        self.artifact = artifact
+        self.name = name
+        self.compressed = compressed
+
+    def update(self, artifact: Any) -> None:
+        self.artifact = artifact
+
+    def data(self) -> dict[str, Any]:
+        from aflow.ui.preview import describe  # the previews aflow ui shows
+
+        shown = describe(self.artifact)
+        text = shown.text if self.compressed else repr(self.artifact)
+        return {"name": self.name, "value_type": shown.type, "text": text}
+
+
+class VegaChart(Component):
+    """A Vega-Lite (or Vega) spec, drawn by the bundled vega-embed."""
+
+    kind = "vega"
+    REALTIME_UPDATABLE = True
+
+    def __init__(self, spec: dict[str, Any], show_controls: bool = False) -> None:
+        super().__init__()
+        self.spec = spec
+        self.show_controls = show_controls
+
+    @classmethod
+    def from_altair_chart(cls, altair_chart: Any) -> VegaChart:
+        return cls(altair_chart.to_dict())
+
+    def update(self, spec: dict[str, Any] | None = None) -> None:
+        if spec is not None:
+            self.spec = spec.to_dict() if hasattr(spec, "to_dict") else spec
+
+    def data(self) -> dict[str, Any]:
+        import json
+
+        spec = self.spec.to_dict() if hasattr(self.spec, "to_dict") else self.spec
+        json.dumps(spec)  # fails here, naming the component, rather than in the browser
+        return {"spec": spec}
+
+
+class ProgressBar(Component):
+    kind = "progress"
+    REALTIME_UPDATABLE = True
+
+    def __init__(
+        self,
+        max: float = 100,
+        label: str | None = None,
+        value: float = 0,
+        unit: str | None = None,
+        metadata: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.max, self.label, self.value, self.unit, self.metadata = max, label, value, unit, metadata
+
+    def update(self, new_value: float) -> None:
+        self.value = new_value
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "max": float(self.max),
+            "value": float(self.value),
+            "label": self.label,
+            "unit": self.unit,
+            "details": self.metadata,
+        }
+
+
+class Error(Component):
+    """An exception (or a message) shown as an error block, with its traceback."""
+
+    kind = "error"
+
+    def __init__(self, exception: BaseException | str, title: str | None = None) -> None:
+        super().__init__()
+        self.exception = exception
+        self.title = title
+
+    def data(self) -> dict[str, Any]:
+        e = self.exception
+        if isinstance(e, BaseException):
+            text = "".join(traceback.format_exception(e)).rstrip()
+        else:
+            text = str(e)
+        return {"title": self.title or "Error", "text": text}
+
+
+def components_data(components: Iterable[Component]) -> list[dict[str, Any]]:
+    out = []
+    for c in components:
+        if isinstance(c, Component):
+            out.append(c.to_data())
+        else:
+            out.append(
+                Error(f"{type(c).__name__} is not a card component", "Not a component").to_data()
+            )
+    return out
