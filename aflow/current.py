@@ -21,6 +21,12 @@ class Current:
         "namespace",
         "username",
         "tags",
+        # @project's
+        "project_name",
+        "branch_name",
+        "is_user_branch",
+        "is_production",
+        "project_flow_name",
     )
 
     def __init__(self) -> None:

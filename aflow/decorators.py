@@ -24,14 +24,28 @@ class StepDecorator:
     defaults: dict[str, Any] = {}
 
     def __init__(self, **attributes: Any) -> None:
+        from aflow.config import UNPACK_KEY, is_delayed
+
         unknown = sorted(set(attributes) - set(self.defaults))
+        unknown = [u for u in unknown if not u.startswith(UNPACK_KEY)]  # `**config.x`
         if unknown:
             known = ", ".join(self.defaults) or "none"
             raise AflowException(
                 f"@{self.name} has no option {', '.join(unknown)} (its options: {known})"
             )
         self.attributes = {**self.defaults, **attributes}
-        self.validate()
+        # Options that use a Config are checked once the run's configs are read (resolved()).
+        self.delayed = is_delayed(attributes)
+        if not self.delayed:
+            self.validate()
+
+    def resolved(self) -> dict[str, Any]:
+        """The options, with any config expression in them evaluated (and then checked)."""
+        if not self.delayed:
+            return dict(self.attributes)
+        from aflow.config import resolve_delayed
+
+        return dict(type(self)(**resolve_delayed(self.attributes)).attributes)
 
     def validate(self) -> None:
         pass
@@ -198,7 +212,7 @@ def _flow_decorator(cls: type[StepDecorator]) -> Callable[..., Any]:
 
     def decorator(flow_cls: type | None = None, **attributes: Any) -> Any:
         def apply(target: type) -> type:
-            setattr(target, f"_aflow_{cls.name}_base", dict(cls(**attributes).attributes))
+            setattr(target, f"_aflow_{cls.name}_base", cls(**attributes))
             return target
 
         return apply(flow_cls) if isinstance(flow_cls, type) else apply
@@ -305,7 +319,8 @@ def _with_flow_environment(flow_cls: type, own: dict[str, dict[str, Any]]) -> No
     """A step's @pypi/@conda over the flow's @pypi_base/@conda_base: its packages added to (and
     overriding) the base's, its python if it sets one. `@conda(disabled=True)` opts out."""
     for kind in ENVIRONMENTS:
-        base = getattr(flow_cls, f"_aflow_{kind}_base", None)
+        base_decorator = getattr(flow_cls, f"_aflow_{kind}_base", None)
+        base = base_decorator.resolved() if base_decorator is not None else None
         if not base or any(k in own for k in ENVIRONMENTS if k != kind):
             continue
         mine = own.get(kind)
@@ -329,7 +344,7 @@ def step_decorators(
     for step in steps:
         func = getattr(flow_cls, step)
         own = {
-            d.name: dict(d.attributes)
+            d.name: d.resolved()
             for d in getattr(func, "decorators", [])
             if isinstance(d, StepDecorator) and not isinstance(d, CardDecorator)
         }

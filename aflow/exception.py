@@ -84,6 +84,19 @@ class DataStoreError(AflowException):
     headline = "datastore error"
 
 
+class DamagedData(DataStoreError):
+    """A record or blob in the store is not what was written (truncated, altered, unreadable).
+
+    `path` is the file or object; the message says what it belongs to and what to do."""
+
+    headline = "damaged data in the datastore"
+
+    def __init__(self, message: str, path: str = "", reason: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(message)
+
+
 class AflowNotFound(AflowException):
     headline = "object not found"
 
@@ -258,3 +271,9 @@ def first_error(error: BaseException) -> BaseException:
 
 class TimeoutException(AflowException):
     """A step ran longer than its @timeout (raised inside a remote task, which times itself)."""
+
+
+class TaskTerminated(BaseException):
+    """SIGTERM arrived in a task process: its run is being stopped. Raised so that `finally` blocks
+    (ours, which remove temporary files, and the user's) run before the process exits; a
+    BaseException, so a step's `except Exception` does not swallow it."""

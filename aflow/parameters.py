@@ -7,13 +7,43 @@ values; the CLI and the runner decide where they come from.
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from aflow.exception import ParameterError
 
 _MISSING: Any = object()
+
+
+class ParameterContext(NamedTuple):
+    """What a callable default is given (`default=lambda ctx: ctx.user_name`), as in Metaflow."""
+
+    flow_name: str
+    user_name: str | None = None
+    parameter_name: str | None = None
+    logger: Callable[..., None] = print
+    ds_type: str | None = None
+    configs: Any = None
+
+
+def _call_default(fn: Callable[..., Any], ctx: ParameterContext) -> Any:
+    """A function default: called with the context if it takes an argument (Metaflow's kind)."""
+    try:
+        takes = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+    except (TypeError, ValueError):
+        takes = [None]
+    return fn(ctx) if takes else fn()
+
+
+# Parameter keywords of Metaflow's that aflow does not implement are refused, never ignored.
+_KNOWN = {"name", "default", "type", "help", "required", "show_default", "multiple"}
 
 
 class JSONTypeClass:
@@ -56,20 +86,35 @@ class Parameter:
         default: Any = _MISSING,
         type: Callable[[Any], Any] | None = None,
         help: str | None = None,
-        required: bool = False,
-        show_default: bool = True,
-        **_ignored: Any,
+        required: bool | None = False,
+        show_default: bool | None = True,
+        multiple: bool = False,
+        **unsupported: Any,
     ) -> None:
+        if unsupported:
+            raise ParameterError(
+                f"Parameter '{name}': aflow does not implement "
+                f"{', '.join(f'{k}=' for k in sorted(unsupported))} "
+                f"(it takes {', '.join(sorted(_KNOWN - {'name'}))})"
+            )
         self.name = name
         self.default = default
-        self.required = required
+        self.required = bool(required)
         self.help = help
-        self.show_default = show_default
-        if type is None:
-            type = _type_of_default(default)
-        self.type = _to_bool if type is bool else type
-        self.is_flag = type is bool
+        self.show_default = show_default is not False
+        self.multiple = multiple
+        self._type_given = type
+        self._set_type(type if type is not None else _type_of_default(default, multiple))
         self.attr_name = name
+
+    def _infer_type(self, default: Any) -> None:
+        """Typed by a default known only at run time, as when the default is a plain value."""
+        if self._type_given is None and default is not None:
+            self._set_type(_type_of_default(default, self.multiple))
+
+    def _set_type(self, type: Callable[[Any], Any]) -> None:
+        self.type = _to_bool if type is bool else type
+        self.is_flag = type is bool and not self.multiple
 
     def __set_name__(self, owner: type, attr_name: str) -> None:
         self.attr_name = attr_name
@@ -94,7 +139,13 @@ class Parameter:
         return getattr(self.type, "name", None) or getattr(self.type, "__name__", "value")
 
     def convert(self, raw: Any) -> Any:
-        """Turn a command-line string (or a Python value) into the parameter's type."""
+        """Turn a command-line string (or a Python value) into the parameter's type; with
+        `multiple=True`, each of a list of them."""
+        if self.multiple and isinstance(raw, (list, tuple)):
+            return [self._convert_one(r) for r in raw]
+        return self._convert_one(raw)
+
+    def _convert_one(self, raw: Any) -> Any:
         if self.type is str or raw is None:
             return raw if raw is None or not isinstance(raw, bytes) else raw.decode()
         try:
@@ -104,20 +155,48 @@ class Parameter:
                 f"parameter '{self.name}': cannot read {raw!r} as {self.type_name}: {e}"
             ) from None
 
-    def resolve(self, given: dict[str, Any]) -> Any:
-        """The value for a run: the given one, else the default; an error when required and absent."""
+    def context(self, flow_name: str) -> ParameterContext:
+        from aflow.config import _active
+
+        return ParameterContext(
+            flow_name=flow_name,
+            user_name=os.environ.get("USER") or os.environ.get("USERNAME"),
+            parameter_name=self.name,
+            ds_type=os.environ.get("AFLOW_DEFAULT_DATASTORE") or "local",
+            configs=dict(_active),
+        )
+
+    def resolve(self, given: dict[str, Any], ctx: ParameterContext | None = None) -> Any:
+        """The value for a run: the given one, else the default; an error when required and absent.
+        A default may be a function (called with a ParameterContext) or a config expression."""
+        from aflow.config import DelayEvaluator
+
+        default = self.default
+        if isinstance(default, DelayEvaluator):  # a Config's value, known now
+            default = default()
+            self._infer_type(default)
         for key in (self.name, self.attr_name, self.name.replace("-", "_")):
             if key in given:
-                return self.convert(given[key])
-        if self.default is _MISSING or self.default is None:
+                value = given[key]
+                if self.multiple and not isinstance(value, (list, tuple)):
+                    value = [value]
+                return self.convert(value)
+        if callable(default) and not isinstance(default, type):
+            default = _call_default(default, ctx or self.context(""))
+            self._infer_type(default)
+        if default is _MISSING or default is None:
             if self.required:
                 raise ParameterError(f"parameter '{self.name}' is required: pass --{self.name} VALUE")
-            return None
-        default = self.default() if callable(self.default) else self.default
+            return [] if self.multiple else None
+        if self.multiple:
+            items = list(default) if isinstance(default, (list, tuple)) else [default]
+            return [self._convert_one(i) if isinstance(i, str) else i for i in items]
         return self.convert(default) if isinstance(default, str) else default
 
 
-def _type_of_default(default: Any) -> Callable[[Any], Any]:
+def _type_of_default(default: Any, multiple: bool = False) -> Callable[[Any], Any]:
+    if multiple and isinstance(default, (list, tuple)):
+        default = default[0] if default else None
     if default is _MISSING or default is None or callable(default):
         return str
     if isinstance(default, bool):
@@ -154,9 +233,11 @@ class IncludeFile(Parameter):
         encoding: str = "utf-8",
         help: str | None = None,
         required: bool = False,
-        **_ignored: Any,
+        show_default: bool = True,
     ) -> None:
-        super().__init__(name, default=default, type=str, help=help, required=required)
+        super().__init__(
+            name, default=default, type=str, help=help, required=required, show_default=show_default
+        )
         self.is_text = is_text
         self.encoding = encoding
 
@@ -164,8 +245,8 @@ class IncludeFile(Parameter):
     def type_name(self) -> str:
         return "path"
 
-    def resolve(self, given: dict[str, Any]) -> Any:
-        path = super().resolve(given)
+    def resolve(self, given: dict[str, Any], ctx: ParameterContext | None = None) -> Any:
+        path = super().resolve(given, ctx)
         if path is None:
             return None
         try:

@@ -18,6 +18,7 @@ pytest_plugins = [
     "servers.gcs_emulator",
     "fakes.batch_server",
     "fakes.k8s_server",
+    "k8s_support",  # the `k8s` fixture: the emulator wired to a moto S3 datastore
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -42,8 +42,8 @@ def test_list_runs_newest_first(store: Path, runs: tuple[Path, str, str]) -> Non
     _, ok_id, bad_id = runs
     out = ok(run_cli("list", "runs", str(FLOW)))
     lines = out.splitlines()
-    assert "Run ID" in lines[0] and "Tasks done/failed" in lines[0] and "Flow" not in lines[0]
-    assert bad_id in lines[1] and "failed" in lines[1] and re.search(r" \d/1 ", lines[1])
+    assert "Run ID" in lines[0] and "Tasks done/failed/stopped" in lines[0] and "Flow" not in lines[0]
+    assert bad_id in lines[1] and "failed" in lines[1] and re.search(r" \d/1/\d ", lines[1])
     assert ok_id in lines[2] and "done" in lines[2] and "6/0" in lines[2] and "user:" in lines[2]
     assert ok(run_script(FLOW, "list", "runs")) == out  # the Metaflow habit
     limited = ok(run_cli("list", "runs", "--flow", "InspectFlow", "--limit", "1"))

@@ -15,6 +15,7 @@ import pytest
 from conftest import run_cli
 
 import aflow
+from aflow.engine.events import TaskFailed
 from aflow.exception import CaughtException
 
 
@@ -279,22 +280,34 @@ def test_reused_tasks_keep_their_output(store_root: Path, tmp_path: Path) -> Non
     assert outputs[0].startswith("working on ")
 
 
-def test_a_task_waiting_for_its_retry_is_not_finished(store_root: Path) -> None:
+def test_a_task_being_retried_is_not_finished(
+    store_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from recovery import SlowRetryFlow
 
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("AFLOW_TEST_GATE", str(gate))
     seen: dict[str, object] = {}
 
     async def main() -> None:
-        async with aflow.start_flow(SlowRetryFlow, events=False) as running:
+        async with aflow.start_flow(SlowRetryFlow) as running:
+            events = running.events()
+            async for event in events:  # a local step retries at once: the failure says "now"
+                if isinstance(event, TaskFailed):
+                    seen["retry_in"] = (event.retrying, event.retry_in)
+                    break
             first = store_root / "SlowRetryFlow" / running.run_id / "start" / "1" / "0.mpk"
-            while not first.exists():
-                await anyio.sleep(0.05)
+            assert first.exists()
             task = await anyio.to_thread.run_sync(aflow.Task, f"SlowRetryFlow/{running.run_id}/start/1")
             seen["during"] = await anyio.to_thread.run_sync(lambda: (task.finished, task.successful))
             seen["task"] = task
+            gate.touch()
+            async for _ in events:
+                pass
         seen["after"] = await anyio.to_thread.run_sync(lambda: (task.finished, task.successful))
 
     aflow.namespace(None)
     anyio.run(main)
+    assert seen["retry_in"] == (True, 0.0)
     assert seen["during"] == (False, False)
     assert seen["after"] == (True, True)

@@ -240,6 +240,22 @@ def test_failing_step_fails_the_run_and_stops_the_others(store_root: Path) -> No
     assert "Task failed: ValueError: item 3 is bad" in result.stdout
 
 
+def test_siblings_stopped_by_a_failure_count_as_stopped_everywhere(store_root: Path) -> None:
+    result = run_cli("run", str(FLOWS / "failing.py"))
+    assert result.returncode == 1
+    # start done; one work task failed; its five siblings, sleeping, were stopped by the engine.
+    assert "failed (1 task done, 1 failed, 5 stopped)" in result.stdout
+    assert result.stdout.count("Task stopped.") == 5
+    assert result.stdout.count("Task failed") == 1
+    ((run_id, record),) = records(store_root, "FailingFlow").items()
+    assert (record["tasks_done"], record["tasks_failed"], record["tasks_stopped"]) == (1, 1, 5)
+    listed = run_cli("list", "runs", str(FLOWS / "failing.py")).stdout
+    assert " 1/1/5 " in listed
+    shown = run_cli("show", str(FLOWS / "failing.py"), run_id).stdout
+    work = next(line.split() for line in shown.splitlines() if line.startswith("work "))
+    assert work[1:5] == ["6", "0", "1", "5"]  # tasks, done, failed, stopped
+
+
 def test_merge_conflict_names_the_artifacts(store_root: Path) -> None:
     from behaviours import ConflictFlow
 
@@ -376,7 +392,7 @@ def test_killed_scheduler_leaves_only_whole_records(store_root: Path) -> None:
             # A task killed mid-write may leave its temporary file; never a partial record.
             if name.endswith(".mpk"):
                 record = msgpack.unpackb((Path(dirpath) / name).read_bytes())
-                assert record["status"] in ("running", "done", "failed")
+                assert record["status"] in ("running", "done", "failed", "stopped")
                 count += 1
     assert count > 0
 

@@ -435,3 +435,168 @@ def test_python_flow_py_ui_opens_on_that_flows_runs(runs: Runs, tmp_path: Path) 
         assert served.printed.endswith("/?flow=UIWideFlow")
         status, body = served.get("/?flow=UIWideFlow")
         assert status == 200 and f"UIWideFlow/{runs.wide}" in body and "UIDemoFlow/" not in body
+
+
+# -- security: paths, hosts, headers --------------------------------------------------------------
+
+
+class _Touch:
+    """Unpickling this creates the file it names: proof that a preview unpickled it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.marker, "w"))
+
+
+def _craft_run(files: Any, flow: str, run_id: str, marker: Path) -> None:
+    """A run whose `start/1` task holds an artifact that creates `marker` when unpickled."""
+    from aflow.stores.artifacts import serialize
+    from aflow.stores.records import RunRecord, TaskRecord, task_record_key
+
+    now = time.time()
+    run = RunRecord(flow, run_id, status="done", started_at=now, finished_at=now + 1)
+    files.put(f"{flow}/{run_id}/run.mpk" if flow else f"{run_id}/run.mpk", [run.pack()])
+    task = TaskRecord(
+        flow or "X", run_id, "start", "1", artifacts={"evil": serialize(_Touch(str(marker))).ref()}
+    )
+    key = task_record_key(flow, run_id, "start", "1", 0) if flow else f"{run_id}/start/1/0.mpk"
+    files.put(key, [task.pack()])
+    files.put(key[: -len(".mpk")] + ".log", [b"2030-01-01T00:00:00.000000Z stdout outside\n"])
+
+
+def _http(server: Server, path: str, host: str | None = None) -> tuple[int, str, dict[str, str]]:
+    """GET `path` sent exactly as written (http.client does not normalise it), with `host`."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(server.url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    try:
+        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", host if host is not None else where.netloc)
+        conn.endheaders()
+        r = conn.getresponse()
+        return r.status, r.read().decode("utf-8", "replace"), {k.lower(): v for k, v in r.getheaders()}
+    finally:
+        conn.close()
+
+
+ESCAPES = [
+    "..",
+    "%2e%2e",
+    "%2E%2E",
+    ".%2e",
+    "%2e.",
+    "%252e%252e",
+    "%25252e%25252e",
+    "..%2f..",
+    "..%2F..",
+    "..%5c..",
+    "%2e%2e%5c",
+    "..\\..",
+    ".",
+    "%2e",
+    "x%00",
+    "%00",
+    "%2f",
+    "%252f",
+    "%c0%ae%c0%ae",  # overlong UTF-8 dots
+]
+
+
+def test_no_url_reaches_outside_the_store(server: Server, runs: Runs, tmp_path: Path) -> None:
+    """The issue's attack: a "run" beside the store, reached with `..` as a URL segment, had its
+    artifact unpickled by the preview. Every segment of every page, raw or encoded once or twice,
+    is refused before the store is read, and nothing outside the store is ever unpickled."""
+    from aflow.stores.local import LocalFiles
+
+    outside = "1900000000000000"
+    marker = tmp_path / "unpickled"
+    _craft_run(LocalFiles(runs.root.parent), "", outside, marker)
+    ok = f"/task/UIDemoFlow/{runs.ok}/start/1"
+    assert _http(server, ok)[0] == 200
+    for bad in ESCAPES:
+        for path in (
+            f"/task/{bad}/{outside}/start/1",
+            f"/live/task/{bad}/{outside}/start/1",
+            f"/raw/{bad}/{outside}/start/1",
+            f"/run/{bad}/{outside}",
+            f"/task/UIDemoFlow/{bad}/start/1",
+            f"/task/UIDemoFlow/{runs.ok}/{bad}/1",
+            f"/raw/UIDemoFlow/{runs.ok}/start/{bad}",
+            f"/static/{bad}/{bad}/README.md",
+        ):
+            status, body, _ = _http(server, path)
+            assert status in (400, 404), (path, status)
+            assert "outside" not in body, path
+    assert not marker.exists(), "an artifact from outside the store was unpickled"
+    status, body, _ = _http(server, f"/task/UIDemoFlow/{runs.ok}/start/1%2e")
+    assert status == 400 and "not a task id" in body
+
+
+def test_a_link_in_the_store_leading_outside_is_never_followed(tmp_path: Path, runs: Runs) -> None:
+    """Defence in depth: a flow folder in the store that is a symbolic link to a folder elsewhere
+    reads as absent, so its crafted run is never unpickled."""
+    from aflow.stores.local import LocalFiles
+
+    root, elsewhere = tmp_path / "store", tmp_path / "elsewhere"
+    marker = tmp_path / "unpickled"
+    _craft_run(LocalFiles(elsewhere), "EvilFlow", "1900000000000000", marker)
+    _craft_run(LocalFiles(root), "GoodFlow", "1900000000000001", tmp_path / "inside")
+    (root / "EvilFlow").symlink_to(elsewhere / "EvilFlow", target_is_directory=True)
+    with _serve(root, tmp_path / "ui.log") as served:
+        for path in (
+            "/task/EvilFlow/1900000000000000/start/1",
+            "/raw/EvilFlow/1900000000000000/start/1",
+        ):
+            status, body, _ = _http(served, path)
+            assert status == 404 and "outside" not in body, (path, status, body)
+        assert "EvilFlow" not in _http(served, "/")[1]
+        # The same crafted run inside the store is read (and its artifact unpickled): the test
+        # can tell a refusal from a store the UI cannot read at all.
+        assert _http(served, "/task/GoodFlow/1900000000000001/start/1")[0] == 200
+    assert (tmp_path / "inside").exists() and not marker.exists()
+
+
+def test_only_the_bound_host_names_are_answered(server: Server) -> None:
+    """DNS rebinding: another site's name resolved to 127.0.0.1 still arrives as its Host."""
+    port = server.url.rsplit(":", 1)[1]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}", "LOCALHOST."):
+        assert _http(server, "/", host)[0] == 200, host
+    for host in (
+        f"evil.example:{port}",
+        "evil.example",
+        "127.0.0.1.evil.example",
+        f"localhost.evil.example:{port}",
+        "",
+        "[::2]",
+        "10.0.0.1",
+    ):
+        status, body, _ = _http(server, "/", host)
+        assert status == 400 and "host name" in body, host
+        assert _http(server, "/live/", host)[0] == 400
+        assert _http(server, "/static/ui.js", host)[0] == 400
+
+
+def test_pages_send_a_content_security_policy_and_nosniff(page: Any, server: Server, runs: Runs) -> None:
+    for path in (
+        "/",
+        f"/run/UIDemoFlow/{runs.ok}",
+        f"/raw/UIDemoFlow/{runs.ok}/start/1",
+        "/static/ui.js",
+    ):
+        status, _, headers = _http(server, path)
+        assert status == 200, path
+        csp = headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert "script-src 'self'" in csp and "style-src 'self'" in csp and "unsafe" not in csp
+        assert headers["x-content-type-options"] == "nosniff"
+    # The pages work under their own policy: no violation is reported while they load and draw.
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security" in m.text else None)
+    for path in ("/", f"/run/UIDemoFlow/{runs.ok}", f"/task/UIDemoFlow/{runs.ok}/start/1"):
+        page.goto(server.url + path)
+        page.wait_for_load_state("load")
+    assert violations == []

@@ -152,4 +152,50 @@ def test_the_command_says_which_extra_is_missing(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the `ui` extra were not installed
     result = CliRunner().invoke(app, ["ui"])
-    assert result.exit_code == 1 and "pip install 'aflow[ui]'" in result.output
+    assert result.exit_code == 1 and "pip install -e" in result.output
+    assert "[ui]" in result.output and "aflow-engine" not in result.output  # from this checkout
+
+
+def test_host_names_answered_are_loopbacks_the_bound_host_and_the_allowed_ones() -> None:
+    from aflow.ui.guard import host_allowed, host_names
+
+    default = host_names("127.0.0.1")
+    assert all(host_allowed(h, default) for h in ("127.0.0.1:8324", "localhost", "[::1]:8324"))
+    assert not any(host_allowed(h, default) for h in ("evil.example", "", "[::1", "10.0.0.1:8324"))
+    wide = host_names("0.0.0.0", ["box.example"])
+    assert host_allowed("box.example:8324", wide) and host_allowed("10.0.0.7:8324", wide)
+    assert not host_allowed("evil.example:8324", wide)  # a name is only answered when given
+
+
+def test_path_segments_must_have_the_shapes_the_engine_gives_names_and_ids() -> None:
+    from aflow.ui.guard import path_problem
+
+    assert path_problem("/task/MyFlow/1712345678901234/train_model/42") is None
+    assert path_problem("/live/run/Fl%C3%B6w/run-7_b") is None  # an identifier may be non-ASCII
+    assert "not a run id" in (path_problem("/run/MyFlow/1.2") or "")
+    assert "not a step name" in (path_problem("/raw/MyFlow/1/9lives/1") or "")
+    for bad in ("/run/%2e%2e/1", "/run/F/%252e", "/x/a%2fb", "/x/a%5cb", "/x/%00", "/run/../1"):
+        assert path_problem(bad), bad
+
+
+def test_the_local_store_keeps_every_key_inside_its_root(tmp_path: Any) -> None:
+    from aflow.stores.base import NotFound
+    from aflow.stores.local import LocalFiles, OutsideRoot
+
+    (tmp_path / "beside").mkdir()
+    (tmp_path / "beside" / "secret").write_text("x")
+    files = LocalFiles(tmp_path / "store")
+    files.put("F/1/run.mpk", [b"ok"])
+    assert bytes(files.get("F/1/run.mpk")) == b"ok"
+    for key in ("../beside/secret", "F/../../beside/secret", "/etc/passwd", "F/./1/run.mpk", ".."):
+        with pytest.raises(NotFound):
+            files.get(key)
+        with pytest.raises(OutsideRoot):
+            files.put(key, [b"no"])
+        assert not files.exists(key) and files.list(key) == []
+    (tmp_path / "store" / "G").symlink_to(tmp_path / "beside", target_is_directory=True)
+    with pytest.raises(NotFound, match="symbolic link"):
+        files.get("G/secret")
+    assert files.list("G") == []
+    (tmp_path / "store" / "H").symlink_to(tmp_path / "store" / "F")  # a link within the root is fine
+    assert bytes(files.get("H/1/run.mpk")) == b"ok"

@@ -40,6 +40,7 @@ class TaskSpec:
     tags: list[str] = field(default_factory=list)
     origin_run_id: str | None = None
     environment: dict[str, str] | None = None  # @pypi/@conda: key, kind, python, lock_key
+    current: dict[str, Any] = field(default_factory=dict)  # more of `current` (@project's)
 
     @property
     def pathspec(self) -> str:

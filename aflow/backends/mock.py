@@ -5,7 +5,7 @@ The handler gets the attempt's TaskSpec and returns an outcome (or raises, as a 
 - `Done(artifacts, num_splits, lines)`: the task printed `lines` and committed a done record with
   those artifacts (and that foreach width, for a foreach step);
 - `Failed(error)`: the step raised `error`: a failed record names it, as the task runtime writes
-  (a `TaskTerminated` error is the platform's doing, as a SIGTERM'd task's record says);
+  (a `TaskTerminated` makes it a stopped record, as a SIGTERM'd task's is: the platform's doing);
 - `Lost(reason)`: the task's process or job vanished without a record (killed, evicted);
 - `Hang()`: the task runs until it is cancelled (@timeout, a sibling's failure, the user).
 Every attempt is kept in `attempts`, with how it ended, for tests to read. The records are written
@@ -25,6 +25,7 @@ from typing import Any, Literal
 import anyio
 
 from aflow.backends.base import LogSink, TaskExit, TaskSpec
+from aflow.exception import TaskTerminated
 from aflow.stores.base import ObjectStore
 from aflow.stores.records import TaskRecord, task_record_key
 from aflow.stores.values import save_values
@@ -148,7 +149,7 @@ class MockBackend:
             case Failed(error):
                 shown = "".join(traceback.format_exception(error))
                 await logs.line("stderr", f"Step '{task.step}' failed ({task.pathspec}):")
-                record.status = "failed"
+                record.status = "stopped" if isinstance(error, TaskTerminated) else "failed"
                 record.finished_at = time.time()
                 record.error = {"type": type(error).__name__, "message": str(error), "traceback": shown}
                 await self.store.put(key, [record.pack()])

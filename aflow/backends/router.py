@@ -61,10 +61,9 @@ def _check_step(step: str, compute: str, decorators: dict[str, dict[str, Any]], 
         )
     module, _, extra, library = DRIVERS[compute]
     if importlib.util.find_spec(library) is None:
-        raise AflowException(
-            f"step '{step}' runs on @{compute}, which needs the '{extra}' extra: "
-            f"pip install 'aflow[{extra}]'"
-        )
+        from aflow.install_hint import needs_extra
+
+        raise AflowException(needs_extra(f"step '{step}' runs on @{compute}, which", extra))
     check_step = getattr(importlib.import_module(module), "check_step", None)
     if check_step is not None:
         check_step(step, decorators)

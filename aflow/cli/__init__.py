@@ -12,9 +12,12 @@ from aflow.flowspec import FlowSpec
 
 
 def main() -> None:
-    from aflow.cli.app import app
+    import typer.main
 
-    app(prog_name="aflow")
+    from aflow.cli.app import app
+    from aflow.cli.toplevel import arrange
+
+    app(args=arrange(typer.main.get_command(app), sys.argv[1:], None), prog_name="aflow")
 
 
 def run_flow_cli(flow_cls: type[FlowSpec]) -> None:
@@ -26,17 +29,9 @@ def run_flow_cli(flow_cls: type[FlowSpec]) -> None:
     import typer.main
 
     from aflow.cli.app import app, preload
+    from aflow.cli.toplevel import arrange
 
     file = os.path.abspath(sys.argv[0])
     preload(file, flow_cls)
-    args = sys.argv[1:]
-    command = typer.main.get_command(app)
-    at = 0
-    while at < len(args) and args[at].startswith("-"):
-        at += 1  # options of aflow itself (--debug)
-    named = False
-    while at < len(args) and args[at] in getattr(command, "commands", {}):
-        command, at, named = command.commands[args[at]], at + 1, True  # type: ignore[attr-defined]
-    if named and not hasattr(command, "commands"):
-        args = [*args[:at], file, *args[at:]]
+    args = arrange(typer.main.get_command(app), sys.argv[1:], file)
     app(args=args, prog_name=f"python {os.path.basename(file)}")

@@ -16,12 +16,16 @@ import typer
 from aflow.cli.options import Datastore, DatastoreRoot
 from aflow.exception import AflowException, FlowDefinitionError
 from aflow.flowspec import FlowSpec
+from aflow.triggers import SCHEDULERS
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Run Metaflow-style flows on an asyncio engine.",
     pretty_exceptions_enable=False,
+    # Plain click help: with Rich markup on, help text such as RUN_ID/STEP[/TASK_ID] is parsed as
+    # markup tags and --help crashes (typer 0.20-0.29 with rich installed).
+    rich_markup_mode=None,
 )
 
 _preloaded: dict[str, type[FlowSpec]] = {}
@@ -75,9 +79,23 @@ class EnvironmentKind(enum.StrEnum):
     conda = "conda"
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        import aflow
+
+        typer.echo(f"aflow {aflow.__version__} (Python {sys.version.split()[0]}, {sys.executable})")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option("--debug", help="Show internal tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print aflow's version and exit."
+        ),
+    ] = False,
     environment: Annotated[
         EnvironmentKind | None,
         typer.Option(
@@ -104,6 +122,12 @@ With = Annotated[
     ),
 ]
 Tags = Annotated[list[str] | None, typer.Option("--tag", help="Tag the run. Repeatable.")]
+Branch = Annotated[
+    str | None, typer.Option(help="A @project flow's branch for this run (default: user.<you>).")
+]
+Production = Annotated[
+    bool, typer.Option("--production", help="Run a @project flow on its production branch.")
+]
 MaxNumSplits = Annotated[
     int | None, typer.Option(help="Fail a foreach wider than this (default: no limit).")
 ]
@@ -131,6 +155,8 @@ def run(
     with_: With = None,
     tag: Tags = None,
     max_num_splits: MaxNumSplits = None,
+    branch: Branch = None,
+    production: Production = False,
 ) -> None:
     wants_help = any(a in ("--help", "-h") for a in ctx.args)
     if flow_file is not None and str(flow_file) in ("--help", "-h"):
@@ -140,12 +166,15 @@ def run(
         return
 
     def go() -> None:
-        from aflow.cli.flow_args import parse_flow_args
+        from aflow.cli.flow_args import parse_flow_args, split_config_args
 
         assert flow_file is not None
         flow_cls = _load_for_run(flow_file)
-        params = parse_flow_args(flow_cls, list(ctx.args))
+        rest, config_files, config_values = split_config_args(list(ctx.args))
+        params = parse_flow_args(flow_cls, rest)
         options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
+        options.update(branch=branch, production=production)
+        options.update(config_files=config_files, config_values=config_values)
         if _run_blocking(flow_cls, params, options, run_id_file, quiet) != "done":
             raise typer.Exit(1)
 
@@ -169,10 +198,13 @@ def resume(
     with_: With = None,
     tag: Tags = None,
     max_num_splits: MaxNumSplits = None,
+    branch: Branch = None,
+    production: Production = False,
 ) -> None:
     def go() -> None:
         flow_cls = _load_for_run(flow_file)
         options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
+        options.update(branch=branch, production=production)
         options.update(resume=True, origin_run_id=origin_run_id, resume_step=step)
         if _run_blocking(flow_cls, {}, options, run_id_file, quiet) != "done":
             raise typer.Exit(1)
@@ -318,7 +350,28 @@ def package(
     _guarded(go)
 
 
+def _no_scheduler(command: str) -> None:
+    @app.command(
+        name=command,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        help=f"Not available: aflow has no production scheduler ({command}).",
+    )
+    def refuse(ctx: typer.Context) -> None:
+        typer.echo(
+            f"aflow cannot deploy to a production scheduler ({command} {' '.join(ctx.args)}): "
+            "it runs flows itself (aflow run / python flow.py run). @schedule, @trigger and "
+            "@trigger_on_finish are recorded with each run but trigger nothing; run the flow "
+            "from your own scheduler (cron, CI, Airflow) with `python flow.py run` instead.",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+for _command in SCHEDULERS:
+    _no_scheduler(_command)
+
 # Inspection commands register themselves on `app`.
 from aflow.cli import cards as _cards  # noqa: E402, F401
 from aflow.cli import inspect as _inspect  # noqa: E402, F401
 from aflow.cli import ui as _ui  # noqa: E402, F401
+from aflow.cli import verify as _verify  # noqa: E402, F401

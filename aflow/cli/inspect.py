@@ -24,7 +24,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from aflow.backends.errors import is_platform_failure
 from aflow.cli.app import _guarded, _load, app
 from aflow.cli.options import Datastore, DatastoreRoot
 from aflow.client import core
@@ -33,7 +32,7 @@ from aflow.exception import AflowException, AflowNotFound
 from aflow.stores.base import ObjectStore, open_store
 from aflow.stores.records import RunRecord, TaskRecord
 
-list_app = typer.Typer(help="List what the store holds.", no_args_is_help=True)
+list_app = typer.Typer(help="List what the store holds.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(list_app, name="list")
 
 Target = Annotated[str, typer.Argument(metavar="FLOW", help="The flow: its file (flow.py) or its name.")]
@@ -169,20 +168,19 @@ async def _print_runs(runs: Sequence[AsyncRun], many_flows: bool, total: int) ->
     table = Table(box=None, header_style="bold", pad_edge=False)
     if many_flows:
         table.add_column("Flow")
-    for column in ("Run ID", "Status", "Started", "Duration", "Tasks done/failed", "Tags"):
+    for column in ("Run ID", "Status", "Started", "Duration", "Tasks done/failed/stopped", "Tags"):
         table.add_column(column, no_wrap=column != "Tags")
     now = time.time()
     for run in runs:
         record = await run.record()
         status = record.liveness(now)
-        failed = f"/{record.tasks_failed}" if record.tasks_failed else "/0"
         row: list[Any] = [run.flow] if many_flows else []
         row += [
             run.id,
             _status(status),
             _when(record.started_at),
             _run_span(record, status),
-            f"{record.tasks_done}{failed}",
+            f"{record.tasks_done}/{record.tasks_failed}/{record.tasks_stopped}",
             ", ".join(sorted(core.run_tags(record))),
         ]
         table.add_row(*row)
@@ -279,36 +277,38 @@ async def _print_run(run: AsyncRun) -> None:
     steps = await run.steps()
     per_step = await core.gather([s.records for s in steps])
     table = Table(box=None, header_style="bold", pad_edge=False, title_justify="left")
-    for column in ("Step", "Tasks", "Done", "Failed", "Wall time", "Slowest task", "Failure"):
+    for column in ("Step", "Tasks", "Done", "Failed", "Stopped", "Wall time", "Slowest task", "Failure"):
         table.add_column(column, no_wrap=column != "Failure")
     for step, records in zip(steps, per_step, strict=True):
-        table.add_row(step.name, *_step_row(records))
+        table.add_row(step.name, *_step_row(records, run_over=status != "running"))
     for missing in [s for s in record.graph.get("steps", {}) if s not in {x.name for x in steps}]:
-        table.add_row(missing, "0", "", "", "", "", Text("not run", style="dim"))
+        table.add_row(missing, "0", "", "", "", "", "", Text("not run", style="dim"))
     console.print()
     console.print(table)
     await _print_artifacts(console, run, steps)
 
 
-def _step_row(records: list[TaskRecord | None]) -> list[Any]:
+def _step_row(records: list[TaskRecord | None], run_over: bool) -> list[Any]:
+    """A step's counts. Once the run is over, a task with no record was stopped before it could
+    write one (the scheduler counted it so too)."""
+    unrecorded = sum(r is None for r in records) if run_over else 0
     ended = [r for r in records if r is not None]
-    failed = [r for r in ended if not r.ok]
+    stopped = [r for r in ended if r.stopped]
+    failed = [r for r in ended if not r.ok and not r.stopped]
     wall = max((r.finished_at for r in ended), default=0) - min((r.started_at for r in ended), default=0)
     slowest = max((r.finished_at - r.started_at for r in ended), default=None)
     failure: Any = ""
     if failed:
-        # The task whose own error failed the run, before the ones stopped because of it.
-        first = min(
-            failed, key=lambda r: (is_platform_failure(r.error), int(r.task_id))
-        )
+        first = min(failed, key=lambda r: int(r.task_id))
         error = first.error or {}
         more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
         text = f"{first.task_id}: {error.get('type', '')}: {error.get('message', '')}{more}"
         failure = Text(text, style="red")
     return [
         str(len(records)),
-        str(len(ended) - len(failed)),
+        str(len(ended) - len(failed) - len(stopped)),
         str(len(failed)),
+        str(len(stopped) + unrecorded),
         _span(wall if ended else None),
         _span(slowest),
         failure,

@@ -23,6 +23,7 @@ class _StepProgress:
         self.total = 0
         self.running = 0
         self.failed = 0
+        self.stopped = 0
 
 
 class RunPrinter:
@@ -65,19 +66,31 @@ class RunPrinter:
 
     def handle(self, event: ev.Event) -> None:
         tracked = None
-        if isinstance(event, ev.TaskStarted | ev.TaskFinished | ev.TaskFailed):
+        if isinstance(event, ev.TaskStarted | ev.TaskFinished | ev.TaskFailed | ev.TaskStopped):
             tracked = self._steps.get(self._step(event.pathspec))
         if isinstance(event, ev.LogLine):
             stream = self.out if event.stream == "stdout" else self.err
             self._print(f"{self._dim}[{self._short(event.pathspec)}]{self._off} {event.line}", stream)
         elif isinstance(event, ev.TaskFailed):
-            then = "; retrying" if event.retrying else ""
+            then = ""
+            if event.retrying and event.retry_in > 0:
+                at = time.strftime("%H:%M:%S", time.localtime(time.time() + event.retry_in))
+                then = f"; retrying in {_duration(event.retry_in)} (at {at})"
+            elif event.retrying:
+                then = "; retrying now"
             where = self._short(event.pathspec)
             self._say(f"{self._red}[{where}] Task failed: {event.message}{then}{self._off}")
             if tracked is not None:
                 tracked.running -= 1
                 tracked.failed += 0 if event.retrying else 1
                 self._update(tracked)
+        elif isinstance(event, ev.TaskStopped):
+            if tracked is not None:
+                tracked.running -= 1
+                tracked.stopped += 1
+                self._update(tracked)
+            elif not self.quiet:
+                self._say(f"{self._dim}[{self._short(event.pathspec)}] Task stopped.{self._off}")
         elif isinstance(event, ev.ForeachStarted):
             if self.live and not self.quiet and event.width >= self.wide:
                 for step in event.body:
@@ -121,7 +134,10 @@ class RunPrinter:
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[running]} running, {task.fields[failed]} failed"),
+                TextColumn(
+                    "{task.fields[running]} running, {task.fields[failed]} failed, "
+                    "{task.fields[stopped]} stopped"
+                ),
                 TextColumn("{task.fields[rate]}"),
                 TimeElapsedColumn(),
                 TextColumn("left"),
@@ -131,7 +147,9 @@ class RunPrinter:
             )
             self._progress.start()
         if step not in self._steps:
-            task_id = self._progress.add_task(step, total=0, running=0, failed=0, rate="")
+            task_id = self._progress.add_task(
+                step, total=0, running=0, failed=0, stopped=0, rate=""
+            )
             self._steps[step] = _StepProgress(task_id)
         tracked = self._steps[step]
         tracked.total += width
@@ -144,6 +162,7 @@ class RunPrinter:
             advance=advance,
             running=tracked.running,
             failed=tracked.failed,
+            stopped=tracked.stopped,
         )
         task = self._progress.tasks[tracked.task_id]
         if task.elapsed and task.completed:
@@ -157,8 +176,23 @@ class RunPrinter:
         if event.status == "done":
             self._say("Done!")
         else:
-            self._say(f"{self._red}Run {event.flow}/{event.run_id} {event.status}.{self._off}")
+            counts = task_counts(event.tasks_done, event.tasks_failed, event.tasks_stopped)
+            self._say(
+                f"{self._red}Run {event.flow}/{event.run_id} {event.status} ({counts}).{self._off}"
+            )
             if event.error:
                 print(f"{self._red}{event.error}{self._off}", file=self.err)
         self.out.flush()
         self.err.flush()
+
+
+def task_counts(done: int, failed: int, stopped: int) -> str:
+    """'3 tasks done, 1 failed, 2 stopped': the one wording every view uses."""
+    counts = f"{done} task{'' if done == 1 else 's'} done, {failed} failed"
+    return f"{counts}, {stopped} stopped" if stopped else counts
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds % 60 == 0 else f"{seconds / 60:.1f} min"

@@ -3,7 +3,9 @@
 The socket is bound here, before the server starts, so a taken port is one clear line and `--port 0`
 prints the port it got. Binding anywhere but loopback shows every run's data, logs and artifacts to
 whoever can reach the machine, so it takes `--allow-remote` and prints a warning. Starlette and
-uvicorn come with the `ui` extra and are imported only when the command runs.
+uvicorn come with the `ui` extra and are imported only when the command runs. The app answers only
+requests whose Host is a loopback name, the bound `--host` or an `--allow-host` name (DNS rebinding:
+see aflow.ui.guard).
 """
 
 from __future__ import annotations
@@ -46,6 +48,15 @@ def ui(
             help="Allow a non-loopback --host: anyone who can reach it reads every run's data.",
         ),
     ] = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            metavar="NAME",
+            help="Also answer requests addressed to this host name (e.g. the machine's DNS name "
+            "with --host 0.0.0.0); repeatable. Loopback names and --host are always answered.",
+        ),
+    ] = None,
     poll: Annotated[
         float, typer.Option(help="Seconds between re-reads of the store for live pages.")
     ] = 1.0,
@@ -56,9 +67,12 @@ def ui(
         try:
             import uvicorn
 
+            from aflow.ui.guard import host_names
             from aflow.ui.server import create_app
         except ImportError as e:
-            raise UIError(f"needs the 'ui' extra: pip install 'aflow[ui]' ({e})") from None
+            from aflow.install_hint import needs_extra
+
+            raise UIError(f"{needs_extra('aflow ui', 'ui')} ({e})") from None
         from aflow.stores.base import open_store
 
         if not _is_loopback(host):
@@ -81,7 +95,7 @@ def ui(
         typer.echo(f"aflow ui: {store.url} at {where} (Ctrl-C stops)")
         sys.stdout.flush()
         config = uvicorn.Config(
-            create_app(store, poll=poll),
+            create_app(store, poll=poll, hosts=host_names(host, allow_host or ())),
             log_level="warning",
             timeout_graceful_shutdown=1,  # live pages hold streams open: do not wait on them
         )

@@ -87,7 +87,7 @@ def run_tags(record: RunRecord) -> frozenset[str]:
 
 
 def system_tags(record: RunRecord) -> frozenset[str]:
-    return frozenset([f"user:{record.user}"] if record.user else [])
+    return frozenset([f"user:{record.user}"] if record.user else []) | frozenset(record.system_tags)
 
 
 def _visible(record: RunRecord, tags: Sequence[str]) -> bool:
@@ -627,7 +627,8 @@ class AsyncDataArtifact:
             blob = self.ref["v"]
         else:
             try:
-                blob = await self.task.store.get(art.blob_key(self.task.flow, self.ref["k"]))
+                what = f"artifact '{self.name}' of task {self.task.pathspec}"
+                blob = await art.load_ref_blob_async(self.task.store, self.task.flow, self.ref, what)
             except NotFound:
                 where = f"{self.task.pathspec} is missing from {self.task.store.url}"
                 raise AflowNotFound(f"artifact '{self.name}' of {where}") from None

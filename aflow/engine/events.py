@@ -43,6 +43,15 @@ class TaskFailed:
     message: str
     traceback: str | None
     retrying: bool = False
+    retry_in: float = 0.0  # seconds until the next attempt starts (remote steps wait; local don't)
+
+
+@dataclass(frozen=True)
+class TaskStopped:
+    """The engine stopped the task because the run was failing or cancelled: not a failure."""
+
+    pathspec: str
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -68,9 +77,21 @@ class RunFinished:
     run_id: str
     status: str  # done | failed | cancelled
     error: str | None = None
+    tasks_done: int = 0
+    tasks_failed: int = 0
+    tasks_stopped: int = 0
 
 
-Event = RunStarted | TaskStarted | TaskFinished | TaskFailed | ForeachStarted | LogLine | RunFinished
+Event = (
+    RunStarted
+    | TaskStarted
+    | TaskFinished
+    | TaskFailed
+    | TaskStopped
+    | ForeachStarted
+    | LogLine
+    | RunFinished
+)
 
 
 class EventBus:

@@ -121,3 +121,23 @@ def origin_params(origin: ResumeOrigin, names: list[str]) -> dict[str, Any]:
             "it was made by an older aflow or a different flow, and cannot be resumed"
         )
     return {n: refs[n] for n in names}
+
+
+async def origin_configs(store: ObjectStore, origin: ResumeOrigin, flow_cls: type) -> dict[str, Any]:
+    """The origin run's Config values, by config name: a resumed run evaluates its decorators
+    and steps with the configuration its origin ran with."""
+    import anyio
+
+    from aflow.config import flow_configs
+    from aflow.stores import artifacts as art
+
+    refs = origin.record.param_refs
+    values: dict[str, Any] = {}
+    for attr, config in flow_configs(flow_cls).items():
+        ref = refs.get(attr)
+        if ref is None:
+            values[config.name] = None
+            continue
+        blob = ref["v"] if "v" in ref else await store.get(art.blob_key(origin.record.flow, ref["k"]))
+        values[config.name] = await anyio.to_thread.run_sync(art.deserialize, blob)
+    return values

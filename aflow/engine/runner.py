@@ -24,19 +24,22 @@ from aflow.backends.remote import RemoteContext
 from aflow.backends.router import StepRouter, check_remote, remote_steps
 from aflow.client import Run
 from aflow.client.core import AsyncRun, current_user
+from aflow.config import activate, read_configs
 from aflow.decorators import step_decorators
 from aflow.engine import environments
 from aflow.engine.events import Event, EventBus, RunFinished, RunStarted
 from aflow.engine.flow_loader import FlowRef
-from aflow.engine.resume import ResumeOrigin, origin_params
+from aflow.engine.resume import ResumeOrigin, origin_configs, origin_params
 from aflow.engine.scheduler import RunContext, Scheduler
 from aflow.exception import AflowException, ParameterError, TaskFailed, first_error
 from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
 from aflow.parameters import flow_parameters
+from aflow.projects import project_info, project_tags
 from aflow.stores.base import REMOTE, ObjectStore, default_datastore, open_store
 from aflow.stores.records import HEARTBEAT_SECONDS, RunRecord, run_record_key
 from aflow.stores.values import save_values
+from aflow.triggers import recorded_triggers
 
 DEFAULT_MAX_WORKERS = 16
 
@@ -52,7 +55,8 @@ def resolve_params(flow_cls: type[FlowSpec], given: Mapping[str, Any]) -> dict[s
             f"{flow_cls.__name__} has no parameter {', '.join(map(repr, unknown))} "
             f"(its parameters: {have})"
         )
-    return {attr: p.resolve(dict(given)) for attr, p in params.items()}
+    name = flow_cls.__name__
+    return {attr: p.resolve(dict(given), p.context(name)) for attr, p in params.items()}
 
 
 def new_run_id() -> str:
@@ -97,6 +101,8 @@ class RunPlan:
     max_num_splits: int | None = None
     origin: ResumeOrigin | None = None
     environments: dict[str, dict[str, str]] | None = None
+    project: dict[str, Any] | None = None  # what `current` says of @project
+    triggers: dict[str, Any] | None = None  # @schedule / @trigger / @trigger_on_finish
     backend: Backend | None = None  # the caller's, for every step; else the decorators decide
     owns_store: bool = True  # opened for this run, so closed with it
 
@@ -117,6 +123,10 @@ async def start_flow(
     origin_run_id: str | None = None,
     resume_step: str | None = None,
     max_num_splits: int | None = None,
+    config_files: Mapping[str, str] | None = None,
+    config_values: Mapping[str, Any] | None = None,
+    branch: str | None = None,
+    production: bool = False,
     backend: Backend | None = None,
     store: ObjectStore | None = None,
 ) -> AsyncIterator[RunningFlow]:
@@ -126,6 +136,8 @@ async def start_flow(
     `events=False` nothing is kept for `events()` (what run_flow() does). `with_decorators` takes
     `--with` specs ("retry:times=2"). `resume=True` reuses what `origin_run_id` (default: the latest
     run) finished, rerunning from `resume_step` if given; parameters are the origin run's.
+    `config_files` / `config_values` give the flow's Configs ({name: path} / {name: JSON or dict}).
+    `branch` / `production` place a @project flow's run on a branch (default: `user.<you>`).
 
     `store` runs it on that store instead of opening `datastore`/`datastore_root` (the caller keeps
     it open); `backend` runs every step's tasks there instead of where its decorators say (entered
@@ -147,6 +159,19 @@ async def start_flow(
         datastore = datastore or _kind_of(store)
     try:
         await store.check()  # no bucket, no credentials: say so before anything is written
+        origin = None
+        if resume:
+            if params or config_files or config_values:
+                raise ParameterError(
+                    "a resumed run keeps its origin run's parameters and configs: pass none"
+                )
+            origin = await ResumeOrigin.load(store, graph, origin_run_id, resume_step)
+            configs = await origin_configs(store, origin, flow_cls)
+        else:  # configs first: decorators and parameter defaults may use them
+            configs = await anyio.to_thread.run_sync(
+                read_configs, flow_cls, config_files, config_values
+            )
+        activate(configs)
         plan = RunPlan(
             graph=graph,
             ref=FlowRef.of(flow_cls),
@@ -157,18 +182,19 @@ async def start_flow(
             decorators=step_decorators(flow_cls, graph.order, with_decorators),
             tags=list(tags),
             max_num_splits=max_num_splits,
+            project=project_info(flow_cls, branch, production, current_user()),
+            triggers=recorded_triggers(flow_cls),
             backend=backend,
             owns_store=owned,
         )
         if backend is None:
             check_remote(plan.decorators, datastore, graph)
         plan.environments = await environments.prepare(plan.decorators, datastore, store)
-        if resume:
-            if params:
-                raise ParameterError("a resumed run keeps its origin run's parameters: pass none")
-            plan.origin = await ResumeOrigin.load(store, graph, origin_run_id, resume_step)
+        if origin is not None:
+            plan.origin = origin
         else:  # in a thread: an IncludeFile parameter reads its file
-            plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, params or {})
+            given = {**(params or {}), **{n: v for n, v in configs.items() if v is not None}}
+            plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, given)
     except BaseException:
         if owned:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
@@ -229,6 +255,8 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
         tags=plan.tags,
         datastore=plan.datastore,
         origin_run_id=origin.run_id if origin else None,
+        system_tags=project_tags(plan.project),
+        triggers=plan.triggers or {},
     )
     key = run_record_key(ref.name, handle.run_id)
     try:
@@ -256,6 +284,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             origin_run_id=record.origin_run_id,
             max_num_splits=plan.max_num_splits,
             environments=plan.environments or {},
+            current=dict(plan.project or {}),
         )
         backend = plan.backend or _router(plan, handle.run_id)
         async with backend, anyio.create_task_group() as beating:
@@ -273,7 +302,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
                 }
             finally:
                 beating.cancel_scope.cancel()
-                record.tasks_done, record.tasks_failed = scheduler.tasks_done, scheduler.tasks_failed
+                _count_tasks(record, scheduler)
             record.end_task = scheduler.end_task
     except BaseException as e:
         # Not a task's failure but the run's: cancellation, or an error of the machinery (say,
@@ -299,7 +328,8 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
                 await store.put(key, [record.pack()])
             finally:
                 error = record.error["message"] if record.error else None
-                bus.emit(RunFinished(ref.name, handle.run_id, record.status, error))
+                counts = (record.tasks_done, record.tasks_failed, record.tasks_stopped)
+                bus.emit(RunFinished(ref.name, handle.run_id, record.status, error, *counts))
                 bus.close()
                 if plan.owns_store:
                     with contextlib.suppress(Exception):
@@ -333,12 +363,18 @@ def _graph_with_decorators(plan: RunPlan) -> dict[str, Any]:
     return graph
 
 
+def _count_tasks(record: RunRecord, scheduler: Scheduler) -> None:
+    record.tasks_done = scheduler.tasks_done
+    record.tasks_failed = scheduler.tasks_failed
+    record.tasks_stopped = scheduler.tasks_stopped
+
+
 async def _heartbeat(store: ObjectStore, key: str, record: RunRecord, scheduler: Scheduler) -> None:
     """Rewrite the run record now and then, so a reader can tell a live run from a dead one."""
     while True:
         await anyio.sleep(HEARTBEAT_SECONDS)
         record.heartbeat_at = time.time()
-        record.tasks_done, record.tasks_failed = scheduler.tasks_done, scheduler.tasks_failed
+        _count_tasks(record, scheduler)
         try:
             await store.put(key, [record.pack()])
         except Exception:

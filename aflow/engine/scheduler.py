@@ -12,6 +12,7 @@ The first failed task fails the run: the task group is cancelled, which stops ev
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -23,15 +24,22 @@ import anyio
 import msgpack
 
 from aflow.backends.base import Backend, TaskSpec
-from aflow.backends.errors import PlatformError, is_platform_failure
+from aflow.backends.errors import PlatformError
 from aflow.decorators import TimeoutDecorator, compute_of
-from aflow.engine.events import EventBus, ForeachStarted, TaskFailed, TaskFinished, TaskStarted
+from aflow.engine.events import (
+    EventBus,
+    ForeachStarted,
+    TaskFailed,
+    TaskFinished,
+    TaskStarted,
+    TaskStopped,
+)
 from aflow.engine.task_logs import LogFlusher, TaskLog
 from aflow.exception import TaskFailed as TaskFailedError
 from aflow.graph import FlowGraph
 from aflow.stores.artifacts import ArtifactRef, blob_key
 from aflow.stores.base import NotFound, ObjectStore
-from aflow.stores.records import TaskRecord, task_log_key, task_record_key
+from aflow.stores.records import TaskRecord, read_record, task_log_key, task_record_key
 
 MANIFEST_THRESHOLD = 32
 
@@ -96,6 +104,7 @@ class RunContext:
     origin_run_id: str | None = None
     max_num_splits: int | None = None
     environments: dict[str, dict[str, str]] = field(default_factory=dict)
+    current: dict[str, Any] = field(default_factory=dict)  # more of every task's `current`
 
 
 class Scheduler:
@@ -123,6 +132,7 @@ class Scheduler:
         self.end_task: str | None = None
         self.tasks_done = 0
         self.tasks_failed = 0
+        self.tasks_stopped = 0
         self.logs = LogFlusher(store)
 
     async def run(self) -> None:
@@ -187,11 +197,14 @@ class Scheduler:
                 assert record is not None
                 return record
             retrying = attempt < retries and (failure.platform or not retry["only_platform_errors"])
+            wait = self._retry_wait(spec.step, retry) if retrying else 0.0
             self.bus.emit(
-                TaskFailed(spec.pathspec, attempt, failure.message, failure.traceback, retrying)
+                TaskFailed(
+                    spec.pathspec, attempt, failure.message, failure.traceback, retrying, wait
+                )
             )
             if retrying:
-                await anyio.sleep(60 * float(retry["minutes_between_retries"]))
+                await anyio.sleep(wait)
                 attempt += 1
                 continue
             if "catch" in decorators:
@@ -204,6 +217,14 @@ class Scheduler:
                 failure = fallback_failure
             self.tasks_failed += 1
             raise TaskFailedError(spec.pathspec, failure.message, failure.traceback)
+
+    def _retry_wait(self, step: str, retry: dict[str, Any]) -> float:
+        """Seconds before the next attempt. A local step retries at once, as Metaflow's local
+        runtime does; a remote step waits `minutes_between_retries`, since a platform failure
+        (a reclaimed spot instance, a throttled API) often needs a moment to clear."""
+        if compute_of(step, self.ctx.decorators.get(step, {})) is None:
+            return 0.0
+        return 60 * float(retry["minutes_between_retries"])
 
     def _spec(self, ready: Ready, task_id: str, attempt: int, parents_manifest: str | None) -> TaskSpec:
         ctx = self.ctx
@@ -227,6 +248,7 @@ class Scheduler:
             tags=ctx.tags,
             origin_run_id=ctx.origin_run_id,
             environment=ctx.environments.get(ready.step),
+            current=ctx.current,
         )
 
     async def _attempt(
@@ -251,6 +273,10 @@ class Scheduler:
                 outcome = await self.backend.run(spec, log)
         except PlatformError as e:  # the backend saw the task lost: a failed attempt, retried
             return None, Failure(str(e), None, platform=True)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._stopped(spec, started)
+            raise
         finally:
             with anyio.CancelScope(shield=True):  # a stopped task's output is kept too
                 await log.save(self.store, task_log_key(*key))
@@ -265,18 +291,60 @@ class Scheduler:
             return record, None
         if record is not None and record.error:
             error = record.error
+            platform = record.stopped  # stopped from outside (spot reclaim, kill), not its code
             return None, Failure(
                 f"{error['type']}: {error['message']}",
                 error.get("traceback"),
-                is_platform_failure(error),
+                platform,
                 error.get("class"),
             )
         reason = outcome.reason or "the task ended without committing its record"
         return None, Failure(reason, None, platform=True)
 
+    async def _stopped(self, spec: TaskSpec, started: float) -> None:
+        """The run is being cancelled (a sibling failed, or the user stopped it) while this task
+        ran: announce how it ended, so every view counts it the same way. It may have committed
+        just before the stop reached it; otherwise it is stopped, not failed."""
+        key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+        try:
+            record = await self._read_record(key)
+        except Exception:
+            record = None  # the store is what failed; the task still did not finish
+        if record is not None and record.ok:
+            self.tasks_done += 1
+            self.bus.emit(TaskFinished(spec.pathspec, spec.attempt, time.monotonic() - started))
+            return
+        self.tasks_stopped += 1
+        self.bus.emit(TaskStopped(spec.pathspec, spec.attempt))
+        if record is None:
+            # Stopped before its process could write a record (or before it began): record it
+            # here, so readers count it as the terminal did. A task that is told to stop writes
+            # its own "stopped" record; one that committed in the last milliseconds writes "done"
+            # over this one, since it writes last.
+            with contextlib.suppress(Exception):
+                await self.store.put(key, [self._stopped_record(spec).pack()])
+
+    @staticmethod
+    def _stopped_record(spec: TaskSpec) -> TaskRecord:
+        now = time.time()
+        message = "the engine stopped the task: its run was failing or cancelled"
+        return TaskRecord(
+            flow=spec.flow_name,
+            run_id=spec.run_id,
+            step=spec.step,
+            task_id=spec.task_id,
+            attempt=spec.attempt,
+            status="stopped",
+            foreach_stack=spec.foreach_stack,
+            parents=spec.parents,
+            started_at=now,
+            finished_at=now,
+            error={"type": "TaskStopped", "message": message, "traceback": ""},
+        )
+
     async def _read_record(self, key: str) -> TaskRecord | None:
         try:
-            return TaskRecord.unpack(await self.store.get(key))
+            return await read_record(self.store, TaskRecord, key)
         except NotFound:
             return None
 

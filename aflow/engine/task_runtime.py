@@ -24,7 +24,6 @@ import msgpack
 
 import aflow
 from aflow.backends.base import TaskSpec
-from aflow.backends.errors import TaskTerminated
 from aflow.cards.runtime import TaskCards
 from aflow.current import current
 from aflow.exception import (
@@ -33,6 +32,7 @@ from aflow.exception import (
     InvalidNextException,
     MergeArtifactsException,
     MissingInMergeArtifactsException,
+    TaskTerminated,
     UnhandledInMergeArtifactsException,
     qualified_name,
 )
@@ -40,7 +40,7 @@ from aflow.flowspec import FlowSpec
 from aflow.graph import StepNode, graph_for
 from aflow.stores import artifacts as art
 from aflow.stores.base import BlockingObjectStore, Buffer
-from aflow.stores.records import TaskRecord, task_record_key
+from aflow.stores.records import TaskRecord, read_record_sync, task_record_key
 
 _AFLOW_DIR = os.path.dirname(os.path.abspath(aflow.__file__))
 # Frames the user did not write: ours, and asyncio's when an async step is awaited.
@@ -57,7 +57,8 @@ def parent_record_key(spec: TaskSpec, parent: str) -> str:
 
 
 def manifest_parents(store: BlockingObjectStore, flow: str, digest: str) -> list[str]:
-    return msgpack.unpackb(store.get(art.blob_key(flow, digest)), raw=False)
+    blob = art.load_ref_blob(store, flow, {"k": digest}, "the join's list of inputs")
+    return msgpack.unpackb(blob, raw=False)
 
 
 class InputTask:
@@ -73,8 +74,8 @@ class InputTask:
     @property
     def _aflow_record(self) -> TaskRecord:
         if self._record is None:
-            data = self._store.get(parent_record_key(self._spec, self._parent))
-            self._record = TaskRecord.unpack(data)
+            key = parent_record_key(self._spec, self._parent)
+            self._record = read_record_sync(self._store, TaskRecord, key)
         return self._record
 
     @property
@@ -88,7 +89,8 @@ class InputTask:
             ref = self._aflow_record.artifacts.get(name)
             if ref is None:
                 raise AttributeError(f"input from step '{self.step_name}' has no artifact '{name}'")
-            blob = art.load_ref_blob(self._store, self._spec.flow_name, ref)
+            what = f"artifact '{name}' of {self._spec.flow_name}/{self._spec.run_id}/{self._parent}"
+            blob = art.load_ref_blob(self._store, self._spec.flow_name, ref, what)
             self._values[name] = art.deserialize(blob)
         return self._values[name]
 
@@ -170,7 +172,7 @@ class Task:
                 first = self.inputs._tasks[0]._aflow_record.artifacts
                 self.inherited.update({n: first[n] for n in spec.param_names if n in first})
         elif parents:
-            parent = TaskRecord.unpack(store.get(parent_record_key(spec, parents[0])))
+            parent = read_record_sync(store, TaskRecord, parent_record_key(spec, parents[0]))
             self.inherited.update(parent.artifacts)
         self._input_cache: tuple[bool, Any] = (False, None)
 
@@ -187,7 +189,8 @@ class Task:
             raise AttributeError(
                 f"step '{self.node.name}' has no artifact '{name}': no earlier step set it{hint}"
             )
-        blob = art.load_ref_blob(self.store, self.flow_name, ref)
+        what = f"artifact '{name}' (read by task {self.spec.pathspec})"
+        blob = art.load_ref_blob(self.store, self.flow_name, ref, what)
         value = art.deserialize(blob)
         self.loaded[name] = (value, blob)
         return value
@@ -337,9 +340,8 @@ class Task:
                 f"step '{self.node.name}' fans out over '{param}', which is empty: a foreach "
                 f"needs at least one item ({where})"
             )
-        key = art.blob_key(self.flow_name, digest)
-        if not self.store.exists(key):
-            self.store.put(key, parts)
+        size = sum(memoryview(p).nbytes for p in parts)
+        art.put_blob(self.store, art.blob_key(self.flow_name, digest), parts, digest, size)
         return count, digest
 
 
@@ -424,6 +426,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         username=os.environ.get("USER") or os.environ.get("USERNAME"),
         tags=list(spec.tags),
         origin_run_id=spec.origin_run_id,
+        **spec.current,
     )
     key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
     cards = TaskCards.start(spec, store, flow_cls)  # current.card; None when the step has no @card
@@ -469,7 +472,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         sys.stdout.flush()
         print(f"Step '{spec.step}' failed ({spec.pathspec}):\n{shown}", file=sys.stderr, end="")
         sys.stderr.flush()
-        record.status = "failed"
+        record.status = "stopped" if isinstance(e, TaskTerminated) else "failed"
         record.finished_at = time.time()
         record.error = error_dict(e, shown)
         try:

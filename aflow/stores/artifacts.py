@@ -7,7 +7,8 @@ equal values are stored once, and a task passes an artifact on by key, never by 
 enough live inline in the task record instead of in a file of their own.
 
 Everything here is CPU-bound and synchronous: callers run it in a worker thread or in a task process,
-never on an event loop.
+never on an event loop (load_ref_blob_async, for the client and the UI, hashes in a worker thread).
+Every blob read here is checked against its hash (see integrity.py).
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aflow.exception import ArtifactError
-from aflow.stores.base import BlockingObjectStore, Buffer
+import anyio.to_thread
+
+from aflow.exception import ArtifactError, DamagedData
+from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore, store_path
+from aflow.stores.integrity import blob_problem, check_blob, open_item, seal_item
 
 BLOB_MAGIC = b"AFB1"
-SPLIT_MAGIC = b"AFS1"
+SPLIT_MAGIC = b"AFS1"  # items without seals
+SEALED_SPLIT_MAGIC = b"AFS2"  # each item sealed with its CRC-32
 INLINE_LIMIT = 512
 _ALIGN = 64
 _HEAD = struct.Struct("<4sIQ")  # magic, number of out-of-band buffers, pickle length
@@ -104,18 +109,53 @@ def blob_key(flow: str, digest: str) -> str:
 
 
 def save_blob(store: BlockingObjectStore, flow: str, s: Serialized) -> ArtifactRef:
-    """Store a serialized artifact (unless inline or already stored) and return its ref."""
+    """Store a serialized artifact (unless inline or already stored intact) and return its ref."""
     if not s.inline:
-        key = blob_key(flow, s.digest)
-        if not store.exists(key):
-            store.put(key, s.parts)
+        put_blob(store, blob_key(flow, s.digest), s.parts, s.digest, s.size)
     return s.ref()
 
 
-def load_ref_blob(store: BlockingObjectStore, flow: str, ref: ArtifactRef) -> Buffer:
+def put_blob(store: BlockingObjectStore, key: str, parts: list[Buffer], digest: str, size: int) -> None:
+    """Write a content-addressed blob unless the store already holds it intact.
+
+    A file merely existing under the hash's name is not trusted: on a store read from local disk
+    the existing copy is hashed, and a damaged one is replaced by these (known good) bytes. A cloud
+    object is written whole or not at all, checksummed on upload, and hashed on every read, so
+    there its existence is enough."""
+    if getattr(store, "local", False):
+        try:
+            held = blob_problem(store.get(key), digest, size) is None
+        except NotFound:
+            held = False
+    else:
+        held = store.exists(key)
+    if not held:
+        store.put(key, parts)
+
+
+def load_ref_blob(
+    store: BlockingObjectStore, flow: str, ref: ArtifactRef, what: str = "an artifact"
+) -> Buffer:
+    """The blob `ref` names, verified against its hash; DamagedData names `what` and the path."""
+    if "v" in ref:
+        return ref["v"]  # inline: part of its record, which is checked as a whole
+    key = blob_key(flow, ref["k"])
+    blob = store.get(key)
+    check_blob(blob, ref["k"], ref.get("s"), store_path(store.url, key), what, flow)
+    return blob
+
+
+async def load_ref_blob_async(
+    store: ObjectStore, flow: str, ref: ArtifactRef, what: str = "an artifact"
+) -> Buffer:
+    """load_ref_blob for async readers (client, UI): the hash runs in a worker thread."""
     if "v" in ref:
         return ref["v"]
-    return store.get(blob_key(flow, ref["k"]))
+    key = blob_key(flow, ref["k"])
+    blob = await store.get(key)
+    path = store_path(store.url, key)
+    await anyio.to_thread.run_sync(check_blob, blob, ref["k"], ref.get("s"), path, what, flow)
+    return blob
 
 
 def same_value(a: ArtifactRef, b: ArtifactRef) -> bool:
@@ -123,21 +163,22 @@ def same_value(a: ArtifactRef, b: ArtifactRef) -> bool:
 
 
 # -- foreach items -----------------------------------------------------------------------------
-# A split's items are one blob: a count, an offset table and the items pickled one after another,
-# so child i reads its own item with two ranged reads whatever the width of the foreach.
+# A split's items are one blob: a count, an offset table and the items pickled one after another
+# (each sealed with its CRC-32), so child i reads and checks its own item with two ranged reads
+# whatever the width of the foreach.
 
 
 def serialize_items(items: Iterable[Any], name: str) -> tuple[list[Buffer], str, int]:
     pickled = []
     for i, item in enumerate(items):
         try:
-            pickled.append(pickle.dumps(item, protocol=5))
+            pickled.append(seal_item(pickle.dumps(item, protocol=5)))
         except Exception as e:
             raise ArtifactError(f"foreach item {i} of '{name}' cannot be pickled: {e}") from None
     offsets = [0]
     for p in pickled:
         offsets.append(offsets[-1] + len(p))
-    head = SPLIT_MAGIC + _U64.pack(len(pickled)) + struct.pack(f"<{len(offsets)}Q", *offsets)
+    head = SEALED_SPLIT_MAGIC + _U64.pack(len(pickled)) + struct.pack(f"<{len(offsets)}Q", *offsets)
     parts: list[Buffer] = [head, *pickled]
     h = hashlib.sha256()
     for part in parts:
@@ -148,9 +189,22 @@ def serialize_items(items: Iterable[Any], name: str) -> tuple[list[Buffer], str,
 def load_item(store: BlockingObjectStore, flow: str, digest: str, count: int, index: int) -> Any:
     key = blob_key(flow, digest)
     table = 4 + _U64.size
-    start, end = struct.unpack("<QQ", store.get_range(key, table + 8 * index, 16))
+    entry = store.get_range(key, table + 8 * index, 16)
+    path = store_path(store.url, key)
+    damaged = f"foreach item {index} of {count}: its items blob {path} is damaged"
+    if len(entry) != 16:
+        raise DamagedData(f"{damaged} (truncated)", path)
+    start, end = struct.unpack("<QQ", entry)
     data_at = table + 8 * (count + 1)
-    return pickle.loads(store.get_range(key, data_at + start, end - start))
+    data = store.get_range(key, data_at + start, end - start) if 0 <= start <= end else b""
+    item = open_item(data)
+    if item is None:
+        # Items written before seals existed end in pickle's STOP; anything else is damage.
+        legacy = len(data) == end - start and data.endswith(b".")
+        if not legacy or store.get_range(key, 0, 4) != SPLIT_MAGIC:
+            raise DamagedData(f"{damaged} (its item does not match its checksum)", path)
+        item = data
+    return pickle.loads(item)
 
 
 # -- recognising an artifact that was loaded and left alone -------------------------------------

@@ -28,6 +28,11 @@ class NotFound(AflowNotFound):
         super().__init__(f"{url} does not exist")
 
 
+def store_path(url: str, key: str) -> str:
+    """Where `key` lives, for messages: a file path or an object URL."""
+    return f"{url.rstrip('/')}/{key}"
+
+
 class BlockingObjectStore(Protocol):
     url: str
 
@@ -122,10 +127,9 @@ def open_store(datastore: str | None, root: str | None) -> ObjectStore:
     try:
         module = importlib.import_module(kind.module)
     except ImportError as e:
-        raise DataStoreError(
-            f"--datastore {datastore} needs the '{kind.extra}' extra: "
-            f"pip install 'aflow[{kind.extra}]' ({e})"
-        ) from None
+        from aflow.install_hint import needs_extra
+
+        raise DataStoreError(f"{needs_extra(f'--datastore {datastore}', kind.extra)} ({e})") from None
     return getattr(module, kind.cls)(root)
 
 

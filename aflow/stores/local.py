@@ -4,10 +4,16 @@ Writes go to a temporary file beside the target and are renamed into place, so a
 moment leaves either the old object or the new one, never half of one. The operations here are
 synchronous (what a task process uses); the engine sees them through ThreadedStore, one worker-thread
 hop per operation, so the event loop never waits on the disk.
+
+Every key resolves strictly inside the root: a key with a `..`, `.` or empty segment, a backslash or
+NUL, or an absolute one is refused, and so is a path whose symbolic links lead outside the root (a
+read of one finds nothing; a write raises). Readers such as `aflow ui` unpickle what they read, so
+a file beside the store must never be read as if it were in it.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import mmap
 import os
@@ -22,6 +28,10 @@ if TYPE_CHECKING:
 
 
 MMAP_THRESHOLD = 1 << 20
+
+
+class OutsideRoot(PermissionError):
+    """A key that would lead outside the store's root."""
 
 
 def default_local_root() -> str:
@@ -50,12 +60,72 @@ def _create(path: str) -> int:
 class LocalFiles:
     """Synchronous file operations on a store root (what the task runtime uses directly)."""
 
+    local = True  # read from this machine's disk: a stored blob is cheap to check (artifacts.put_blob)
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
         self.url = str(self.root)
+        self._real = os.path.realpath(self.url)
+        # Folders already seen to resolve inside the root: resolving a path costs a system call
+        # per component, and a 1,000-task run page reads thousands of keys in a few folders.
+        self._inside: set[str] = set()
 
     def _path(self, key: str) -> str:
-        return os.path.join(self.url, key)
+        """The file of `key`, its folder strictly inside the root (OutsideRoot if it would not be).
+        The file itself is checked where it is opened (`_open`, `exists`)."""
+        if key:
+            parts = key.split("/")
+            if (
+                key.startswith("/")
+                or "\\" in key
+                or "\x00" in key
+                or any(p in ("", ".", "..") for p in parts[:-1])
+                or parts[-1] in (".", "..")
+            ):
+                raise OutsideRoot(f"refused the store key {key!r}: it leads outside {self.url}")
+        path = os.path.join(self.url, key)
+        self._check(os.path.dirname(path) if key else path, key)
+        return path
+
+    def _check(self, path: str, key: str) -> None:
+        if path in self._inside:
+            return
+        if not self._resolves_inside(path):
+            raise OutsideRoot(
+                f"refused the store key {key!r}: a symbolic link leads it outside {self.url}"
+            )
+        if len(self._inside) >= 4096:
+            self._inside.clear()  # (atomic: worker threads share this)
+        self._inside.add(path)
+
+    def _resolves_inside(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        if real == self._real or real.startswith(self._real + os.sep):
+            return True
+        self._real = os.path.realpath(self.url)  # the root itself may have become a link since
+        return real == self._real or real.startswith(self._real + os.sep)
+
+    def _found(self, key: str) -> str:
+        """The file of `key` to read: one outside the root is as good as absent."""
+        try:
+            return self._path(key)
+        except OutsideRoot as e:
+            raise NotFound(f"{os.path.join(self.url, key)} ({e})") from None
+
+    def _open(self, key: str) -> tuple[str, int]:
+        """`key` opened to read; a link out of the root reads as absent (NotFound)."""
+        path = self._found(key)
+        try:
+            try:
+                return path, os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as e:
+                if e.errno != errno.ELOOP:
+                    raise
+            if not self._resolves_inside(path):  # the file is a link: follow it only inside
+                raise NotFound(f"{path} (a symbolic link leading outside {self.url}: refused)")
+            return path, os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(path) from None
 
     def put(self, key: str, parts: Sequence[Buffer]) -> None:
         # Plain os calls, no file objects: a forked task process copies every page it touches,
@@ -81,10 +151,7 @@ class LocalFiles:
             raise
 
     def get(self, key: str) -> Buffer:
-        try:
-            fd = os.open(self._path(key), os.O_RDONLY)
-        except FileNotFoundError:
-            raise NotFound(self._path(key)) from None
+        _, fd = self._open(key)
         try:
             size = os.fstat(fd).st_size
             if size >= MMAP_THRESHOLD:
@@ -103,22 +170,34 @@ class LocalFiles:
             os.close(fd)
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        try:
-            fd = os.open(self._path(key), os.O_RDONLY)
-        except FileNotFoundError:
-            raise NotFound(self._path(key)) from None
+        _, fd = self._open(key)
         try:
             return os.pread(fd, length, start)
         finally:
             os.close(fd)
 
     def exists(self, key: str) -> bool:
-        return os.path.isfile(self._path(key))  # an object, not a folder of them
+        try:
+            path = self._path(key)
+        except OutsideRoot:
+            return False
+        if os.path.islink(path):
+            return self._resolves_inside(path) and os.path.isfile(path)
+        return os.path.isfile(path)  # an object, not a folder of them
+
+    def move_aside(self, key: str, to: str) -> str:
+        """Rename a (damaged) object to key `to` (`aflow verify --quarantine`); returns its path."""
+        target = self._path(to)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(self._path(key), target)
+        return target
 
     def list(self, prefix: str) -> list[str]:
         try:
-            names = os.listdir(self._path(prefix))
-        except (FileNotFoundError, NotADirectoryError):
+            folder = self._path(prefix.rstrip("/"))
+            self._check(folder, prefix)
+            names = os.listdir(folder)
+        except (FileNotFoundError, NotADirectoryError, OutsideRoot):
             return []
         return sorted(n for n in names if not n.endswith(".tmp"))
 

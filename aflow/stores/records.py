@@ -10,13 +10,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
+from aflow.exception import TaskTerminated
 from aflow.stores.artifacts import ArtifactRef
-from aflow.stores.base import Buffer
+from aflow.stores.base import BlockingObjectStore, Buffer, ObjectStore, store_path
+from aflow.stores.integrity import damaged_record, record_problem, seal_record
 
+R = TypeVar("R", bound="_Record")
 HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_STALE = 6 * HEARTBEAT_SECONDS
 
@@ -41,16 +44,43 @@ def task_log_key(flow: str, run_id: str, step: str, task_id: str, attempt: int) 
     return f"{task_prefix(flow, run_id, step, task_id)}/{attempt}.log"
 
 
+async def read_record(store: ObjectStore, cls: type[R], key: str) -> R:
+    """The record under `key`; NotFound, or DamagedData naming its path."""
+    return cls.unpack(await store.get(key), store_path(store.url, key))
+
+
+def read_record_sync(store: BlockingObjectStore, cls: type[R], key: str) -> R:
+    return cls.unpack(store.get(key), store_path(store.url, key))
+
+
 class _Record:
     def pack(self) -> bytes:
-        return msgpack.packb({n: getattr(self, n) for n in _field_names(type(self))}, use_bin_type=True)
+        fields = {n: getattr(self, n) for n in _field_names(type(self))}
+        # Sealed with a CRC as its last entry, so a damaged record is told from a valid one.
+        return seal_record(msgpack.packb({**fields, "_crc": bytes(4)}, use_bin_type=True))
 
     @classmethod
-    def unpack(cls, data: Buffer):  # type: ignore[no-untyped-def]
-        raw = msgpack.unpackb(data, raw=False)
-        known = _field_names(cls)
-        # Fields a newer aflow added are ignored, so old and new versions read each other.
-        return cls(**{k: v for k, v in raw.items() if k in known})
+    def unpack(cls, data: Buffer, path: str = ""):  # type: ignore[no-untyped-def]
+        """The record in `data`; DamagedData naming `path` (the file or object) when it is not
+        a whole, intact record."""
+        where = path or f"a {cls.__name__}"
+        problem = record_problem(data)
+        if problem is None:
+            try:
+                raw = msgpack.unpackb(data, raw=False)
+            except (ValueError, TypeError) as e:  # msgpack's errors are ValueErrors
+                problem = f"truncated or unreadable: {e}" if memoryview(data).nbytes else "empty"
+            else:
+                if not isinstance(raw, dict):
+                    problem = "not a record"
+        if problem is None:
+            known = _field_names(cls)
+            # Fields a newer aflow added are ignored, so old and new versions read each other.
+            try:
+                return cls(**{k: v for k, v in raw.items() if k in known})
+            except TypeError as e:
+                problem = f"fields missing: {e}"
+        raise damaged_record(where, problem)
 
 
 @functools.cache
@@ -69,7 +99,7 @@ class TaskRecord(_Record):
     step: str
     task_id: str
     attempt: int = 0
-    status: str = "done"  # done | failed
+    status: str = "done"  # done | failed | stopped (the engine or the platform stopped it)
     artifacts: dict[str, ArtifactRef] = field(default_factory=dict)
     foreach_stack: list[Frame] = field(default_factory=list)
     parents: list[str] = field(default_factory=list)
@@ -95,6 +125,12 @@ class TaskRecord(_Record):
     def ok(self) -> bool:
         return self.status == "done"
 
+    @property
+    def stopped(self) -> bool:
+        """Stopped from outside (SIGTERM), not failed by its own code; older records said so
+        with status 'failed' and the error type TaskTerminated."""
+        return self.status == "stopped" or (self.error or {}).get("type") == TaskTerminated.__name__
+
 
 @dataclass
 class RunRecord(_Record):
@@ -115,6 +151,9 @@ class RunRecord(_Record):
     origin_run_id: str | None = None  # the run this one resumed
     tasks_done: int = 0
     tasks_failed: int = 0
+    tasks_stopped: int = 0  # stopped by the engine once the run was failing or cancelled
+    system_tags: list[str] = field(default_factory=list)  # project:<name>, project_branch:<b>
+    triggers: dict[str, Any] = field(default_factory=dict)  # @schedule/@trigger*: recorded only
 
     @property
     def pathspec(self) -> str:

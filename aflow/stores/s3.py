@@ -1,4 +1,4 @@
-"""The S3 datastore on aioboto3 (`pip install 'aflow[aws]'`): `--datastore s3 --datastore-root
+"""The S3 datastore on aioboto3 (the 'aws' extra): `--datastore s3 --datastore-root
 s3://bucket/prefix`, or AFLOW_DATASTORE_SYSROOT_S3.
 
 Credentials and region come the usual AWS way (AWS_* variables, profiles, instance roles);

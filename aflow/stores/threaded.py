@@ -17,6 +17,7 @@ class ThreadedStore:
     def __init__(self, sync: BlockingObjectStore) -> None:
         self.sync = sync
         self.url = sync.url
+        self.local: bool = getattr(sync, "local", False)
 
     async def put(self, key: str, parts: Sequence[Buffer]) -> None:
         await anyio.to_thread.run_sync(self.sync.put, key, parts)

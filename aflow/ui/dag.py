@@ -75,8 +75,9 @@ def draw(steps: dict[str, dict[str, Any]], progress: dict[str, StepProgress], li
     nodes = [_node(steps, progress.get(s), s, at[s], link) for s in steps]
     return (
         # Shrinks to fit the page, down to half size (then the box scrolls): long flows stay readable.
+        # (The page's script sets the sizes: the CSP allows no inline style.)
         f'<svg class="dag" viewBox="0 0 {width} {height:.0f}" width="100%" '
-        f'style="max-width:{width}px;min-width:{width * 0.5:.0f}px" role="img" '
+        f'data-max-width="{width}" data-min-width="{width * 0.5:.0f}" role="img" '
         f'aria-label="the run\'s steps">'
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>'

@@ -18,7 +18,7 @@ import anyio
 
 from aflow.client.core import AsyncDataArtifact, AsyncFlow, AsyncRun, AsyncTask, LogLine, id_order
 from aflow.exception import AflowNotFound
-from aflow.stores.artifacts import blob_key
+from aflow.stores.artifacts import load_ref_blob_async
 from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore
 from aflow.stores.records import RunRecord, TaskRecord
 from aflow.stores.transfer import gather
@@ -310,7 +310,8 @@ async def artifact_blob(artifact: AsyncDataArtifact) -> Buffer:
     if "v" in artifact.ref:
         return artifact.ref["v"]
     try:
-        return await artifact.task.store.get(blob_key(artifact.task.flow, artifact.ref["k"]))
+        what = f"artifact '{artifact.name}' of task {artifact.task.pathspec}"
+        return await load_ref_blob_async(artifact.task.store, artifact.task.flow, artifact.ref, what)
     except NotFound:
         raise AflowNotFound(
             f"artifact '{artifact.name}' of {artifact.task.pathspec} is missing"

@@ -25,6 +25,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -36,6 +37,8 @@ from aflow.stores.artifacts import deserialize
 from aflow.stores.base import Buffer, ObjectStore
 from aflow.stores.transfer import gather
 from aflow.ui import pages
+from aflow.ui.cards import card_routes, cards_fragment
+from aflow.ui.guard import Guard, host_names
 from aflow.ui.markup import esc, page, size, url
 from aflow.ui.preview import PREVIEW_LIMIT, Preview, describe
 from aflow.ui.progress import step_progress
@@ -68,8 +71,9 @@ class UIState:
     previews: OrderedDict[str, Preview] = field(default_factory=OrderedDict)
 
 
-def create_app(store: ObjectStore, poll: float = 1.0) -> Starlette:
-    """The app over `store` (wrapped read-only); `poll` is how often live pages re-read it."""
+def create_app(store: ObjectStore, poll: float = 1.0, hosts: frozenset[str] | None = None) -> Starlette:
+    """The app over `store` (wrapped read-only); `poll` is how often live pages re-read it; `hosts`
+    the Host names it answers (default: loopback's, see `guard`)."""
     readonly = ReadOnlyStore(store)
     state = UIState(readonly, RunsReader(readonly), RunReaders(readonly), poll)
 
@@ -98,9 +102,11 @@ def create_app(store: ObjectStore, poll: float = 1.0) -> Starlette:
         *both("/run/{flow}/{run_id}", lambda r: _run_view(state, r)),
         *both("/task/{flow}/{run_id}/{step}/{task_id}", lambda r: _task_view(state, r)),
         Route("/raw/{flow}/{run_id}/{step}/{task_id}", raw),
+        *card_routes(readonly),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    guard = Middleware(Guard, hosts=hosts if hosts is not None else host_names())
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[guard])
     app.state.ui = state
     return app
 
@@ -236,7 +242,10 @@ async def _task_view(state: UIState, request: Request) -> Rendered:
             (step, url("run", flow, run_id, step=step)),
             (task_id, None),
         ],
-        pages.task_fragments(view, attempt, previews),
+        {
+            **pages.task_fragments(view, attempt, previews),
+            "cards": await cards_fragment(state.store, flow, run_id, step, task_id, attempt),
+        },
         live=not view.final,
     )
 

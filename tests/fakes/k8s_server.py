@@ -216,6 +216,7 @@ class RecordedRequest:
     query: dict[str, str]
     body: Any
     time: float
+    status: int | None = None  # set when the server refused it before handling (401)
 
     @property
     def watch(self) -> bool:
@@ -339,6 +340,9 @@ class FakeK8s:
         self.pod_env: dict[str, str] = {}  # given to every pod (image ENV, cluster-provided credentials)
         self.inherit_env = False  # True: pods get the test process's whole environment
         self.history_limit: int | None = None  # keep at most this many events (older: 410 Expired)
+        # Bearer tokens the server accepts (token -> expiry on the server loop's clock, None: never);
+        # None: no authentication (a `kubectl proxy`). See require_tokens / issue_token.
+        self.tokens: dict[str, float | None] | None = None
         self.url = ""
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -389,6 +393,7 @@ class FakeK8s:
         self._release = asyncio.Event()
         app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
         r = app.router
+        r.add_post("/_fake/token", self._token)
         r.add_get("/version", self._version)
         r.add_get("/version/", self._version)
         r.add_get("/apis/batch/v1/jobs", self._list_jobs)
@@ -493,6 +498,42 @@ class FakeK8s:
 
         self._call(release)
 
+    def require_tokens(self) -> None:
+        """From now on every request needs `Authorization: Bearer <token>` with a token from
+        issue_token (or POST /_fake/token?ttl=SECONDS, what a test's exec plugin calls) that has not
+        expired; otherwise 401 Unauthorized, as an API server answers an expired EKS/GKE token."""
+        self._call(lambda: setattr(self, "tokens", self.tokens or {}))
+
+    def issue_token(self, ttl: float | None) -> str:
+        """A new bearer token valid for `ttl` seconds (None: until the server stops)."""
+        return self._call(lambda: self._issue(ttl))
+
+    def _issue(self, ttl: float | None) -> str:
+        token = "k8s-aws-v1." + uuid.uuid4().hex
+        assert self._loop is not None
+        if self.tokens is None:
+            self.tokens = {}
+        self.tokens[token] = None if ttl is None else self._loop.time() + ttl
+        return token
+
+    def _authorized(self, request: web.Request) -> bool:
+        if self.tokens is None or request.path == "/_fake/token":
+            return True
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or token not in self.tokens:
+            return False
+        expiry = self.tokens[token]
+        return expiry is None or asyncio.get_running_loop().time() < expiry
+
+    async def _token(self, request: web.Request) -> web.Response:
+        ttl = request.query.get("ttl")
+        token = self._issue(float(ttl) if ttl else None)
+        expiry = None
+        if ttl:
+            expiry = datetime.fromtimestamp(datetime.now(UTC).timestamp() + float(ttl), UTC)
+        stamp = expiry.strftime("%Y-%m-%dT%H:%M:%SZ") if expiry else None
+        return web.json_response({"token": token, "expirationTimestamp": stamp})
+
     def compact(self) -> int:
         """Forget the event history (like etcd compaction): a watch from an older resourceVersion
         gets an ERROR event with code 410. Returns the current resourceVersion."""
@@ -582,6 +623,9 @@ class FakeK8s:
         self.requests.append(
             RecordedRequest(request.method, request.path, dict(request.query), body, loop.time())
         )
+        if not self._authorized(request):
+            self.requests[-1].status = 401
+            return ApiError(401, "Unauthorized", "Unauthorized").response()
         try:
             return await handler(request)
         except ApiError as e:

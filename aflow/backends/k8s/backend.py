@@ -43,7 +43,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from aflow.backends.base import TaskExit
 from aflow.backends.k8s import manifests
 from aflow.backends.k8s.api import REQUEST_SECONDS, TRANSIENT, error_text, refusal
-from aflow.backends.k8s.auth import configuration
+from aflow.backends.k8s.auth import CredentialsError, clients
 from aflow.backends.k8s.logs import DRAIN_SECONDS, LOG_STREAMS, LogFollow, follow_log, read_log
 from aflow.backends.k8s.manifests import INDEX_KEY, JOB_LABEL, RUN_LABEL, dns_label
 from aflow.backends.k8s.status import (
@@ -87,22 +87,19 @@ class KubernetesBackend(RemoteBackend):
         self._run_key = hashlib.sha256(f"{ctx.flow_name}/{ctx.run_id}".encode()).hexdigest()[:16]
         self._selector = f"{RUN_LABEL}={self._run_key}"
         self._per_index = True  # Indexed Jobs fail index by index (the API server is 1.29+)
+        self._credentials_error: str | None = None
 
     # -- client ------------------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        conf = await configuration()
-        logs_conf = await configuration()
-        logs_conf.connection_pool_maxsize = LOG_STREAMS
-        self._api = client.ApiClient(conf)
-        self._log_api = client.ApiClient(logs_conf)
+        self._api, self._log_api, host = await clients(LOG_STREAMS)
         try:  # unreachable or refused: say so now, not as every task's failure
             with anyio.fail_after(REQUEST_SECONDS):
                 info = await client.VersionApi(self._api).get_code()
         except Exception as e:
             await self._close()
             raise AflowException(
-                f"@kubernetes: cannot reach the Kubernetes API at {conf.host}: {error_text(e)} (set "
+                f"@kubernetes: cannot reach the Kubernetes API at {host}: {error_text(e)} (set "
                 "AFLOW_KUBERNETES_HOST, or KUBECONFIG / AFLOW_KUBERNETES_CONTEXT)"
             ) from None
         self._per_index = server_version(info) >= PER_INDEX_SINCE
@@ -132,6 +129,8 @@ class KubernetesBackend(RemoteBackend):
     # -- submitting ----------------------------------------------------------------------------------
 
     async def _submit(self, group: JobGroup) -> None:
+        if self._credentials_error is not None:
+            raise AflowException(self._credentials_error)
         own = group.decorators.get(self.name, {})
         ns = own.get("namespace") or os.environ.get("AFLOW_KUBERNETES_NAMESPACE") or "default"
         name = self._job_name(group.step)
@@ -247,11 +246,11 @@ class KubernetesBackend(RemoteBackend):
         assert self._work is not None and self._api is not None
         core, batch = client.CoreV1Api(self._api), client.BatchV1Api(self._api)
         pods, jobs = core.list_namespaced_pod, batch.list_namespaced_job
-        self._work.start_soon(
+        self._spawn(
             watch_forever, pods, ns, self._selector, self._on_pod,
             lambda items: self._relisted(ns, True, items, self._on_pod),
         )  # fmt: skip
-        self._work.start_soon(
+        self._spawn(
             watch_forever, jobs, ns, self._selector, self._on_job,
             lambda items: self._relisted(ns, False, items, self._on_job),
         )  # fmt: skip
@@ -487,6 +486,9 @@ class KubernetesBackend(RemoteBackend):
                 if attempt == 3:
                     log.warning("could not delete Kubernetes %s: %s", what, error_text(e))
                     return
+            except CredentialsError as e:
+                log.warning("could not delete Kubernetes %s: %s", what, e)
+                return
             await anyio.sleep(0.3 * 2**attempt)
 
     async def _doom(self, group: JobGroup, why: str) -> None:
@@ -504,7 +506,26 @@ class KubernetesBackend(RemoteBackend):
 
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         assert self._work is not None
-        self._work.start_soon(fn, *args)
+        self._work.start_soon(self._guarded, fn, *args)
+
+    async def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            await fn(*args)
+        except CredentialsError as e:
+            await self._credentials_failed(str(e))
+
+    async def _credentials_failed(self, why: str) -> None:
+        """The cluster's credentials are gone for good: fail every task still waiting, now, with
+        what to do (rather than retry against 401s until the run is stopped)."""
+        if self._credentials_error is None:
+            self._credentials_error = why
+            log.error("%s", why)
+        for group in list(self._groups.values()):
+            for task in group.tasks:
+                if task.exit is None:
+                    await task.logs.line("stderr", f"[aflow] {why}")
+                    task.finish(TaskExit(1, why))
+            self._forget(group)
 
     def _forget(self, group: JobGroup) -> None:
         """Once every task of a group has finished: drop it here and in the base class (a group

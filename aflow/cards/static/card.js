@@ -213,13 +213,22 @@
     target.replaceChildren(card);
   }
 
+  // The last data drawn for each card: a live page swaps in a fresh element when a card changes,
+  // which is drawn from this at once (no blank flash) and again when its new data arrives.
+  const drawn = new Map();
+
   function load(target) {
     const src = target.dataset.src;
     if (!src || target.dataset.loaded === src) return;
     target.dataset.loaded = src;
+    const key = target.dataset.key || src;
+    if (drawn.has(key)) render(target, drawn.get(key));
     fetch(src, { credentials: "same-origin" })
       .then((r) => (r.ok ? r.json() : Promise.reject(new Error(r.status + " " + r.statusText))))
-      .then((data) => render(target, data))
+      .then((data) => {
+        drawn.set(key, data);
+        render(target, data);
+      })
       .catch((e) => target.replaceChildren(errorBlock("The card could not be read", String(e.message))));
   }
 

@@ -31,6 +31,14 @@
     });
   }
 
+  // Sizes the pictures say they want: inline style attributes are refused by the page's CSP.
+  function size(root) {
+    root.querySelectorAll("svg[data-max-width]").forEach((svg) => {
+      svg.style.maxWidth = svg.dataset.maxWidth + "px";
+      svg.style.minWidth = svg.dataset.minWidth + "px";
+    });
+  }
+
   function atEnd(log) {
     return !log || log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
   }
@@ -53,6 +61,7 @@
       el.innerHTML = frag.html;
       el.dataset.v = frag.v;
       applyPrefs(el);
+      size(el);
       const log = el.querySelector(".log");
       if (log && tail) log.scrollTop = log.scrollHeight;
     }
@@ -92,6 +101,7 @@
   });
 
   applyPrefs(document);
+  size(document);
   document.querySelectorAll(".log").forEach((log) => {
     if (document.body.dataset.live === "1") log.scrollTop = log.scrollHeight;
   });

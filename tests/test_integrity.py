@@ -1,0 +1,123 @@
+"""The store never serves wrong data: damaged blobs, items and records are detected, named, and
+not deduplicated against (issue 14); `aflow verify` finds and quarantines them."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import anyio
+import pytest
+from conftest import FLOWS, run_cli
+from integrity_flow import IntegrityFlow
+
+import aflow
+from aflow.exception import DamagedData
+
+FLOW_FILE = str(FLOWS / "integrity_flow.py")
+PAYLOAD_SUM = sum(range(2000))
+TOTAL = 3 * PAYLOAD_SUM + 3 * len("item-0")
+
+
+def run(**options: object) -> aflow.Run:
+    return anyio.run(lambda: aflow.run_flow(IntegrityFlow, **options))
+
+
+def blob_path(root: Path, run: aflow.Run, step: str, name: str) -> Path:
+    sha = run[step].task[name].sha
+    return root / "IntegrityFlow" / "data" / sha[:2] / sha
+
+
+def flip(path: Path, at: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
+    at = len(data) // 2 if at is None else at
+    data[at] ^= 0x20
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_a_fresh_run_does_not_deduplicate_against_a_damaged_blob(store_root: Path) -> None:
+    first = run()
+    path = blob_path(store_root, first, "start", "payload")
+    good = path.read_bytes()
+    flip(path)
+    second = run()  # produces the same payload: before, it trusted the damaged file and read it
+    assert second.successful
+    assert second["join"].task.data.total == TOTAL
+    assert second["end"].task.data.payload == list(range(2000))
+    assert path.read_bytes() == good  # the known-good bytes replaced the damaged copy
+    assert first["start"].task.data.payload == list(range(2000))  # the old run reads right again
+
+
+@pytest.mark.parametrize("damage", [flip, truncate])
+def test_a_damaged_blob_is_named_with_its_artifact_task_and_path(store_root: Path, damage) -> None:
+    done = run()
+    path = blob_path(store_root, done, "start", "payload")
+    damage(path)
+    with pytest.raises(DamagedData) as caught:
+        _ = done["start"].task.data.payload
+    message = str(caught.value)
+    assert "'payload'" in message and f"{done.pathspec}/start/" in message and str(path) in message
+    assert caught.value.path == str(path)
+    # A task that loads it fails with the same names instead of unpickling bad bytes.
+    resumed = run_cli("resume", FLOW_FILE, "work")
+    assert resumed.returncode == 1
+    assert "artifact 'payload'" in resumed.stderr and str(path) in resumed.stderr, resumed.stderr
+    assert "pickle" not in resumed.stderr
+
+
+def test_a_damaged_foreach_item_is_detected_by_the_child_that_reads_it(store_root: Path) -> None:
+    done = run()
+    import msgpack
+
+    start_dir = next((store_root / "IntegrityFlow" / done.id / "start").iterdir())
+    digest = msgpack.unpackb((start_dir / "0.mpk").read_bytes())["split_digest"]
+    path = store_root / "IntegrityFlow" / "data" / digest[:2] / digest
+    data = path.read_bytes()
+    at = data.index(b"item-1") + 5
+    flip(path, at)
+    resumed = run_cli("resume", FLOW_FILE, "work")
+    assert resumed.returncode == 1
+    assert "foreach item 1 of 3" in resumed.stderr and str(path) in resumed.stderr, resumed.stderr
+
+
+def test_blobs_read_back_by_the_client_are_checked_cheaply_enough() -> None:
+    from aflow.stores.integrity import blob_problem
+
+    blob = bytes(range(256)) * 4096
+    digest = hashlib.sha256(blob).hexdigest()
+    assert blob_problem(blob, digest, len(blob)) is None
+    assert "bytes" in (blob_problem(blob[:-1], digest, len(blob)) or "")
+    changed = bytearray(blob)
+    changed[7] ^= 1
+    assert "SHA-256" in (blob_problem(changed, digest, len(blob)) or "")
+
+
+def test_verify_reports_and_quarantines_damage(store_root: Path) -> None:
+    done = run()
+    clean = run_cli("verify", "IntegrityFlow")
+    assert clean.returncode == 0 and "all intact" in clean.stdout, clean.stdout + clean.stderr
+    blob = blob_path(store_root, done, "start", "payload")
+    flip(blob)
+    work_dir = next((store_root / "IntegrityFlow" / done.id / "work").iterdir())
+    (work_dir / "0.mpk").write_bytes(b"")
+    run_record = store_root / "IntegrityFlow" / done.id / "run.mpk"
+    truncate(run_record, 0.9)
+    found = run_cli("verify", f"IntegrityFlow/{done.id}")
+    assert found.returncode == 1
+    out = found.stdout
+    assert f"damaged: {blob}: its content does not match" in out and "artifact 'payload'" in out
+    assert f"damaged: {work_dir / '0.mpk'}: empty" in out
+    assert f"damaged: {run_record}" in out
+    assert "3 damaged or missing" in out, out
+    moved = run_cli("verify", FLOW_FILE, "--quarantine")
+    assert moved.returncode == 1 and moved.stdout.count("moved to") == 3, moved.stdout
+    assert not blob.exists() and not run_record.exists()
+    assert len(list((store_root / ".quarantine").rglob("*.mpk"))) == 2
+    after = run_cli("verify", "IntegrityFlow")
+    # What was damaged is gone: what named the blob now reports it missing, nothing is damaged.
+    assert "damaged:" not in after.stdout and f"missing: {blob}" in after.stdout, after.stdout
