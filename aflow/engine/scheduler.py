@@ -25,7 +25,6 @@ import msgpack
 
 from aflow.backends.base import Backend, TaskSpec
 from aflow.backends.errors import PlatformError
-from aflow.decorators import TimeoutDecorator, compute_of
 from aflow.engine.events import (
     EventBus,
     ForeachStarted,
@@ -34,6 +33,7 @@ from aflow.engine.events import (
     TaskStarted,
     TaskStopped,
 )
+from aflow.engine.step_settings import StepSettings
 from aflow.engine.task_logs import LogFlusher, TaskLog
 from aflow.exception import TaskFailed as TaskFailedError
 from aflow.graph import FlowGraph
@@ -127,6 +127,7 @@ class Scheduler:
         self.slots = anyio.Semaphore(max_workers)
         self._ids = itertools.count(1)
         self._joins: dict[tuple[str, str], _JoinWait] = {}
+        self._step_settings: dict[str, StepSettings] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self.failure: TaskFailedError | None = None
         self.end_task: str | None = None
@@ -155,7 +156,7 @@ class Scheduler:
     async def _launch(self, ready: Ready) -> None:
         # A remote task waits in its platform's queue, not for a local slot: a 10,000-way foreach
         # on @batch is submitted at once, as one array job, and costs here only its coroutines.
-        local = compute_of(ready.step, self.ctx.decorators.get(ready.step, {})) is None
+        local = not self._settings(ready.step).remote
         if local:
             await self.slots.acquire()
         assert self._tg is not None
@@ -183,21 +184,21 @@ class Scheduler:
                 self.tasks_done += 1
                 self.bus.emit(TaskFinished(cloned.pathspec, cloned.attempt, 0.0, cloned=True))
                 return cloned
-        decorators = self.ctx.decorators.get(ready.step, {})
-        retry = decorators.get("retry")
-        retries = retry["times"] if retry else 0
+        settings = self._settings(ready.step)
         parents_manifest = None
         if len(ready.parents) > MANIFEST_THRESHOLD:
             parents_manifest = await self._write_manifest(ready.parents)
         attempt = 0
         while True:
             spec = self._spec(ready, task_id, attempt, parents_manifest)
-            record, failure = await self._attempt(spec, decorators)
+            record, failure = await self._attempt(spec, settings)
             if failure is None:
                 assert record is not None
                 return record
-            retrying = attempt < retries and (failure.platform or not retry["only_platform_errors"])
-            wait = self._retry_wait(spec.step, retry) if retrying else 0.0
+            retrying = attempt < settings.retries and (
+                failure.platform or not settings.only_platform_errors
+            )
+            wait = self._retry_wait(settings) if retrying else 0.0
             self.bus.emit(
                 TaskFailed(
                     spec.pathspec, attempt, failure.message, failure.traceback, retrying, wait
@@ -207,10 +208,10 @@ class Scheduler:
                 await anyio.sleep(wait)
                 attempt += 1
                 continue
-            if "catch" in decorators:
+            if settings.catch is not None:
                 spec = self._spec(ready, task_id, attempt + 1, parents_manifest)
-                spec.fallback = {**decorators["catch"], "error": failure.as_dict()}
-                record, fallback_failure = await self._attempt(spec, decorators, timed=False)
+                spec.fallback = {**settings.catch, "error": failure.as_dict()}
+                record, fallback_failure = await self._attempt(spec, settings, timed=False)
                 if fallback_failure is None:
                     assert record is not None
                     return record
@@ -218,13 +219,19 @@ class Scheduler:
             self.tasks_failed += 1
             raise TaskFailedError(spec.pathspec, failure.message, failure.traceback)
 
-    def _retry_wait(self, step: str, retry: dict[str, Any]) -> float:
+    def _settings(self, step: str) -> StepSettings:
+        settings = self._step_settings.get(step)
+        if settings is None:
+            decorators = self.ctx.decorators.get(step, {})
+            settings = self._step_settings[step] = StepSettings.of(step, decorators)
+        return settings
+
+    @staticmethod
+    def _retry_wait(settings: StepSettings) -> float:
         """Seconds before the next attempt. A local step retries at once, as Metaflow's local
         runtime does; a remote step waits `minutes_between_retries`, since a platform failure
         (a reclaimed spot instance, a throttled API) often needs a moment to clear."""
-        if compute_of(step, self.ctx.decorators.get(step, {})) is None:
-            return 0.0
-        return 60 * float(retry["minutes_between_retries"])
+        return 60 * settings.minutes_between_retries if settings.remote else 0.0
 
     def _spec(self, ready: Ready, task_id: str, attempt: int, parents_manifest: str | None) -> TaskSpec:
         ctx = self.ctx
@@ -252,7 +259,7 @@ class Scheduler:
         )
 
     async def _attempt(
-        self, spec: TaskSpec, decorators: dict[str, dict[str, Any]], timed: bool = True
+        self, spec: TaskSpec, settings: StepSettings, timed: bool = True
     ) -> tuple[TaskRecord | None, Failure | None]:
         """One attempt on the backend; its record when it committed, else why not."""
         log = TaskLog(spec.pathspec, self.bus, self.logs)
@@ -260,11 +267,9 @@ class Scheduler:
         self.bus.emit(TaskStarted(spec.pathspec, spec.attempt, spec.fallback is not None))
         key = (spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
         log.key = task_log_key(*key)
-        settings = decorators.get("timeout") if timed else None
-        limit = TimeoutDecorator(**settings).seconds_total() if settings else None
-        if compute_of(spec.step, decorators) is not None:
-            limit = None  # a remote task times itself from when it starts (task_runtime), not here
-            # where its wait in the platform's queue would count too
+        # A remote task times itself from when it starts (task_runtime), not here where its wait
+        # in the platform's queue would count too.
+        limit = settings.timeout_seconds if timed and not settings.remote else None
         # A task times its own step (so @catch keeps what the step set); this deadline only
         # stops one that outlives that, say stuck in C code or in committing its outputs.
         backstop = limit + min(2.0, limit) if limit is not None else None
