@@ -8,6 +8,7 @@ with a traceback only under `--debug`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class AflowException(Exception):
@@ -233,8 +234,8 @@ class CaughtException(Exception):
     def __reduce__(self) -> tuple[object, ...]:
         return (CaughtException, (), self.__dict__)
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
+        self.__dict__.update(state or {})
         self.args = (self.exception,)
 
     def __str__(self) -> str:

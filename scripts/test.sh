@@ -13,4 +13,5 @@ if [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
 python -m ruff check aflow tests examples benchmarks
+python -m mypy  # --strict over the modules pyproject.toml [tool.mypy] lists
 python -m pytest -q "$@"

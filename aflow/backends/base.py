@@ -49,7 +49,7 @@ class TaskSpec:
     def pack(self) -> bytes:
         return msgpack.packb(
             {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, use_bin_type=True
-        )  # type: ignore[call-overload]
+        )
 
     @classmethod
     def unpack(cls, data: bytes) -> TaskSpec:

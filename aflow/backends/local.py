@@ -112,7 +112,7 @@ class LocalBackend:
             return self
         adopted = None
         if self.hello["module"] == "__main__":
-            adopted = _prestarted.pop(self.hello["file"], None)
+            adopted = _prestarted.pop(str(self.hello["file"]), None)
         proc, self._sock = adopted or _start_warm_parent(None)
         self._pid = proc.pid
         self._stack.push_async_callback(self._stop_warm_parent, proc)

@@ -16,6 +16,7 @@ import webbrowser
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 import typer
 
 from aflow.cards.client import find_cards
@@ -155,7 +156,7 @@ def get(
         if file is None or file == "-":
             sys.stdout.write(html)
         else:
-            Path(file).write_text(html, encoding="utf-8")
+            await anyio.Path(file).write_text(html, encoding="utf-8")
             typer.echo(file)
 
     _run_async(go)

@@ -101,7 +101,8 @@ async def _index_done_tasks(
         attempts = [int(n[:-4]) for n in await store.list(prefix) if n.endswith(".mpk")]
         if not attempts:
             return None
-        return TaskRecord.unpack(await store.get(f"{prefix}/{max(attempts)}.mpk"))
+        record: TaskRecord = TaskRecord.unpack(await store.get(f"{prefix}/{max(attempts)}.mpk"))
+        return record
 
     calls = []
     for step in steps:

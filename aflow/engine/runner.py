@@ -83,7 +83,8 @@ class RunningFlow:
         """The finished run (what run_flow() returns)."""
         await self._done.wait()
         assert self._result is not None
-        return Run._of(self._result)
+        run: Run = Run._of(self._result)
+        return run
 
 
 @dataclass

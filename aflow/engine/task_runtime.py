@@ -58,7 +58,8 @@ def parent_record_key(spec: TaskSpec, parent: str) -> str:
 
 def manifest_parents(store: BlockingObjectStore, flow: str, digest: str) -> list[str]:
     blob = art.load_ref_blob(store, flow, {"k": digest}, "the join's list of inputs")
-    return msgpack.unpackb(blob, raw=False)
+    parents: list[str] = msgpack.unpackb(blob, raw=False)
+    return parents
 
 
 class InputTask:

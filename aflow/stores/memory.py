@@ -49,16 +49,16 @@ class MemoryFiles:
         with self._lock:
             return key in self._objects
 
+    def keys(self) -> list[str]:
+        """Every key held, sorted (for tests that look at what a run wrote)."""
+        with self._lock:
+            return sorted(self._objects)
+
     def list(self, prefix: str) -> list[str]:
         below = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         with self._lock:
             keys = [k for k in self._objects if k.startswith(below)]
         return sorted({k[len(below) :].split("/", 1)[0] for k in keys})
-
-    def keys(self) -> list[str]:
-        """Every key held, sorted (for tests that look at what a run wrote)."""
-        with self._lock:
-            return sorted(self._objects)
 
 
 class MemoryStore:
@@ -80,14 +80,14 @@ class MemoryStore:
     async def exists(self, key: str) -> bool:
         return self.files.exists(key)
 
+    def keys(self) -> list[str]:
+        return self.files.keys()
+
     async def list(self, prefix: str) -> list[str]:
         return self.files.list(prefix)
 
     def blocking(self) -> BlockingObjectStore:
         return self.files
-
-    def keys(self) -> list[str]:
-        return self.files.keys()
 
     async def check(self) -> None:
         pass
