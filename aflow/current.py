@@ -21,6 +21,8 @@ class Current:
         "namespace",
         "username",
         "tags",
+        "parameter_names",
+        "tempdir",
         # @project's
         "project_name",
         "branch_name",
@@ -38,9 +40,44 @@ class Current:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        if name in self._fields:
+        if name in self._fields or name in self._values:
             return self._values.get(name)
         raise AttributeError(f"current has no attribute '{name}'")
+
+    def _update(self, **values: Any) -> None:
+        """Add fields (a decorator's, say) to what the running task knows."""
+        self._values.update(values)
+
+    def __contains__(self, name: str) -> bool:
+        return self.get(name) is not None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            value = getattr(self, name)
+        except AttributeError:
+            return default
+        return default if value is None else value
+
+    @property
+    def task(self) -> Any:
+        """The client's Task of the running task (None outside a task)."""
+        if not self.is_running_flow:
+            return None
+        from aflow.client import Task
+        from aflow.client.core import AsyncTask, open_client_store
+
+        # Not looked up: the running task has no record yet, and this is it.
+        core = AsyncTask(open_client_store(), self.flow_name, self.run_id, self.step_name, self.task_id)
+        return Task._of(core)
+
+    @property
+    def run(self) -> Any:
+        """The client's Run of the running run (None outside a task)."""
+        if not self.is_running_flow:
+            return None
+        from aflow.client import Run
+
+        return Run(f"{self.flow_name}/{self.run_id}", _namespace_check=False)
 
     @property
     def card(self) -> Any:

@@ -359,5 +359,10 @@ def step_decorators(
             own.setdefault(d.name, dict(d.attributes))
         _with_flow_environment(flow_cls, own)
         compute_of(step, own)
+        from aflow.user_decorators import SPEC_KEY, user_decorator_refs
+
+        user = user_decorator_refs(func)
+        if user:  # sent to the task, which runs the step through them
+            own[SPEC_KEY] = {"wrappers": [ref.to_spec() for ref in user]}
         out[step] = own
     return out

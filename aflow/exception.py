@@ -98,6 +98,10 @@ class DamagedData(DataStoreError):
         super().__init__(message)
 
 
+class DamagedRecordWarning(UserWarning):
+    """A reader skipped a damaged record and went on; the message names the file."""
+
+
 class AflowNotFound(AflowException):
     headline = "object not found"
 
@@ -272,6 +276,10 @@ def first_error(error: BaseException) -> BaseException:
 
 class TimeoutException(AflowException):
     """A step ran longer than its @timeout (raised inside a remote task, which times itself)."""
+
+
+class TaskKilled(AflowException):
+    """A task's process ended without a record of its own (killed by a signal, say a segfault)."""
 
 
 class TaskTerminated(BaseException):

@@ -14,7 +14,20 @@ from pathlib import Path
 import pytest
 from conftest import FLOWS, run_cli, run_script
 
-from aflow.cards import Artifact, Error, Html, Image, Markdown, ProgressBar, Table, VegaChart
+from aflow.cards import (
+    Artifact,
+    Error,
+    Html,
+    Image,
+    JSONViewer,
+    Markdown,
+    ProgressBar,
+    PythonCode,
+    Table,
+    ValueBox,
+    VegaChart,
+    YAMLViewer,
+)
 from aflow.cards.collector import CardCollector, CardSlot
 from aflow.cards.render import card_html
 
@@ -308,6 +321,15 @@ def test_components_data() -> None:
     err = Error(ValueError("bad"), "Oops").to_data()
     assert err["title"] == "Oops" and "ValueError: bad" in err["text"]
     assert Html("<b>mine</b>").to_data() == {"type": "html", "html": "<b>mine</b>"}
+    box = ValueBox(title="Rows", value=1)
+    box.update(value=2, change_indicator="up")
+    assert box.to_data() | {} == {
+        "type": "valuebox", "title": "Rows", "value": "2", "subtitle": None, "theme": "default",
+        "change": "up",
+    }  # fmt: skip
+    assert "def _slot" in PythonCode(_slot).to_data()["text"]
+    assert JSONViewer({"a": [1]}).to_data()["text"] == '{\n  "a": [\n    1\n  ]\n}'
+    assert YAMLViewer({"a": 1}).to_data()["type"] == "code"
     assert "href" not in Markdown("[x](javascript:alert(1))").to_data()["html"]  # not a link
     with pytest.raises(TypeError):
         Error("x").update()

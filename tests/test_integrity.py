@@ -121,3 +121,82 @@ def test_verify_reports_and_quarantines_damage(store_root: Path) -> None:
     after = run_cli("verify", "IntegrityFlow")
     # What was damaged is gone: what named the blob now reports it missing, nothing is damaged.
     assert "damaged:" not in after.stdout and f"missing: {blob}" in after.stdout, after.stdout
+
+
+def two_runs(root: Path) -> tuple[aflow.Run, aflow.Run]:
+    return run(), run()
+
+
+def test_a_damaged_run_record_is_skipped_and_named_by_every_listing(store_root: Path) -> None:
+    from aflow.exception import DamagedRecordWarning
+    from aflow.stores.local import LocalStore
+    from aflow.ui.reader import RunsReader
+
+    older, newer = two_runs(store_root)
+    damaged = store_root / "IntegrityFlow" / newer.id / "run.mpk"
+    damaged.write_bytes(b"")  # `: > run.mpk`, as a power loss can leave it
+    listed = run_cli("list", "runs", "IntegrityFlow")
+    assert listed.returncode == 0, listed.stderr
+    assert older.id in listed.stdout and newer.id not in listed.stdout
+    assert f"skipped a damaged record: {damaged} (empty)" in listed.stderr
+    everything = run_cli("list", "runs")
+    assert everything.returncode == 0 and str(damaged) in everything.stderr
+    with pytest.warns(DamagedRecordWarning, match=str(damaged)):
+        runs = list(aflow.Flow("IntegrityFlow").runs())
+    assert [r.id for r in runs] == [older.id]
+    shown = run_cli("show", "IntegrityFlow", newer.id)
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr
+    assert str(damaged) in shown.stderr and "aflow verify --quarantine" in shown.stderr
+    latest = run_cli("show", "IntegrityFlow", "latest")
+    assert latest.returncode == 0 and f"Run IntegrityFlow/{older.id}" in latest.stdout
+    with pytest.warns(DamagedRecordWarning):
+        page = anyio.run(lambda: RunsReader(LocalStore(store_root)).page(None, 1, 50))
+    assert [r.run_id for r in page.rows] == [older.id] and str(damaged) in page.damaged[0]
+    resumed = run_cli("resume", FLOW_FILE)  # the newest readable run is the origin
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {older.id}" in resumed.stdout and str(damaged) in resumed.stderr
+
+
+def test_a_damaged_task_record_is_named_and_resume_redoes_the_task(store_root: Path) -> None:
+    done = run()
+    task_dir = store_root / "IntegrityFlow" / done.id / "work" / sorted(
+        p.name for p in (store_root / "IntegrityFlow" / done.id / "work").iterdir()
+    )[1]
+    record = task_dir / "0.mpk"
+    flip(record)
+    shown = run_cli("show", "IntegrityFlow", done.id)
+    assert shown.returncode == 0, shown.stderr
+    assert f"skipped a damaged record: {record}" in shown.stderr
+    logs = run_cli("logs", "IntegrityFlow", f"{done.id}/work")
+    assert logs.returncode == 0, logs.stderr
+    with pytest.raises(DamagedData, match=str(record)):
+        _ = aflow.Task(f"IntegrityFlow/{done.id}/work/{task_dir.name}").data.word
+    resumed = run_cli("resume", FLOW_FILE, "--origin-run-id", done.id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"warning: redoing a task: the record {record}" in resumed.stderr
+    again = aflow.Flow("IntegrityFlow").latest_run
+    assert again.id != done.id and again.successful and again.data.total == TOTAL
+    works = list(again["work"])
+    assert len(works) == 3
+    redone = [t for t in works if t.index == 1]
+    assert redone and redone[0].data.word == "ITEM-1"
+
+
+def test_resume_refuses_a_run_that_is_still_going(store_root: Path) -> None:
+    import os
+
+    from aflow.stores.records import RunRecord
+
+    done = run()
+    path = store_root / "IntegrityFlow" / done.id / "run.mpk"
+    record = RunRecord.unpack(path.read_bytes())
+    record.status, record.finished_at, record.pid = "running", None, os.getpid()
+    import time
+
+    record.heartbeat_at = time.time()
+    path.write_bytes(record.pack())
+    refused = run_cli("resume", FLOW_FILE, "--origin-run-id", done.id)
+    assert refused.returncode == 1 and "is still running" in refused.stderr, refused.stderr
+    record.pid = 2**22 + 12345  # no such process: the run is dead, resume goes ahead
+    path.write_bytes(record.pack())
+    assert run_cli("resume", FLOW_FILE, "--origin-run-id", done.id).returncode == 0

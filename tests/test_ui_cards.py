@@ -105,6 +105,8 @@ def test_a_tasks_cards_show_on_its_page_under_a_strict_csp(
     card.wait_for()
     assert "<script>alert(1)</script>" in card.locator(".c-markdown").inner_text()
     assert card.locator("td", has_text="<b>y</b>").count() == 1
+    assert card.locator(".c-valuebox-value").inner_text() == "42"
+    assert card.locator(".c-code").inner_text() == "print('<hi>')"
     assert page.locator(".aflow-card script").count() == 0
     _shot(page, shots, "cards-escaped")
 

@@ -1,10 +1,11 @@
 """Cards: reports a step attaches to its tasks with `@card`, as in Metaflow.
 
-Components (`Markdown`, `Table`, `Image`, `Artifact`, `VegaChart`, `ProgressBar`, `Error`, `Html`)
-are appended to `current.card` in a step; each card is saved with its task as data plus one
-self-contained HTML document (`storage`, `render`), drawn by one renderer (`static/card.js`) in
-that document and in `aflow ui`. `get_cards(task)` reads them back in a notebook; `aflow card
-view/get/list` from the shell. The task runtime's side is `runtime`; the engine knows no more.
+Components (`Markdown`, `Table`, `Image`, `Artifact`, `VegaChart`, `ProgressBar`, `Error`,
+`ValueBox`, `PythonCode`, `JSONViewer`, `YAMLViewer`, and `Html` for markup) are appended to
+`current.card` in a step; each card is saved with its task as data plus one self-contained HTML
+document (`storage`, `render`), drawn by one renderer (`static/card.js`) in that document and in
+`aflow ui`. `get_cards(task)` reads them back in a notebook; `aflow card view/get/list` from the
+shell. The task runtime's side is `runtime`; the engine knows no more.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from aflow.cards.components import (
     Error,
     Html,
     Image,
+    JSONViewer,
     Markdown,
     ProgressBar,
+    PythonCode,
     Table,
+    ValueBox,
     VegaChart,
+    YAMLViewer,
 )
 
 __all__ = [
@@ -29,9 +34,13 @@ __all__ = [
     "Error",
     "Html",
     "Image",
+    "JSONViewer",
     "Markdown",
     "ProgressBar",
+    "PythonCode",
     "Table",
+    "ValueBox",
     "VegaChart",
+    "YAMLViewer",
     "get_cards",
 ]

@@ -67,12 +67,12 @@ class Markdown(Component):
     kind = "markdown"
     REALTIME_UPDATABLE = True
 
-    def __init__(self, text: str = "") -> None:
+    def __init__(self, text: str | None = "") -> None:
         super().__init__()
-        self.text = text
+        self.text = text or ""
 
-    def update(self, text: str = "") -> None:
-        self.text = text
+    def update(self, text: str | None = "") -> None:
+        self.text = text or ""
 
     def data(self) -> dict[str, Any]:
         return {"html": _markdown_html(str(self.text))}
@@ -106,7 +106,10 @@ class Table(Component):
     REALTIME_UPDATABLE = True
 
     def __init__(
-        self, data: Sequence[Sequence[Any]] | None = None, headers: Sequence[Any] | None = None
+        self,
+        data: Sequence[Sequence[Any]] | None = None,
+        headers: Sequence[Any] | None = None,
+        disable_updates: bool = False,
     ) -> None:
         super().__init__()
         self.rows = [list(r) for r in (data or [])]
@@ -200,7 +203,7 @@ class Image(Component):
     kind = "image"
     REALTIME_UPDATABLE = True
 
-    def __init__(self, src: Any = None, label: str | None = None) -> None:
+    def __init__(self, src: Any = None, label: str | None = None, disable_updates: bool = False) -> None:
         super().__init__()
         self.src = src
         self.label = label
@@ -292,8 +295,10 @@ class ProgressBar(Component):
         super().__init__()
         self.max, self.label, self.value, self.unit, self.metadata = max, label, value, unit, metadata
 
-    def update(self, new_value: float) -> None:
+    def update(self, new_value: float, metadata: str | None = None) -> None:
         self.value = new_value
+        if metadata is not None:
+            self.metadata = metadata
 
     def data(self) -> dict[str, Any]:
         return {
@@ -322,6 +327,86 @@ class Error(Component):
         else:
             text = str(e)
         return {"title": self.title or "Error", "text": text}
+
+
+class ValueBox(Component):
+    """One key figure: a title, the value, a subtitle and a note on its change."""
+
+    kind = "valuebox"
+    REALTIME_UPDATABLE = True
+    THEMES = ("default", "success", "warning", "danger")
+
+    def __init__(
+        self,
+        title: str | None = None,
+        value: Any = "",
+        subtitle: str | None = None,
+        theme: str | None = None,
+        change_indicator: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.title, self.value, self.subtitle = title, value, subtitle
+        self.theme, self.change_indicator = theme, change_indicator
+
+    def update(self, **changes: Any) -> None:
+        for name, value in changes.items():
+            if name not in ("title", "value", "subtitle", "theme", "change_indicator"):
+                raise TypeError(f"ValueBox.update() has no option {name}")
+            setattr(self, name, value)
+
+    def data(self) -> dict[str, Any]:
+        theme = self.theme if self.theme in self.THEMES else "default"
+        return {
+            "title": self.title, "value": str(self.value), "subtitle": self.subtitle,
+            "theme": theme, "change": self.change_indicator,
+        }  # fmt: skip
+
+
+class PythonCode(Component):
+    """Source code: a function's (read with inspect) or a string."""
+
+    kind = "code"
+
+    def __init__(self, code_func: Any = None, code_string: str | None = None) -> None:
+        super().__init__()
+        self.code_func, self.code_string = code_func, code_string
+
+    def data(self) -> dict[str, Any]:
+        if self.code_string is not None:
+            return {"text": str(self.code_string)}
+        import inspect
+        import textwrap
+
+        return {"text": textwrap.dedent(inspect.getsource(self.code_func))}
+
+
+class JSONViewer(Component):
+    """A value as indented JSON."""
+
+    kind = "code"
+
+    def __init__(self, data: Any, **options: Any) -> None:
+        super().__init__()
+        self.value = data
+
+    def update(self, data: Any) -> None:
+        self.value = data
+
+    def data(self) -> dict[str, Any]:
+        import json
+
+        return {"text": json.dumps(self.value, indent=2, default=str)}
+
+
+class YAMLViewer(JSONViewer):
+    """A value as YAML (as JSON when PyYAML is not installed)."""
+
+    def data(self) -> dict[str, Any]:
+        try:
+            import yaml
+        except ImportError:
+            return super().data()
+        return {"text": yaml.safe_dump(self.value, sort_keys=False, default_flow_style=False)}
 
 
 def components_data(components: Iterable[Component]) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from aflow.cli.options import Datastore, DatastoreRoot
-from aflow.exception import AflowException, FlowDefinitionError
+from aflow.exception import AflowException, DamagedRecordWarning, FlowDefinitionError
 from aflow.flowspec import FlowSpec
 from aflow.triggers import SCHEDULERS
 
@@ -60,6 +61,16 @@ def _fail(e: BaseException) -> None:
     else:
         typer.echo(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
     raise typer.Exit(1)
+
+
+def _format_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    if issubclass(category, DamagedRecordWarning):
+        return f"warning: {message}\n"  # aflow's own: the message says it all, no source line
+    return _python_format_warning(message, category, *args, **kwargs)
+
+
+_python_format_warning = warnings.formatwarning
+warnings.formatwarning = _format_warning
 
 
 def _guarded(fn: Callable[[], Any]) -> Any:

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -28,7 +29,7 @@ from aflow.cli.app import _guarded, _load, app
 from aflow.cli.options import Datastore, DatastoreRoot
 from aflow.client import core
 from aflow.client.core import AsyncFlow, AsyncRun, AsyncStep, AsyncTask, LogLine
-from aflow.exception import AflowException, AflowNotFound
+from aflow.exception import AflowException, AflowNotFound, DamagedData
 from aflow.stores.base import ObjectStore, open_store
 from aflow.stores.records import RunRecord, TaskRecord
 
@@ -69,6 +70,8 @@ _opened: list[ObjectStore] = []
 
 def _store(datastore: str | None, datastore_root: str | None) -> ObjectStore:
     core.namespace(None)  # the commands show every run in the store
+    # Skipped damaged records are named by _name_damaged, once, after the command's output.
+    warnings.simplefilter("ignore", core.DamagedRecordWarning)
     store = open_store(datastore, datastore_root)
     _opened.append(store)  # closed by _run_async, on the loop that used it
     return store
@@ -79,7 +82,22 @@ async def _existing_flow(store: ObjectStore, name: str) -> AsyncFlow:
 
 
 async def _run(store: ObjectStore, flow: str, run_id: str) -> AsyncRun:
-    return await (await _existing_flow(store, flow)).run(run_id)
+    found = await _existing_flow(store, flow)
+    run = await found.run(run_id)
+    _name_damaged(found.damaged)  # `latest` skipped them
+    return run
+
+
+def _name_damaged(damaged: Sequence[DamagedData]) -> None:
+    """Name each damaged record a listing skipped, on stderr, and say what to do."""
+    for e in damaged:
+        typer.echo(f"skipped a damaged record: {e.path} ({e.reason})", err=True)
+    if damaged:
+        typer.echo(
+            "`aflow verify --quarantine` moves damaged records aside; resume redoes a task whose "
+            "record was damaged",
+            err=True,
+        )
 
 
 def _when(seconds: float | None) -> str:
@@ -160,6 +178,7 @@ def list_runs(
         found.sort(key=lambda pair: core.id_order(pair[0]), reverse=True)
         shown = [r for _, r in found[: max(limit, 0)]]
         await _print_runs(shown, many_flows=name is None, total=total)
+        _name_damaged([e for f in flows for e in f.damaged])
 
     _run_async(go)
 
@@ -220,6 +239,7 @@ def show(
             typer.echo(render_graph(name, record.graph, fmt))
         else:
             await _print_run(run)
+            _name_damaged(run.damaged)
 
     _run_async(go)
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from aflow.client import lineage
 from aflow.client.core import (
     AsyncDataArtifact,
     AsyncFlow,
@@ -26,7 +27,9 @@ from aflow.client.core import (
     TaskException,
     TaskNotFound,
     default_namespace,
+    get_metadata,
     get_namespace,
+    metadata,
     namespace,
     pages,
     run_tags,
@@ -34,7 +37,28 @@ from aflow.client.core import (
     system_tags,
     timestamp,
 )
+from aflow.client.lineage import Metadata
 from aflow.client.portal import call
+
+
+class TimedLine(tuple):  # type: ignore[type-arg]
+    """One saved output line: unpacks as `(datetime, text)` (Metaflow's loglines), and has
+    `.time`, `.text` and `.stream`."""
+
+    stream: str
+
+    def __new__(cls, time: datetime | None, text: Any, stream: str) -> TimedLine:
+        line = super().__new__(cls, (time, text))
+        line.stream = stream
+        return line
+
+    @property
+    def time(self) -> datetime | None:
+        return self[0]
+
+    @property
+    def text(self) -> Any:
+        return self[1]
 
 
 class _Facade:
@@ -53,6 +77,11 @@ class _Facade:
     @property
     def pathspec(self) -> str:
         return self._core.pathspec
+
+    @property
+    def path_components(self) -> list[str]:
+        """The pathspec's parts: [flow, run_id, step, task_id] for a task."""
+        return self.pathspec.split("/")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}('{self.pathspec}')"
@@ -79,6 +108,10 @@ class DataArtifact(_Facade):
     @property
     def data(self) -> Any:
         return call(self._core.data)
+
+    @property
+    def parent(self) -> Task:
+        return Task._of(self._core.task)
 
     @property
     def size(self) -> int:
@@ -150,10 +183,50 @@ class Task(_Facade):
         attempt: int | None = None,
         datastore: str | None = None,
         datastore_root: str | None = None,
+        _namespace_check: bool = True,
     ) -> None:
         self._core = call(
-            AsyncTask.get, pathspec, attempt=attempt, datastore=datastore, datastore_root=datastore_root
-        )
+            AsyncTask.get, pathspec, attempt=attempt, datastore=datastore,
+            datastore_root=datastore_root, namespace_check=_namespace_check,
+        )  # fmt: skip
+
+    @property
+    def parent(self) -> Step:
+        core = self._core
+        return Step._of(AsyncStep(AsyncRun(core.store, core.flow, core.run_id), core.step))
+
+    @property
+    def parent_tasks(self) -> Iterator[Task]:
+        """The tasks this one ran after (for a join: one per branch)."""
+        for pathspec in call(lineage.parent_pathspecs, self._core):
+            yield self._sibling(pathspec)
+
+    @property
+    def child_tasks(self) -> Iterator[Task]:
+        """The tasks that ran after this one."""
+        for pathspec in call(lineage.child_pathspecs, self._core):
+            yield self._sibling(pathspec)
+
+    def _sibling(self, pathspec: str) -> Task:
+        _flow, run_id, step, task_id = pathspec.split("/")
+        return Task._of(AsyncTask(self._core.store, self._core.flow, run_id, step, task_id))
+
+    @property
+    def metadata(self) -> list[Metadata]:
+        """Metaflow's metadata entries (attempt, origin-run-id, python_version, ...), one set per
+        attempt unless the task was read at one attempt."""
+        return [m._replace(task=self) for m in call(lineage.task_metadata, self._core)]
+
+    @property
+    def metadata_dict(self) -> dict[str, str]:
+        """Each metadata name's latest value."""
+        return {m.name: m.value for m in sorted(self.metadata, key=lambda m: m.created_at)}
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        """The task of the origin run that a resume reused for this one, else None."""
+        record = call(self._core.record_or_none)
+        return record.cloned_from if record else None
 
     @property
     def data(self) -> DataArtifacts:
@@ -208,9 +281,12 @@ class Task(_Facade):
     def stderr(self) -> str:
         return call(self._core.output, "stderr")
 
-    def loglines(self, stream: str | None = None) -> list[LogLine]:
-        """The saved output lines (time, stream, text) of both streams or of `stream`."""
-        return call(self._core.log, stream)
+    def loglines(self, stream: str | None = None, as_unicode: bool = True) -> Iterator[TimedLine]:
+        """`(datetime, text)` for each saved line of `stream` ("stdout" or "stderr"; both if None),
+        as Metaflow yields them; each also has `.stream` and `.text`."""
+        for line in call(self._core.log, stream):
+            text: Any = line.text if as_unicode else line.text.encode()
+            yield TimedLine(line.time, text, line.stream)
 
     @property
     def current_attempt(self) -> int | None:
@@ -246,11 +322,43 @@ class Step(_Facade):
     _core: AsyncStep
 
     def __init__(
-        self, pathspec: str, *, datastore: str | None = None, datastore_root: str | None = None
+        self,
+        pathspec: str,
+        *,
+        datastore: str | None = None,
+        datastore_root: str | None = None,
+        _namespace_check: bool = True,
     ):
         flow, run_id, name = split_pathspec(pathspec, 3, "Flow/run_id/step")
-        run = call(AsyncRun.get, f"{flow}/{run_id}", datastore=datastore, datastore_root=datastore_root)
+        run = call(AsyncRun.get, f"{flow}/{run_id}", datastore=datastore,
+                   datastore_root=datastore_root, namespace_check=_namespace_check)  # fmt: skip
         self._core = call(run.step, name)
+
+    @property
+    def parent(self) -> Run:
+        return Run._of(self._core.run)
+
+    def _steps(self, names: list[str]) -> Iterator[Step]:
+        for name in names:
+            yield Step._of(AsyncStep(self._core.run, name))
+
+    @property
+    def child_steps(self) -> Iterator[Step]:
+        """The steps that come after this one in the graph."""
+        graph = call(self._core.run.record).graph
+        return self._steps(lineage.next_steps(graph, self._core.name))
+
+    @property
+    def parent_steps(self) -> Iterator[Step]:
+        """The steps that come before this one in the graph."""
+        graph = call(self._core.run.record).graph
+        return self._steps(lineage.previous_steps(graph, self._core.name))
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        """This step in the run a resume started from, else None."""
+        origin = self.parent.origin_pathspec
+        return f"{origin}/{self.id}" if origin else None
 
     def tasks(self) -> Iterator[Task]:
         for core in call(self._core.tasks):
@@ -274,8 +382,25 @@ class Run(_Facade):
 
     _core: AsyncRun
 
-    def __init__(self, pathspec: str, datastore: str | None = None, datastore_root: str | None = None):
-        self._core = call(AsyncRun.get, pathspec, datastore=datastore, datastore_root=datastore_root)
+    def __init__(
+        self,
+        pathspec: str,
+        datastore: str | None = None,
+        datastore_root: str | None = None,
+        _namespace_check: bool = True,
+    ):
+        self._core = call(AsyncRun.get, pathspec, datastore=datastore,
+                          datastore_root=datastore_root, namespace_check=_namespace_check)  # fmt: skip
+
+    @property
+    def parent(self) -> Flow:
+        return Flow._of(AsyncFlow(self._core.flow, store=self._core.store))
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        """The run this one resumed (`Flow/run_id`), else None."""
+        origin = self.origin_run_id
+        return f"{self._core.flow}/{origin}" if origin else None
 
     @property
     def status(self) -> str:
@@ -355,9 +480,19 @@ class Flow(_Facade):
 
     _core: AsyncFlow
 
-    def __init__(self, name: str, *, datastore: str | None = None, datastore_root: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        datastore: str | None = None,
+        datastore_root: str | None = None,
+        _namespace_check: bool = True,
+    ):
         core = AsyncFlow(name, datastore=datastore, datastore_root=datastore_root)
         self._core = call(core.check_exists)
+
+    parent = None
+    origin_pathspec = None
 
     @classmethod
     def list(cls, *, datastore: str | None = None, datastore_root: str | None = None) -> list[Flow]:
@@ -402,6 +537,7 @@ __all__ = [
     "Flow",
     "ForeachFrame",
     "LogLine",
+    "Metadata",
     "NamespaceMismatch",
     "Run",
     "Step",
@@ -409,7 +545,10 @@ __all__ = [
     "Task",
     "TaskException",
     "TaskNotFound",
+    "TimedLine",
     "default_namespace",
+    "get_metadata",
     "get_namespace",
+    "metadata",
     "namespace",
 ]

@@ -15,6 +15,7 @@ import getpass
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
@@ -26,12 +27,14 @@ from aflow.exception import (
     AflowException,
     AflowNotFound,
     CaughtException,
+    DamagedData,
+    DamagedRecordWarning,
     NamespaceMismatch,
     StepNotFound,
     TaskNotFound,
 )
 from aflow.stores import artifacts as art
-from aflow.stores.base import NotFound, ObjectStore, default_datastore, open_store
+from aflow.stores.base import NotFound, ObjectStore, default_datastore, open_store, store_path
 from aflow.stores.records import (
     RunRecord,
     TaskRecord,
@@ -102,16 +105,63 @@ def _visible(record: RunRecord, tags: Sequence[str]) -> bool:
 _client_stores: dict[tuple[str | None, str | None], ObjectStore] = {}
 
 
+# What `metadata(...)` chose, or, inside a running task, the run's own store (task_runtime).
+_chosen_store: tuple[str, str | None] | None = None
+
+DATASTORES = ("local", "s3", "azure", "gcs")
+_SCHEMES = {"s3://": "s3", "az://": "azure", "gs://": "gcs"}
+
+
+def use_store(datastore: str, datastore_root: str | None) -> None:
+    """Make (datastore, root) what the client reads when it is given neither."""
+    global _chosen_store
+    _chosen_store = (datastore, datastore_root)
+
+
+def metadata(ms: str) -> str:
+    """Metaflow's `metadata()`: point the client at another store and return `get_metadata()`.
+
+    Takes `local@/path`, `s3@s3://bucket/prefix`, a datastore name (`local`, `s3`, ...), a store
+    URL (`s3://bucket/prefix`) or a directory (its `.aflow` folder, if it has one, is the store).
+    """
+    kind, at, where = ms.partition("@")
+    if not at:
+        kind, where = ("", ms) if ms not in DATASTORES else (ms, "")
+    if not kind:
+        kind = next((k for scheme, k in _SCHEMES.items() if where.startswith(scheme)), "local")
+    if kind not in DATASTORES:
+        raise AflowException(f"metadata({ms!r}): no datastore '{kind}' (known: {', '.join(DATASTORES)})")
+    if kind == "local" and where:
+        where = os.path.abspath(os.path.expanduser(where))
+        inner = os.path.join(where, ".aflow")
+        if os.path.basename(where) != ".aflow" and os.path.isdir(inner):
+            where = inner
+    use_store(kind, where or None)
+    return get_metadata()
+
+
+def get_metadata() -> str:
+    """Where the client reads runs from, as `datastore@root` (Metaflow's `get_metadata()`)."""
+    return f"{_store_kind()}@{open_client_store().url}"
+
+
+def _store_kind() -> str:
+    return _chosen_store[0] if _chosen_store else default_datastore()
+
+
 def open_client_store(
     datastore: str | None = None, datastore_root: str | None = None, store: ObjectStore | None = None
 ) -> ObjectStore:
-    """The store to read: the one given, else `datastore_root`, else AFLOW_DATASTORE_ROOT or ./.aflow.
+    """The store to read: the one given, else `datastore_root`, else what `metadata()` chose (in
+    a running task: the run's own store), else AFLOW_DATASTORE_ROOT or ./.aflow.
 
     One store per (datastore, root) for the whole process, so reading a hundred runs makes one
     cloud client, not a hundred; `close_client_stores()` lets go of them.
     """
     if store is not None:
         return store
+    if datastore is None and datastore_root is None and _chosen_store is not None:
+        datastore, datastore_root = _chosen_store
     key = (datastore or default_datastore(), datastore_root or _env_root(datastore))
     if key not in _client_stores:
         _client_stores[key] = open_store(datastore, datastore_root)
@@ -160,6 +210,13 @@ def pages(items: Sequence[T], first: int = 8, largest: int = 256) -> Iterator[Se
         size = min(size * 4, largest)
 
 
+def skip_damaged(damaged: list[DamagedData], e: DamagedData) -> None:
+    """Skip a damaged record and go on, naming it: kept in `damaged` (what the CLI and the UI
+    print) and warned about (what a script sees)."""
+    damaged.append(e)
+    warnings.warn(f"skipped a damaged record: {e}", DamagedRecordWarning, stacklevel=3)
+
+
 async def _get_or_none(store: ObjectStore, key: str) -> Any:
     try:
         return await store.get(key)
@@ -183,6 +240,7 @@ class AsyncFlow:
     ) -> None:
         self.store = open_client_store(datastore, datastore_root, store)
         self.name = self.id = self.pathspec = name
+        self.damaged: list[DamagedData] = []  # run records skipped while listing
 
     @classmethod
     async def list(
@@ -222,7 +280,14 @@ class AsyncFlow:
         datas = await gather(
             [lambda i=i: _get_or_none(self.store, run_record_key(self.name, i)) for i in run_ids]
         )
-        found = [(i, RunRecord.unpack(d)) for i, d in zip(run_ids, datas, strict=True) if d is not None]
+        found = []
+        for i, d in zip(run_ids, datas, strict=True):
+            if d is not None:
+                path = store_path(self.store.url, run_record_key(self.name, i))
+                try:
+                    found.append((i, RunRecord.unpack(d, path)))
+                except DamagedData as e:
+                    skip_damaged(self.damaged, e)
         return [AsyncRun(self.store, self.name, i, r) for i, r in found if _visible(r, tags)]
 
     async def runs(self, *tags: str) -> AsyncIterator[AsyncRun]:
@@ -270,6 +335,7 @@ class AsyncRun:
         self.flow = flow
         self.id = run_id
         self._record = record
+        self.damaged: list[DamagedData] = []  # task records skipped while listing
 
     @classmethod
     async def get(
@@ -279,11 +345,15 @@ class AsyncRun:
         datastore: str | None = None,
         datastore_root: str | None = None,
         store: ObjectStore | None = None,
+        namespace_check: bool = True,
     ) -> AsyncRun:
-        """`Flow/run_id`, checked to exist and to be in the current namespace."""
+        """`Flow/run_id`, checked to exist and (unless told not to) to be in the current namespace."""
         flow, run_id = split_pathspec(pathspec, 2, "Flow/run_id")
         run = cls(open_client_store(datastore, datastore_root, store), flow, run_id)
-        await run.check_namespace()
+        if namespace_check:
+            await run.check_namespace()
+        else:
+            await run.record()
         return run
 
     @property
@@ -295,7 +365,8 @@ class AsyncRun:
             data = await _get_or_none(self.store, run_record_key(self.flow, self.id))
             if data is None:
                 raise AflowNotFound(await self._missing())
-            self._record = RunRecord.unpack(data)
+            key = run_record_key(self.flow, self.id)
+            self._record = RunRecord.unpack(data, store_path(self.store.url, key))
         return self._record
 
     async def _missing(self) -> str:
@@ -399,8 +470,17 @@ class AsyncStep:
         return self.run.task(self.name, task_id)
 
     async def records(self) -> list[TaskRecord | None]:
-        """Every task's latest record (None for a task without one yet), read concurrently."""
-        return await gather([t.record_or_none for t in await self.tasks()])
+        """Every task's latest record (None for a task without one yet, or whose record is
+        damaged: skipped, named in `run.damaged` and warned about), read concurrently."""
+
+        async def one(task: AsyncTask) -> TaskRecord | None:
+            try:
+                return await task.record_or_none()
+            except DamagedData as e:
+                skip_damaged(self.run.damaged, e)
+                return None
+
+        return await gather([lambda t=t: one(t) for t in await self.tasks()])
 
     def __repr__(self) -> str:
         return f"AsyncStep('{self.pathspec}')"
@@ -466,11 +546,13 @@ class AsyncTask:
         datastore: str | None = None,
         datastore_root: str | None = None,
         store: ObjectStore | None = None,
+        namespace_check: bool = True,
     ) -> AsyncTask:
         """`Flow/run_id/step/task_id`, checked to exist and to be in the current namespace."""
         flow, run_id, step, task_id = split_pathspec(pathspec, 4, "Flow/run_id/step/task_id")
         run = await AsyncRun.get(f"{flow}/{run_id}", datastore=datastore, store=store,
-                                 datastore_root=datastore_root)  # fmt: skip
+                                 datastore_root=datastore_root,
+                                 namespace_check=namespace_check)  # fmt: skip
         found = await (await run.step(step)).task(task_id)
         assert found is not None
         found.attempt = attempt
@@ -505,8 +587,10 @@ class AsyncTask:
             attempt = await self._attempt()
             if attempt is None:
                 return None
-            data = await _get_or_none(self.store, f"{self._prefix}/{attempt}.mpk")
-            record = TaskRecord.unpack(data) if data is not None else None
+            key = f"{self._prefix}/{attempt}.mpk"
+            data = await _get_or_none(self.store, key)
+            path = store_path(self.store.url, key)
+            record = TaskRecord.unpack(data, path) if data is not None else None
             if record is None or (not record.ok and self.attempt is None):
                 return record  # a failed latest attempt may yet be followed by a retry: re-read
             self._record = record
@@ -567,7 +651,10 @@ class AsyncTask:
         attempt = await self._attempt()
         if attempt is None:
             return []
-        record = await self.record_or_none()
+        try:
+            record = await self.record_or_none()
+        except DamagedData:
+            record = None  # the log is a file of its own: still readable
         if record is not None and record.cloned_from:  # reused by a resume: its output is there
             _flow, run_id, step, task_id = record.cloned_from.split("/")
             return await AsyncTask(self.store, self.flow, run_id, step, task_id).log(stream)

@@ -12,21 +12,41 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
+import warnings
 from typing import Any
 
 from aflow.engine.scheduler import Ready
-from aflow.exception import AflowException, AflowNotFound
+from aflow.exception import AflowException, AflowNotFound, DamagedData, DamagedRecordWarning
 from aflow.graph import FlowGraph
 from aflow.stores.base import NotFound, ObjectStore
-from aflow.stores.records import RunRecord, TaskRecord, run_record_key, task_prefix, task_record_key
+from aflow.stores.records import (
+    RunRecord,
+    TaskRecord,
+    read_record,
+    run_record_key,
+    task_prefix,
+    task_record_key,
+)
 from aflow.stores.transfer import gather
 
 TaskKey = tuple[str, tuple[int, ...]]
 
 
 async def latest_run_id(store: ObjectStore, flow: str) -> str | None:
-    runs = [n for n in await store.list(flow) if n.isdigit()]
-    return max(runs, key=lambda r: (len(r), r)) if runs else None
+    """The newest run that has a readable record: a run folder without one (a run that could not
+    start, e.g. on a full disk) is passed over, and a damaged record is named and passed over."""
+    runs = sorted((n for n in await store.list(flow) if n.isdigit()), key=lambda r: (len(r), r))
+    for run_id in reversed(runs):
+        try:
+            await read_record(store, RunRecord, run_record_key(flow, run_id))
+        except NotFound:
+            continue
+        except DamagedData as e:
+            warnings.warn(f"skipped a damaged record: {e}", DamagedRecordWarning, stacklevel=2)
+            continue
+        return run_id
+    return None
 
 
 class ResumeOrigin:
@@ -55,9 +75,15 @@ class ResumeOrigin:
             if origin_run_id is None:
                 raise AflowNotFound(f"no run of {flow} in {store.url} to resume")
         try:
-            record = RunRecord.unpack(await store.get(run_record_key(flow, origin_run_id)))
+            record = await read_record(store, RunRecord, run_record_key(flow, origin_run_id))
         except NotFound:
             raise AflowNotFound(f"no run {flow}/{origin_run_id} in {store.url} to resume") from None
+        if record.liveness(time.time()) == "running":
+            raise AflowException(
+                f"run {flow}/{origin_run_id} is still running (its scheduler wrote a heartbeat "
+                f"{time.time() - record.heartbeat_at:.0f}s ago): resuming it now would run its "
+                "tasks twice; wait for it to end or stop it (Ctrl-C where it runs), then resume"
+            )
         if step is not None and step not in graph.nodes:
             steps = ", ".join(graph.order)
             raise AflowException(f"cannot resume from '{step}': {flow} has no such step ({steps})")
@@ -101,8 +127,11 @@ async def _index_done_tasks(
         attempts = [int(n[:-4]) for n in await store.list(prefix) if n.endswith(".mpk")]
         if not attempts:
             return None
-        record: TaskRecord = TaskRecord.unpack(await store.get(f"{prefix}/{max(attempts)}.mpk"))
-        return record
+        try:
+            return await read_record(store, TaskRecord, f"{prefix}/{max(attempts)}.mpk")
+        except DamagedData as e:  # not reused: the resumed run does that task again
+            warnings.warn(f"redoing a task: {e}", DamagedRecordWarning, stacklevel=2)
+            return None
 
     calls = []
     for step in steps:

@@ -8,6 +8,8 @@ ends, whatever the ending: done, failed, or cancelled (the last write is shielde
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
 import traceback
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -34,6 +36,7 @@ from aflow.engine.scheduler import RunContext, Scheduler
 from aflow.exception import AflowException, ParameterError, TaskFailed, first_error
 from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
+from aflow.mutators import apply_mutators
 from aflow.parameters import flow_parameters
 from aflow.projects import project_info, project_tags
 from aflow.stores.base import REMOTE, ObjectStore, default_datastore, open_store
@@ -173,6 +176,7 @@ async def start_flow(
                 read_configs, flow_cls, config_files, config_values
             )
         activate(configs)
+        apply_mutators(flow_cls)  # after the configs they may read, before decorators are read
         plan = RunPlan(
             graph=graph,
             ref=FlowRef.of(flow_cls),
@@ -256,6 +260,8 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
         tags=plan.tags,
         datastore=plan.datastore,
         origin_run_id=origin.run_id if origin else None,
+        host=socket.gethostname(),
+        pid=os.getpid(),
         system_tags=project_tags(plan.project),
         triggers=plan.triggers or {},
     )
@@ -360,7 +366,11 @@ def _graph_with_decorators(plan: RunPlan) -> dict[str, Any]:
     (the flow's own and --with's), so readers know, say, how many retries a step has."""
     graph = plan.graph.to_dict()
     for name, step in graph["steps"].items():
-        step["decorators"] = plan.decorators.get(name, {})
+        decorators = dict(plan.decorators.get(name, {}))
+        user = decorators.pop("user", None)
+        if user:  # by name only: the spec carries them pickled for the task
+            decorators["user"] = {"wrappers": [f"{w[0]}.{w[1]}" for w in user["wrappers"]]}
+        step["decorators"] = decorators
     return graph
 
 

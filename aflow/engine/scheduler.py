@@ -36,6 +36,7 @@ from aflow.engine.events import (
 from aflow.engine.step_settings import StepSettings
 from aflow.engine.task_logs import LogFlusher, TaskLog
 from aflow.exception import TaskFailed as TaskFailedError
+from aflow.exception import TaskKilled, qualified_name
 from aflow.graph import FlowGraph
 from aflow.stores.artifacts import ArtifactRef, blob_key
 from aflow.stores.base import NotFound, ObjectStore
@@ -273,9 +274,12 @@ class Scheduler:
         # A task times its own step (so @catch keeps what the step set); this deadline only
         # stops one that outlives that, say stuck in C code or in committing its outputs.
         backstop = limit + min(2.0, limit) if limit is not None else None
+        lost: str | None = None
         try:
             with anyio.move_on_after(backstop) as deadline:
                 outcome = await self.backend.run(spec, log)
+            if not deadline.cancelled_caught and outcome.returncode != 0:
+                lost = await self._lost(spec, settings, outcome.reason, log)
         except PlatformError as e:  # the backend saw the task lost: a failed attempt, retried
             return None, Failure(str(e), None, platform=True)
         except anyio.get_cancelled_exc_class():
@@ -285,6 +289,8 @@ class Scheduler:
         finally:
             with anyio.CancelScope(shield=True):  # a stopped task's output is kept too
                 await log.save(self.store, task_log_key(*key))
+        if lost is not None:
+            await self._record_lost(spec, lost, started)
         if deadline.cancelled_caught:
             message = f"TimeoutException: the step ran longer than {limit:g} s (@timeout)"
             return None, Failure(message, None, False, "aflow.exception.TimeoutException")
@@ -296,7 +302,8 @@ class Scheduler:
             return record, None
         if record is not None and record.error:
             error = record.error
-            platform = record.stopped  # stopped from outside (spot reclaim, kill), not its code
+            # stopped from outside (spot reclaim, kill), or its process died: not its code
+            platform = record.stopped or error["type"] == TaskKilled.__name__
             return None, Failure(
                 f"{error['type']}: {error['message']}",
                 error.get("traceback"),
@@ -305,6 +312,37 @@ class Scheduler:
             )
         reason = outcome.reason or "the task ended without committing its record"
         return None, Failure(reason, None, platform=True)
+
+    async def _lost(
+        self, spec: TaskSpec, settings: StepSettings, reason: str | None, log: TaskLog
+    ) -> str | None:
+        """Why a local task's process ended without a record (killed by a signal, say a
+        segfault), said in its stderr too; None when it left a record or runs remotely."""
+        if settings.remote:
+            return None  # a remote platform may still be finishing it: its record is its own
+        key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+        if await self.store.exists(key):
+            return None
+        why = f"the task's process {reason or 'ended without committing its record'}"
+        if reason and reason.startswith("killed by SIG"):
+            why = f"the task's process was {reason} (a crash in native code, or killed from outside)"
+        await log.line("stderr", why)
+        return why
+
+    async def _record_lost(self, spec: TaskSpec, why: str, started: float) -> None:
+        """A failed record on behalf of a task that could not write its own, so the client's
+        `task.exception` and `aflow show` can say what happened."""
+        record = TaskRecord(
+            flow=spec.flow_name, run_id=spec.run_id, step=spec.step, task_id=spec.task_id,
+            attempt=spec.attempt, status="failed", foreach_stack=spec.foreach_stack,
+            parents=spec.parents, parents_manifest=spec.parents_manifest,
+            started_at=time.time() - (time.monotonic() - started), finished_at=time.time(),
+            error={"type": TaskKilled.__name__, "class": qualified_name(TaskKilled), "message": why,
+                   "traceback": ""},
+        )  # fmt: skip
+        key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+        with anyio.CancelScope(shield=True):
+            await self.store.put(key, [record.pack()])
 
     async def _stopped(self, spec: TaskSpec, started: float) -> None:
         """The run is being cancelled (a sibling failed, or the user stopped it) while this task

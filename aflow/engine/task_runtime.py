@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import platform
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ import msgpack
 import aflow
 from aflow.backends.base import TaskSpec
 from aflow.cards.runtime import TaskCards
+from aflow.client import core as client_core
 from aflow.current import current
 from aflow.exception import (
     AflowException,
@@ -267,17 +269,32 @@ class Task:
     def run_step(self, flow: FlowSpec) -> None:
         method = getattr(flow, self.node.name)
         args = (self.inputs,) if self.inputs is not None else ()
-        if inspect.iscoroutinefunction(method):
-            import asyncio  # only async steps pay for it
 
-            asyncio.run(method(*args))
+        def call() -> None:
+            if inspect.iscoroutinefunction(method):
+                import asyncio  # only async steps pay for it
+
+                asyncio.run(method(*args))
+            else:
+                method(*args)
+
+        user = self.spec.decorators.get("user")
+        if user:  # @user_step_decorator / UserStepDecorator around the step
+            from aflow.user_decorators import run_wrapped
+
+            run_wrapped(user["wrappers"], self.node.name, flow, self.inputs, call, self.default_next)
         else:
-            method(*args)
+            call()
         if self.node.name != "end" and self.next_call is None:
             raise InvalidNextException(
                 f"step '{self.node.name}' returned without calling self.next() "
                 f"({self.node.file}:{self.node.def_line})"
             )
+
+    def default_next(self) -> None:
+        """The step's self.next() as its source writes it, when a decorator skipped the step."""
+        if self.next_call is None:
+            self.next_call = (list(self.node.out_funcs), self.node.foreach_param)
 
     def catch(self, flow: FlowSpec, caught: CaughtException, settings: dict[str, Any]) -> None:
         """@catch: the step's failure becomes data and the flow goes on, as if self.next() was
@@ -417,6 +434,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         job_id=os.environ.get("AWS_BATCH_JOB_ID") or os.environ.get("AFLOW_POD_NAME"),
         image=os.environ.get("AFLOW_IMAGE"),
         env_key=(spec.environment or {}).get("key"),
+        python_version=platform.python_version(),
     )
     current._set(
         flow_name=spec.flow_name,
@@ -424,12 +442,17 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         step_name=spec.step,
         task_id=spec.task_id,
         retry_count=spec.attempt,
-        username=os.environ.get("USER") or os.environ.get("USERNAME"),
+        username=client_core.current_user(),
+        namespace=f"user:{client_core.current_user()}" if client_core.current_user() else None,
         tags=list(spec.tags),
         origin_run_id=spec.origin_run_id,
+        parameter_names=list(spec.param_names),
+        tempdir=os.environ.get("AFLOW_TEMPDIR") or ".",
         **spec.current,
     )
     key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+    # `Flow(...)`/`Run(...)` in a step read the run's own store, not the current directory's.
+    client_core.use_store(spec.datastore, spec.store_root)
     cards = TaskCards.start(spec, store, flow_cls)  # current.card; None when the step has no @card
     try:
         node = graph_for(flow_cls)[spec.step]

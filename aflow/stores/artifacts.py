@@ -137,6 +137,16 @@ def put_blob(store: BlockingObjectStore, key: str, parts: list[Buffer], digest: 
         store.put(key, parts)
 
 
+async def put_blob_async(
+    store: ObjectStore, key: str, parts: list[Buffer], digest: str, size: int
+) -> None:
+    """put_blob for the engine: the local store's check and write run in a worker thread."""
+    if getattr(store, "local", False):
+        await anyio.to_thread.run_sync(put_blob, store.blocking(), key, parts, digest, size)
+    elif not await store.exists(key):
+        await store.put(key, parts)
+
+
 def load_ref_blob(
     store: BlockingObjectStore, flow: str, ref: ArtifactRef, what: str = "an artifact"
 ) -> Buffer:

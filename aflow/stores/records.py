@@ -8,6 +8,8 @@ only from here, so a local task and a remote one look the same to it.
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -124,6 +126,7 @@ class TaskRecord(_Record):
     job_id: str | None = None  # the remote job (Batch job id, Kubernetes pod name)
     image: str | None = None  # the container image a remote task ran in
     env_key: str | None = None  # its @pypi/@conda environment
+    python_version: str | None = None  # the interpreter that ran it (Metaflow's metadata has it)
 
     @property
     def pathspec(self) -> str:
@@ -159,6 +162,8 @@ class RunRecord(_Record):
     origin_run_id: str | None = None  # the run this one resumed
     tasks_done: int = 0
     tasks_failed: int = 0
+    host: str | None = None  # where the scheduler runs, and its pid: on that host a run whose
+    pid: int | None = None  # scheduler is gone shows dead at once, without waiting on the heartbeat
     tasks_stopped: int = 0  # stopped by the engine once the run was failing or cancelled
     system_tags: list[str] = field(default_factory=list)  # project:<name>, project_branch:<b>
     triggers: dict[str, Any] = field(default_factory=dict)  # @schedule/@trigger*: recorded only
@@ -171,4 +176,11 @@ class RunRecord(_Record):
         """The status, except that a 'running' run whose heartbeat stopped is 'dead'."""
         if self.status == "running" and now - self.heartbeat_at > HEARTBEAT_STALE:
             return "dead"
+        if self.status == "running" and self.pid and self.host == socket.gethostname():
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return "dead"
+            except PermissionError:
+                pass  # someone else's process: alive
         return self.status

@@ -27,7 +27,5 @@ async def save_values(
     serialized = await anyio.to_thread.run_sync(serialize)
     for s in serialized.values():
         if not s.inline:
-            key = art.blob_key(flow, s.digest)
-            if not await store.exists(key):
-                await store.put(key, s.parts)
+            await art.put_blob_async(store, art.blob_key(flow, s.digest), s.parts, s.digest, s.size)
     return {name: s.ref() for name, s in serialized.items()}

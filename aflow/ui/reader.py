@@ -16,8 +16,16 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from aflow.client.core import AsyncDataArtifact, AsyncFlow, AsyncRun, AsyncTask, LogLine, id_order
-from aflow.exception import AflowNotFound
+from aflow.client.core import (
+    AsyncDataArtifact,
+    AsyncFlow,
+    AsyncRun,
+    AsyncTask,
+    LogLine,
+    id_order,
+    skip_damaged,
+)
+from aflow.exception import AflowNotFound, DamagedData
 from aflow.stores.artifacts import load_ref_blob_async
 from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore
 from aflow.stores.records import RunRecord, TaskRecord
@@ -76,6 +84,7 @@ class RunsPage:
     total: int  # runs of the flow(s) shown
     page: int
     pages: int
+    damaged: list[str] = field(default_factory=list)  # run records skipped: what is wrong, where
 
 
 class RunsReader:
@@ -101,16 +110,17 @@ class RunsReader:
         pages = max(1, -(-len(shown) // per_page))
         page = min(max(page, 1), pages)
         wanted = shown[(page - 1) * per_page : page * per_page]
-        records = await gather([lambda p=p: self._record(*p) for p in wanted])
+        damaged: list[DamagedData] = []
+        records = await gather([lambda p=p: self._record(*p, damaged) for p in wanted])
         now = time.time()
         rows = [
             RunRow(f, i, r, r.liveness(now))
             for (f, i), r in zip(wanted, records, strict=True)
             if r is not None
         ]
-        return RunsPage(sorted(counts), rows, len(shown), page, pages)
+        return RunsPage(sorted(counts), rows, len(shown), page, pages, [str(e) for e in damaged])
 
-    async def _record(self, flow: str, run_id: str) -> RunRecord | None:
+    async def _record(self, flow: str, run_id: str, damaged: list[DamagedData]) -> RunRecord | None:
         kept = self._final.get((flow, run_id))
         if kept is not None:
             return kept
@@ -118,6 +128,9 @@ class RunsReader:
             record = await AsyncRun(self.store, flow, run_id).record()
         except AflowNotFound:
             return None  # a run being created: its folder exists before its record
+        except DamagedData as e:
+            skip_damaged(damaged, e)
+            return None
         if record.status in FINAL:
             self._final[(flow, run_id)] = record
             while len(self._final) > self._keep:
@@ -137,10 +150,13 @@ class TaskState:
     attempts: int = 0
     record: TaskRecord | None = None
     final: bool = False  # ended for good: never read again
+    damaged: str | None = None  # its record is damaged: what is wrong, where
 
     @property
     def status(self) -> str:
         """done | failed | retrying (failed, another attempt coming) | running (no record yet)."""
+        if self.damaged is not None:
+            return "damaged"
         if self.record is None:
             return "running"
         if self.record.ok:
@@ -217,7 +233,11 @@ class RunReader:
         if not tried:
             return
         state.attempts = tried[-1] + 1
-        state.record = await task.at_attempt(tried[-1]).record_or_none()
+        try:
+            state.record = await task.at_attempt(tried[-1]).record_or_none()
+        except DamagedData as e:
+            state.damaged, state.final = str(e), True
+            return
         if state.record is not None:
             state.final = state.record.ok or state.record.attempt >= more
 

@@ -6,7 +6,17 @@ import os
 import time
 
 from aflow import FlowSpec, Parameter, card, current, step
-from aflow.cards import Artifact, Component, Image, Markdown, ProgressBar, Table, VegaChart
+from aflow.cards import (
+    Artifact,
+    Component,
+    Image,
+    Markdown,
+    ProgressBar,
+    PythonCode,
+    Table,
+    ValueBox,
+    VegaChart,
+)
 
 # A 1x1 red PNG.
 PIXEL = bytes.fromhex(
@@ -38,6 +48,8 @@ class CardsFlow(FlowSpec):
         self.scores = {"a": 1, "b": 2}
         current.card.append(Markdown("# Hello from start\n\n<script>alert(1)</script> **bold**"))
         current.card.append(Table([["x", 1], ["<b>y</b>", 2]], headers=["name", "value"]))
+        current.card.append(ValueBox(title="Score", value=42, theme="success", change_indicator="+3"))
+        current.card.append(PythonCode(code_string="print('<hi>')"))
         self.next(self.report)
 
     @card(type="blank", id="chart")

@@ -145,6 +145,15 @@
       return box;
     },
     error: (c) => errorBlock(c.title, c.text),
+    code: (c) => el("pre", "c-pre c-code", c.text),
+    valuebox: (c) => {
+      const box = el("div", "c-valuebox c-theme-" + (c.theme || "default"));
+      if (c.title) box.appendChild(el("div", "c-valuebox-title", c.title));
+      box.appendChild(el("div", "c-valuebox-value", c.value));
+      if (c.subtitle) box.appendChild(el("div", "c-valuebox-sub", c.subtitle));
+      if (c.change) box.appendChild(el("div", "c-valuebox-change", c.change));
+      return box;
+    },
     section: (c) => {
       const box = el("section", "c-section");
       box.appendChild(el("h2", null, c.title));
