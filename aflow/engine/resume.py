@@ -99,7 +99,7 @@ class ResumeOrigin:
     async def clone(self, ready: Ready, task_id: str) -> TaskRecord | None:
         if ready.step in self.rerun:
             return None
-        found = self.done.pop((ready.step, tuple(f[1] for f in ready.foreach_stack)), None)
+        found = self.done.pop((ready.step, tuple(f.index for f in ready.foreach_stack)), None)
         if found is None:
             return None
         run_id = self.new_run_id
@@ -138,7 +138,8 @@ async def _index_done_tasks(
         for task_id in await store.list(f"{flow}/{run_id}/{step}"):
             calls.append(functools.partial(latest, step, task_id))
     records = await gather(calls)
-    return {(r.step, tuple(f[1] for f in r.foreach_stack)): r for r in records if r is not None and r.ok}
+    done = [r for r in records if r is not None and r.ok]
+    return {(r.step, tuple(f.index for f in r.foreach_stack)): r for r in done}
 
 
 def origin_params(origin: ResumeOrigin, names: list[str]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from aflow.engine.step_settings import StepSettings
 from aflow.engine.task_logs import LogFlusher, TaskLog
 from aflow.exception import TaskFailed as TaskFailedError
 from aflow.exception import TaskKilled, qualified_name
+from aflow.frames import Frame
 from aflow.graph import FlowGraph
 from aflow.stores.artifacts import ArtifactRef, blob_key
 from aflow.stores.base import NotFound, ObjectStore
@@ -58,7 +59,7 @@ class OpenSplit:
 class Ready:
     step: str
     parents: list[str]  # "step/task_id/attempt"
-    foreach_stack: list[list[Any]]
+    foreach_stack: list[Frame]
     splits: tuple[OpenSplit, ...]
 
 
@@ -425,7 +426,7 @@ class Scheduler:
             child = node.out_funcs[0]
             self.bus.emit(ForeachStarted(record.pathspec, width, self._foreach_body(ready.step)))
             for i in range(width):
-                frame = [ready.step, i, width, record.split_digest]
+                frame = Frame(ready.step, i, width, record.split_digest)
                 split = OpenSplit(me, i, width)
                 await self._launch(
                     Ready(child, [me], [*record.foreach_stack, frame], (*ready.splits, split))

@@ -39,6 +39,7 @@ from aflow.exception import (
     qualified_name,
 )
 from aflow.flowspec import FlowSpec
+from aflow.frames import Frame
 from aflow.graph import StepNode, graph_for
 from aflow.stores import artifacts as art
 from aflow.stores.base import BlockingObjectStore, Buffer
@@ -101,12 +102,12 @@ class InputTask:
         stack = self._aflow_record.foreach_stack
         if not stack:
             return None, None
-        return stack[-1][1], _frame_item(self._store, self._spec.flow_name, stack[-1])
+        return stack[-1].index, _frame_item(self._store, self._spec.flow_name, stack[-1])
 
     @property
     def index(self) -> int | None:
         stack = self._aflow_record.foreach_stack
-        return stack[-1][1] if stack else None
+        return stack[-1].index if stack else None
 
     @property
     def input(self) -> Any:
@@ -143,15 +144,15 @@ class Inputs:
         raise AttributeError(f"the join has no input from a step named '{name}'")
 
 
-def _frame_item(store: BlockingObjectStore, flow: str, frame: list[Any]) -> Any:
-    _split_step, index, num_splits, digest = frame
-    return art.load_item(store, flow, digest, num_splits, index)
+def _frame_item(store: BlockingObjectStore, flow: str, frame: Frame) -> Any:
+    assert frame.items is not None, "a foreach's split task records its items"
+    return art.load_item(store, flow, frame.items, frame.num_splits, frame.index)
 
 
 def _foreach_stack(
-    store: BlockingObjectStore, flow: str, frames: list[list[Any]]
+    store: BlockingObjectStore, flow: str, frames: list[Frame]
 ) -> list[tuple[int, int, Any]]:
-    return [(f[1], f[2], _frame_item(store, flow, f)) for f in frames]
+    return [(f.index, f.num_splits, _frame_item(store, flow, f)) for f in frames]
 
 
 class Task:
@@ -250,7 +251,7 @@ class Task:
     @property
     def index(self) -> int | None:
         stack = self.spec.foreach_stack
-        return stack[-1][1] if stack else None
+        return stack[-1].index if stack else None
 
     @property
     def input(self) -> Any:

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 import msgpack
 
 from aflow.exception import TaskTerminated
+from aflow.frames import Frame, frames
 from aflow.stores.artifacts import ArtifactRef
 from aflow.stores.base import BlockingObjectStore, Buffer, ObjectStore, store_path
 from aflow.stores.integrity import damaged_record, record_problem, seal_record
@@ -98,10 +99,6 @@ TaskStatus = Literal["done", "failed", "stopped"]
 RunStatus = Literal["running", "done", "failed", "cancelled"]
 """As recorded; a reader also derives "dead" (a running run whose heartbeat stopped)."""
 
-Frame = list[Any]
-"""One enclosing foreach: [split step, index, num_splits, items digest]."""
-
-
 @dataclass
 class TaskRecord(_Record):
     flow: str
@@ -127,6 +124,9 @@ class TaskRecord(_Record):
     image: str | None = None  # the container image a remote task ran in
     env_key: str | None = None  # its @pypi/@conda environment
     python_version: str | None = None  # the interpreter that ran it (Metaflow's metadata has it)
+
+    def __post_init__(self) -> None:
+        self.foreach_stack = frames(self.foreach_stack)  # msgpack gives lists back
 
     @property
     def pathspec(self) -> str:
