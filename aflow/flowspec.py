@@ -12,8 +12,10 @@ as in Metaflow, unless aflow itself is loading the file (`loading_flow_file`).
 from __future__ import annotations
 
 import contextlib
+import functools
+import types
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,15 +50,50 @@ def is_step(obj: Any) -> bool:
     return callable(obj) and getattr(obj, "is_step", False) is True
 
 
+# Names Metaflow never takes for constants (they are the FlowSpec's own).
+_NOT_CONSTANTS = {"cmd", "foreach_stack", "index", "input", "script_name", "name"}
+
+
+@functools.cache
+def flow_constants(flow_cls: type) -> dict[str, Any]:
+    """A flow's class-level values, which Metaflow treats as constants: stored as artifacts of
+    the run (so the client reads them) and read-only in steps (so every step sees the same)."""
+    from aflow.parameters import Parameter
+
+    found: dict[str, Any] = {}
+    for var in dir(flow_cls):
+        if var.startswith("_") or var in _NOT_CONSTANTS:
+            continue
+        value = getattr(flow_cls, var)
+        skip = (types.MethodType, types.FunctionType, property, type, types.ModuleType, Parameter)
+        if isinstance(value, skip) or is_step(value):
+            continue
+        found[var] = value
+    return found
+
+
+class ForeachFrame(NamedTuple):
+    """One enclosing foreach, as Metaflow's `self._foreach_stack` holds it."""
+
+    step: str
+    var: str | None
+    num_splits: int
+    index: int
+    value: Any
+
+
 class TaskContext(Protocol):
     """What a flow instance needs from the task that runs it."""
 
     def load(self, name: str) -> Any: ...
-    def record_next(self, targets: tuple[Any, ...], foreach: str | None) -> None: ...
+    def record_next(
+        self, targets: tuple[Any, ...], foreach: str | None, condition: str | None = None
+    ) -> None: ...
     def merge_artifacts(
         self, flow: FlowSpec, inputs: Any, exclude: list[str], include: list[str]
     ) -> None: ...
     def foreach_stack(self) -> list[tuple[int, int, Any]]: ...
+    def foreach_frames(self) -> list[tuple[str, int, int, Any]]: ...
     @property
     def input(self) -> Any: ...
     @property
@@ -103,11 +140,19 @@ class FlowSpec:
             raise AttributeError(
                 f"'{name}' is a step of {type(self).__name__}: an artifact cannot take a step's name"
             )
+        if not name.startswith("_") and name in flow_constants(type(self)):
+            raise AttributeError(
+                f"'{name}' is a class-level constant of {type(self).__name__}: it is read-only in "
+                "steps (as in Metaflow); store the new value under another name"
+            )
         object.__setattr__(self, name, value)
 
-    def next(self, *steps: Any, foreach: str | None = None, **_ignored: Any) -> None:
-        """Name the step(s) that run after this one; `foreach="attr"` fans out over an iterable."""
-        self._aflow_context().record_next(steps, foreach)
+    def next(
+        self, *steps: Any, foreach: str | None = None, condition: str | None = None, **_ignored: Any
+    ) -> None:
+        """Name the step(s) that run after this one; `foreach="attr"` fans out over an iterable;
+        `self.next({"a": self.a, "b": self.b}, condition="attr")` goes to one, by attr's value."""
+        self._aflow_context().record_next(steps, foreach, condition)
 
     def merge_artifacts(
         self,
@@ -131,3 +176,27 @@ class FlowSpec:
     def foreach_stack(self) -> list[tuple[int, int, Any]]:
         """(index, num_splits, value) for every enclosing foreach, outermost first."""
         return self._aflow_context().foreach_stack()
+
+    # -- what Metaflow code and decorators read from a running flow --------------------------
+
+    @property
+    def _current_step(self) -> str | None:
+        from aflow.current import current
+
+        return current.step_name
+
+    @property
+    def _graph(self) -> Any:
+        """The flow's graph: `self._graph["step"]` has `.type`, `.in_funcs`, `.out_funcs`."""
+        from aflow.graph import graph_for
+
+        return graph_for(type(self))
+
+    @property
+    def _foreach_stack(self) -> list[ForeachFrame]:
+        """Every enclosing foreach, outermost first: step, var, num_splits, index, value."""
+        graph = self._graph
+        return [
+            ForeachFrame(step, graph[step].foreach_param, num_splits, index, value)
+            for step, index, num_splits, value in self._aflow_context().foreach_frames()
+        ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import inspect
+import sys
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,11 @@ class StepNode:
     split_parents: list[str] = field(default_factory=list)
     matching_join: str | None = None
     code_hash: str = ""  # of the step's source: a resume reruns steps whose code changed
+    # A conditional step (Metaflow 2.18+): self.next({"a": self.x, "b": self.y}, condition="attr")
+    # goes to the one step whose case equals the artifact's value.
+    condition: str | None = None
+    switch_cases: dict[Any, str] = field(default_factory=dict)
+    loops_to: list[str] = field(default_factory=list)  # cases that go back (recursion)
 
     @property
     def type(self) -> str:
@@ -42,6 +48,8 @@ class StepNode:
             return "join"
         if self.foreach_param is not None:
             return "foreach"
+        if self.is_switch:
+            return "split-switch"
         if len(self.out_funcs) > 1:
             return "split"
         if self.name == "start":
@@ -49,8 +57,13 @@ class StepNode:
         return "linear"
 
     @property
+    def is_switch(self) -> bool:
+        return self.condition is not None
+
+    @property
     def is_split(self) -> bool:
-        return self.foreach_param is not None or len(self.out_funcs) > 1
+        """A static split or a foreach: every branch runs (a conditional step is not one)."""
+        return self.foreach_param is not None or (len(self.out_funcs) > 1 and not self.is_switch)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,7 +75,19 @@ class StepNode:
             "decorators": self.decorators,
             "split_parents": self.split_parents,
             "code": self.code_hash,
+            **(
+                {
+                    "condition": self.condition,
+                    "switch_cases": {str(k): v for k, v in self.switch_cases.items()},
+                    "loops_to": self.loops_to,
+                }
+                if self.is_switch
+                else {}
+            ),
         }
+
+
+_NO_SOURCE = "cannot read the step's source code"
 
 
 class FlowGraph:
@@ -81,7 +106,27 @@ class FlowGraph:
                 if node is not None:
                     self.nodes[attr] = node
         self.order: list[str] = []
+        self.loop_edges: set[tuple[str, str]] = set()  # (conditional step, earlier step)
+        if self._unreadable_source():
+            return
         self._validate()
+
+    def _unreadable_source(self) -> bool:
+        """A flow typed into a REPL (or `python -`) has no source to read: say what to do instead
+        of reporting every step as missing."""
+        if not self.problems or any(p.message != _NO_SOURCE for p in self.problems):
+            return False
+        where = self.file if self.file != "<unknown>" else "an interactive session"
+        self.problems = [
+            Problem(
+                f"cannot read the source of {self.name} (defined in {where}): define the flow in "
+                "a .py file and run it with `aflow run flow.py`, or import it from one",
+                None,
+                self.file,
+                self.line,
+            )
+        ]
+        return True
 
     def __getitem__(self, name: str) -> StepNode:
         return self.nodes[name]
@@ -113,13 +158,15 @@ class FlowGraph:
     def _problem(self, message: str, step: str | None = None, line: int | None = None) -> None:
         self.problems.append(Problem(message, step, self.file, line or self.line))
 
-    def _parse_step(self, name: str, func: Any) -> StepNode | None:
-        func = inspect.unwrap(func)
+    def _parse_step(self, name: str, step_func: Any) -> StepNode | None:
+        # @step above a functools.wraps decorator: the source is the wrapped function's, the
+        # decorators are on what @step marked.
+        func = inspect.unwrap(step_func)
         try:
             file = inspect.getsourcefile(func) or self.file
             lines, first = inspect.getsourcelines(func)
         except (OSError, TypeError):
-            self._problem("cannot read the step's source code", name)
+            self._problem(_NO_SOURCE, name)
             return None
         source = "".join(lines)
         tree = ast.parse(textwrap.dedent(source))
@@ -131,7 +178,9 @@ class FlowGraph:
             file=file,
             def_line=fdef.lineno + offset,
             doc=inspect.getdoc(func) or "",
-            decorators=[getattr(d, "name", type(d).__name__) for d in func.decorators],
+            decorators=[
+                getattr(d, "name", type(d).__name__) for d in getattr(step_func, "decorators", [])
+            ],
             code_hash=hashlib.sha256(source.encode()).hexdigest()[:16],
         )
         args = [a.arg for a in fdef.args.args]
@@ -174,7 +223,17 @@ class FlowGraph:
                 name,
                 node.next_line,
             )
-        for arg in call.args:
+        condition = next((kw for kw in call.keywords if kw.arg == "condition"), None)
+        if call.args and isinstance(call.args[0], ast.Dict):
+            self._parse_switch(node, call, condition, self_name, at)
+        elif condition is not None:
+            self._problem(
+                'condition= goes with a dict of steps: self.next({"a": self.a, "b": self.b}, '
+                'condition="artifact")',
+                name,
+                at(condition.value),
+            )
+        for arg in [] if node.is_switch else call.args:
             if (
                 isinstance(arg, ast.Attribute)
                 and isinstance(arg.value, ast.Name)
@@ -184,6 +243,8 @@ class FlowGraph:
             else:
                 self._problem("self.next() takes steps written as self.<step>", name, at(arg))
         for kw in call.keywords:
+            if kw.arg == "condition":
+                continue
             if kw.arg == "foreach":
                 if isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
                     node.foreach_param = kw.value.value
@@ -199,7 +260,61 @@ class FlowGraph:
             self._problem("self.next() names no step", name, node.next_line)
         if node.foreach_param is not None and len(node.out_funcs) != 1:
             self._problem("a foreach must go to exactly one step", name, node.next_line)
+        if node.is_switch and node.foreach_param is not None:
+            self._problem("a conditional self.next() cannot also be a foreach", name, node.next_line)
         return node
+
+    def _parse_switch(
+        self, node: StepNode, call: ast.Call, condition: ast.keyword | None, self_name: str, at: Any
+    ) -> None:
+        """self.next({case: self.step, ...}, condition="artifact")."""
+        cases = call.args[0]
+        assert isinstance(cases, ast.Dict)
+        if len(call.args) > 1:
+            self._problem("a conditional self.next() takes one dict of steps", node.name, at(call))
+        if condition is None or not (
+            isinstance(condition.value, ast.Constant) and isinstance(condition.value.value, str)
+        ):
+            self._problem(
+                'a dict of steps in self.next() needs condition="artifact" (the artifact whose '
+                "value picks the step)",
+                node.name,
+                at(call),
+            )
+            return
+        node.condition = condition.value.value
+        for key, value in zip(cases.keys, cases.values, strict=True):
+            if isinstance(key, ast.Constant) and isinstance(key.value, (str, int, float, bool)):
+                case: Any = key.value
+            elif (
+                isinstance(key, ast.Attribute)
+                and isinstance(key.value, ast.Attribute)
+                and isinstance(key.value.value, ast.Name)
+                and key.value.value.id == self_name
+            ):
+                case = f"config:{key.value.attr}.{key.attr}"  # a Config's value, known at run start
+            else:
+                self._problem(
+                    "the cases of a conditional self.next() are literals (strings, numbers) or "
+                    "self.<config>.<key>",
+                    node.name,
+                    at(key or value),
+                )
+                continue
+            if not (
+                isinstance(value, ast.Attribute)
+                and isinstance(value.value, ast.Name)
+                and value.value.id == self_name
+            ):
+                self._problem("self.next() takes steps written as self.<step>", node.name, at(value))
+                continue
+            node.switch_cases[case] = value.attr
+            if value.attr not in node.out_funcs:
+                node.out_funcs.append(value.attr)
+        if len(node.switch_cases) < 2:
+            self._problem(
+                "a conditional self.next() needs at least two cases", node.name, node.next_line
+            )
 
     # -- validation ----------------------------------------------------------------------------
 
@@ -252,7 +367,11 @@ class FlowGraph:
             state[name] = 1
             path.append(name)
             for child in self.nodes[name].out_funcs:
-                if state.get(child) == 1:
+                if state.get(child) == 1 and self.nodes[name].is_switch:
+                    # Recursion: a conditional step may go back to itself or an earlier step.
+                    self.loop_edges.add((name, child))
+                    self.nodes[name].loops_to.append(child)
+                elif state.get(child) == 1:
                     loop = path[path.index(child) :]
                     cycle = " -> ".join([*loop, child])
                     self._problem(
@@ -271,12 +390,27 @@ class FlowGraph:
 
     def _check_splits(self) -> None:
         joins_of: dict[str, list[str]] = {}
+        # Each step's branch path: (split, branch) for every split it is inside of, so that two
+        # steps are on the same path only if every enclosing split sent them the same way.
+        paths: dict[str, tuple[tuple[str, str], ...]] = {}
         for name in self.order:
             node = self.nodes[name]
-            incoming = [self._stack_after(p) for p in node.in_funcs]
+            preds = [p for p in node.in_funcs if (p, name) not in self.loop_edges]
+            incoming = [self._stack_after(p) for p in preds]
+            in_paths = [self._path_after(paths, p, name) for p in preds]
             if name == "start":
                 node.split_parents = []
+                paths[name] = ()
             elif node.takes_inputs:
+                switches = [p for p in preds if self.nodes[p].is_switch]
+                if switches:
+                    self._problem(
+                        f"a conditional step ({', '.join(switches)}) leads straight to this join: "
+                        "add a step of its own on that path before the join",
+                        name,
+                        node.def_line,
+                    )
+                    continue
                 closing = {tuple(s) for s in incoming}
                 tops = {s[-1] if s else None for s in incoming}
                 if None in tops:
@@ -288,12 +422,12 @@ class FlowGraph:
                     continue
                 if len(closing) > 1:
                     detail = ", ".join(
-                        f"{p} (split at {s[-1]})" for p, s in zip(node.in_funcs, incoming, strict=True)
+                        f"{p} (split at {s[-1]})" for p, s in zip(preds, incoming, strict=True)
                     )
                     self._problem(f"joins branches of different splits: {detail}", name, node.def_line)
                     continue
                 stack = incoming[0]
-                if stack[-1] in node.in_funcs:
+                if stack[-1] in preds:
                     self._problem(
                         f"follows its split '{stack[-1]}' directly: every branch needs a step of "
                         "its own before the join",
@@ -303,22 +437,40 @@ class FlowGraph:
                     continue
                 joins_of.setdefault(stack[-1], []).append(name)
                 node.split_parents = stack[:-1]
+                paths[name] = in_paths[0][:-1]
             else:
-                if len(node.in_funcs) > 1:
+                # Several steps may lead here when at most one of them runs: the branches of a
+                # conditional step meeting again. Branches of a split all run: they need a join.
+                if len(set(in_paths)) > 1:
                     self._problem(
-                        f"has several incoming steps ({', '.join(node.in_funcs)}) but takes no "
+                        f"has several incoming steps ({', '.join(preds)}) but takes no "
                         f"inputs: declare it as def {name}(self, inputs)",
                         name,
                         node.def_line,
                     )
                     continue
                 node.split_parents = incoming[0]
+                paths[name] = in_paths[0]
             if name == "end" and node.split_parents:
                 split = node.split_parents[-1]
                 self._problem(
                     f"is reached inside the split at '{split}' that no join closes",
                     name,
                     node.def_line,
+                )
+        for source, target in sorted(self.loop_edges):
+            if source in paths and target in paths and paths[source] != paths[target]:
+                self._problem(
+                    f"goes back to '{target}' from inside a split: a loop must start and end "
+                    "in the same branch",
+                    source,
+                    self.nodes[source].next_line,
+                )
+            if self.nodes[target].takes_inputs:
+                self._problem(
+                    f"goes back to the join '{target}': a loop cannot start at a join",
+                    source,
+                    self.nodes[source].next_line,
                 )
         for node in self.nodes.values():
             if not node.is_split:
@@ -333,6 +485,12 @@ class FlowGraph:
                 )
             elif joins:
                 node.matching_join = joins[0]
+
+    def _path_after(
+        self, paths: dict[str, tuple[tuple[str, str], ...]], name: str, child: str
+    ) -> tuple[tuple[str, str], ...]:
+        path = paths.get(name, ())
+        return (*path, (name, child)) if self.nodes[name].is_split else path
 
     def _stack_after(self, name: str) -> list[str]:
         node = self.nodes[name]
@@ -363,7 +521,20 @@ def _is_next_call(n: ast.AST, self_name: str) -> bool:
 
 
 def flow_source_file(flow_cls: type) -> str | None:
-    """The file that defines the flow's steps (a flow run as `__main__` has no module file)."""
+    """The file that defines the flow class: the one its loader noted, else the file of a function
+    in its own body, else its module's, else (last) the file of any of its steps, which may come
+    from a base class in another module."""
+    noted = flow_cls.__dict__.get("_aflow_source_file")
+    if noted:
+        return str(noted)
+    for value in vars(flow_cls).values():
+        code = getattr(inspect.unwrap(value), "__code__", None) if callable(value) else None
+        if code is not None:
+            return str(code.co_filename)
+    module = sys.modules.get(flow_cls.__module__)
+    file = getattr(module, "__file__", None)
+    if file and getattr(module, flow_cls.__name__, None) is flow_cls:
+        return str(file)
     for attr in dir(flow_cls):
         func = getattr(flow_cls, attr, None)
         if callable(func) and is_step(func):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import shlex
 import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 DISTRIBUTION = "aflow-engine"
@@ -37,3 +39,20 @@ def extra_command(extra: str) -> str:
 def needs_extra(what: str, extra: str) -> str:
     """A message: `what` needs the extra, and how to install it."""
     return f"{what} needs the '{extra}' extra: {extra_command(extra)}"
+
+
+def declared_requirements() -> list[str]:
+    """aflow's requirements with their extra markers, as its installed metadata declares them (or,
+    run from a checkout that is not installed, as its pyproject.toml does)."""
+    try:
+        return metadata.requires(DISTRIBUTION) or []
+    except metadata.PackageNotFoundError:
+        pass
+    root = _checkout()
+    if root is None:
+        raise RuntimeError(f"aflow's requirements are unknown: {DISTRIBUTION} is not installed")
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = list(project.get("dependencies", []))
+    for extra, requirements in project.get("optional-dependencies", {}).items():
+        declared += [f'{r}; extra == "{extra}"' for r in requirements]
+    return declared

@@ -43,7 +43,7 @@ def _call_default(fn: Callable[..., Any], ctx: ParameterContext) -> Any:
 
 
 # Parameter keywords of Metaflow's that aflow does not implement are refused, never ignored.
-_KNOWN = {"name", "default", "type", "help", "required", "show_default", "multiple"}
+_KNOWN = {"name", "default", "type", "help", "required", "show_default", "multiple", "separator"}
 
 
 class JSONTypeClass:
@@ -89,8 +89,15 @@ class Parameter:
         required: bool | None = False,
         show_default: bool | None = True,
         multiple: bool = False,
+        separator: str | None = None,
         **unsupported: Any,
     ) -> None:
+        if separator and type not in (None, str):
+            raise ParameterError(
+                f"Parameter '{name}': separator= splits a string value into a list, so the "
+                "parameter's type must be str"
+            )
+        self.separator = separator
         if unsupported:
             raise ParameterError(
                 f"Parameter '{name}': aflow does not implement "
@@ -166,9 +173,28 @@ class Parameter:
             configs=dict(_active),
         )
 
+    @property
+    def environment_variables(self) -> tuple[str, str]:
+        """Where a default may come from when the command line gives none: aflow's variable,
+        then Metaflow's (so deployments that set it keep working)."""
+        name = self.name.upper().replace("-", "_")
+        return f"AFLOW_RUN_{name}", f"METAFLOW_RUN_{name}"
+
     def resolve(self, given: dict[str, Any], ctx: ParameterContext | None = None) -> Any:
-        """The value for a run: the given one, else the default; an error when required and absent.
-        A default may be a function (called with a ParameterContext) or a config expression."""
+        """The value for a run: the given one, else AFLOW_RUN_<NAME> / METAFLOW_RUN_<NAME>, else
+        the default; with `separator=`, a string value split into a list."""
+        if not any(k in given for k in (self.name, self.attr_name, self.name.replace("-", "_"))):
+            env = next((os.environ[v] for v in self.environment_variables if v in os.environ), None)
+            if env is not None:
+                given = {**given, self.name: env}
+        value = self._resolve(given, ctx)
+        if self.separator and isinstance(value, str):
+            value = value.split(self.separator)
+        return value
+
+    def _resolve(self, given: dict[str, Any], ctx: ParameterContext | None = None) -> Any:
+        """The given value, else the default; an error when required and absent. A default may
+        be a function (called with a ParameterContext) or a config expression."""
         from aflow.config import DelayEvaluator
 
         default = self.default

@@ -131,12 +131,28 @@ def ensure_metaflow_venv() -> None:
     subprocess.run([py, "-m", "pip", "install", "-q", METAFLOW_SPEC, numpy_spec], check=True)
 
 
-def run_case(engine: str, case: str, width: int, workers: int, timeout: float) -> Run:
-    """Run one flow under one engine in a fresh temp dir and measure it."""
+def baseline_tree(ref: str, into: Path) -> Path:
+    """aflow as it is at git `ref` (e.g. main, HEAD~3), extracted under `into` to run beside this
+    tree: the same flows, the same machine, the same moment, so their ratio is the change's cost."""
+    repo = HERE.parent
+    archive = subprocess.run(["git", "-C", str(repo), "archive", ref, "aflow"], capture_output=True)
+    if archive.returncode != 0:
+        sys.exit(f"--baseline {ref}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def run_case(
+    engine: str, case: str, width: int, workers: int, timeout: float, code: Path | None = None
+) -> Run:
+    """Run one flow under one engine in a fresh temp dir and measure it; `code`: aflow from there
+    (a --baseline tree) instead of this one."""
     flow = FLOWS / CASES[case]
     with tempfile.TemporaryDirectory(prefix=f"bench-{engine}-") as tmp_name:
         tmp = Path(tmp_name)
         env = {**os.environ, "BENCH_FOREACH_WIDTH": str(width)}
+        if code is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [env.get("PYTHONPATH")])])
         if engine == "aflow":
             store = tmp / ".aflow"
             env["AFLOW_DATASTORE_ROOT"] = str(store)
@@ -252,6 +268,18 @@ def print_table(
         )
 
 
+def print_against_baseline(results: dict[str, dict[str, dict]], base: str) -> None:
+    """This tree's aflow beside the --baseline tree's, measured alternately in this run."""
+    print(f"\nthis tree vs {base} (same run, alternating; ratio = this tree / baseline)")
+    print(f"{'case':<8}  {'metric':<18}  {base:>14}  {'this tree':>10}  {'ratio':>6}")
+    for case, by in results.items():
+        if "aflow" not in by or base not in by:
+            continue
+        for label, key in (("wall s", "wall_s"), ("cpu s (user+sys)", "cpu_s")):
+            b, a = by[base][key], by["aflow"][key]
+            print(f"{case:<8}  {label:<18}  {fmt(b):>14}  {fmt(a):>10}  {a / b:>5.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=1, help="runs per measurement; median is kept")
@@ -262,6 +290,12 @@ def main() -> None:
     ap.add_argument("--skip-metaflow", action="store_true")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per subprocess run")
     ap.add_argument("--json", type=Path, help="write all results to this file")
+    ap.add_argument(
+        "--baseline",
+        metavar="GIT_REF",
+        help="also run aflow as of this git ref (e.g. main) beside this tree, alternating, and "
+        "print this tree's figures against it",
+    )
     args = ap.parse_args()
     cases = [c for c in args.cases.split(",") if c]
     if unknown := set(cases) - set(CASES):
@@ -280,9 +314,14 @@ def main() -> None:
         imports["metaflow"] = import_time(str(venv_python()), "metaflow")
 
     raw: dict[str, dict[str, list[Run]]] = {c: {} for c in cases}
+    base_dir = tempfile.TemporaryDirectory(prefix="bench-baseline-") if args.baseline else None
+    base_code = baseline_tree(args.baseline, Path(base_dir.name)) if base_dir else None
+    base_name = f"aflow@{args.baseline}"
     for rep in range(args.repeat):
         for case in cases:
-            jobs = [*engines, "ppe"] if case == "foreach" else engines
+            jobs = [*engines, "ppe"] if case == "foreach" else list(engines)
+            if base_code is not None and "aflow" in jobs:
+                jobs.insert(jobs.index("aflow"), base_name)
             for engine in jobs:
                 print(
                     f"[{case}] {engine} run {rep + 1}/{args.repeat} ...",
@@ -292,6 +331,10 @@ def main() -> None:
                 )
                 if engine == "ppe":
                     run = run_ppe(args.foreach_width, args.max_workers, args.timeout)
+                elif engine == base_name:
+                    run = run_case(
+                        "aflow", case, args.foreach_width, args.max_workers, args.timeout, base_code
+                    )
                 else:
                     run = run_case(engine, case, args.foreach_width, args.max_workers, args.timeout)
                 print(f"{run.wall_s:.2f}s rc={run.returncode}", file=sys.stderr, flush=True)
@@ -304,6 +347,8 @@ def main() -> None:
         f"--max-workers {args.max_workers}, --repeat {args.repeat} (medians)\n"
     )
     print_table(results, imports, args.foreach_width)
+    if base_code is not None:
+        print_against_baseline(results, base_name)
     if args.json:
         payload = {
             "machine": {

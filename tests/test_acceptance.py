@@ -763,8 +763,24 @@ def test_sigterm_cancels_run(tmp_path):
     _check_cancelled_cleanly(tmp_path, p, kids, signal.SIGTERM)
 
 
+def _wait_for(condition, what: str, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def test_sigkill_leaves_no_half_written_records(tmp_path):
-    for delay in (0.7, 1.4):
+    # Kill the scheduler at two moments defined by what is on disk, not by the clock (a loaded
+    # machine is slower): once its run has started, and once the 40 MB start task has committed
+    # and the foreach is under way.
+    moments = {
+        "the run record": lambda: bool(glob.glob(str(tmp_path / "BigFlow" / "*" / "run.mpk"))),
+        "the start task's record": lambda: bool(
+            glob.glob(str(tmp_path / "BigFlow" / "*" / "start" / "*" / "*.mpk"))
+        ),
+    }
+    for what, moment in moments.items():
         p = subprocess.Popen(
             [
                 "aflow",
@@ -781,12 +797,12 @@ def test_sigkill_leaves_no_half_written_records(tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(delay)
+        _wait_for(moment, what)
         kids = descendants(p.pid)
         p.send_signal(signal.SIGKILL)
         p.wait()
-        time.sleep(1.0)
-        kill_all(kids)
+        # The warm parent notices its scheduler died and stops its tasks, which clean up.
+        _wait_for(lambda kids=kids: not living(kids), "the orphaned tasks to stop")
     n, bad = all_mpk_parse(tmp_path)
     assert n >= 2 and bad == []
     assert tmp_files(tmp_path) == []

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import test_batch_backend
 from conftest import FLOWS, run_cli, run_script
 
 from aflow.cards import (
@@ -32,6 +33,7 @@ from aflow.cards.collector import CardCollector, CardSlot
 from aflow.cards.render import card_html
 
 FLOW = FLOWS / "cards_flow.py"
+on_batch = test_batch_backend.on_batch  # the AWS Batch emulator, its data in moto's S3
 
 
 def _run(*extra: str) -> str:
@@ -357,3 +359,80 @@ def pd_frame():  # type: ignore[no-untyped-def]
     import pandas as pd
 
     return pd.DataFrame({"a": [1, 2, 3], "b": [3, 1, 2]})
+
+
+def test_the_example_flow_with_matplotlib_and_altair(store_root: Path) -> None:
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("altair")
+    from conftest import EXAMPLES
+
+    done = run_cli("run", str(EXAMPLES / "cards.py"), "-q", "--epochs", "5", timeout=180)
+    assert done.returncode == 0, done.stderr
+    (results,) = store_root.glob("CardsExample/*/train/*/cards/0.1.default.results.json")
+    kinds = [c["type"] for c in json.loads(results.read_text())["components"]]
+    assert kinds[:4] == ["facts", "table", "image", "vega"]
+    (progress,) = store_root.glob("CardsExample/*/train/*/cards/0.0.blank.progress.json")
+    bar, best = json.loads(progress.read_text())["components"]
+    assert bar["value"] == 5 and best["value"] == "0.4"
+
+
+def test_a_remote_task_saves_its_cards(on_batch: object, tmp_path: Path) -> None:
+    """On AWS Batch (the emulator, data in moto's S3) the task renders its cards with the aflow
+    of the code package, which must carry the renderer and the chart libraries."""
+    flow = tmp_path / "remote_cards.py"
+    flow.write_text(
+        "from aflow import FlowSpec, card, current, step\n"
+        "from aflow.cards import Markdown, VegaChart\n\n"
+        "class RemoteCardsFlow(FlowSpec):\n"
+        "    @card\n"
+        "    @step\n"
+        "    def start(self):\n"
+        "        current.card.append(Markdown('from the container'))\n"
+        "        current.card.append(VegaChart({'mark': 'bar', 'data': {'values': []}}))\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n\n"
+        "if __name__ == '__main__':\n"
+        "    RemoteCardsFlow()\n"
+    )
+    id_file = tmp_path / "run_id"
+    done = run_script(
+        flow, "run", "--with", "batch:cpu=1,queue=aflow-test-queue", "--run-id-file", str(id_file)
+    )
+    assert done.returncode == 0, done.stderr
+    got = run_cli("card", "get", f"RemoteCardsFlow/{id_file.read_text()}/start/1")
+    assert got.returncode == 0, got.stderr
+    assert "from the container" in got.stdout and ".vegaLite={}" in got.stdout
+
+
+def test_card_type_options() -> None:
+    from types import SimpleNamespace
+
+    from aflow.cards.runtime import TaskCards
+
+    spec = SimpleNamespace(pathspec="F/1/s/2", attempt=0)
+    titled = CardSlot(0, "blank", None, {"title": "Weekly report"}, 5, 0, False)
+    html = CardSlot(1, "html", None, {"attribute": "page"}, 5, 0, False)
+    unknown = CardSlot(2, "corise_special", None, {}, 5, 0, False)
+    cards = TaskCards(spec, None, object, [titled, html, unknown])  # type: ignore[arg-type]
+    titled.components.append(Markdown("body"))
+    flow = SimpleNamespace(page="<h1>mine</h1>")
+    assert [c["type"] for c in cards._build(titled, True, flow, None)["components"]] == [
+        "heading", "markdown"
+    ]  # fmt: skip
+    assert cards._build(html, True, flow, None)["components"] == [
+        {"type": "html", "html": "<h1>mine</h1>"}
+    ]
+    (error,) = cards._build(unknown, True, flow, None)["components"]
+    assert error["type"] == "error" and "no card type 'corise_special'" in error["text"]
+
+
+def test_card_view_without_a_desktop_prints_the_path(
+    in_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
+        monkeypatch.delenv(name, raising=False)
+    viewed = run_cli("card", "view", "CardsFlow", f"{in_store}/start/1", timeout=60)
+    assert viewed.returncode == 0, viewed.stderr
+    assert Path(viewed.stdout.strip()).is_file() and "no browser to open here" in viewed.stderr

@@ -5,13 +5,15 @@ Each test runs a real flow through the CLI (or `python flow.py`) and reads it ba
 
 from __future__ import annotations
 
+import pickle
 import platform
 import time
 from datetime import datetime
 from pathlib import Path
 
+import anyio
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_script
 
 import aflow
 from aflow.client import core as client_core
@@ -151,3 +153,112 @@ def test_a_task_killed_by_a_signal_says_so(store_root: Path) -> None:
     assert task.exception.type == "aflow.exception.TaskKilled"
     assert "killed by SIGSEGV" in task.exception.exception
     assert "killed by SIGSEGV" in task.stderr and "about to crash" in task.stdout
+
+
+# -- 2, 3: parameters from the environment, separator=, IncludeFile read reliably --------------
+
+
+def test_parameter_defaults_from_the_environment_and_separator(
+    store_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AFLOW_TEST_TABLE", str(tmp_path / "table.csv"))
+    flow = str(COMPAT / "params_flow.py")
+    plain = run_cli("run", flow)
+    assert plain.returncode == 0, plain.stderr
+    got = latest("ParamsCompatFlow")["start"].task.data.got
+    assert got == {"table": "a,b\n1,2\n", "alpha": 1, "words": ["a", "b"], "region": "eu"}
+
+    monkeypatch.setenv("METAFLOW_RUN_ALPHA", "5")  # Metaflow's variable, as deployments set it
+    monkeypatch.setenv("METAFLOW_RUN_REGION_NAME", "ignored: aflow's variable wins")
+    monkeypatch.setenv("AFLOW_RUN_REGION_NAME", "us")
+    result = run_cli("run", flow, "--words", "x,y,z")
+    assert result.returncode == 0, result.stderr
+    got = latest("ParamsCompatFlow")["start"].task.data.got
+    assert got == {"table": "a,b\n1,2\n", "alpha": 5, "words": ["x", "y", "z"], "region": "us"}
+    assert run_cli("run", flow, "--alpha", "7").returncode == 0
+    assert latest("ParamsCompatFlow")["start"].task.data.got["alpha"] == 7  # the command line wins
+
+
+def test_separator_needs_a_string_parameter() -> None:
+    with pytest.raises(aflow.exception.ParameterError, match="type must be str"):
+        aflow.Parameter("n", default=1, type=int, separator=",")
+
+
+# -- 5, 6: class-level constants; the private attributes Metaflow code reads --------------------
+
+
+def test_class_constants_are_read_only_artifacts(store_root: Path) -> None:
+    result = run_cli("run", str(COMPAT / "constants_flow.py"))
+    assert result.returncode == 0, result.stderr
+    run = latest("ConstantsFlow")
+    start = run["start"].task.data
+    assert "read-only" in start.refused and "'K'" in start.refused
+    assert run.data.K == 123 and run.data.LABEL == "const" and run.data.ITEMS == [10, 20]
+    assert run["join"].task.data.K == 123 and run["start"].task.data.K == 123
+    assert run["join"].task.data.in_join == (123, 4)
+    assert start.params == ["alpha"]  # constants are not parameters
+
+    assert start.types == {"work": "linear", "join": "join", "end": "end"}
+    assert start.join_in == ["work"] and start.start_out == ["work"]
+    assert start.current_step == "start"
+    work = sorted((t.data for t in run["work"]), key=lambda d: d.stack[0][3])
+    assert [w.stack for w in work] == [
+        [("start", "ITEMS", 2, 0, 10)],
+        [("start", "ITEMS", 2, 1, 20)],
+    ]
+    assert work[1].plain == [(1, 2, 20)] and work[0].seen == (123, "const", "work")
+
+
+# -- 9: the command-line habits (--help is tested with the CLI's own tests) ---------------------
+
+
+def test_metaflow_command_line_habits(
+    store_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id_file = tmp_path / "run-id"
+    monkeypatch.setenv("AFLOW_TEST_RUN_ID_FILE", str(run_id_file))
+    flow = COMPAT / "cli_flow.py"
+    result = run_script(flow, "--no-pylint", "--quiet", "run", "--run-id-file", str(run_id_file))
+    assert result.returncode == 0, result.stderr
+    run = latest("CliCompatFlow")
+    start = run["start"].task
+    assert start.data.run_id_file_said == run.id == run_id_file.read_text()  # before the first task
+
+    dumped = run_script(flow, "--quiet", "dump", f"{run.id}/start/{start.id}")
+    assert dumped.returncode == 0, dumped.stderr
+    assert "own_run_id: '" + run.id + "'" in dumped.stdout
+    assert "blob: <" in dumped.stdout and "over --max-value-size" in dumped.stdout
+    assert "_hidden" not in dumped.stdout and "Dumping output" not in dumped.stderr
+
+    step = run_cli("dump", str(flow), f"{run.id}/end", "--private", "--max-value-size", "0")
+    assert step.returncode == 0, step.stderr
+    assert "answer:" in step.stdout and "Dumping output of run_id=" in step.stderr
+    out = tmp_path / "dump.pkl"
+    written = run_cli("dump", "CliCompatFlow", f"latest/start/{start.id}", "--file", str(out))
+    assert written.returncode == 0, written.stderr
+    assert pickle.loads(out.read_bytes())[start.pathspec]["blob"] == b"x" * 5000
+
+
+# -- 15: Runner -----------------------------------------------------------------------------
+
+
+def test_runner_runs_a_flow_file_from_python(store_root: Path) -> None:
+    flow = str(COMPAT / "runner_flow.py")
+    with aflow.Runner(flow, show_output=False).run(alpha=3, tags=["nightly"]) as running:
+        assert running.status == "successful" and running.returncode == 0
+        assert running.run.data.result == 6 and "nightly" in running.run.tags
+        assert "computing with alpha=3" in running.stdout
+    with aflow.Runner(flow, show_output=False).run(alpha=-1) as failed:
+        assert failed.status == "failed" and not failed.run.successful
+        assert "alpha must be >= 0" in failed.stderr
+
+    async def started() -> tuple[str | None, aflow.ExecutingRun]:
+        async with aflow.Runner(flow, show_output=False) as runner:
+            running = await runner.async_run(alpha=5)
+            seen = running.run_id  # known once the run exists, before it ends
+            await running.wait(timeout=120)
+            return seen, running
+
+    seen, running = anyio.run(started)
+    assert seen is not None and running.status == "successful"
+    assert running.run.id == seen and running.run.data.result == 10

@@ -3,7 +3,9 @@ not deduplicated against (issue 14); `aflow verify` finds and quarantines them."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 from pathlib import Path
 
 import anyio
@@ -159,9 +161,13 @@ def test_a_damaged_run_record_is_skipped_and_named_by_every_listing(store_root: 
 
 def test_a_damaged_task_record_is_named_and_resume_redoes_the_task(store_root: Path) -> None:
     done = run()
-    task_dir = store_root / "IntegrityFlow" / done.id / "work" / sorted(
-        p.name for p in (store_root / "IntegrityFlow" / done.id / "work").iterdir()
-    )[1]
+    task_dir = (
+        store_root
+        / "IntegrityFlow"
+        / done.id
+        / "work"
+        / sorted(p.name for p in (store_root / "IntegrityFlow" / done.id / "work").iterdir())[1]
+    )
     record = task_dir / "0.mpk"
     flip(record)
     shown = run_cli("show", "IntegrityFlow", done.id)
@@ -183,8 +189,6 @@ def test_a_damaged_task_record_is_named_and_resume_redoes_the_task(store_root: P
 
 
 def test_resume_refuses_a_run_that_is_still_going(store_root: Path) -> None:
-    import os
-
     from aflow.stores.records import RunRecord
 
     done = run()
@@ -200,3 +204,43 @@ def test_resume_refuses_a_run_that_is_still_going(store_root: Path) -> None:
     record.pid = 2**22 + 12345  # no such process: the run is dead, resume goes ahead
     path.write_bytes(record.pack())
     assert run_cli("resume", FLOW_FILE, "--origin-run-id", done.id).returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A store root on a 1 MiB tmpfs (needs root to mount; skipped where that is not allowed)."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
+    monkeypatch.setenv("AFLOW_DATASTORE_ROOT", str(mount / "store"))
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_named_with_the_artifact_and_the_store_path(small_disk: Path) -> None:
+    failed = run_cli("run", FLOW_FILE, "--big", str(2 << 20))
+    assert failed.returncode == 1
+    err = failed.stderr
+    assert "artifact 'blob' of task IntegrityFlow/" in err and "no space left to write" in err, err
+    assert str(small_disk / "store" / "IntegrityFlow" / "data") in err
+    # A disk already full when a run starts: one line that says so, and the store stays readable.
+    fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    with contextlib.suppress(OSError):
+        while True:
+            os.write(fd, bytes(4096))
+    os.close(fd)
+    full = run_cli("run", FLOW_FILE)
+    assert full.returncode == 1 and "Traceback" not in full.stderr
+    assert "disk is full" in full.stderr and "run.mpk" in full.stderr, full.stderr
+    listed = run_cli("list", "runs", "IntegrityFlow")
+    assert listed.returncode == 0, listed.stderr
+    resumed = run_cli("resume", FLOW_FILE)
+    assert "Traceback" not in resumed.stderr and "Unpack" not in resumed.stderr, resumed.stderr

@@ -54,15 +54,20 @@ def _chromium() -> str:
 
 
 class Runs:
-    def __init__(self, root: Path, ok: str, failed: str, wide: str) -> None:
+    def __init__(self, root: Path, ok: str, failed: str, wide: str, stopped: str, resumed: str) -> None:
         self.root, self.ok, self.failed, self.wide = root, ok, failed, wide
+        self.stopped, self.resumed = stopped, resumed  # UIStatesFlow: failed, then resumed
+        self.dead = "1700000000000001"  # UIDeadFlow: its scheduler gone mid-run (a crafted record)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    """A store with a successful and a failed UIDemoFlow run and a 1,000-way UIWideFlow run."""
+    """A store with a successful and a failed UIDemoFlow run, a 1,000-way UIWideFlow run, a
+    UIStatesFlow run that failed (a retried, a caught and stopped tasks) and its resumption, and a
+    dead UIDeadFlow run."""
     import anyio
     from ui_demo import UIDemoFlow
+    from ui_states import UIStatesFlow
     from ui_wide import UIWideFlow
 
     import aflow
@@ -71,17 +76,46 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AFLOW_DATASTORE_ROOT", str(root))
 
-        async def make() -> tuple[str, str, str]:
+        async def make() -> tuple[str, ...]:
             wide = await aflow.run_flow(UIWideFlow, max_workers=8)
+            os.environ["UI_STATES_FAIL"] = "1"
+            try:
+                stopped = await aflow.run_flow(UIStatesFlow)
+            finally:
+                del os.environ["UI_STATES_FAIL"]
+            resumed = await aflow.resume_flow(UIStatesFlow, stopped.id)
             ok = await aflow.run_flow(UIDemoFlow)
             failed = await aflow.run_flow(UIDemoFlow, params={"fail": True})
-            return ok.id, failed.id, wide.id
+            return ok.id, failed.id, wide.id, stopped.id, resumed.id
 
         # In a thread of its own: Playwright's sync API keeps an event loop running on this one
         # once a browser test has started, and anyio.run() refuses to nest in it.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            ok, failed, wide = pool.submit(anyio.run, make).result()
-        yield Runs(root, ok, failed, wide)
+            made = Runs(root, *pool.submit(anyio.run, make).result())
+        _dead_run(root, made.dead)
+        yield made
+
+
+def _dead_run(root: Path, run_id: str) -> None:
+    """A run whose scheduler died: `start` ended, `work` has output but never a record."""
+    from aflow.stores.local import LocalFiles
+    from aflow.stores.records import RunRecord, TaskRecord, task_log_key
+
+    files = LocalFiles(root)
+    graph = {
+        "steps": {
+            "start": {"type": "start", "next": ["work"]},
+            "work": {"type": "linear", "next": ["end"]},
+            "end": {"type": "end", "next": []},
+        }
+    }
+    began = 1.7e9
+    run = RunRecord("UIDeadFlow", run_id, graph=graph, started_at=began, heartbeat_at=began + 60)
+    files.put(f"UIDeadFlow/{run_id}/run.mpk", [run.pack()])
+    start = TaskRecord("UIDeadFlow", run_id, "start", "1", started_at=began, finished_at=began + 2)
+    files.put(f"UIDeadFlow/{run_id}/start/1/0.mpk", [start.pack()])
+    log = "2023-11-14T22:13:25.000000Z stdout working\n"
+    files.put(task_log_key("UIDeadFlow", run_id, "work", "2", 0), [log.encode()])
 
 
 class Server:
@@ -168,7 +202,7 @@ def test_runs_list_shows_every_run_newest_first(
     page.goto(server.url + "/")
     rows = page.locator("#runs tbody tr")
     ids = [rows.nth(i).get_attribute("data-run") for i in range(rows.count())]
-    assert [i for i in ids if not i.startswith("UILiveFlow/")] == [
+    assert [i for i in ids if i.split("/")[0] in ("UIDemoFlow", "UIWideFlow")] == [
         f"UIDemoFlow/{runs.failed}",
         f"UIDemoFlow/{runs.ok}",
         f"UIWideFlow/{runs.wide}",
@@ -246,7 +280,7 @@ def test_failed_run_shows_its_traceback(page: Any, server: Server, runs: Runs, s
     assert 'ui_demo.py", line' in error.locator("pre.trace").inner_text()
     assert "failed" in page.locator('svg.dag a.node[data-step="work"]').get_attribute("class")
     assert "not-run" in page.locator('svg.dag a.node[data-step="gather"]').get_attribute("class")
-    assert page.locator("svg.gantt rect.task.failed").count() == 1
+    assert page.locator("svg.gantt rect.task.failed").count() == 2  # both attempts of item 2
     _shot(page, shots, "run_failed")
     error.locator("h2 a").click()  # to the task that failed
     page.wait_for_url(re.compile(r"/work/"))
@@ -276,6 +310,195 @@ def test_a_1000_way_foreach_run_page_stays_usable(
     assert page.locator("#run-tasks table.tasks tbody tr").count() == 50
 
 
+# -- honest states --------------------------------------------------------------------------------
+
+
+def _rects(page: Any, selector: str) -> list[dict[str, float]]:
+    return page.eval_on_selector_all(
+        selector,
+        "rs => rs.map(r => ({x: +r.getAttribute('x'), w: +r.getAttribute('width')}))",
+    )
+
+
+def test_stopped_siblings_are_stopped_not_failed(
+    page: Any, server: Server, runs: Runs, shots: Path
+) -> None:
+    """Item 0 of the foreach failed; the engine stopped its three sleeping siblings: one failure,
+    three stopped, on the runs list, the run's head, its DAG and its task table."""
+    page.goto(server.url + "/?flow=UIStatesFlow")
+    row = page.locator(f'tr[data-run="UIStatesFlow/{runs.stopped}"]')
+    cells = [c.strip() for c in row.locator("td").all_inner_texts()]
+    assert cells[2] == "failed" and cells[6:8] == ["1", "3"], cells  # failed, stopped
+    page.goto(f"{server.url}/run/UIStatesFlow/{runs.stopped}")
+    head = page.locator("#run-head").inner_text()
+    assert "1 failed" in head and "3 stopped" in head, head
+    work = page.locator('svg.dag a.node[data-step="work"]')
+    assert "1 failed" in work.inner_html() and "3 stopped" in work.inner_html()
+    page.locator("#run-tasks .chip", has_text="work").click()
+    page.wait_for_url(re.compile(r"step=work"))
+    badges = page.locator("#run-tasks tbody .badge").all_inner_texts()
+    assert sorted(badges) == ["failed", "stopped", "stopped", "stopped"], badges
+    assert page.locator("svg.gantt rect.task.stopped").count() == 3
+    _shot(page, shots, "run_stopped")
+    page.locator("#run-tasks .chip", has_text="only failed").click()
+    page.wait_for_url(re.compile(r"failed=1"))
+    assert page.locator("#run-tasks tbody .badge").all_inner_texts() == ["failed"]
+
+
+def test_caught_and_retried_tasks_show_what_happened(
+    page: Any, server: Server, runs: Runs, shots: Path
+) -> None:
+    page.goto(f"{server.url}/run/UIStatesFlow/{runs.stopped}")
+    risky = page.locator("#run-tasks tr", has_text="risky")
+    assert risky.locator(".badge").inner_text() == "caught"
+    assert "1 caught" in page.locator('svg.dag a.node[data-step="risky"]').inner_html()
+    assert "failed and caught" in page.locator("#run-head").inner_text()
+    # Every attempt of the retried step is drawn, in its task's lane.
+    flaky = page.locator('svg.gantt rect.task[data-href*="/flaky/"]')
+    assert flaky.count() == 2
+    classes = sorted(flaky.nth(i).get_attribute("class") for i in range(2))
+    assert classes == ["task done", "task failed"]
+    ys = {flaky.nth(i).get_attribute("y") for i in range(2)}
+    assert len(ys) == 1
+    risky.locator("a").first.click()
+    page.wait_for_url(re.compile(r"/risky/"))
+    assert page.locator("h1 .badge").inner_text() == "caught"
+    error = page.locator("#task-error")
+    assert "@catch recorded it" in error.inner_text() and "ValueError" in error.inner_text()
+    _shot(page, shots, "task_caught")
+
+
+def test_a_resumed_runs_reused_tasks_sit_inside_the_timeline(
+    page: Any, server: Server, runs: Runs, shots: Path
+) -> None:
+    page.goto(f"{server.url}/run/UIStatesFlow/{runs.resumed}")
+    assert page.locator("svg.gantt rect.task.reused").count() == 4  # start, flaky, risky, fan
+    for r in _rects(page, "svg.gantt rect.task"):
+        assert r["x"] >= 150 and r["x"] + r["w"] <= 1100 + 0.5, r
+    assert page.locator("#run-tasks .tag", has_text="reused").count() == 4
+    _shot(page, shots, "run_resumed")
+
+
+def test_a_dead_runs_tasks_do_not_pulse(page: Any, server: Server, runs: Runs, shots: Path) -> None:
+    page.goto(f"{server.url}/run/UIDeadFlow/{runs.dead}")
+    assert page.locator("h1 .badge").inner_text() == "dead"
+    assert page.locator(".badge.running").count() == 0
+    assert page.locator("svg.dag .node.running").count() == 0
+    work = page.locator("#run-tasks tr", has_text="work")
+    assert work.locator(".badge").inner_text() == "incomplete"
+    _shot(page, shots, "run_dead")
+    page.goto(f"{server.url}/task/UIDeadFlow/{runs.dead}/work/2")
+    assert page.locator("h1 .badge").inner_text() == "incomplete"
+    assert page.locator(".badge.running").count() == 0
+
+
+def test_a_running_task_shows_its_start_elapsed_time_and_a_growing_bar(
+    tmp_path: Path, page: Any, shots: Path
+) -> None:
+    """The store as a live run leaves it: `work`'s output saved, its record not yet. The run page
+    shows the task running, since when and for how long, and its bar grows on the timeline."""
+    from datetime import UTC, datetime
+
+    from aflow.stores.local import LocalFiles
+    from aflow.stores.records import RunRecord, TaskRecord, task_log_key
+
+    root = tmp_path / "store"
+    files = LocalFiles(root)
+    run_id, now = "1800000000000000", time.time()
+    graph = {
+        "steps": {
+            "start": {"type": "start", "next": ["work"]},
+            "work": {"type": "linear", "next": ["end"]},
+            "end": {"type": "end", "next": []},
+        }
+    }
+    run = RunRecord("GrowFlow", run_id, graph=graph, started_at=now - 10, heartbeat_at=now)
+    files.put(f"GrowFlow/{run_id}/run.mpk", [run.pack()])
+    start = TaskRecord("GrowFlow", run_id, "start", "1", started_at=now - 10, finished_at=now - 8)
+    files.put(f"GrowFlow/{run_id}/start/1/0.mpk", [start.pack()])
+    stamp = datetime.fromtimestamp(now - 7, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    files.put(task_log_key("GrowFlow", run_id, "work", "2", 0), [f"{stamp} stdout epoch 1\n".encode()])
+    with _serve(root, tmp_path / "ui.log") as served:
+        page.goto(f"{served.url}/run/GrowFlow/{run_id}")
+        row = page.locator("#run-tasks tr", has_text="work")
+        assert row.locator(".badge").inner_text() == "running"
+        cells = row.locator("td").all_inner_texts()
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", cells[5].strip()), cells
+        assert cells[6].strip().startswith("≥ ") and cells[6].strip().endswith("…"), cells
+        bar = 'svg.gantt rect.task.running[data-href*="/work/"]'
+        first = _rects(page, bar)[0]
+        _shot(page, shots, "run_running_task")
+        # Keep the run alive; the bar must grow as time passes, without a reload.
+        deadline = time.monotonic() + 20
+        while _rects(page, bar)[0]["w"] <= first["w"] + 1:
+            assert time.monotonic() < deadline, "the running task's bar did not grow"
+            run.heartbeat_at = time.time()
+            files.put(f"GrowFlow/{run_id}/run.mpk", [run.pack()])
+            page.wait_for_timeout(300)
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+
+def test_logs_search_whole_download_colours_and_progress_frames(
+    tmp_path: Path, page: Any, shots: Path
+) -> None:
+    """A 12,000-line log with ANSI colours and tqdm-style `\r` frames: the page shows the last
+    5,000 lines and offers all of them, searches the whole log, counts each stream right, renders
+    colours as classes (escaped text, no raw escape codes) and a progress line as its last frame."""
+    from aflow.stores.local import LocalFiles
+    from aflow.stores.records import RunRecord, TaskRecord, task_log_key
+
+    root = tmp_path / "store"
+    files = LocalFiles(root)
+    run_id, now = "1800000000000000", time.time()
+    graph = {"steps": {"start": {"type": "start", "next": ["end"]}, "end": {"type": "end", "next": []}}}
+    run = RunRecord("LogFlow", run_id, graph=graph, status="done", started_at=now, finished_at=now + 9)
+    files.put(f"LogFlow/{run_id}/run.mpk", [run.pack()])
+    record = TaskRecord("LogFlow", run_id, "start", "1", started_at=now, finished_at=now + 9)
+    files.put(f"LogFlow/{run_id}/start/1/0.mpk", [record.pack()])
+    stamp = "2030-01-01T00:00:00.000000Z"
+    lines = [f"{stamp} stdout line {i}" for i in range(12_000)]
+    lines[10] = f"{stamp} stdout the needle is early"
+    lines[11] = f"{stamp} stderr \x1b[1;31mERROR\x1b[0m: \x1b[38;5;46m<b>not bold</b>\x1b[0m"
+    lines[12] = f"{stamp} stderr  10%|#         |\r 50%|#####     |\r100%|##########|"
+    lines[-1] = f"{stamp} stderr the NEEDLE is late"
+    files.put(task_log_key("LogFlow", run_id, "start", "1", 0), ["\n".join(lines).encode() + b"\n"])
+    with _serve(root, tmp_path / "ui.log") as served:
+        task = f"{served.url}/task/LogFlow/{run_id}/start/1"
+        page.goto(task)
+        assert page.locator(".log .ln").count() == 5000
+        assert page.locator('button[data-show="out"] b').inner_text() == "11,997"
+        assert page.locator('button[data-show="err"] b').inner_text() == "3"
+        assert "The last 5,000 of 12,000 lines" in page.locator(".log-note").inner_text()
+        page.locator(".log-note a", has_text="show all").click()
+        page.wait_for_url(re.compile(r"lines=all"))
+        assert page.locator(".log .ln").count() == 12_000
+        colour = page.locator(".log .ln.err span.a-f1.a-b")
+        assert colour.inner_text() == "ERROR"
+        assert page.locator(".log .ln.err span.a-f2").inner_text() == "<b>not bold</b>"
+        assert page.locator(".log b", has_text="not bold").count() == 0  # escaped, not markup
+        assert "\x1b" not in page.locator(".log").inner_text()
+        bar = page.locator(".log .ln.err", has_text="100%")
+        assert bar.count() == 1 and "10%" not in bar.inner_text().replace("100%", "")
+        page.goto(task)
+        page.fill(".log-search input", "needle")
+        page.press(".log-search input", "Enter")
+        page.wait_for_url(re.compile(r"q=needle"))
+        assert page.locator(".log .ln").all_inner_texts() == [
+            "the needle is early",
+            "the NEEDLE is late",
+        ]
+        assert page.locator(".log-note .matches").inner_text() == "2"
+        _shot(page, shots, "task_log_search")
+        href = page.locator("a.rawlink", has_text="download").get_attribute("href")
+        with urllib.request.urlopen(served.url + href, timeout=10) as r:
+            assert r.headers["Content-Disposition"].startswith("attachment;")
+            body = r.read().decode()
+        assert body.count("\n") == 12_000 and "line 11999" not in body and "line 11998" in body
+        assert "\r" in body and "50%|#####" in body  # the download keeps every frame
+
+
 # -- live -----------------------------------------------------------------------------------------
 
 
@@ -289,7 +512,7 @@ def test_a_run_started_while_pages_are_open_appears_and_progresses(
     listing.evaluate("window.keptAlive = 'same page'")  # gone if the page reloads
     id_file = tmp_path / "run_id"
     env = {**os.environ, "AFLOW_DATASTORE_ROOT": str(runs.root)}
-    live_args = ["--nap", "1.2", "-q", "--run-id-file", str(id_file)]
+    live_args = ["--nap", "2.5", "-q", "--run-id-file", str(id_file)]
     flow = subprocess.Popen(
         [sys.executable, "-m", "aflow", "run", str(UI_FLOWS / "ui_live.py"), *live_args],
         env=env,

@@ -199,3 +199,46 @@ def test_the_local_store_keeps_every_key_inside_its_root(tmp_path: Any) -> None:
     assert files.list("G") == []
     (tmp_path / "store" / "H").symlink_to(tmp_path / "store" / "F")  # a link within the root is fine
     assert bytes(files.get("H/1/run.mpk")) == b"ok"
+
+
+def _path_points(d: str) -> list[tuple[float, float]]:
+    import re
+
+    return [(float(x), float(y)) for x, y in re.findall(r"(-?[\d.]+),(-?[\d.]+)", d)]
+
+
+def test_an_edge_skipping_a_step_is_routed_around_its_box() -> None:
+    """a -> b -> c plus a -> c: the a -> c edge must not run through b's box (it read as a->b->c)."""
+    import re
+
+    steps = {
+        "start": {"type": "split", "next": ["b", "c"]},
+        "b": {"type": "linear", "next": ["c"]},
+        "c": {"type": "join", "next": ["end"]},
+        "end": {"type": "end", "next": []},
+    }
+    lay = dag.layout(steps)
+    bx, by = lay.box("b")
+    svg = dag.draw(steps, {}, "/s/{step}")
+    paths = re.findall(r'<path class="edge[^"]*" d="([^"]+)"', svg)
+    skipping = [
+        d for d in paths if _path_points(d)[0][0] < bx and _path_points(d)[-1][0] > bx + dag.NODE_W
+    ]
+    assert len(skipping) == 1
+    for x, y in _path_points(skipping[0]):
+        inside = bx - 1 < x < bx + dag.NODE_W + 1 and by - 1 < y < by + dag.NODE_H + 1
+        assert not inside, (x, y, (bx, by))
+    # The old drawing: a straight run at the source's height, through b.
+    assert lay.at["start"][1] == lay.at["b"][1]
+
+
+def test_a_20_step_pipeline_is_drawn_top_to_bottom() -> None:
+    names = [f"step_{i:02d}" for i in range(20)]
+    steps = {
+        n: {"type": "linear", "next": [names[i + 1]] if i + 1 < len(names) else []}
+        for i, n in enumerate(names)
+    }
+    lay = dag.layout(steps)
+    assert lay.vertical and lay.width < 400 and lay.height > 20 * dag.NODE_H
+    ys = [lay.box(n)[1] for n in names]
+    assert ys == sorted(ys) and len({lay.box(n)[0] for n in names}) == 1

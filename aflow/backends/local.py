@@ -65,6 +65,25 @@ def prestart(flow_file: str) -> None:
         _prestarted[path] = _start_warm_parent(path)
 
 
+def settle_prestarted(flow_file: str, timeout: float = 60.0) -> None:
+    """Let a prestarted launcher finish importing the flow file, then exit, unused.
+
+    For a flow whose IncludeFile is read at run start: a file that the flow's module writes when
+    imported may be half written while the launcher imports it too. The next LocalBackend starts
+    a launcher of its own, after the files were read.
+    """
+    started = _prestarted.pop(os.path.abspath(flow_file), None)
+    if started is None:
+        return
+    proc, sock = started
+    sock.close()  # it reads no hello, so it exits once its import is done
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class _Task:
     """What the scheduler side knows of one forked task: its log, its line buffers, its exit."""
 

@@ -7,6 +7,9 @@ import os
 import signal
 
 from aflow.backends.base import TaskExit
+from aflow.backends.lines import LineSplitter
+
+__all__ = ["TERM_GRACE", "LineSplitter", "kill_group", "task_exit"]
 
 # Seconds a task gets between SIGTERM and SIGKILL: its cleanup (aborting a multipart upload, the
 # user's finally blocks) may need a while on a loaded machine. Docker's stop waits as long.
@@ -25,18 +28,3 @@ def task_exit(code: int) -> TaskExit:
     if code < 0:
         return TaskExit(code, f"killed by {signal.Signals(-code).name}")
     return TaskExit(code, None if code == 0 else f"exited with code {code}")
-
-
-class LineSplitter:
-    """Whole lines out of chunks of bytes; what is left at the end is a last line of its own."""
-
-    def __init__(self) -> None:
-        self._pending = b""
-
-    def feed(self, chunk: bytes) -> list[str]:
-        *lines, self._pending = (self._pending + chunk).split(b"\n")
-        return [line.decode(errors="replace") for line in lines]
-
-    def rest(self) -> list[str]:
-        rest, self._pending = self._pending, b""
-        return [rest.decode(errors="replace")] if rest else []

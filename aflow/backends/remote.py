@@ -25,7 +25,6 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -37,6 +36,7 @@ import msgpack
 from aflow.backends.base import LogSink, TaskExit, TaskSpec
 from aflow.decorators import resources_for
 from aflow.engine.packaging import build_package
+from aflow.install_hint import declared_requirements
 from aflow.stores.artifacts import blob_key
 from aflow.stores.base import REMOTE, ObjectStore
 
@@ -428,7 +428,7 @@ def requirements_for(datastore: str) -> str:
     pip-installs those whose module the image lacks."""
     extra = REMOTE[datastore].extra if datastore in REMOTE else None
     pairs = []
-    for requirement in metadata.requires("aflow") or []:
+    for requirement in declared_requirements():
         spec, _, marker = (part.strip() for part in requirement.partition(";"))
         wanted = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
         if (wanted.group(1) if wanted else None) not in (None, extra):

@@ -67,7 +67,7 @@ def _run_child(spec_bytes: bytes, out_w: int, err_w: int, closing: list[int], fl
         os.setpgid(0, 0)  # so that stopping the task also stops whatever it started
         _stop_with_parent()
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGINT):
+        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         for fd in closing:
             os.close(fd)
@@ -108,6 +108,7 @@ class WarmParent:
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides when tasks stop
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal too
         try:
             while True:
                 events = self.selector.select(self._timeout())

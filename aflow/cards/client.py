@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import html
 import os
+import sys
 import tempfile
 import webbrowser
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aflow.cards.storage import CardRef, list_cards, read_data, read_html
@@ -30,6 +32,17 @@ async def find_cards(
             flow, run_id, step, task_id = record.cloned_from.split("/")
             refs = await list_cards(task.store, flow, run_id, step, task_id)
     return [r for r in refs if (id is None or r.id == id) and (type is None or r.type == type)]
+
+
+def open_in_browser(path: str) -> bool:
+    """Open a file in the desktop's browser; False (and nothing started) where there is no desktop:
+    on a server, Python's webbrowser would fall back to a text browser in the terminal."""
+    desktop = sys.platform in ("darwin", "win32") or any(
+        os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")
+    )
+    if not desktop or os.environ.get("AFLOW_NO_BROWSER") == "1":
+        return False
+    return webbrowser.open(Path(path).resolve().as_uri())
 
 
 @dataclass
@@ -76,7 +89,7 @@ class Card:
         fd, path = tempfile.mkstemp(prefix=f"card-{self.ref.name}-", suffix=".html")
         os.close(fd)
         self.save(path)
-        webbrowser.open(f"file://{path}")
+        open_in_browser(path)
         return path
 
     def _repr_html_(self) -> str:

@@ -50,15 +50,15 @@ def task_facts(spec: Any, record: TaskRecord | None, started: float) -> dict[str
     return {"type": "facts", "items": items, "timing": timing}
 
 
-def _value_of(name: str, flow: Any, refs: dict[str, Any], store: BlockingObjectStore, flow_name: str):
+def _value_of(name: str, flow: Any, refs: dict[str, Any], store: BlockingObjectStore, limit: int):
     if name in flow.__dict__:
         return True, flow.__dict__[name]
     ref = refs.get(name)
     if ref is None:
         return False, None
-    if "v" not in ref and int(ref.get("s", 0)) > LOAD_LIMIT:
+    if "v" not in ref and int(ref.get("s", 0)) > limit:
         return False, None
-    return True, art.deserialize(art.load_ref_blob(store, flow_name, ref))
+    return True, art.deserialize(art.load_ref_blob(store, flow.name, ref))
 
 
 def _ref_size(ref: dict[str, Any]) -> int:
@@ -66,7 +66,7 @@ def _ref_size(ref: dict[str, Any]) -> int:
 
 
 def _artifact_rows(
-    names: list[str], flow: Any, refs: dict[str, Any], store: BlockingObjectStore, flow_name: str
+    names: list[str], flow: Any, refs: dict[str, Any], store: BlockingObjectStore, limit: int
 ) -> list[list[dict[str, Any]]]:
     from aflow.ui.markup import size
     from aflow.ui.preview import describe
@@ -74,7 +74,7 @@ def _artifact_rows(
     rows = []
     for name in names:
         try:
-            known, value = _value_of(name, flow, refs, store, flow_name)
+            known, value = _value_of(name, flow, refs, store, limit)
             if known:
                 shown = describe(value)
                 kind, text = shown.type, shown.text
@@ -88,9 +88,12 @@ def _artifact_rows(
 
 
 def default_sections(
-    spec: Any, flow: Any, record: TaskRecord, store: BlockingObjectStore, graph: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """The default card's own parts, after the components the step appended."""
+    spec: Any, flow: Any, record: TaskRecord, store: BlockingObjectStore, graph: dict[str, Any],
+    max_artifact_size: int | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The default card's own parts, after the components the step appended. Inherited artifacts
+    larger than `max_artifact_size` (the card's option; 1 MiB by default) are not loaded."""
+    limit = int(max_artifact_size) if max_artifact_size is not None else LOAD_LIMIT
     refs = record.artifacts
     params = [n for n in spec.param_names if n in refs]
     others = sorted(n for n in refs if n not in set(spec.param_names) and not n.startswith("_"))
@@ -99,7 +102,7 @@ def default_sections(
     def table(names: list[str]) -> list[dict[str, Any]]:
         if not names:
             return [_text("None.")]
-        rows = _artifact_rows(names, flow, refs, store, spec.flow_name)
+        rows = _artifact_rows(names, flow, refs, store, limit)
         return [{"type": "table", "headers": headers, "rows": rows}]
 
     def dag() -> list[dict[str, Any]]:

@@ -83,7 +83,8 @@ class TaskCards:
         data = self._base(slot, final)
         own = components_data(slot.components)
         if slot.type == "blank":
-            data["components"] = own
+            title = slot.options.get("title")
+            data["components"] = ([{"type": "heading", "text": str(title)}] if title else []) + own
         elif slot.type == "default":
             head = [task_facts(self.spec, record, self.started)]
             rest = []
@@ -91,10 +92,11 @@ class TaskCards:
                 from aflow.graph import graph_for
 
                 graph = graph_for(self.flow_cls).to_dict().get("steps", {})
-                rest = default_sections(self.spec, flow, record, self.store, graph)
+                limit = slot.options.get("max_artifact_size")
+                rest = default_sections(self.spec, flow, record, self.store, graph, limit)
             data["components"] = head + own + rest
         elif slot.type == "html":
-            name = slot.options.get("artifact", "html")
+            name = slot.options.get("artifact") or slot.options.get("attribute") or "html"
             value = getattr(flow, name, None) if flow is not None else None
             if value is None:
                 data["components"] = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import signal
@@ -52,6 +53,7 @@ def _load(file: Path) -> type[FlowSpec]:
 def _fail(e: BaseException) -> None:
     if _debug:
         traceback.print_exception(e)
+    hint = "" if _debug else " (run with --debug for the traceback)"
     if isinstance(e, FlowDefinitionError):
         typer.echo(f"{e.headline}:", err=True)
         for problem in e.problems:
@@ -59,7 +61,7 @@ def _fail(e: BaseException) -> None:
     elif isinstance(e, AflowException):
         typer.echo(f"{e.headline}: {e}", err=True)
     else:
-        typer.echo(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+        typer.echo(f"error: {type(e).__name__}: {e}{hint}", err=True)
     raise typer.Exit(1)
 
 
@@ -155,9 +157,12 @@ MaxNumSplits = Annotated[
 )
 def run(
     ctx: typer.Context,
+    # Required; `aflow run --help` arrives here as the flow file "--help" (this command reads
+    # --help itself, to list a flow's parameters).
     flow_file: Annotated[
-        Path | None, typer.Argument(help="The flow file (a .py file defining a FlowSpec).")
-    ] = None,
+        Path,
+        typer.Argument(metavar="FLOW_FILE", help="The flow file (a .py file defining a FlowSpec)."),
+    ],
     max_workers: MaxWorkers = 16,
     datastore: Datastore = None,
     datastore_root: DatastoreRoot = None,
@@ -192,7 +197,16 @@ def run(
     _guarded(go)
 
 
-@app.command(help="Resume a run: reuse what it finished, run the rest (or from STEP on).")
+RESUME_HELP = """Resume a run: reuse what it finished, run the rest (or from STEP on).
+
+Unlike Metaflow, aflow also reruns every step whose source code changed since the origin run
+(and the steps after it), so a fix to a step that succeeded takes effect; Metaflow reuses such
+steps as they were. --clone-changed does what Metaflow does. Without --origin-run-id the origin
+is the latest run started with `run` (not an earlier resume), as in Metaflow; aflow says which.
+"""
+
+
+@app.command(help=RESUME_HELP)
 def resume(
     flow_file: FlowFile,
     step: Annotated[
@@ -211,16 +225,48 @@ def resume(
     max_num_splits: MaxNumSplits = None,
     branch: Branch = None,
     production: Production = False,
+    clone_changed: Annotated[
+        bool,
+        typer.Option(
+            "--clone-changed",
+            help="Reuse the finished tasks of steps whose code changed, as Metaflow does.",
+        ),
+    ] = False,
 ) -> None:
     def go() -> None:
         flow_cls = _load_for_run(flow_file)
         options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
-        options.update(branch=branch, production=production)
-        options.update(resume=True, origin_run_id=origin_run_id, resume_step=step)
+        options.update(branch=branch, production=production, clone_changed=clone_changed)
+        origin = origin_run_id or _default_origin(flow_cls.__name__, datastore, datastore_root)
+        options.update(resume=True, origin_run_id=origin, resume_step=step)
         if _run_blocking(flow_cls, {}, options, run_id_file, quiet) != "done":
             raise typer.Exit(1)
 
     _guarded(go)
+
+
+def _default_origin(flow: str, datastore: str | None, datastore_root: str | None) -> str | None:
+    """The run `resume` picks when none is named, said out loud."""
+    import anyio
+
+    from aflow.engine.resume import latest_run_id
+    from aflow.stores.base import open_store
+
+    async def find() -> str | None:
+        store = open_store(datastore, datastore_root)
+        try:
+            return await latest_run_id(store, flow, started_by_run=True)
+        finally:
+            await store.aclose()
+
+    found = anyio.run(find)
+    if found is not None:
+        typer.echo(
+            f"Resuming {flow}/{found}: the latest run started with `run` "
+            "(--origin-run-id picks another)",
+            err=True,
+        )
+    return found
 
 
 def _load_for_run(flow_file: Path) -> type[FlowSpec]:
@@ -281,43 +327,63 @@ def _run_blocking(
     from aflow.exception import first_error
 
     printer = RunPrinter(quiet=quiet)
-    terminated = False
+    stopped_by: list[signal.Signals] = []
 
-    async def stop_on_sigterm(scope: anyio.CancelScope) -> None:
-        # SIGINT already cancels the run (asyncio turns it into cancellation); `kill`, `timeout`
-        # and container stops send SIGTERM, which must stop the run just as cleanly.
-        nonlocal terminated
-        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
-                terminated = True
-                scope.cancel()
-                return
+    async def watch_signals(run_scope: anyio.CancelScope) -> None:
+        # Ctrl-C (SIGINT), `kill`/`timeout`/container stops (SIGTERM) and a closed terminal or SSH
+        # session (SIGHUP) all stop the run the same way: every task stopped, the run recorded
+        # as cancelled. The receiver lives until the run is fully stopped, so a second signal
+        # while the tasks stop is answered with a line, never with a KeyboardInterrupt traceback.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            async for sig in signals:
+                if sig == signal.SIGHUP:
+                    _detach_from_terminal()
+                if not stopped_by:
+                    stopped_by.append(signal.Signals(sig))
+                    run_scope.cancel()
+                elif sig != signal.SIGHUP:
+                    typer.echo("stopping already: waiting for the tasks to stop", err=True)
 
     async def main() -> str:
         running = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(stop_on_sigterm, tg.cancel_scope)
-            async with start_flow(flow_cls, params, **options) as running:
-                if run_id_file is not None:
-                    await anyio.Path(run_id_file).write_text(running.run_id)
-                async for event in running.events():
-                    if isinstance(event, RunFinished):
-                        printer.finish(event)
-                    else:
-                        printer.handle(event)
-            tg.cancel_scope.cancel()
-        return (await running.wait()).status if running is not None else "cancelled"
+        async with anyio.create_task_group() as watcher:
+            run_scope = anyio.CancelScope()
+            watcher.start_soon(watch_signals, run_scope)
+            with run_scope:
+                async with start_flow(flow_cls, params, **options) as running:
+                    if run_id_file is not None:
+                        await anyio.Path(run_id_file).write_text(running.run_id)
+                    async for event in running.events():
+                        if isinstance(event, RunFinished):
+                            printer.finish(event)
+                        else:
+                            printer.handle(event)
+            status = (await running.wait()).status if running is not None else "cancelled"
+            watcher.cancel_scope.cancel()
+        return status
 
     try:
         status = anyio.run(main)
     except BaseExceptionGroup as group:
         raise first_error(group) from None
     finally:
-        sys.stdout.flush()
-    if terminated:
-        typer.echo("terminated: every task was stopped and the run recorded as cancelled", err=True)
-        raise typer.Exit(128 + signal.SIGTERM)
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+    if stopped_by:
+        sig = stopped_by[0]
+        how = {signal.SIGINT: "interrupted", signal.SIGHUP: "hung up (SIGHUP)"}.get(sig, "terminated")
+        typer.echo(f"{how}: every task was stopped and the run recorded as cancelled", err=True)
+        raise typer.Exit(128 + sig)
     return status
+
+
+def _detach_from_terminal() -> None:
+    """The terminal is gone: writing to it would fail (EIO) halfway through stopping the run."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 @app.command(help="Check the flow's graph without running it.")
@@ -361,6 +427,31 @@ def package(
     _guarded(go)
 
 
+@app.command("output-dot", help="Print the flow's graph in graphviz dot (Metaflow's output-dot).")
+def output_dot(flow_file: FlowFile) -> None:
+    def go() -> None:
+        from aflow.cli.inspect import GraphFormat, render_graph
+        from aflow.graph import graph_for
+
+        flow_cls = _load(flow_file)
+        typer.echo(render_graph(flow_cls.__name__, graph_for(flow_cls).to_dict(), GraphFormat.dot))
+
+    _guarded(go)
+
+
+@app.command("output-raw", help="Print the flow's graph as JSON (Metaflow's output-raw).")
+def output_raw(flow_file: FlowFile) -> None:
+    def go() -> None:
+        import json
+
+        from aflow.graph import graph_for
+
+        flow_cls = _load(flow_file)
+        typer.echo(json.dumps(graph_for(flow_cls).to_dict(), indent=2, default=str))
+
+    _guarded(go)
+
+
 def _no_scheduler(command: str) -> None:
     @app.command(
         name=command,
@@ -383,6 +474,7 @@ for _command in SCHEDULERS:
 
 # Inspection commands register themselves on `app`.
 from aflow.cli import cards as _cards  # noqa: E402, F401
+from aflow.cli import dump as _dump  # noqa: E402, F401
 from aflow.cli import inspect as _inspect  # noqa: E402, F401
 from aflow.cli import ui as _ui  # noqa: E402, F401
 from aflow.cli import verify as _verify  # noqa: E402, F401

@@ -2,8 +2,8 @@
 
 Each takes the flow first (its file or its name) and then the task as RUN_ID/STEP/TASK_ID,
 RUN_ID/STEP (a step run once) or STEP (the latest run), or the whole pathspec Flow/RUN_ID/STEP/TASK_ID
-alone. `view` writes the card's self-contained HTML to a file and opens it in the browser (it always
-prints the path, for machines with no browser); `get` writes it to FILE, or to stdout.
+alone. `view` writes the card's self-contained HTML to a file, prints its path and opens it in the
+desktop's browser when there is one; `get` writes it to FILE, or to stdout.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import json
 import os
 import sys
 import tempfile
-import webbrowser
 from pathlib import Path
 from typing import Annotated
 
 import anyio
 import typer
 
-from aflow.cards.client import find_cards
+from aflow.cards.client import find_cards, open_in_browser
 from aflow.cards.storage import CardRef, read_data, read_html
 from aflow.cli.app import app
 from aflow.cli.inspect import Target, _flow_of, _run, _run_async, _store
@@ -124,8 +123,8 @@ def view(
         path = folder / f"{ref.flow}-{ref.run_id}-{ref.step}-{ref.task_id}-{ref.name}.html"
         path.write_text(await read_html(store, ref), encoding="utf-8")
         typer.echo(str(path))
-        if not no_browser and os.environ.get("AFLOW_NO_BROWSER") != "1":
-            webbrowser.open(path.as_uri())
+        if not no_browser and not open_in_browser(str(path)):
+            typer.echo("no browser to open here: open the file above in one", err=True)
 
     _run_async(go)
 
@@ -134,7 +133,7 @@ def view(
 def get(
     target: Target,
     pathspec: TaskArg = None,
-    file: Annotated[str | None, typer.Argument(metavar="[FILE]", help="Where to write it.")] = None,
+    file: Annotated[str | None, typer.Argument(metavar="FILE", help="Where to write it.")] = None,
     card_id: CardId = None,
     card_type: CardType = None,
     attempt: Attempt = None,

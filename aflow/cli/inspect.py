@@ -154,7 +154,7 @@ def _run_async(fn: Any, *args: Any) -> Any:
 def list_runs(
     target: Annotated[
         str | None,
-        typer.Argument(metavar="[FLOW]", help="The flow's file or name; omit for every flow's runs."),
+        typer.Argument(metavar="FLOW", help="The flow's file or name; omit for every flow's runs."),
     ] = None,
     flow: Annotated[
         str | None, typer.Option("--flow", help="The flow's name (instead of a file).")
@@ -216,7 +216,7 @@ async def _print_runs(runs: Sequence[AsyncRun], many_flows: bool, total: int) ->
 def show(
     target: Target,
     run_id: Annotated[
-        str | None, typer.Argument(metavar="[RUN_ID]", help="A run id, or latest; omit to see the DAG.")
+        str | None, typer.Argument(metavar="RUN_ID", help="A run id, or latest; omit to see the DAG.")
     ] = None,
     graph: Annotated[bool, typer.Option("--graph", help="Print only the DAG.")] = False,
     fmt: Annotated[
@@ -251,28 +251,44 @@ def render_graph(name: str, graph: dict[str, Any], fmt: GraphFormat) -> str:
     def edge_label(info: dict[str, Any]) -> str:
         return f"foreach {info['foreach']}" if info.get("foreach") else ""
 
+    def edges(info: dict[str, Any]) -> list[tuple[str, str]]:
+        """(next step, label) for each transition; a conditional step's carry their case."""
+        cases = info.get("switch_cases")
+        if cases:
+            return [(nxt, f"{info['condition']} = {case}") for case, nxt in cases.items()]
+        return [(nxt, edge_label(info)) for nxt in info.get("next", [])]
+
     if fmt is GraphFormat.mermaid:
         lines = ["flowchart TD"]
         for step, info in steps.items():
             # Node ids get a prefix: `end` is a mermaid keyword.
             lines.append(f'    step_{step}["{step} ({info.get("type", "")})"]')
         for step, info in steps.items():
-            label = f"|{edge_label(info)}|" if edge_label(info) else ""
-            lines += [f"    step_{step} -->{label} step_{nxt}" for nxt in info.get("next", [])]
+            lines += [
+                f"    step_{step} -->{f'|{label}|' if label else ''} step_{nxt}"
+                for nxt, label in edges(info)
+            ]
         return "\n".join(lines)
     if fmt is GraphFormat.dot:
         lines = [f"digraph {name} {{", "    node [shape=box];"]
         for step, info in steps.items():
             lines.append(f'    "{step}" [label="{step}\\n({info.get("type", "")})"];')
         for step, info in steps.items():
-            label = f' [label="{edge_label(info)}"]' if edge_label(info) else ""
-            lines += [f'    "{step}" -> "{nxt}"{label};' for nxt in info.get("next", [])]
+            lines += [
+                f'    "{step}" -> "{nxt}"{f" [label={chr(34)}{label}{chr(34)}]" if label else ""};'
+                for nxt, label in edges(info)
+            ]
         return "\n".join([*lines, "}"])
     width = max((len(s) for s in steps), default=0)
     lines = [f"{name}  ({graph.get('file', '?')}, {len(steps)} steps)", ""]
     for step, info in steps.items():
         nxt = ", ".join(info.get("next", [])) or "(end of the flow)"
         how = f"  ({edge_label(info)})" if edge_label(info) else ""
+        if info.get("switch_cases"):
+            cases = ", ".join(f"{c} → {s}" for c, s in info["switch_cases"].items())
+            nxt, how = f"one of {nxt}", f"  (by {info['condition']}: {cases})"
+            if info.get("loops_to"):
+                how += f", loops back to {', '.join(info['loops_to'])}"
         lines.append(f"{step:<{width}}  {info.get('type', ''):<8} → {nxt}{how}")
         doc = (info.get("doc") or "").strip()
         if doc:
@@ -394,14 +410,8 @@ def logs(
         printer = _LogPrinter(stream, timestamps)
         if follow:
             await _follow(run, step, one, attempt, printer)
-            return
-        tasks = [one] if one else await step.tasks()
-        if one and attempt is not None and attempt not in await one.attempts():
-            have = ", ".join(map(str, await one.attempts())) or "none"
-            raise AflowNotFound(f"task {one.pathspec} has no attempt {attempt} (its attempts: {have})")
-        logs = await core.gather([lambda t=t: t.at_attempt(attempt).log(stream) for t in tasks])
-        for task, lines in zip(tasks, logs, strict=True):
-            printer.print(task, lines, prefixed=len(tasks) > 1)
+        else:
+            await _print_saved(step, one, attempt, printer)
         if not printer.printed:
             what = "stdout or stderr" if both else stream
             typer.echo(
@@ -409,6 +419,20 @@ def logs(
             )
 
     _run_async(go)
+
+
+async def _print_saved(
+    step: AsyncStep, one: AsyncTask | None, attempt: int | None, printer: _LogPrinter
+) -> None:
+    """One task's lines as they are; a step's tasks' lines, each prefixed [run/step/task]."""
+    tasks = [one] if one else await step.tasks()
+    if one and attempt is not None and attempt not in await one.attempts():
+        have = ", ".join(map(str, await one.attempts())) or "none"
+        raise AflowNotFound(f"task {one.pathspec} has no attempt {attempt} (its attempts: {have})")
+    stream = printer.stream
+    logs = await core.gather([lambda t=t: t.at_attempt(attempt).log(stream) for t in tasks])
+    for task, lines in zip(tasks, logs, strict=True):
+        printer.print(task, lines, prefixed=len(tasks) > 1)
 
 
 def _split_full(target: str) -> tuple[str, str]:

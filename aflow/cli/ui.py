@@ -35,7 +35,7 @@ class UIError(AflowException):
 def ui(
     target: Annotated[
         str | None,
-        typer.Argument(metavar="[FLOW]", help="Open on this flow's runs: its file or its name."),
+        typer.Argument(metavar="FLOW", help="Open on this flow's runs: its file or its name."),
     ] = None,
     port: Annotated[int, typer.Option(help="The port (0: any free one).")] = DEFAULT_PORT,
     host: Annotated[

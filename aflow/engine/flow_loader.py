@@ -66,12 +66,12 @@ def exec_flow_file(path: str) -> types.ModuleType:
     sys.modules[_EXEC_NAME] = mod  # what dataclasses and friends look up while the file runs
     with loading_flow_file():
         exec(code, mod.__dict__)
-    _adopt(mod.__dict__.values())
+    _adopt(mod.__dict__.values(), path)
     mod.__name__ = "__main__"
     return mod
 
 
-def _adopt(values: Iterable[object]) -> None:
+def _adopt(values: Iterable[object], path: str) -> None:
     for value in values:
         if isinstance(value, (type, types.FunctionType)) and value.__module__ == _EXEC_NAME:
             try:
@@ -79,7 +79,11 @@ def _adopt(values: Iterable[object]) -> None:
             except (AttributeError, TypeError):
                 continue
             if isinstance(value, type):
-                _adopt(vars(value).values())
+                if issubclass(value, FlowSpec):
+                    # Where the class is defined, even when all its steps come from a base class
+                    # in another module: the file a task process must load to find it again.
+                    value._aflow_source_file = path  # type: ignore[attr-defined]
+                _adopt(vars(value).values(), path)
 
 
 def load_flow_file(path: str) -> type[FlowSpec]:

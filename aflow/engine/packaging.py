@@ -166,8 +166,11 @@ def build_package(
         chosen.setdefault(archive, path)
     aflow_root = Path(aflow.__file__).resolve().parent
     for path in _walk(aflow_root):
-        if path.suffix == ".py" or path.name == "py.typed":
-            chosen[f"aflow/{path.relative_to(aflow_root).as_posix()}"] = path
+        inside = path.relative_to(aflow_root).as_posix()
+        # With the card renderer and its chart libraries: a remote task renders its cards' HTML.
+        card_asset = inside.startswith("cards/") and path.suffix in (".js", ".css")
+        if path.suffix == ".py" or path.name == "py.typed" or card_asset:
+            chosen[f"aflow/{inside}"] = path
     data = _tarball(chosen)
     return CodePackage(data, hashlib.sha256(data).hexdigest(), sorted(chosen), skipped)
 

@@ -33,17 +33,21 @@ from aflow.stores.transfer import gather
 TaskKey = tuple[str, tuple[int, ...]]
 
 
-async def latest_run_id(store: ObjectStore, flow: str) -> str | None:
+async def latest_run_id(store: ObjectStore, flow: str, started_by_run: bool = False) -> str | None:
     """The newest run that has a readable record: a run folder without one (a run that could not
-    start, e.g. on a full disk) is passed over, and a damaged record is named and passed over."""
+    start, e.g. on a full disk) is passed over, and a damaged record is named and passed over.
+    `started_by_run`: the newest started with `run`, not a resume (what a resume picks by default,
+    as in Metaflow)."""
     runs = sorted((n for n in await store.list(flow) if n.isdigit()), key=lambda r: (len(r), r))
     for run_id in reversed(runs):
         try:
-            await read_record(store, RunRecord, run_record_key(flow, run_id))
+            record = await read_record(store, RunRecord, run_record_key(flow, run_id))
         except NotFound:
             continue
         except DamagedData as e:
             warnings.warn(f"skipped a damaged record: {e}", DamagedRecordWarning, stacklevel=2)
+            continue
+        if started_by_run and record.origin_run_id is not None:
             continue
         return run_id
     return None
@@ -53,7 +57,11 @@ class ResumeOrigin:
     """The origin run's reusable tasks, and the rule for reusing them."""
 
     def __init__(
-        self, store: ObjectStore, record: RunRecord, done: dict[TaskKey, TaskRecord], rerun: set[str]
+        self,
+        store: ObjectStore,
+        record: RunRecord,
+        done: dict[TaskKey, list[TaskRecord]],
+        rerun: set[str],
     ) -> None:
         self.store = store
         self.record = record
@@ -67,11 +75,18 @@ class ResumeOrigin:
 
     @classmethod
     async def load(
-        cls, store: ObjectStore, graph: FlowGraph, origin_run_id: str | None, step: str | None
+        cls,
+        store: ObjectStore,
+        graph: FlowGraph,
+        origin_run_id: str | None,
+        step: str | None,
+        clone_changed: bool = False,
     ) -> ResumeOrigin:
+        """`clone_changed`: reuse the finished tasks of steps whose code changed too, as Metaflow
+        does (by default aflow reruns them, and what follows them)."""
         flow = graph.name
         if origin_run_id is None:
-            origin_run_id = await latest_run_id(store, flow)
+            origin_run_id = await latest_run_id(store, flow, started_by_run=True)
             if origin_run_id is None:
                 raise AflowNotFound(f"no run of {flow} in {store.url} to resume")
         try:
@@ -90,7 +105,8 @@ class ResumeOrigin:
         rerun: set[str] = set()
         old_steps = record.graph.get("steps", {})
         for node in graph:
-            if step == node.name or old_steps.get(node.name, {}).get("code") != node.code_hash:
+            changed = old_steps.get(node.name, {}).get("code") != node.code_hash
+            if step == node.name or (changed and not clone_changed):
                 rerun |= graph.descendants(node.name)
         keep = [n for n in graph.order if n not in rerun]
         done = await _index_done_tasks(store, flow, origin_run_id, keep)
@@ -99,9 +115,12 @@ class ResumeOrigin:
     async def clone(self, ready: Ready, task_id: str) -> TaskRecord | None:
         if ready.step in self.rerun:
             return None
-        found = self.done.pop((ready.step, tuple(f.index for f in ready.foreach_stack)), None)
-        if found is None:
+        # A step inside a loop ran several times with the same identity: its runs are reused in
+        # the order they ran (task ids grow as tasks start).
+        runs = self.done.get((ready.step, tuple(f.index for f in ready.foreach_stack)))
+        if not runs:
             return None
+        found = runs.pop(0)
         run_id = self.new_run_id
         copy = dataclasses.replace(
             found,
@@ -119,8 +138,9 @@ class ResumeOrigin:
 
 async def _index_done_tasks(
     store: ObjectStore, flow: str, run_id: str, steps: list[str]
-) -> dict[TaskKey, TaskRecord]:
-    """Every done task of the given steps of a run, by identity (records read concurrently)."""
+) -> dict[TaskKey, list[TaskRecord]]:
+    """Every done task of the given steps of a run, by identity, oldest first (records read
+    concurrently)."""
 
     async def latest(step: str, task_id: str) -> TaskRecord | None:
         prefix = task_prefix(flow, run_id, step, task_id)
@@ -138,8 +158,10 @@ async def _index_done_tasks(
         for task_id in await store.list(f"{flow}/{run_id}/{step}"):
             calls.append(functools.partial(latest, step, task_id))
     records = await gather(calls)
-    done = [r for r in records if r is not None and r.ok]
-    return {(r.step, tuple(f.index for f in r.foreach_stack)): r for r in done}
+    done: dict[TaskKey, list[TaskRecord]] = {}
+    for r in sorted((r for r in records if r is not None and r.ok), key=lambda r: int(r.task_id)):
+        done.setdefault((r.step, tuple(f.index for f in r.foreach_stack)), []).append(r)
+    return done
 
 
 def origin_params(origin: ResumeOrigin, names: list[str]) -> dict[str, Any]:

@@ -21,11 +21,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from aflow import flowspec
 from aflow.backends.base import Backend
-from aflow.backends.local import LocalBackend
+from aflow.backends.local import LocalBackend, settle_prestarted
 from aflow.backends.remote import RemoteContext
 from aflow.backends.router import StepRouter, check_remote, remote_steps
 from aflow.client import Run
 from aflow.client.core import AsyncRun, current_user
+from aflow.client.tags import fold_changed_tags
 from aflow.config import activate, read_configs
 from aflow.decorators import step_decorators
 from aflow.engine import environments
@@ -37,8 +38,9 @@ from aflow.exception import AflowException, ParameterError, TaskFailed, first_er
 from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
 from aflow.mutators import apply_mutators
-from aflow.parameters import flow_parameters
+from aflow.parameters import IncludeFile, flow_parameters
 from aflow.projects import project_info, project_tags
+from aflow.stores import artifacts as art
 from aflow.stores.base import REMOTE, ObjectStore, default_datastore, open_store
 from aflow.stores.records import HEARTBEAT_SECONDS, RunRecord, run_record_key
 from aflow.stores.values import save_values
@@ -131,6 +133,7 @@ async def start_flow(
     config_values: Mapping[str, Any] | None = None,
     branch: str | None = None,
     production: bool = False,
+    clone_changed: bool = False,
     backend: Backend | None = None,
     store: ObjectStore | None = None,
 ) -> AsyncIterator[RunningFlow]:
@@ -142,6 +145,7 @@ async def start_flow(
     run) finished, rerunning from `resume_step` if given; parameters are the origin run's.
     `config_files` / `config_values` give the flow's Configs ({name: path} / {name: JSON or dict}).
     `branch` / `production` place a @project flow's run on a branch (default: `user.<you>`).
+    `clone_changed=True` makes a resume reuse steps whose code changed, as Metaflow's does.
 
     `store` runs it on that store instead of opening `datastore`/`datastore_root` (the caller keeps
     it open); `backend` runs every step's tasks there instead of where its decorators say (entered
@@ -169,7 +173,9 @@ async def start_flow(
                 raise ParameterError(
                     "a resumed run keeps its origin run's parameters and configs: pass none"
                 )
-            origin = await ResumeOrigin.load(store, graph, origin_run_id, resume_step)
+            origin = await ResumeOrigin.load(
+                store, graph, origin_run_id, resume_step, clone_changed
+            )
             configs = await origin_configs(store, origin, flow_cls)
         else:  # configs first: decorators and parameter defaults may use them
             configs = await anyio.to_thread.run_sync(
@@ -199,6 +205,9 @@ async def start_flow(
             plan.origin = origin
         else:  # in a thread: an IncludeFile parameter reads its file
             given = {**(params or {}), **{n: v for n, v in configs.items() if v is not None}}
+            if any(isinstance(p, IncludeFile) for p in flow_parameters(flow_cls).values()):
+                # Not while a launcher imports the flow: a module may (re)write its own file.
+                await anyio.to_thread.run_sync(settle_prestarted, plan.ref.file)
             plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, given)
     except BaseException:
         if owned:
@@ -248,6 +257,25 @@ async def resume_flow(
     return await running.wait()
 
 
+async def _save_code(store: ObjectStore, flow: str, file: str) -> dict[str, Any]:
+    """The flow file, kept with the run once per content (what `Run.code` reads)."""
+    import hashlib
+
+    def read() -> bytes:
+        with open(file, "rb") as f:
+            return f.read()
+
+    try:
+        source = await anyio.to_thread.run_sync(read)
+    except OSError:
+        return {}
+    digest = hashlib.sha256(source).hexdigest()
+    key = art.blob_key(flow, digest)
+    if not await store.exists(key):
+        await store.put(key, [source])
+    return {"path": file, "key": digest, "size": len(source)}
+
+
 async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
     ref, store, origin = plan.ref, plan.store, plan.origin
     record = RunRecord(
@@ -273,6 +301,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             record.params = origin.record.params
         else:
             record.param_refs = await save_values(store, ref.name, plan.values)
+        record.code = await _save_code(store, ref.name, ref.file)
         record.heartbeat_at = time.time()
         await store.put(key, [record.pack()])
         bus.emit(RunStarted(ref.name, handle.run_id, store.url, record.origin_run_id))
@@ -332,6 +361,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
         record.finished_at = record.heartbeat_at = time.time()
         with anyio.CancelScope(shield=True):
             try:
+                await fold_changed_tags(store, record)  # run.add_tag() while it ran
                 await store.put(key, [record.pack()])
             finally:
                 error = record.error["message"] if record.error else None
@@ -387,6 +417,7 @@ async def _heartbeat(store: ObjectStore, key: str, record: RunRecord, scheduler:
         record.heartbeat_at = time.time()
         _count_tasks(record, scheduler)
         try:
+            await fold_changed_tags(store, record)
             await store.put(key, [record.pack()])
         except Exception:
             # A missed beat is not worth failing a healthy run for; the next one may land.

@@ -432,6 +432,9 @@ class Scheduler:
                     Ready(child, [me], [*record.foreach_stack, frame], (*ready.splits, split))
                 )
             return
+        if node.is_switch:  # a conditional step: only the step its condition picked runs next
+            await self._launch(Ready(record.next_steps[0], [me], record.foreach_stack, ready.splits))
+            return
         if node.is_split:
             width = len(node.out_funcs)
             for i, child in enumerate(node.out_funcs):

@@ -106,7 +106,11 @@ class LogFlusher:
 def parse_log(data: bytes | bytearray | memoryview) -> list[tuple[str, str, str]]:
     """(timestamp, stream, line) for each saved line."""
     out = []
-    for raw in bytes(data).decode(errors="replace").splitlines():
+    # Split on newlines only: a line's text may hold \r, form feeds or other characters that
+    # str.splitlines() would break it at (each piece then reads as a line of no stream).
+    for raw in bytes(data).decode(errors="replace").split("\n"):
+        if not raw:
+            continue
         stamp, stream, text = ([*raw.split(" ", 2), "", ""])[:3]
         out.append((stamp, stream, text))
     return out

@@ -38,7 +38,7 @@ from aflow.exception import (
     UnhandledInMergeArtifactsException,
     qualified_name,
 )
-from aflow.flowspec import FlowSpec
+from aflow.flowspec import FlowSpec, flow_constants
 from aflow.frames import Frame
 from aflow.graph import StepNode, graph_for
 from aflow.stores import artifacts as art
@@ -158,7 +158,9 @@ def _foreach_stack(
 class Task:
     """The context a running step's flow instance talks to (see flowspec.TaskContext)."""
 
-    def __init__(self, spec: TaskSpec, store: BlockingObjectStore, node: StepNode) -> None:
+    def __init__(
+        self, spec: TaskSpec, store: BlockingObjectStore, node: StepNode, flow_cls: type = object
+    ) -> None:
         self.spec = spec
         self.store = store
         self.node = node
@@ -174,7 +176,9 @@ class Task:
             self.inputs = Inputs([InputTask(store, spec, p) for p in parents])
             if self.inputs._tasks:
                 first = self.inputs._tasks[0]._aflow_record.artifacts
-                self.inherited.update({n: first[n] for n in spec.param_names if n in first})
+                # Parameters and class-level constants reach a join as they reach every step.
+                passed = [*spec.param_names, *flow_constants(flow_cls)]
+                self.inherited.update({n: first[n] for n in passed if n in first})
         elif parents:
             parent = read_record_sync(store, TaskRecord, parent_record_key(spec, parents[0]))
             self.inherited.update(parent.artifacts)
@@ -199,10 +203,18 @@ class Task:
         self.loaded[name] = (value, blob)
         return value
 
-    def record_next(self, targets: tuple[Any, ...], foreach: str | None) -> None:
+    def record_next(
+        self, targets: tuple[Any, ...], foreach: str | None, condition: str | None = None
+    ) -> None:
         where = f"{self.node.file}:{self.node.next_line or self.node.def_line}"
         if self.next_call is not None:
             raise InvalidNextException(f"step '{self.node.name}' called self.next() twice ({where})")
+        if self.node.is_switch or condition is not None:
+            from aflow.engine.switch import check_switch_call
+
+            check_switch_call(self.node, targets, condition, where)
+            self.next_call = (list(self.node.out_funcs), None)
+            return
         names = [getattr(t, "__name__", repr(t)) for t in targets]
         if names != self.node.out_funcs or foreach != self.node.foreach_param:
             raise InvalidNextException(
@@ -265,6 +277,11 @@ class Task:
     def foreach_stack(self) -> list[tuple[int, int, Any]]:
         return _foreach_stack(self.store, self.flow_name, self.spec.foreach_stack)
 
+    def foreach_frames(self) -> list[tuple[str, int, int, Any]]:
+        frames = self.spec.foreach_stack
+        values = _foreach_stack(self.store, self.flow_name, frames)
+        return [(f[0], f[1], f[2], v[2]) for f, v in zip(frames, values, strict=True)]
+
     # -- running and committing ------------------------------------------------------------------
 
     def run_step(self, flow: FlowSpec) -> None:
@@ -320,6 +337,8 @@ class Task:
 
     def outputs(self, flow: FlowSpec) -> dict[str, art.ArtifactRef]:
         refs = dict(self.inherited)
+        if self.node.name == "start":
+            refs.update(self._constants(type(flow)))
         skip = set(self.spec.param_names)
         for name, value in flow.__dict__.items():
             if name == "_aflow_task" or name in skip:
@@ -331,7 +350,18 @@ class Task:
                 and (isinstance(value, _IMMUTABLE) or art.unchanged_since_load(value, prior[1]))
             ):
                 continue  # read and left alone: its stored bytes are still right
-            refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name))
+            what = f"artifact '{name}' of task {self.spec.pathspec}"
+            refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name), what)
+        return refs
+
+    def _constants(self, flow_cls: type) -> dict[str, art.ArtifactRef]:
+        """The flow's class-level constants, stored once by the start step as Metaflow does."""
+        refs = {}
+        for name, value in flow_constants(flow_cls).items():
+            try:
+                refs[name] = art.save_blob(self.store, self.flow_name, art.serialize(value, name))
+            except Exception as e:  # not data (a lock, a client): a class attribute, not an artifact
+                print(f"class attribute '{name}' is not stored as an artifact: {e}", file=sys.stderr)
         return refs
 
     def split(self, flow: FlowSpec) -> tuple[int, str] | None:
@@ -360,7 +390,8 @@ class Task:
                 f"needs at least one item ({where})"
             )
         size = sum(memoryview(p).nbytes for p in parts)
-        art.put_blob(self.store, art.blob_key(self.flow_name, digest), parts, digest, size)
+        what = f"the foreach items '{param}' of task {self.spec.pathspec}"
+        art.put_blob(self.store, art.blob_key(self.flow_name, digest), parts, digest, size, what)
         return count, digest
 
 
@@ -376,6 +407,9 @@ def user_traceback(e: BaseException) -> str:
 
 
 def _terminated(signum: int, frame: Any) -> None:
+    # Once only: a second SIGTERM (the process group's, or the scheduler's after a timeout) must
+    # not interrupt the clean-up the first one started; SIGKILL after the grace period still ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise TaskTerminated("the task was stopped (SIGTERM): its run was cancelled or failed")
 
 
@@ -460,7 +494,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         environment = spec.decorators.get("environment")
         if environment:
             os.environ.update({str(k): str(v) for k, v in environment["vars"].items()})
-        task = Task(spec, store, node)
+        task = Task(spec, store, node, flow_cls)
         flow = flow_cls.__new__(flow_cls)
         flow.__dict__["_aflow_task"] = task
         catching = _catching(spec)
@@ -485,6 +519,10 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         split = task.split(flow)
         record.artifacts = task.outputs(flow)
         record.next_steps = list(node.out_funcs)
+        if node.is_switch:  # the one step the condition picks
+            from aflow.engine.switch import chosen_step
+
+            record.next_steps = [chosen_step(node, flow)]
         if split:
             record.num_splits, record.split_digest = split
         record.finished_at = time.time()

@@ -24,7 +24,7 @@ from typing import Any, TypedDict
 
 import anyio.to_thread
 
-from aflow.exception import ArtifactError, DamagedData
+from aflow.exception import ArtifactError, DamagedData, DataStoreError
 from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore, store_path
 from aflow.stores.integrity import blob_problem, check_blob, open_item, seal_item
 
@@ -112,14 +112,23 @@ def blob_key(flow: str, digest: str) -> str:
     return f"{flow}/data/{digest[:2]}/{digest}"
 
 
-def save_blob(store: BlockingObjectStore, flow: str, s: Serialized) -> ArtifactRef:
+def save_blob(
+    store: BlockingObjectStore, flow: str, s: Serialized, what: str = "an artifact"
+) -> ArtifactRef:
     """Store a serialized artifact (unless inline or already stored intact) and return its ref."""
     if not s.inline:
-        put_blob(store, blob_key(flow, s.digest), s.parts, s.digest, s.size)
+        put_blob(store, blob_key(flow, s.digest), s.parts, s.digest, s.size, what)
     return s.ref()
 
 
-def put_blob(store: BlockingObjectStore, key: str, parts: list[Buffer], digest: str, size: int) -> None:
+def put_blob(
+    store: BlockingObjectStore,
+    key: str,
+    parts: list[Buffer],
+    digest: str,
+    size: int,
+    what: str = "a blob",
+) -> None:
     """Write a content-addressed blob unless the store already holds it intact.
 
     A file merely existing under the hash's name is not trusted: on a store read from local disk
@@ -134,7 +143,12 @@ def put_blob(store: BlockingObjectStore, key: str, parts: list[Buffer], digest: 
     else:
         held = store.exists(key)
     if not held:
-        store.put(key, parts)
+        try:
+            store.put(key, parts)
+        except DataStoreError as e:  # a full disk, a refused write: say what was being saved
+            named = DataStoreError(f"saving {what}: {e}")
+            named.headline = e.headline
+            raise named from None
 
 
 async def put_blob_async(

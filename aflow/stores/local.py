@@ -1,9 +1,11 @@
 """The local datastore: the store layout as files under a directory (`.aflow/` by default).
 
 Writes go to a temporary file beside the target and are renamed into place, so a crash at any
-moment leaves either the old object or the new one, never half of one. The operations here are
-synchronous (what a task process uses); the engine sees them through ThreadedStore, one worker-thread
-hop per operation, so the event loop never waits on the disk.
+moment leaves either the old object or the new one, never half of one. Each object but a log is
+fsynced, then the folder that names it, before `put` returns: since a task record is written after
+every blob it names, a task whose record was written is complete after a power loss too.
+The operations here are synchronous (what a task process uses); the engine sees them through
+ThreadedStore, one worker-thread hop per operation, so the event loop never waits on the disk.
 
 Every key resolves strictly inside the root: a key with a `..`, `.` or empty segment, a backslash or
 NUL, or an absolute one is refused, and so is a path whose symbolic links lead outside the root (a
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aflow.exception import DataStoreError
 from aflow.stores.base import Buffer, NotFound
 
 if TYPE_CHECKING:
@@ -35,7 +38,17 @@ class OutsideRoot(PermissionError):
 
 
 def default_local_root() -> str:
-    return os.environ.get("AFLOW_DATASTORE_ROOT") or os.path.join(os.getcwd(), ".aflow")
+    """AFLOW_DATASTORE_ROOT, else the nearest `.aflow` folder in the current folder or a parent
+    (as Metaflow finds `.metaflow`: a notebook in `notebooks/` reads the project's runs), else
+    `./.aflow`, created on first write."""
+    explicit = os.environ.get("AFLOW_DATASTORE_ROOT")
+    if explicit:
+        return explicit
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / ".aflow").is_dir():
+            return str(folder / ".aflow")
+    return os.path.join(here, ".aflow")
 
 
 _tmp_ids = itertools.count()
@@ -47,14 +60,47 @@ def _create(path: str) -> int:
         return os.open(path, flags, 0o644)
     except FileNotFoundError:
         pass
-    folder = os.path.dirname(path)
+    _make_folder(os.path.dirname(path))
+    return os.open(path, flags, 0o644)
+
+
+def _make_folder(folder: str) -> None:
+    """Create `folder` and any missing parents, each made durable in its parent (fsync), so a
+    record written into it later is reachable after a power loss."""
     try:
         os.mkdir(folder)  # usually only the task's own folder is new
-    except FileNotFoundError:
-        os.makedirs(folder, exist_ok=True)
     except FileExistsError:
-        pass
-    return os.open(path, flags, 0o644)
+        return
+    except FileNotFoundError:
+        _make_folder(os.path.dirname(folder))
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            return
+    _fsync_folder(os.path.dirname(folder))
+
+
+def _fsync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _durable(key: str) -> bool:
+    """Every object is fsynced (content, then its name in its folder) before put returns, so a
+    task record, written last, is durable with every blob it names; logs are not (a log
+    rewritten every few seconds while its task runs is not worth a disk flush each time)."""
+    return not key.endswith(".log")
+
+
+class StoreFull(DataStoreError):
+    headline = "the datastore's disk is full"
+
+    def __init__(self, message: str, path: str) -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class LocalFiles:
@@ -132,22 +178,36 @@ class LocalFiles:
         # and this runs once or more in every task.
         path = self._path(key)
         tmp = f"{path}.{os.getpid()}.{next(_tmp_ids)}.tmp"
-        fd = _create(tmp)
+        durable = _durable(key)
+        fd = -1
         try:
+            fd = _create(tmp)
             for part in parts:
                 view = memoryview(part).cast("B")
                 while view:
                     view = view[os.write(fd, view) :]
+            if durable:
+                os.fdatasync(fd)
             os.close(fd)
             fd = -1
             os.replace(tmp, path)
-        except BaseException:
+            if durable:
+                _fsync_folder(os.path.dirname(path))
+        except BaseException as e:
             if fd >= 0:
                 os.close(fd)
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                size = sum(memoryview(p).nbytes for p in parts)
+                raise StoreFull(
+                    f"no space left to write {path} ({size:,} bytes) in the store {self.url}: "
+                    "free space on that disk, or point --datastore-root (AFLOW_DATASTORE_ROOT) "
+                    "at another one",
+                    path,
+                ) from None
             raise
 
     def get(self, key: str) -> Buffer:

@@ -8,6 +8,7 @@ The thread starts on first use, never at construction, so a warm parent may open
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -34,6 +35,21 @@ def background_portal(name: str) -> BlockingPortal:
     threading.Thread(target=anyio.run, args=(serve,), daemon=True, name=name).start()
     ready.wait()
     return box[0]
+
+
+def _wait_for_undo(finished: threading.Event) -> None:
+    """Wait up to _UNDO_GRACE for a cancelled call to finish undoing. Another stop signal while
+    waiting (a second SIGTERM, @timeout's alarm) must not cut the wait short: the process would
+    exit with the multipart upload still open. The first stop is re-raised by the caller."""
+    deadline = time.monotonic() + _UNDO_GRACE
+    while not finished.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            finished.wait(left)
+        except BaseException:  # a repeated stop: the undo still needs its time
+            continue
 
 
 class PortalBlockingStore:
@@ -64,7 +80,7 @@ class PortalBlockingStore:
             # time to undo what it started (abort a multipart upload) before the store closes.
             if not future.done():
                 future.cancel()
-                finished.wait(_UNDO_GRACE)
+                _wait_for_undo(finished)
             raise
 
     def _start(self) -> BlockingPortal:

@@ -167,6 +167,7 @@ class RunRecord(_Record):
     tasks_stopped: int = 0  # stopped by the engine once the run was failing or cancelled
     system_tags: list[str] = field(default_factory=list)  # project:<name>, project_branch:<b>
     triggers: dict[str, Any] = field(default_factory=dict)  # @schedule/@trigger*: recorded only
+    code: dict[str, Any] = field(default_factory=dict)  # the flow file: path, blob digest, size
 
     @property
     def pathspec(self) -> str:

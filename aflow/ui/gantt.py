@@ -1,15 +1,19 @@
-"""The run's timeline as an SVG Gantt chart: one band per step, one bar per task attempt that ended.
+"""The run's timeline as an SVG Gantt chart: one band per step, one bar per task attempt.
 
 Bars are packed into lanes (a task goes in the first lane free at its start), so a 1,000-way foreach
-run by 16 workers is 16 thin lanes, not 1,000 rows. The time axis runs from the run's start to its
-end (or now, for a live run, with a line marking now). A bar's tooltip names the task and its
-duration; clicking it opens the task (`data-href`, handled by the page's script).
+run by 16 workers is 16 thin lanes, not 1,000 rows; every attempt of a retried task is drawn, in
+its task's lane. A task still running is a bar growing from its first saved output to now; a task
+reused from the run this one resumed is a sliver at the run's start (it ran before this run). The
+time axis runs from the run's start to its end (or now, for a live run, with a line marking now). A
+bar's tooltip names the task, attempt, state and duration; clicking it opens that attempt
+(`data-href`, handled by the page's script).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from dataclasses import dataclass
 
 from aflow.ui.markup import esc, span
 from aflow.ui.reader import RunSnapshot, TaskState
@@ -20,6 +24,52 @@ AXIS_H = 22
 MAX_LANES = 24
 
 
+@dataclass(frozen=True)
+class Bar:
+    """One attempt drawn: where it starts and ends on this run's clock, and how it ended."""
+
+    task: TaskState
+    start: float
+    end: float
+    status: str  # done, caught, failed, stopped, retrying, running, reused
+    attempt: int
+
+
+def bars(snapshot: RunSnapshot, task: TaskState, now: float) -> list[Bar]:
+    """Every attempt of `task`: each failed attempt before the latest, the latest, and for a task
+    still running its growing span (from its first saved output to now). A task reused from the
+    run this one resumed ran before this run began: it is drawn as a sliver at the run's start."""
+    out = []
+    for rec in task.earlier:
+        out.append(
+            Bar(
+                task,
+                rec.started_at,
+                rec.finished_at,
+                "stopped" if rec.stopped else "failed",
+                rec.attempt,
+            )
+        )
+    rec = task.record
+    if rec is not None:
+        if rec.cloned_from:
+            begin = snapshot.record.started_at
+            out.append(Bar(task, begin, begin, "reused", rec.attempt))
+        else:
+            out.append(Bar(task, rec.started_at, rec.finished_at, task.status, rec.attempt))
+    elif task.first_output is not None:
+        end = now if task.status == "running" else max(task.first_output, _run_end(snapshot, now))
+        out.append(Bar(task, task.first_output, end, task.status, task.attempts - 1))
+    return out
+
+
+def _run_end(snapshot: RunSnapshot, now: float) -> float:
+    record = snapshot.record
+    if record.finished_at:
+        return record.finished_at
+    return record.heartbeat_at if snapshot.status == "dead" else now
+
+
 def draw(
     snapshot: RunSnapshot, steps: list[str], link: str, now: float, running: dict[str, float]
 ) -> str:
@@ -27,24 +77,26 @@ def draw(
     since when each running step has tasks in flight (drawn as a striped span up to now)."""
     record = snapshot.record
     start = record.started_at
-    ended = [t for s in steps for t in snapshot.steps.get(s, []) if t.record is not None]
-    if not ended and not running:
+    drawn = {s: [b for t in snapshot.steps.get(s, []) for b in bars(snapshot, t, now)] for s in steps}
+    every = [b for bs in drawn.values() for b in bs]
+    if not every and not running:
         return '<p class="muted">No task has ended yet: bars appear as tasks finish.</p>'
-    last = _last(ended) if ended else start
-    end = record.finished_at if record.finished_at else max(now, last)
-    total = max(end - start, last - start, 1e-3)
+    last = max((b.end for b in every), default=start)
+    end = max(_run_end(snapshot, now), last) if snapshot.live else (record.finished_at or last)
+    end = max(end, last)
+    total = max(end - start, 1e-3)
     plot = WIDTH - LABEL_W - 12
 
     def x(t: float) -> float:
-        return LABEL_W + (t - start) / total * plot
+        return LABEL_W + (max(t, start) - start) / total * plot
 
     rows: list[str] = []
     y = AXIS_H
     for step in steps:
-        tasks = sorted((t for t in snapshot.steps.get(step, []) if t.record), key=_start)
-        if not tasks and step not in running:
+        mine = drawn[step]
+        if not mine and step not in running:
             continue
-        lanes = _lanes(tasks)
+        lanes = _lanes(mine)
         count = min(max(lanes.values(), default=0) + 1, MAX_LANES)
         lane_h = max(3.0, min(14.0, 56.0 / count))
         band = max(22.0, count * lane_h + 8)
@@ -60,17 +112,23 @@ def draw(
                 f"<title>{esc(step)}: tasks running since {esc(span(running[step] - start))} "
                 "(a bar appears as each ends)</title></rect>"
             )
-        for t in tasks:
-            assert t.record is not None
+        for b in mine:
+            t = b.task
             lane = lanes[t.task_id] % MAX_LANES
-            left = x(t.record.started_at)
-            w = max(x(t.record.finished_at) - left, 1.5)
+            left = x(b.start)
+            w = max(x(b.end) - left, 3.0 if b.status == "reused" else 1.5)
             top = y + 4 + lane * lane_h + (band - 8 - count * lane_h) / 2
             href = link.replace("{step}", esc(step)).replace("{task}", esc(t.task_id))
-            tip = f"{step}/{t.task_id}: {t.status}, {span(t.record.finished_at - t.record.started_at)}"
+            if b.status == "reused":
+                tip = f"{step}/{t.task_id}: reused from the run this one resumed (it ran there)"
+            else:
+                took = span(b.end - b.start) + ("…" if b.status == "running" else "")
+                index = f" [{t.index}]" if t.index else ""
+                tip = f"{step}/{t.task_id}{index} attempt {b.attempt}: {b.status}, {took}"
             rows.append(
-                f'<rect class="task {t.status}" x="{left:.1f}" y="{top:.1f}" width="{w:.1f}" '
-                f'height="{max(lane_h - 1, 2):.1f}" data-href="{href}"><title>{esc(tip)}</title></rect>'
+                f'<rect class="task {b.status}" x="{left:.1f}" y="{top:.1f}" width="{w:.1f}" '
+                f'height="{max(lane_h - 1, 2):.1f}" data-href="{href}?attempt={b.attempt}">'
+                f"<title>{esc(tip)}</title></rect>"
             )
         y += band + 2
     axis = _axis(total, y)
@@ -89,34 +147,30 @@ def draw(
     )
 
 
-def _start(t: TaskState) -> float:
-    return t.record.started_at if t.record else 0.0
-
-
-def _last(tasks: list[TaskState]) -> float:
-    return max(t.record.finished_at for t in tasks if t.record)
-
-
 def _short(name: str) -> str:
     return name if len(name) <= 19 else name[:18] + "…"
 
 
-def _lanes(tasks: list[TaskState]) -> dict[str, int]:
-    """Each task's lane: the lowest-numbered lane free when it starts (tasks sorted by start)."""
+def _lanes(drawn: list[Bar]) -> dict[str, int]:
+    """Each task's lane: the lowest-numbered lane free when its first attempt starts (its attempts
+    share the lane: they run one after another)."""
+    spans: dict[str, list[float]] = {}
+    for b in drawn:
+        have = spans.setdefault(b.task.task_id, [b.start, b.end])
+        have[0], have[1] = min(have[0], b.start), max(have[1], b.end)
     free: list[tuple[float, int]] = []  # (busy until, lane)
     spare: list[int] = []
     used = 0
     out: dict[str, int] = {}
-    for t in tasks:
-        assert t.record is not None
-        while free and free[0][0] <= t.record.started_at:
+    for task_id, (begin, finish) in sorted(spans.items(), key=lambda kv: kv[1][0]):
+        while free and free[0][0] <= begin:
             heapq.heappush(spare, heapq.heappop(free)[1])
         if spare:
             lane = heapq.heappop(spare)
         else:
             lane, used = used, used + 1
-        out[t.task_id] = lane
-        heapq.heappush(free, (t.record.finished_at, lane))
+        out[task_id] = lane
+        heapq.heappush(free, (finish, lane))
     return out
 
 

@@ -15,6 +15,8 @@ STATUS_WORDS = {
     "failed": "failed",
     "running": "running",
     "retrying": "retrying",
+    "stopped": "stopped",
+    "caught": "caught",
     "cancelled": "cancelled",
     "dead": "dead",
     "pending": "pending",

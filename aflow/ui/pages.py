@@ -10,19 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from aflow.client.core import run_tags
 from aflow.stores.records import TaskRecord
 from aflow.ui import dag, gantt
+from aflow.ui.logs import LogChoice, log_section
 from aflow.ui.markup import badge, clock, esc, size, span, url, when
 from aflow.ui.preview import Preview
 from aflow.ui.progress import StepProgress, running_since
-from aflow.ui.reader import AttemptView, RunSnapshot, RunsPage, TaskState, TaskView
+from aflow.ui.reader import AttemptView, RunSnapshot, RunsPage, TaskState, TaskView, task_status
 
 Fragments = dict[str, str]
 TASKS_PER_PAGE = 50
-LOG_LINES_SHOWN = 5000
 
 
 # -- runs -----------------------------------------------------------------------------------------
@@ -43,7 +42,17 @@ def runs_fragments(page: RunsPage, flow: str | None, per_page: int, now: float) 
         return {"flows": flows, "runs": f'<p class="empty">{empty}</p>'}
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("Flow", "Run", "Status", "Started", "Duration", "Tasks done", "Failed", "Tags")
+        for h in (
+            "Flow",
+            "Run",
+            "Status",
+            "Started",
+            "Duration",
+            "Tasks done",
+            "Failed",
+            "Stopped",
+            "Tags",
+        )
     )
     rows = []
     for r in page.rows:
@@ -58,7 +67,7 @@ def runs_fragments(page: RunsPage, flow: str | None, per_page: int, now: float) 
             f"<td>{badge(r.status)}</td><td>{when(rec.started_at)}</td>"
             f'<td class="num">{esc(span(end - rec.started_at))}</td>'
             f'<td class="num">{rec.tasks_done:,}</td><td class="num">{failed}</td>'
-            f"<td>{tags}</td></tr>"
+            f'<td class="num">{rec.tasks_stopped:,}</td><td>{tags}</td></tr>'
         )
     first = (page.page - 1) * per_page + 1
     pager = _pager(page.page, page.pages, lambda n: url("", flow=flow, page=n if n > 1 else None))
@@ -120,7 +129,7 @@ def run_fragments(
         + "</div>",
         "run-gantt": "<h2>Timeline</h2>"
         + gantt.draw(snap, steps, link_task, now, running_since(snap, progress)),
-        "run-tasks": '<h2 id="tasks">Tasks</h2>' + _task_table(snap, progress, chosen),
+        "run-tasks": '<h2 id="tasks">Tasks</h2>' + _task_table(snap, progress, chosen, now),
     }
 
 
@@ -129,13 +138,19 @@ def _run_head(snap: RunSnapshot, progress: dict[str, StepProgress], now: float) 
     end = rec.finished_at or (rec.heartbeat_at if snap.status == "dead" else now)
     done = sum(p.done for p in progress.values())
     failed = sum(p.failed for p in progress.values())
+    stopped = sum(p.stopped for p in progress.values())
+    caught = sum(p.caught for p in progress.values())
+    counts = [f"{done:,} done"]
+    if caught:
+        counts.append(f'<span class="caught">{caught:,} of them failed and caught (@catch)</span>')
+    if failed:
+        counts.append(f'<span class="bad">{failed:,} failed</span>')
+    if stopped:
+        counts.append(f'<span class="stopped">{stopped:,} stopped by the engine</span>')
     facts = [
         ("Started", when(rec.started_at)),
         ("Duration", esc(span(end - rec.started_at)) + ("…" if snap.live else "")),
-        (
-            "Tasks",
-            f"{done:,} done" + (f', <span class="bad">{failed:,} failed</span>' if failed else ""),
-        ),
+        ("Tasks", ", ".join(counts)),
         ("User", esc(rec.user or "-")),
     ]
     if rec.origin_run_id:
@@ -185,7 +200,9 @@ def _run_error(snap: RunSnapshot) -> str:
     )
 
 
-def _task_table(snap: RunSnapshot, progress: dict[str, StepProgress], chosen: TaskFilter) -> str:
+def _task_table(
+    snap: RunSnapshot, progress: dict[str, StepProgress], chosen: TaskFilter, now: float
+) -> str:
     base = url("run", snap.flow, snap.run_id)
     chips = [
         _filter_chip("All steps", sum(len(v) for v in snap.steps.values()), base, chosen.step is None)
@@ -238,7 +255,7 @@ def _task_table(snap: RunSnapshot, progress: dict[str, StepProgress], chosen: Ta
             "Job id",
         )
     )
-    rows = "".join(_task_row(snap, t) for t in shown)
+    rows = "".join(_task_row(snap, t, now) for t in shown)
     if not shown:
         rows = '<tr><td colspan="9" class="empty">No task here yet.</td></tr>'
     first = (page - 1) * TASKS_PER_PAGE + 1
@@ -263,17 +280,27 @@ def _filter_chip(text: str, n: int, href: str, on: bool, state: str = "") -> str
     )
 
 
-def _task_row(snap: RunSnapshot, t: TaskState) -> str:
+def _task_row(snap: RunSnapshot, t: TaskState, now: float) -> str:
     rec = t.record
     href = url("task", snap.flow, snap.run_id, t.step, t.task_id)
     index = t.index
-    started = clock(rec.started_at) if rec else "-"
-    took = esc(span(rec.finished_at - rec.started_at)) if rec else "-"
+    if rec:
+        started, took = clock(rec.started_at), esc(span(rec.finished_at - rec.started_at))
+    elif t.first_output is not None:
+        # Running: the store has its output so far, not yet its record.
+        started = clock(t.first_output)
+        took = esc(span(now - t.first_output)) + ("…" if t.status == "running" else "")
+        title = "since its first saved output"
+        took = f'<span title="{title}">≥ {took}</span>'
+    else:
+        started = took = "-"
     backend = esc(rec.backend) if rec else "-"
     job = esc(rec.job_id) if rec and rec.job_id else ""
+    reused = ' <span class="tag" title="reused from the run this one resumed">reused</span>'
     return (
         f'<tr class="task {t.status}"><td class="mono"><a href="{href}">{esc(t.task_id)}</a></td>'
-        f'<td>{esc(t.step)}</td><td class="num">{index}</td><td>{badge(t.status)}</td>'
+        f'<td>{esc(t.step)}</td><td class="num">{index}</td><td>{badge(t.status)}'
+        f"{reused if rec and rec.cloned_from else ''}</td>"
         f'<td class="num">{t.attempts}</td><td>{started}</td><td class="num">{took}</td>'
         f'<td>{backend}</td><td class="mono">{job}</td></tr>'
     )
@@ -283,12 +310,17 @@ def _task_row(snap: RunSnapshot, t: TaskState) -> str:
 
 
 def task_fragments(
-    view: TaskView, attempt: AttemptView | None, previews: dict[str, Preview | str]
+    view: TaskView,
+    attempt: AttemptView | None,
+    previews: dict[str, Preview | str],
+    choice: LogChoice | None = None,
+    asked: str = "",
 ) -> Fragments:
+    """`choice` says which log lines to show; `asked` is the attempt the URL names ('' for none)."""
     return {
         "task-head": _task_head(view, attempt),
         "task-error": _task_error(attempt),
-        "task-logs": _task_logs(view, attempt),
+        "task-logs": _task_logs(view, attempt, choice or LogChoice(), asked),
         "task-artifacts": _task_artifacts(attempt, previews),
     }
 
@@ -354,15 +386,24 @@ def _task_error(attempt: AttemptView | None) -> str:
     e = rec.error
     head = f"{e.get('type', '')}: {e.get('message', '')}" if e.get("type") else e.get("message", "")
     trace = e.get("traceback", "")
+    if rec.ok:
+        title, kind = f"Attempt {rec.attempt} failed; @catch recorded it and the flow went on", "caught"
+    elif rec.stopped:
+        title, kind = (
+            f"Attempt {rec.attempt} was stopped by the engine (not a failure of its own)",
+            "stopped",
+        )
+    else:
+        title, kind = f"Attempt {rec.attempt} failed", "error"
     return (
-        f'<section class="error"><h2>Attempt {rec.attempt} failed</h2>'
+        f'<section class="error {kind}"><h2>{title}</h2>'
         f'<p class="message">{esc(head)}</p>'
         + (f'<pre class="trace">{esc(trace)}</pre>' if trace.strip() else "")
         + "</section>"
     )
 
 
-def _task_logs(view: TaskView, attempt: AttemptView | None) -> str:
+def _task_logs(view: TaskView, attempt: AttemptView | None, choice: LogChoice, asked: str) -> str:
     tabs = ""
     if len(view.attempts) > 1:
         tabs = (
@@ -370,57 +411,16 @@ def _task_logs(view: TaskView, attempt: AttemptView | None) -> str:
             + "".join(
                 f'<a class="chip{" on" if attempt and a.attempt == attempt.attempt else ""}" '
                 f'href="?attempt={a.attempt}">attempt {a.attempt} '
-                f"{badge(_attempt_status(a))}</a>"
+                f"{badge(_attempt_status(a, view.run_status == 'running'))}</a>"
                 for a in view.attempts
             )
             + "</nav>"
         )
-    if attempt is None or not attempt.log:
-        why = (
-            "The task printed nothing."
-            if attempt and attempt.record
-            else "Output is saved when the task ends; it shows here then."
-        )
-        return f'{tabs}<h2>Output</h2><p class="muted empty-log">{why}</p>'
-    lines = attempt.log
-    clipped = ""
-    if len(lines) > LOG_LINES_SHOWN:
-        clipped = f'<p class="muted">The last {LOG_LINES_SHOWN:,} of {len(lines):,} lines.</p>'
-        lines = lines[-LOG_LINES_SHOWN:]
-    counts = {s: sum(ln.stream == s for ln in attempt.log) for s in ("stdout", "stderr")}
-    body = "".join(
-        f'<div class="ln {"err" if ln.stream == "stderr" else "out"}">'
-        f'<span class="ts">{esc(_stamp(ln.stamp))}</span>{esc(ln.text) or " "}</div>'
-        for ln in lines
-    )
-    raw = url(
-        "raw", view.task.flow, view.task.run_id, view.task.step, view.task.id, attempt=attempt.attempt
-    )
-    switch = (
-        '<span class="streams" role="group" aria-label="which output">'
-        f'<button data-show="all" class="on">both</button>'
-        f'<button data-show="out">stdout <b>{counts["stdout"]:,}</b></button>'
-        f'<button data-show="err">stderr <b>{counts["stderr"]:,}</b></button></span>'
-        '<label class="ts-toggle"><input type="checkbox" data-times> times</label>'
-        f'<a class="rawlink" href="{raw}">raw</a>'
-    )
-    return (
-        f'{tabs}<div class="bar-line"><h2>Output</h2>{switch}</div>{clipped}'
-        f'<div class="log show-all" data-lines="{len(attempt.log)}">{body}</div>'
-    )
+    return log_section(view, attempt, choice, tabs, asked)
 
 
-def _attempt_status(a: AttemptView) -> str:
-    return "running" if a.record is None else "done" if a.record.ok else "failed"
-
-
-def _stamp(stamp: str) -> str:
-    """`2024-05-01T12:00:01.234567Z` as the local clock time, to the millisecond."""
-    try:
-        t = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone()
-    except ValueError:
-        return stamp
-    return t.strftime("%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+def _attempt_status(a: AttemptView, run_live: bool) -> str:
+    return task_status(a.record, True, run_live)
 
 
 def _task_artifacts(attempt: AttemptView | None, previews: dict[str, Preview | str]) -> str:

@@ -19,11 +19,13 @@ from aflow.ui.reader import RunSnapshot, TaskState
 class StepProgress:
     name: str
     type: str  # start, linear, split, foreach, join, end
-    state: str  # pending | running | done | failed | partial | not-run
-    done: int
+    state: str  # pending | running | done | failed | stopped | partial | not-run
+    done: int  # including those whose failure @catch recorded
     failed: int
     retrying: int
     expected: int | None  # None while the steps before it have not said how many
+    stopped: int = 0  # stopped by the engine (siblings of a failure, a cancelled run): no failure
+    caught: int = 0  # done, their failure recorded by @catch
 
     @property
     def label(self) -> str:
@@ -74,19 +76,22 @@ def step_progress(snapshot: RunSnapshot) -> dict[str, StepProgress]:
         if name in out:
             return out[name]
         mine = tasks.get(name, [])
-        done = sum(t.status == "done" for t in mine)
-        failed = sum(t.status == "failed" for t in mine)
-        retrying = sum(t.status == "retrying" for t in mine)
+        statuses = [t.status for t in mine]
+        done = sum(st in ("done", "caught") for st in statuses)
+        failed = statuses.count("failed")
+        retrying = statuses.count("retrying")
         total = expect(name)
         ready = all(progress(p).state == "done" for p in before.get(name, []) if p != name)
         out[name] = StepProgress(
             name,
             steps.get(name, {}).get("type", ""),
-            _state(snapshot.status, total, done, failed, len(mine), ready),
+            _state(snapshot.status, total, done, failed, len(mine), ready, "stopped" in statuses),
             done,
             failed,
             retrying,
             total,
+            statuses.count("stopped"),
+            statuses.count("caught"),
         )
         return out[name]
 
@@ -103,15 +108,19 @@ def _closed_split(steps: dict[str, dict[str, Any]], parents: list[str]) -> str |
 
 def _foreach_width(split_tasks: list[TaskState], splits_expected: int | None) -> int | None:
     """The tasks a foreach step's children make: the sum of its tasks' widths, once all are in."""
-    ended = [t for t in split_tasks if t.status == "done"]
+    ended = [t for t in split_tasks if t.ended_ok]
     if splits_expected is None or len(ended) < splits_expected:
         return None
     return sum(int(t.record.num_splits or 0) for t in ended if t.record is not None)
 
 
-def _state(run: str, expected: int | None, done: int, failed: int, seen: int, ready: bool) -> str:
+def _state(
+    run: str, expected: int | None, done: int, failed: int, seen: int, ready: bool, stopped: bool
+) -> str:
     if failed:
         return "failed"
+    if stopped and run != "running":
+        return "stopped"
     if expected is not None and expected > 0 and done >= expected:
         return "done"
     if run == "running":

@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import anyio
 
@@ -28,7 +29,7 @@ from aflow.client.core import (
 from aflow.exception import AflowNotFound, DamagedData
 from aflow.stores.artifacts import load_ref_blob_async
 from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore
-from aflow.stores.records import RunRecord, TaskRecord
+from aflow.stores.records import RunRecord, TaskRecord, task_log_key
 from aflow.stores.transfer import gather
 
 FINAL = ("done", "failed", "cancelled")
@@ -143,31 +144,47 @@ class RunsReader:
 
 @dataclass
 class TaskState:
-    """A task as the UI knows it: its latest attempt's record (None until one is written)."""
+    """A task as the UI knows it: its latest attempt's record (None until one is written), the
+    records of its earlier attempts, and for a task still running when its output began."""
 
     step: str
     task_id: str
     attempts: int = 0
     record: TaskRecord | None = None
     final: bool = False  # ended for good: never read again
+    earlier: list[TaskRecord] = field(default_factory=list)  # earlier attempts, oldest first
+    run_live: bool = True  # its run may still write to it
+    first_output: float | None = None  # no record yet: when its saved output begins
     damaged: str | None = None  # its record is damaged: what is wrong, where
 
     @property
     def status(self) -> str:
-        """done | failed | retrying (failed, another attempt coming) | running (no record yet)."""
+        """done | caught (failed, @catch went on) | failed | stopped (the engine stopped it) |
+        retrying (failed, another attempt coming) | running (no record yet) | partial (no record,
+        and its run has ended or died: it never finished) | damaged (its record is)."""
         if self.damaged is not None:
             return "damaged"
-        if self.record is None:
-            return "running"
-        if self.record.ok:
-            return "done"
-        return "failed" if self.final else "retrying"
+        return task_status(self.record, self.final, self.run_live)
+
+    @property
+    def ended_ok(self) -> bool:
+        return self.status in ("done", "caught")
 
     @property
     def index(self) -> str:
         """The task's foreach indices, outermost first (`2.1` in a nested foreach); '' outside one."""
         stack = self.record.foreach_stack if self.record else []
         return ".".join(str(int(frame[1])) for frame in stack)
+
+
+def task_status(record: TaskRecord | None, final: bool, run_live: bool) -> str:
+    if record is None:
+        return "running" if run_live else "partial"
+    if record.ok:
+        return "caught" if record.error else "done"
+    if record.stopped:
+        return "stopped"
+    return "failed" if final else "retrying"
 
 
 @dataclass
@@ -217,6 +234,8 @@ class RunReader:
                     fresh.append(state)
         retries = {s: more_attempts(record, s) for s in order}
         await gather([lambda t=t: self._read_task(t, retries.get(t.step, 0)) for t in fresh])
+        for state in fresh:
+            state.run_live = status == "running"
         if status != "running":
             for state in fresh:
                 state.final = state.record is not None  # nothing will come after this attempt
@@ -238,8 +257,39 @@ class RunReader:
         except DamagedData as e:
             state.damaged, state.final = str(e), True
             return
+        if len(state.earlier) < len(tried) - 1:
+            # Earlier attempts never change: each is read once, for the timeline.
+            got = await gather(
+                [lambda n=n: _record_or_none(task, n) for n in tried[len(state.earlier) : -1]]
+            )
+            state.earlier += [r for r in got if r is not None]
         if state.record is not None:
-            state.final = state.record.ok or state.record.attempt >= more
+            state.final = state.record.ok or state.record.stopped or state.record.attempt >= more
+        elif state.first_output is None:
+            state.first_output = await _first_stamp(task, tried[-1])
+
+
+async def _record_or_none(task: AsyncTask, attempt: int) -> TaskRecord | None:
+    try:
+        return await task.at_attempt(attempt).record_or_none()
+    except DamagedData:
+        return None  # an earlier attempt's damaged record: its bar is left out
+
+
+async def _first_stamp(task: AsyncTask, attempt: int) -> float | None:
+    """When a running task's saved output begins (its first line's time): what the store says of
+    a task before its record lands. Only the first line is read."""
+    try:
+        head = await task.store.get_range(
+            task_log_key(task.flow, task.run_id, task.step, task.id, attempt), 0, 40
+        )
+    except Exception:
+        return None
+    stamp = bytes(head).split(b" ", 1)[0].decode(errors="replace")
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def more_attempts(record: RunRecord, step: str) -> int:
@@ -296,17 +346,13 @@ class TaskView:
         record = self.latest.record if self.latest else None
         if record is None:
             return False
-        return record.ok or record.attempt >= more_attempts(self.run, self.task.step)
+        return record.ok or record.stopped or record.attempt >= more_attempts(self.run, self.task.step)
 
     @property
     def status(self) -> str:
-        """done | failed | retrying | running, or partial: stopped before it ended."""
+        """As TaskState.status."""
         record = self.latest.record if self.latest else None
-        if record is None:
-            return "running" if self.run_status == "running" else "partial"
-        if record.ok:
-            return "done"
-        return "failed" if self.final else "retrying"
+        return task_status(record, self.final, self.run_status == "running")
 
 
 async def read_task(store: ObjectStore, flow: str, run_id: str, step: str, task_id: str) -> TaskView:

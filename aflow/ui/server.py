@@ -39,6 +39,7 @@ from aflow.stores.transfer import gather
 from aflow.ui import pages
 from aflow.ui.cards import card_routes, cards_fragment
 from aflow.ui.guard import Guard, host_names
+from aflow.ui.logs import LogChoice, raw_text, repair
 from aflow.ui.markup import esc, page, size, url
 from aflow.ui.preview import PREVIEW_LIMIT, Preview, describe
 from aflow.ui.progress import step_progress
@@ -243,7 +244,13 @@ async def _task_view(state: UIState, request: Request) -> Rendered:
             (task_id, None),
         ],
         {
-            **pages.task_fragments(view, attempt, previews),
+            **pages.task_fragments(
+                view,
+                attempt,
+                previews,
+                LogChoice(request.query_params.get("q", "").strip()[:200], _all_lines(request)),
+                wanted if wanted and wanted.isdigit() else "",
+            ),
             "cards": await cards_fragment(state.store, flow, run_id, step, task_id, attempt),
         },
         live=not view.final,
@@ -291,5 +298,14 @@ async def _raw_log(state: UIState, request: Request) -> Response:
     wanted = request.query_params.get("attempt")
     attempt = pages.chosen_attempt(view, int(wanted) if wanted and wanted.isdigit() else None)
     stream = request.query_params.get("stream")
-    lines = [ln for ln in (attempt.log if attempt else []) if stream in (None, ln.stream)]
-    return PlainTextResponse("".join(f"{ln.stamp} {ln.stream} {ln.text}\n" for ln in lines))
+    lines = [ln for ln in repair(attempt.log if attempt else []) if stream in (None, ln.stream)]
+    headers = {}
+    if request.query_params.get("download") and attempt is not None:
+        # Names are identifiers and ids (the guard checked): safe in a header as they are.
+        name = f"{p['flow']}-{p['run_id']}-{p['step']}-{p['task_id']}-{attempt.attempt}.log"
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return PlainTextResponse(raw_text(lines), headers=headers)
+
+
+def _all_lines(request: Request) -> bool:
+    return request.query_params.get("lines") == "all"
