@@ -163,14 +163,14 @@ class Parameter:
             ) from None
 
     def context(self, flow_name: str) -> ParameterContext:
-        from aflow.config import _active
+        from aflow.config import active_configs
 
         return ParameterContext(
             flow_name=flow_name,
             user_name=os.environ.get("USER") or os.environ.get("USERNAME"),
             parameter_name=self.name,
             ds_type=os.environ.get("AFLOW_DEFAULT_DATASTORE") or "local",
-            configs=dict(_active),
+            configs=active_configs(),
         )
 
     @property

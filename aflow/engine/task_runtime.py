@@ -556,6 +556,8 @@ def main() -> int:
 
     remote = "--remote" in sys.argv[1:]
     if remote:
+        # Before anything slow: as a container's PID 1, a SIGTERM without a handler is ignored.
+        signal.signal(signal.SIGTERM, _terminated)
         env = os.environ
         store = open_blocking_store(env["AFLOW_DATASTORE"], env["AFLOW_DATASTORE_ROOT"])
         spec = remote_spec(store, env)
@@ -579,10 +581,13 @@ ARRAY_INDEX_VARS = ("AFLOW_TASK_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX", "JOB_COMPLE
 
 
 def remote_spec(store: BlockingObjectStore, env: Any) -> TaskSpec:
-    """This container's TaskSpec, with paths into the unpacked code package."""
+    """This container's TaskSpec, with paths into the unpacked code package: only its own spec is
+    read, however many the job has."""
+    from aflow.backends.launch import read_spec
+
     index = next((int(env[v]) for v in ARRAY_INDEX_VARS if env.get(v)), 0)
-    specs = msgpack.unpackb(store.get(art.blob_key(env["AFLOW_FLOW_NAME"], env["AFLOW_TASK_SPECS"])))
-    spec = TaskSpec.unpack(specs[index])
+    key = art.blob_key(env["AFLOW_FLOW_NAME"], env["AFLOW_TASK_SPECS"])
+    spec = TaskSpec.unpack(read_spec(store, key, index, int(env.get("AFLOW_TASK_COUNT") or 1)))
     code_dir = env.get("AFLOW_CODE_DIR") or os.getcwd()
     spec.flow_file = os.path.join(code_dir, spec.flow_file)
     spec.sys_path = [code_dir]
