@@ -118,7 +118,7 @@ class ResumeOrigin:
             return None
         # A step inside a loop ran several times with the same identity: its runs are reused in
         # the order they ran (task ids grow as tasks start).
-        runs = self.done.get((ready.step, tuple(f[1] for f in ready.foreach_stack)))
+        runs = self.done.get((ready.step, tuple(f.index for f in ready.foreach_stack)))
         if not runs:
             return None
         found = runs.pop(0)
@@ -162,7 +162,7 @@ async def _index_done_tasks(
     records = await _with_their_blobs(store, flow, records)
     done: dict[TaskKey, list[TaskRecord]] = {}
     for r in sorted(records, key=lambda r: int(r.task_id)):
-        done.setdefault((r.step, tuple(f[1] for f in r.foreach_stack)), []).append(r)
+        done.setdefault((r.step, tuple(f.index for f in r.foreach_stack)), []).append(r)
     return done
 
 
