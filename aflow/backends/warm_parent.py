@@ -144,7 +144,7 @@ class WarmParent:
         pid = os.fork()
         if pid == 0:
             closing = [self.sock.fileno(), self.wake_r, self.wake_w, out_r, err_r, *self.by_fd]
-            self.selector = None  # type: ignore[assignment] - the child has no use for it
+            self.selector = None  # type: ignore[assignment]  # the child has no use for it
             _run_child(req["spec"], out_w, err_w, closing, self.flow_cls)
         os.close(out_w)
         os.close(err_w)
