@@ -150,20 +150,21 @@ class ExecutingRun:
         """(position, line) for each line of `stream` from `position` on, until the run ends."""
         import anyio
 
-        with open(self._logs[stream], "rb") as f:
-            f.seek(position or 0)
+        async with await anyio.open_file(self._logs[stream], "rb") as f:
+            await f.seek(position or 0)
             pending = b""
             while True:
                 ended = self._process.poll() is not None
-                chunk = f.read()
+                chunk = await f.read()
                 if chunk:
                     *lines, pending = (pending + chunk).split(b"\n")
+                    end = await f.tell()
                     for line in lines:
-                        yield f.tell() - len(pending), line.decode(errors="replace")
+                        yield end - len(pending), line.decode(errors="replace")
                     continue
                 if ended:
                     if pending:
-                        yield f.tell(), pending.decode(errors="replace")
+                        yield await f.tell(), pending.decode(errors="replace")
                     return
                 await anyio.sleep(0.1)  # the file grows as the child writes: read what came
 

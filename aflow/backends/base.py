@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import msgpack
 
+from aflow.frames import Frame, frames
+
 
 @dataclass
 class TaskSpec:
@@ -32,7 +34,7 @@ class TaskSpec:
     sys_path: list[str] = field(default_factory=list)
     parents: list[str] = field(default_factory=list)  # "step/task_id/attempt" within the run
     parents_manifest: str | None = None  # digest of a msgpack list, for wide joins
-    foreach_stack: list[list[Any]] = field(default_factory=list)
+    foreach_stack: list[Frame] = field(default_factory=list)
     initial_artifacts: dict[str, Any] = field(default_factory=dict)
     param_names: list[str] = field(default_factory=list)
     decorators: dict[str, dict[str, Any]] = field(default_factory=dict)  # this step's, by name
@@ -49,7 +51,10 @@ class TaskSpec:
     def pack(self) -> bytes:
         return msgpack.packb(
             {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, use_bin_type=True
-        )  # type: ignore[call-overload]
+        )
+
+    def __post_init__(self) -> None:
+        self.foreach_stack = frames(self.foreach_stack)  # msgpack gives lists back
 
     @classmethod
     def unpack(cls, data: bytes) -> TaskSpec:

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from aflow.backends.base import Backend, LogSink, TaskExit, TaskSpec
+from aflow.backends.errors import BackendUnavailable
 from aflow.backends.remote import RemoteContext
 from aflow.decorators import compute_of
 from aflow.exception import AflowException
@@ -97,5 +98,5 @@ class StepRouter:
     async def run(self, task: TaskSpec, logs: LogSink) -> TaskExit:
         backend = self.backends.get(compute_of(task.step, task.decorators))
         if backend is None:  # a resumed run's step gained @batch: the plan said otherwise
-            raise AflowException(f"step '{task.step}': its backend was not started for this run")
+            raise BackendUnavailable(f"step '{task.step}': its backend was not started for this run")
         return await backend.run(task, logs)

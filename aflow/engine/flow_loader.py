@@ -131,7 +131,8 @@ def import_flow(
     `by_file` (a container): the module is loaded from the flow file under its own name, since the
     package it belonged to on the user's machine is not there."""
     if module in sys.modules and hasattr(sys.modules[module], name):
-        return getattr(sys.modules[module], name)
+        loaded: type[FlowSpec] = getattr(sys.modules[module], name)
+        return loaded
     for p in reversed(sys_path):
         if p not in sys.path:
             sys.path.insert(0, p)
@@ -150,7 +151,7 @@ def import_flow(
     else:
         with loading_flow_file():
             mod = importlib.import_module(module)
-    flow_cls = getattr(mod, name, None)
+    flow_cls: type[FlowSpec] | None = getattr(mod, name, None)
     if flow_cls is None:
         raise AflowException(f"{file} no longer defines {name}")
     return flow_cls

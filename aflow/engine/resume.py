@@ -117,7 +117,7 @@ class ResumeOrigin:
             return None
         # A step inside a loop ran several times with the same identity: its runs are reused in
         # the order they ran (task ids grow as tasks start).
-        runs = self.done.get((ready.step, tuple(f[1] for f in ready.foreach_stack)))
+        runs = self.done.get((ready.step, tuple(f.index for f in ready.foreach_stack)))
         if not runs:
             return None
         found = runs.pop(0)
@@ -160,7 +160,7 @@ async def _index_done_tasks(
     records = await gather(calls)
     done: dict[TaskKey, list[TaskRecord]] = {}
     for r in sorted((r for r in records if r is not None and r.ok), key=lambda r: int(r.task_id)):
-        done.setdefault((r.step, tuple(f[1] for f in r.foreach_stack)), []).append(r)
+        done.setdefault((r.step, tuple(f.index for f in r.foreach_stack)), []).append(r)
     return done
 
 

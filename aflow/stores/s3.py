@@ -79,6 +79,9 @@ class S3Store:
             # Not botocore's own checksums, computed on the event loop: multipart parts carry a
             # CRC32 computed in a worker thread (see put), and small objects are checked by key.
             request_checksum_calculation="when_required",
+            # Presigned URLs too: buckets made since mid-2020 refuse SigV2, botocore's default
+            # for presigning in some regions.
+            signature_version="s3v4",
         )
         endpoint = os.environ.get("AFLOW_S3_ENDPOINT_URL") or None
         return _shared_session().client("s3", endpoint_url=endpoint, config=config)
