@@ -70,6 +70,9 @@ def _check_step(step: str, compute: str, decorators: dict[str, dict[str, Any]], 
 
 
 class StepRouter:
+    """The run's backend: each task to the local backend or the remote driver its step's compute
+    decorator names; entering it starts the drivers the run needs, leaving it stops them."""
+
     name = "router"
 
     def __init__(self, local: Backend, computes: Iterable[str], ctx: RemoteContext) -> None:
