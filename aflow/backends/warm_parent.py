@@ -264,7 +264,10 @@ def serve(sock: socket.socket) -> None:
             if warm is not None:
                 warm()
         flow_cls = import_flow(hello["name"], hello["module"], hello["file"], hello["sys_path"])
-        graph_for(flow_cls)
+        if any("card" in node.decorators for node in graph_for(flow_cls).nodes.values()):
+            from aflow.cards.runtime import prewarm
+
+            prewarm()  # what rendering a card imports and reads, once here, not in every task
     except BaseException:
         _send(sock, {"error": traceback.format_exc()})
         return
