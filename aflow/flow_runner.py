@@ -304,6 +304,11 @@ def flow_class_name(path: str) -> str:
     under `if __name__ == "__main__":`, else its one class deriving from FlowSpec."""
     import ast
 
+    from aflow.engine.flow_loader import main_flow_name
+
+    found = main_flow_name(path)
+    if found is not None:
+        return found
     tree = ast.parse(Path(path).read_text(), path)
     flows = [
         node.name
@@ -312,12 +317,6 @@ def flow_class_name(path: str) -> str:
         and any((b.id if isinstance(b, ast.Name) else getattr(b, "attr", "")) == "FlowSpec"
                 for b in node.bases)
     ]  # fmt: skip
-    for node in tree.body:
-        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
-            for call in ast.walk(node):
-                named = isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-                if named and (call.func.id in flows or not flows):  # type: ignore[attr-defined]
-                    return call.func.id  # type: ignore[attr-defined]
     if len(flows) == 1:
         return flows[0]
     raise AflowException(

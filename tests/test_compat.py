@@ -262,3 +262,21 @@ def test_runner_runs_a_flow_file_from_python(store_root: Path) -> None:
     seen, running = anyio.run(started)
     assert seen is not None and running.status == "successful"
     assert running.run.id == seen and running.run.data.result == 10
+
+
+# -- 8: what Metaflow's graph check accepts ------------------------------------------------------
+
+
+def test_two_flows_in_a_file_and_a_conditional_return(store_root: Path) -> None:
+    flow = COMPAT / "two_flows.py"
+    checked = run_cli("check", str(flow))
+    assert checked.returncode == 0, checked.stderr
+    result = run_cli("run", str(flow))
+    assert result.returncode == 0, result.stderr
+    assert latest("MainFlow").data.which == "main"
+    script = run_script(flow, "run")
+    assert script.returncode == 0, script.stderr
+    assert len(list(aflow.Flow("MainFlow").runs())) == 2
+    named = run_cli("run", f"{flow}:HelperFlow")
+    assert named.returncode == 0, named.stderr
+    assert latest("HelperFlow").data.which == "helper"
