@@ -13,6 +13,7 @@ artifact of every task, stored with the run like any parameter).
 from __future__ import annotations
 
 import collections.abc
+import contextvars
 import importlib
 import inspect
 import json
@@ -27,8 +28,13 @@ from aflow.parameters import Parameter, ParameterContext, flow_parameters
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 UNPACK_KEY = "_aflow_unpacked_config_"
 
-# The values of the configs of the flow being run in this process, by config name.
-_active: dict[str, Any] = {}
+# The values of the configs of the run being started, by config name: a context variable, so two
+# runs started concurrently from one event loop each evaluate against their own.
+_active_var: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("aflow_configs")
+
+
+def active_configs() -> dict[str, Any]:
+    return _active_var.get({})
 
 
 class ConfigValue(collections.abc.Mapping):  # type: ignore[type-arg]
@@ -150,12 +156,13 @@ class DelayEvaluator(collections.abc.Mapping):  # type: ignore[type-arg]
         return out
 
     def __call__(self, *_ignored: Any) -> Any:
-        if not _active:
+        active = active_configs()
+        if not active:
             raise AflowException(
                 f"{self!r} is used before the run's configs are read: configs are known only "
                 "once a run starts (use them in decorators, parameter defaults and steps)"
             )
-        names = {n: _wrap(v) for n, v in _active.items()}
+        names = {n: _wrap(v) for n, v in active.items()}
         try:
             # The user's own expression, over their own configs, as Metaflow evaluates it.
             value = eval(self._expr, self._scope if self._scope is not None else {}, names)
@@ -272,7 +279,7 @@ class Config(Parameter, collections.abc.Mapping):  # type: ignore[type-arg]
         for key in (self.name, self.attr_name):
             if key in given:
                 return given[key]
-        return _active.get(self.name)
+        return active_configs().get(self.name)
 
     def parse(self, text: str | bytes, where: str) -> Any:
         parser = self.parser
@@ -356,5 +363,4 @@ def read_configs(
 
 
 def activate(values: Mapping[str, Any]) -> None:
-    _active.clear()
-    _active.update(values)
+    _active_var.set(dict(values))

@@ -9,7 +9,7 @@ decorator to every step that does not already have one of that name, as in Metaf
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aflow.exception import AflowException
@@ -233,7 +233,7 @@ DECORATORS: dict[str, type[StepDecorator]] = {
 }  # fmt: skip
 
 
-def compute_of(step: str, decorators: dict[str, dict[str, Any]]) -> str | None:
+def compute_of(step: str, decorators: Mapping[str, Mapping[str, Any]]) -> str | None:
     """Where a step runs: "batch", "kubernetes", or None for local."""
     chosen = [name for name in COMPUTE if name in decorators]
     if len(chosen) > 1:

@@ -203,9 +203,9 @@ class MutableFlow:
 
     @property
     def configs(self) -> Iterator[tuple[str, Any]]:
-        from aflow.config import _active, _wrap
+        from aflow.config import _wrap, active_configs
 
-        yield from ((name, _wrap(value)) for name, value in _active.items())
+        yield from ((name, _wrap(value)) for name, value in active_configs().items())
 
     @property
     def parameters(self) -> Iterator[tuple[str, Parameter]]:

@@ -21,6 +21,15 @@ pytest_plugins = [
     "k8s_support",  # the `k8s` fixture: the emulator wired to a moto S3 datastore
 ]
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos-rounds",
+        type=int,
+        default=1,
+        help="tests/test_chaos.py: rounds of random damage and kills (1 in CI; more for a soak)",
+    )
+
+
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = Path(__file__).resolve().parent / "flows"
 EXAMPLES = ROOT / "examples"

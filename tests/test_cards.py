@@ -253,8 +253,9 @@ def test_with_card_adds_a_default_card_to_every_step(store_root: Path) -> None:
     assert steps == flow_steps and all(p.name == "0.0.default.json" for p in cards)
 
 
-def test_cards_in_an_s3_store(s3_datastore: tuple[str, str], tmp_path: Path) -> None:
-    datastore, root = s3_datastore
+@pytest.mark.parametrize("store", ["s3_datastore", "azure_datastore", "gcs_datastore"])
+def test_cards_in_a_cloud_store(store: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    datastore, root = request.getfixturevalue(store)
     id_file = tmp_path / "run_id"
     done = run_cli(
         "run", str(FLOW), "-q", "--datastore", datastore, "--datastore-root", root,

@@ -5,13 +5,15 @@ Each test runs a real flow through the CLI (or `python flow.py`) and reads it ba
 
 from __future__ import annotations
 
+import pickle
 import platform
 import time
 from datetime import datetime
 from pathlib import Path
 
+import anyio
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_script
 
 import aflow
 from aflow.client import core as client_core
@@ -205,3 +207,76 @@ def test_class_constants_are_read_only_artifacts(store_root: Path) -> None:
         [("start", "ITEMS", 2, 1, 20)],
     ]
     assert work[1].plain == [(1, 2, 20)] and work[0].seen == (123, "const", "work")
+
+
+# -- 9: the command-line habits (--help is tested with the CLI's own tests) ---------------------
+
+
+def test_metaflow_command_line_habits(
+    store_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id_file = tmp_path / "run-id"
+    monkeypatch.setenv("AFLOW_TEST_RUN_ID_FILE", str(run_id_file))
+    flow = COMPAT / "cli_flow.py"
+    result = run_script(flow, "--no-pylint", "--quiet", "run", "--run-id-file", str(run_id_file))
+    assert result.returncode == 0, result.stderr
+    run = latest("CliCompatFlow")
+    start = run["start"].task
+    assert start.data.run_id_file_said == run.id == run_id_file.read_text()  # before the first task
+
+    dumped = run_script(flow, "--quiet", "dump", f"{run.id}/start/{start.id}")
+    assert dumped.returncode == 0, dumped.stderr
+    assert "own_run_id: '" + run.id + "'" in dumped.stdout
+    assert "blob: <" in dumped.stdout and "over --max-value-size" in dumped.stdout
+    assert "_hidden" not in dumped.stdout and "Dumping output" not in dumped.stderr
+
+    step = run_cli("dump", str(flow), f"{run.id}/end", "--private", "--max-value-size", "0")
+    assert step.returncode == 0, step.stderr
+    assert "answer:" in step.stdout and "Dumping output of run_id=" in step.stderr
+    out = tmp_path / "dump.pkl"
+    written = run_cli("dump", "CliCompatFlow", f"latest/start/{start.id}", "--file", str(out))
+    assert written.returncode == 0, written.stderr
+    assert pickle.loads(out.read_bytes())[start.pathspec]["blob"] == b"x" * 5000
+
+
+# -- 15: Runner -----------------------------------------------------------------------------
+
+
+def test_runner_runs_a_flow_file_from_python(store_root: Path) -> None:
+    flow = str(COMPAT / "runner_flow.py")
+    with aflow.Runner(flow, show_output=False).run(alpha=3, tags=["nightly"]) as running:
+        assert running.status == "successful" and running.returncode == 0
+        assert running.run.data.result == 6 and "nightly" in running.run.tags
+        assert "computing with alpha=3" in running.stdout
+    with aflow.Runner(flow, show_output=False).run(alpha=-1) as failed:
+        assert failed.status == "failed" and not failed.run.successful
+        assert "alpha must be >= 0" in failed.stderr
+
+    async def started() -> tuple[str | None, aflow.ExecutingRun]:
+        async with aflow.Runner(flow, show_output=False) as runner:
+            running = await runner.async_run(alpha=5)
+            seen = running.run_id  # known once the run exists, before it ends
+            await running.wait(timeout=120)
+            return seen, running
+
+    seen, running = anyio.run(started)
+    assert seen is not None and running.status == "successful"
+    assert running.run.id == seen and running.run.data.result == 10
+
+
+# -- 8: what Metaflow's graph check accepts ------------------------------------------------------
+
+
+def test_two_flows_in_a_file_and_a_conditional_return(store_root: Path) -> None:
+    flow = COMPAT / "two_flows.py"
+    checked = run_cli("check", str(flow))
+    assert checked.returncode == 0, checked.stderr
+    result = run_cli("run", str(flow))
+    assert result.returncode == 0, result.stderr
+    assert latest("MainFlow").data.which == "main"
+    script = run_script(flow, "run")
+    assert script.returncode == 0, script.stderr
+    assert len(list(aflow.Flow("MainFlow").runs())) == 2
+    named = run_cli("run", f"{flow}:HelperFlow")
+    assert named.returncode == 0, named.stderr
+    assert latest("HelperFlow").data.which == "helper"

@@ -106,3 +106,26 @@ def test_mistakes_say_what_to_fix(tmp_path: Path) -> None:
     assert value.a.b[1].c == 2 and value.to_dict() == {"a": {"b": [1, {"c": 2}]}}
     with pytest.raises(AttributeError, match="no key 'z'"):
         value.z  # noqa: B018
+
+
+def test_concurrent_runs_keep_their_own_configs(store_root: Path, tmp_path: Path, monkeypatch) -> None:
+    from config_flow import ConfigFlow
+
+    monkeypatch.chdir(tmp_path)
+    runs: dict[int, aflow.Run] = {}
+
+    async def one(cpu: int) -> None:
+        value = {"lr": cpu / 10, "cpu": cpu, "env": {"MODE": str(cpu)}}
+        runs[cpu] = await aflow.run_flow(ConfigFlow, config_values={"config": value})
+
+    async def both() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, 3)
+            tg.start_soon(one, 5)
+
+    anyio.run(both)
+    for cpu, run in runs.items():
+        seen = run["start"].task.data.seen
+        assert (seen["cpu"], seen["mode"], seen["lr_param"]) == (cpu, str(cpu), cpu / 10)
+        steps = _record(store_root, run).graph["steps"]
+        assert steps["start"]["decorators"]["resources"]["cpu"] == cpu

@@ -107,6 +107,16 @@ def test_a_tasks_cards_show_on_its_page_under_a_strict_csp(
     assert card.locator("td", has_text="<b>y</b>").count() == 1
     assert card.locator(".c-valuebox-value").inner_text() == "42"
     assert card.locator(".c-code").inner_text() == "print('<hi>')"
+    # Html the author vouches for: in a frame, without scripts, with its own styles (CSSOM).
+    orange = page.frame_locator(".c-html").locator("#orange")
+    assert orange.inner_text() == "Orange"
+    page.wait_for_function(
+        "() => { const d = document.querySelector('.c-html').contentDocument;"
+        " const p = d && d.getElementById('orange');"
+        " return p && getComputedStyle(p).backgroundColor === 'rgb(255, 165, 0)'"
+        " && getComputedStyle(p).color === 'rgb(0, 0, 255)'; }"
+    )
+    assert page.evaluate("document.querySelector('.c-html').contentDocument.title") != "scripts ran"
     assert page.locator(".aflow-card script").count() == 0
     _shot(page, shots, "cards-escaped")
 

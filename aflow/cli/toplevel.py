@@ -14,7 +14,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class TopLevel:
     values: int  # how many values follow the option
-    action: str  # "keep" (aflow's own top-level option), "move" (to the command), "ignore"
+    # "keep" (aflow's own top-level option), "move" (to the command), "offer" (to the command if
+    # it takes it, else dropped), "ignore" (dropped, with the note if there is one)
+    action: str
     note: str = ""
 
 
@@ -28,6 +30,9 @@ TOP_LEVEL: dict[str, TopLevel] = {
     "--config-value": TopLevel(2, "move"),
     "--branch": TopLevel(1, "move"),
     "--production": TopLevel(0, "move"),
+    "--quiet": TopLevel(0, "offer"),
+    "--no-pylint": TopLevel(0, "ignore"),  # aflow runs no linter before a run
+    "--pylint": TopLevel(0, "ignore"),
     "--metadata": TopLevel(
         1, "ignore", "aflow keeps run metadata in its datastore: --metadata is ignored"
     ),
@@ -53,9 +58,9 @@ def split_top_level(args: list[str]) -> tuple[list[str], list[str], list[str]]:
         at += len(taken)
         if spec.action == "keep":
             front.extend(taken)
-        elif spec.action == "move":
+        elif spec.action in ("move", "offer"):
             moved.extend(taken)
-        else:
+        elif spec.note:
             print(f"note: {spec.note}", file=sys.stderr)
     return front, moved, args[at:]
 
@@ -71,6 +76,9 @@ def arrange(command: object, argv: list[str], file: str | None) -> list[str]:
     named = False
     while at < len(args) and args[at] in getattr(command, "commands", {}):
         command, at, named = command.commands[args[at]], at + 1, True  # type: ignore[attr-defined]
+    takes = {o for p in getattr(command, "params", []) for o in getattr(p, "opts", [])}
+    offered = {o for o, spec in TOP_LEVEL.items() if spec.action == "offer"}
+    moved = [m for m in moved if m not in offered or m in takes]
     if file is not None and named and not hasattr(command, "commands"):
         return [*front, *args[:at], file, *moved, *args[at:]]
     return [*front, *args, *moved]  # after the command's own arguments (the flow file first)

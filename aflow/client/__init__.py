@@ -9,9 +9,9 @@ event loop. Reads are lazy: nothing is loaded until it is asked for, and an arti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aflow.client import lineage
 from aflow.client.core import (
@@ -32,13 +32,15 @@ from aflow.client.core import (
     metadata,
     namespace,
     pages,
-    run_tags,
     split_pathspec,
     system_tags,
     timestamp,
 )
 from aflow.client.lineage import Metadata
 from aflow.client.portal import call
+
+if TYPE_CHECKING:
+    from aflow.client.code import RunCode
 
 
 class TimedLine(tuple):  # type: ignore[type-arg]
@@ -435,12 +437,53 @@ class Run(_Facade):
 
     @property
     def tags(self) -> frozenset[str]:
-        """The tags given at run time and the implicit `user:<name>`."""
-        return run_tags(call(self._core.record))
+        """The user tags (given at run time or added since) and the system tags (`user:<name>`)."""
+        return self.user_tags | self.system_tags
 
     @property
     def user_tags(self) -> frozenset[str]:
-        return frozenset(call(self._core.record).tags)
+        from aflow.client.tags import changed_tags
+
+        record = call(self._core.record)
+        if record.status != "running":  # an ended run's record has every change: no extra read
+            return frozenset(record.tags)
+        changed = call(changed_tags, self._core.store, self._core.flow, self._core.id)
+        return frozenset(record.tags if changed is None else changed)
+
+    def add_tag(self, tag: str) -> None:
+        """Tag the run (also from inside one of its steps)."""
+        self.add_tags([tag])
+
+    def add_tags(self, tags: Iterable[str]) -> None:
+        from aflow.client.tags import change_tags
+
+        call(change_tags, self._core, list(tags), [])
+
+    def remove_tag(self, tag: str) -> None:
+        """Remove a user tag (system tags, like `user:<name>`, stay)."""
+        self.remove_tags([tag])
+
+    def remove_tags(self, tags: Iterable[str]) -> None:
+        from aflow.client.tags import change_tags
+
+        call(change_tags, self._core, [], list(tags))
+
+    def replace_tag(self, tag_to_remove: str, tag_to_add: str) -> None:
+        """Remove one user tag and add another, in one change."""
+        self.replace_tags([tag_to_remove], [tag_to_add])
+
+    def replace_tags(self, tags_to_remove: Iterable[str], tags_to_add: Iterable[str]) -> None:
+        from aflow.client.tags import change_tags
+
+        call(change_tags, self._core, list(tags_to_add), list(tags_to_remove))
+
+    @property
+    def code(self) -> RunCode | None:
+        """The flow's source as this run ran it (Metaflow's MetaflowCode), or None for a run
+        made before aflow kept it."""
+        from aflow.client.code import load_code
+
+        return call(load_code, self._core)
 
     @property
     def system_tags(self) -> frozenset[str]:
@@ -525,6 +568,24 @@ class Flow(_Facade):
         return Run._of(core) if core else None
 
 
+class Metaflow:
+    """Metaflow's entry point to the client: `Metaflow().flows`, every flow in the store that has
+    a run in the current namespace."""
+
+    def __init__(self, *, datastore: str | None = None, datastore_root: str | None = None):
+        self._datastore, self._root = datastore, datastore_root
+
+    @property
+    def flows(self) -> list[Flow]:
+        found = Flow.list(datastore=self._datastore, datastore_root=self._root)
+        return [f for f in found if next(f.runs(), None) is not None]
+
+    def __iter__(self) -> Iterator[Flow]:
+        return iter(self.flows)
+
+    def __str__(self) -> str:
+        return "Metaflow()"
+
 __all__ = [
     "Artifacts",
     "AsyncDataArtifact",
@@ -538,6 +599,7 @@ __all__ = [
     "ForeachFrame",
     "LogLine",
     "Metadata",
+    "Metaflow",
     "NamespaceMismatch",
     "Run",
     "Step",

@@ -9,6 +9,7 @@ from aflow import FlowSpec, Parameter, card, current, step
 from aflow.cards import (
     Artifact,
     Component,
+    Html,
     Image,
     Markdown,
     ProgressBar,
@@ -50,6 +51,13 @@ class CardsFlow(FlowSpec):
         current.card.append(Table([["x", 1], ["<b>y</b>", 2]], headers=["name", "value"]))
         current.card.append(ValueBox(title="Score", value=42, theme="success", change_indicator="+3"))
         current.card.append(PythonCode(code_string="print('<hi>')"))
+        current.card.append(
+            Html(
+                '<p id="orange" style="background: orange; padding: 8px">Orange</p>'
+                "<style>#orange { color: rgb(0, 0, 255) }</style>"
+                "<script>document.title = 'scripts ran'</script>"
+            )
+        )
         self.next(self.report)
 
     @card(type="blank", id="chart")

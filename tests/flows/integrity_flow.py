@@ -1,12 +1,15 @@
 """A small flow whose every artifact kind lands in the store: a blob over the inline limit, a
 foreach's items, a join's inputs, and an inline value (tests/test_integrity.py, tests/test_chaos.py)."""
 
+import time
+
 from aflow import FlowSpec, Parameter, step
 
 
 class IntegrityFlow(FlowSpec):
     width = Parameter("width", default=3, type=int)
     big = Parameter("big", default=0, type=int, help="bytes of an extra artifact (a full disk)")
+    nap = Parameter("nap", default=0.0, type=float, help="seconds each work task sleeps")
 
     @step
     def start(self):
@@ -18,6 +21,8 @@ class IntegrityFlow(FlowSpec):
 
     @step
     def work(self):
+        if self.nap:
+            time.sleep(self.nap)
         self.word = self.input.upper()
         self.part = sum(self.payload) + len(self.input)
         self.next(self.join)

@@ -55,6 +55,26 @@
     return vegaLoading;
   }
 
+  function dressFrame(frame) {
+    const doc = frame.contentDocument;
+    if (!doc || !doc.documentElement) return;
+    try {
+      doc.querySelectorAll("[style]").forEach((node) => {
+        node.style.cssText = node.getAttribute("style");
+      });
+      const rules = Array.from(doc.querySelectorAll("style")).map((s) => s.textContent).join("\n");
+      if (rules && frame.contentWindow.CSSStyleSheet) {
+        const sheet = new frame.contentWindow.CSSStyleSheet();
+        sheet.replaceSync(rules);
+        doc.adoptedStyleSheets = [...doc.adoptedStyleSheets, sheet];
+      }
+    } catch (e) {
+      // Styles are a nicety: the markup shows without them.
+    }
+    const tall = Math.max(doc.documentElement.scrollHeight, doc.body ? doc.body.scrollHeight : 0);
+    frame.style.height = Math.min(Math.max(tall + 4, 40), 2000) + "px";
+  }
+
   function errorBlock(title, text) {
     const box = el("div", "c-error");
     box.appendChild(el("div", "c-error-title", title || "Error"));
@@ -72,9 +92,13 @@
       return box;
     },
     html: (c) => {
+      // A frame without scripts or forms. Same-origin (but never scripts) so that this renderer
+      // can apply the markup's own styles through the CSSOM, which a page's CSP allows where it
+      // refuses style attributes and <style> elements, and fit the frame to its content.
       const frame = el("iframe", "c-html");
-      frame.setAttribute("sandbox", ""); // no scripts, no forms, no access to this page
+      frame.setAttribute("sandbox", "allow-same-origin");
       frame.setAttribute("referrerpolicy", "no-referrer");
+      frame.addEventListener("load", () => dressFrame(frame));
       frame.srcdoc = c.html || "";
       return frame;
     },
