@@ -171,7 +171,7 @@ def main_flow_name(path: str) -> str | None:
     for node in tree.body:
         if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
             for call in ast.walk(node):
-                named = isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-                if named and call.func.id in classes:  # type: ignore[attr-defined]
-                    return call.func.id  # type: ignore[attr-defined]
+                func = call.func if isinstance(call, ast.Call) else None
+                if isinstance(func, ast.Name) and func.id in classes:
+                    return func.id
     return None

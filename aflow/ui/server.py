@@ -38,6 +38,7 @@ from aflow.stores.base import Buffer, ObjectStore
 from aflow.stores.transfer import gather
 from aflow.ui import pages
 from aflow.ui.cards import card_routes, cards_fragment
+from aflow.ui.finding import RunQuery
 from aflow.ui.guard import Guard, host_names
 from aflow.ui.logs import LogChoice, raw_text, repair
 from aflow.ui.markup import esc, page, size, url
@@ -187,14 +188,15 @@ def _int(request: Request, name: str, default: int) -> int:
 
 async def _runs_view(state: UIState, request: Request) -> Rendered:
     flow = request.query_params.get("flow") or None
-    found = await state.runs.page(flow, _int(request, "page", 1), RUNS_PER_PAGE)
+    query = RunQuery.parse(request.query_params)
+    found = await state.runs.page(flow, _int(request, "page", 1), RUNS_PER_PAGE, query)
     crumbs: list[tuple[str, str | None]] = [("runs", url("") if flow else None)]
     if flow:
         crumbs.append((flow, None))
     return Rendered(
         f"{flow} runs" if flow else "runs",
         crumbs,
-        pages.runs_fragments(found, flow, RUNS_PER_PAGE, time.time()),
+        pages.runs_fragments(found, flow, RUNS_PER_PAGE, time.time(), query),
         live=True,  # a new run may start at any time
     )
 
