@@ -244,9 +244,11 @@ def test_metaflow_command_line_habits(
 
 def test_runner_runs_a_flow_file_from_python(store_root: Path) -> None:
     flow = str(COMPAT / "runner_flow.py")
-    with aflow.Runner(flow, show_output=False).run(alpha=3, tags=["nightly"]) as running:
+    runner = aflow.Runner(flow, show_output=False)
+    with runner.run(alpha=3, tags=["nightly"], loud=False, quiet=True) as running:
         assert running.status == "successful" and running.returncode == 0
         assert running.run.data.result == 6 and "nightly" in running.run.tags
+        assert running.run.data.loud_seen is False
         assert "computing with alpha=3" in running.stdout
     with aflow.Runner(flow, show_output=False).run(alpha=-1) as failed:
         assert failed.status == "failed" and not failed.run.successful
