@@ -173,7 +173,7 @@ async def _with_their_blobs(
     a task whose blob is gone (`aflow verify --quarantine` moved a damaged one aside) is redone,
     which stores its value again."""
     digests = sorted({ref["k"] for r in records for ref in r.artifacts.values() if "k" in ref})
-    present = await gather([lambda d=d: store.exists(blob_key(flow, d)) for d in digests])
+    present = await gather([functools.partial(store.exists, blob_key(flow, d)) for d in digests])
     missing = {d for d, there in zip(digests, present, strict=True) if not there}
     if not missing:
         return records
