@@ -99,7 +99,8 @@ class DamagedData(DataStoreError):
 
 
 class DamagedRecordWarning(UserWarning):
-    """A reader skipped a damaged record and went on; the message names the file."""
+    """A reader skipped a damaged record (or resume redid a task whose data is damaged or missing)
+    and went on; the message names the file."""
 
 
 class AflowNotFound(AflowException):

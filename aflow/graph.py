@@ -61,6 +61,11 @@ class StepNode:
         return self.condition is not None
 
     @property
+    def parallel_step(self) -> bool:
+        """Metaflow's @parallel gang step: aflow has none."""
+        return False
+
+    @property
     def is_split(self) -> bool:
         """A static split or a foreach: every branch runs (a conditional step is not one)."""
         return self.foreach_param is not None or (len(self.out_funcs) > 1 and not self.is_switch)
@@ -191,7 +196,9 @@ class FlowGraph:
             return getattr(n, "lineno", fdef.lineno) + offset
 
         calls = [c for c in _own_nodes(fdef) if _is_next_call(c, self_name)]
-        for ret in (r for r in _own_nodes(fdef) if isinstance(r, ast.Return)):
+        # A return at the top of the body makes self.next() unreachable; one inside an if/for
+        # may skip it on one path only, which Metaflow accepts (the task fails if it is taken).
+        for ret in (r for r in fdef.body if isinstance(r, ast.Return)):
             if name != "end":
                 self._problem(
                     "returns before calling self.next(): every path must end in self.next()",

@@ -8,10 +8,11 @@ machinery (a warm parent process, a job poller) for the length of a run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import msgpack
 
@@ -88,3 +89,31 @@ class Backend(Protocol):
     ) -> None: ...
 
     async def run(self, task: TaskSpec, logs: LogSink) -> TaskExit: ...
+
+
+class BackendBase:
+    """A backend's async context, written once: entering runs `_start(stack)`, where a backend
+    starts what it holds for the run and pushes how to stop it onto `stack`; leaving unwinds the
+    stack (also when `_start` fails halfway). A backend that holds nothing overrides nothing."""
+
+    name = "backend"
+    _running: contextlib.AsyncExitStack | None = None  # while entered: how to stop what it started
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        pass
+
+    async def __aenter__(self) -> Self:
+        async with contextlib.AsyncExitStack() as stack:
+            await self._start(stack)
+            self._running = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            await running.__aexit__(exc_type, exc, tb)

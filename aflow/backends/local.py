@@ -95,6 +95,9 @@ class _Task:
 
 
 class LocalBackend:
+    """Each task in an OS process of this machine: forked from a warm parent that has imported the
+    flow (started on entry, stopped on exit), or a fresh interpreter with AFLOW_LOCAL_SPAWN=1."""
+
     name = "local"
 
     def __init__(

@@ -19,12 +19,11 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 import anyio
 
-from aflow.backends.base import LogSink, TaskExit, TaskSpec
+from aflow.backends.base import BackendBase, LogSink, TaskExit, TaskSpec
 from aflow.exception import TaskTerminated
 from aflow.stores.base import ObjectStore
 from aflow.stores.records import TaskRecord, task_record_key
@@ -75,7 +74,7 @@ def _all_done(task: TaskSpec) -> Outcome:
     return Done()
 
 
-class MockBackend:
+class MockBackend(BackendBase):
     """Ends each attempt as `handler(spec)` says; by default every task is done with no artifacts."""
 
     name = "mock"
@@ -86,17 +85,6 @@ class MockBackend:
         self.attempts: list[Attempt] = []
         self.running = 0
         self.most_running = 0  # how many attempts ran at once, at most
-
-    async def __aenter__(self) -> MockBackend:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        pass
 
     def ended(self, step: str, how: Ending) -> list[Attempt]:
         """The attempts of `step` that ended `how`."""

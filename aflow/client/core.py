@@ -646,7 +646,7 @@ class AsyncTask:
 
     async def log(self, stream: str | None = None) -> list[LogLine]:
         """The attempt's saved output lines (both streams unless one is named); [] if none."""
-        from aflow.engine.task_logs import parse_log
+        from aflow.stores.log_format import parse_log
 
         attempt = await self._attempt()
         if attempt is None:

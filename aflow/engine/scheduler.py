@@ -110,6 +110,10 @@ class RunContext:
 
 
 class Scheduler:
+    """Runs one run's graph to its end on a backend: `await run()` returns when the end step is
+    done and raises TaskFailed for the first task that failed (its siblings stopped). What a task
+    produced is read from its record in `store`; everything a user sees goes to `bus`."""
+
     def __init__(
         self,
         graph: FlowGraph,
