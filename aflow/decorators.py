@@ -111,6 +111,19 @@ class EnvironmentDecorator(StepDecorator):
     defaults = {"vars": {}}
 
 
+class SecretsDecorator(StepDecorator):
+    """Secrets as environment variables of the task (see aflow/secret_providers.py)."""
+
+    name = "secrets"
+    defaults = {"sources": [], "role": None, "allow_override": False}
+
+    def validate(self) -> None:
+        from aflow.secret_providers import parse_source
+
+        for source in self.attributes["sources"] or []:
+            parse_source(source, None)  # a malformed source is refused before the run
+
+
 class ResourcesDecorator(StepDecorator):
     """What a step needs (cpu, memory in MiB, gpu, disk in MiB), honoured by whichever compute
     decorator runs it; locally it is only recorded, as in Metaflow."""
@@ -227,7 +240,8 @@ COMPUTE = ("batch", "kubernetes")
 DECORATORS: dict[str, type[StepDecorator]] = {
     d.name: d
     for d in (
-        RetryDecorator, CatchDecorator, TimeoutDecorator, EnvironmentDecorator, ResourcesDecorator,
+        RetryDecorator, CatchDecorator, TimeoutDecorator, EnvironmentDecorator, SecretsDecorator,
+        ResourcesDecorator,
         BatchDecorator, KubernetesDecorator, PypiDecorator, CondaDecorator, CardDecorator,
     )
 }  # fmt: skip
@@ -268,6 +282,7 @@ retry = _factory(RetryDecorator)
 catch = _factory(CatchDecorator)
 timeout = _factory(TimeoutDecorator)
 environment = _factory(EnvironmentDecorator)
+secrets = _factory(SecretsDecorator)
 resources = _factory(ResourcesDecorator)
 batch = _factory(BatchDecorator)
 kubernetes = _factory(KubernetesDecorator)

@@ -27,15 +27,18 @@ from aflow.exception import AflowException
 _REPEATED = {"tags": "--tag", "tag": "--tag", "with_": "--with", "with": "--with", "decospecs": "--with"}
 
 
-def _options(kwargs: dict[str, Any]) -> list[str]:
+def _options(kwargs: dict[str, Any], flags: frozenset[str] = frozenset()) -> list[str]:
     """Keyword arguments as command-line options: `max_workers=4` is `--max-workers 4`, a list is
-    the option repeated, True is a bare flag and False or None leave the option out."""
+    the option repeated, True is a bare flag, None leaves the option out, and False leaves out one
+    of the command's own flags (`flags`) or is `--name False` for a flow's boolean parameter."""
     args: list[str] = []
     for key, value in kwargs.items():
         option = _REPEATED.get(key) or "--" + key.rstrip("_").replace("_", "-")
-        if value is None or value is False:
+        if value is None or (value is False and key.rstrip("_") in flags):
             continue
-        if value is True:
+        if value is False:
+            args += [option, "False"]
+        elif value is True:
             args.append(option)
         elif isinstance(value, (list, tuple, set)) and key in _REPEATED:
             for item in value:
@@ -251,12 +254,16 @@ class Runner:
         return {"datastore": datastore, "datastore_root": root}
 
     def _command(self, command: str, kwargs: dict[str, Any]) -> list[str]:
-        options = {"quiet": self.top_level.get("quiet")}
-        top = {k: v for k, v in self.top_level.items() if k != "quiet"}
+        import typer.main
+
+        from aflow.cli.app import app
+
+        params = typer.main.get_command(app).commands[command].params  # type: ignore[attr-defined]
+        flags = frozenset(p.name for p in params if getattr(p, "is_flag", False))
         return [
             sys.executable, "-m", "aflow", command, self.flow_file,
-            "--run-id-file", str(self._run_id_file), *_options(top), *_options(options),
-            *_options(kwargs),
+            "--run-id-file", str(self._run_id_file), *_options(self.top_level, flags),
+            *_options(kwargs, flags),
         ]  # fmt: skip
 
     def _start(self, command: str, kwargs: dict[str, Any]) -> ExecutingRun:

@@ -661,6 +661,42 @@ def test_a_run_started_while_pages_are_open_appears_and_progresses(
     assert flow.returncode == 0, flow.stderr.read().decode() if flow.stderr else ""
 
 
+def test_a_hidden_tab_stops_reading_and_catches_up_when_shown(tmp_path: Path, page: Any) -> None:
+    from aflow.stores.local import LocalFiles
+    from aflow.stores.records import RunRecord, run_record_key
+
+    files = LocalFiles(tmp_path / "store")
+
+    def add(run_id: str) -> None:
+        record = RunRecord(
+            "IdleFlow", run_id, status="done", started_at=time.time(), finished_at=time.time()
+        )
+        files.put(run_record_key("IdleFlow", run_id), [record.pack()])
+
+    def visibility(state: str) -> None:
+        page.evaluate(
+            """state => {
+                Object.defineProperty(document, "visibilityState", {value: state, configurable: true});
+                const hidden = state === "hidden";
+                Object.defineProperty(document, "hidden", {value: hidden, configurable: true});
+                document.dispatchEvent(new Event("visibilitychange"));
+            }""",
+            state,
+        )
+
+    add("1800000000000001")
+    with _serve(tmp_path / "store", tmp_path / "ui.log") as served:
+        page.goto(served.url + "/")
+        page.wait_for_function("window.aflowLive && window.aflowLive.readyState === 1")
+        visibility("hidden")
+        assert page.evaluate("window.aflowLive.readyState") == 2  # closed: no reads while hidden
+        assert "paused" in page.locator("#live-state").inner_text()
+        add("1800000000000002")
+        visibility("visible")
+        page.locator('tr[data-run="IdleFlow/1800000000000002"]').wait_for()
+        assert page.evaluate("window.aflowLive.readyState") in (0, 1)
+
+
 # -- scale and safety -----------------------------------------------------------------------------
 
 

@@ -494,6 +494,10 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         environment = spec.decorators.get("environment")
         if environment:
             os.environ.update({str(k): str(v) for k, v in environment["vars"].items()})
+        if "secrets" in spec.decorators:  # this process's environment only; never stored
+            from aflow.secret_providers import secret_environment
+
+            os.environ.update(secret_environment(spec.decorators["secrets"], spec.step))
         task = Task(spec, store, node, flow_cls)
         flow = flow_cls.__new__(flow_cls)
         flow.__dict__["_aflow_task"] = task

@@ -98,6 +98,9 @@ class RunsReader:
         # record is small).
         self._final: OrderedDict[tuple[str, str], RunRecord] = OrderedDict()
         self._keep = keep
+        self.every = 0.75
+        self._lock = anyio.Lock()
+        self._listed: tuple[float, list[AsyncFlow], list[list[str]]] | None = None
 
     async def page(
         self, flow: str | None, page: int, per_page: int, query: RunQuery | None = None
@@ -105,8 +108,7 @@ class RunsReader:
         """A page of runs; with a `query` that filters or sorts otherwise than newest first,
         every run's record is read to choose and order them."""
         query = query or RunQuery()
-        flows = await AsyncFlow.list(store=self.store)
-        id_lists = await gather([f.run_ids for f in flows])
+        flows, id_lists = await self._listing()
         counts = [(f.name, len(ids)) for f, ids in zip(flows, id_lists, strict=True) if ids]
         shown = [
             (f.name, i)
@@ -148,6 +150,16 @@ class RunsReader:
             page = min(max(page, 1), pages)
             rows = every[(page - 1) * per_page : page * per_page]
         return RunsPage(sorted(counts), rows, total, page, pages, [str(e) for e in damaged])
+
+    async def _listing(self) -> tuple[list[AsyncFlow], list[list[str]]]:
+        """Every flow and its run ids, listed at most every `every` seconds however many pages
+        (tabs, streams) ask: one listing per flow serves them all."""
+        async with self._lock:
+            if self._listed is None or time.monotonic() - self._listed[0] >= self.every:
+                flows = await AsyncFlow.list(store=self.store)
+                id_lists = await gather([f.run_ids for f in flows])
+                self._listed = (time.monotonic(), flows, id_lists)
+            return self._listed[1], self._listed[2]
 
     async def _record(self, flow: str, run_id: str, damaged: list[DamagedData]) -> RunRecord | None:
         kept = self._final.get((flow, run_id))

@@ -2,7 +2,8 @@
 
 A page is a view: an async function from the request to its title, breadcrumbs and fragments. GET
 `/...` renders the view once, inside the page shell; GET `/live/...` (server-sent events) renders it
-again every `poll` seconds and sends the fragments whose HTML changed, until the view says nothing
+again every `poll` seconds (less often while nothing changes: `backoff`; the page closes its stream
+while its tab is hidden) and sends the fragments whose HTML changed, until the view says nothing
 more will change (a finished run, a task that ended for good). The page tells the stream which
 versions it has (`v=`), so a fresh page is not sent again what it already shows. The store is
 polled, so runs started by any process, anywhere the store is, show up and progress. Nothing here
@@ -49,6 +50,7 @@ from aflow.ui.reader import ReadOnlyStore, RunReaders, RunsReader, artifact_blob
 STATIC = Path(__file__).parent / "static"
 RUNS_PER_PAGE = 50
 KEEPALIVE_SECONDS = 15.0
+MAX_BACKOFF = 10.0
 log = logging.getLogger("aflow.ui")
 
 
@@ -143,6 +145,7 @@ def _stream(view: View, request: Request, poll: float) -> Response:
 
     async def events() -> AsyncIterator[str]:
         quiet = 0.0
+        unchanged = 0  # reads in a row that changed nothing
         while True:
             try:
                 shown = await view(request)
@@ -169,11 +172,20 @@ def _stream(view: View, request: Request, poll: float) -> Response:
             if not shown.live:
                 yield "event: end\ndata: {}\n\n"
                 return
-            await anyio.sleep(poll)
-            quiet += poll
+            unchanged = 0 if changed else unchanged + 1
+            wait = backoff(poll, unchanged)
+            await anyio.sleep(wait)
+            quiet += wait
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+def backoff(poll: float, unchanged: int) -> float:
+    """Seconds until the next read of a live page: `poll` while things change, then longer with
+    each read that changed nothing, up to MAX_BACKOFF polls (a forgotten tab on a quiet store costs
+    a read every ~10 s, not every second; its first change resets it)."""
+    return poll * min(1.5 ** max(unchanged - 2, 0), MAX_BACKOFF)
 
 
 def _int(request: Request, name: str, default: int) -> int:
