@@ -244,3 +244,20 @@ def test_a_full_disk_is_named_with_the_artifact_and_the_store_path(small_disk: P
     assert listed.returncode == 0, listed.stderr
     resumed = run_cli("resume", FLOW_FILE)
     assert "Traceback" not in resumed.stderr and "Unpack" not in resumed.stderr, resumed.stderr
+
+
+def test_quarantine_then_resume_stores_the_damaged_value_again(store_root: Path) -> None:
+    done = run()
+    path = blob_path(store_root, done, "start", "payload")
+    good = path.read_bytes()
+    flip(path)
+    assert run_cli("verify", "IntegrityFlow", "--quarantine").returncode == 1
+    assert not path.exists()
+    resumed = run_cli("resume", FLOW_FILE)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "redoing task" in resumed.stderr and "artifact 'payload' is missing" in resumed.stderr
+    assert path.read_bytes() == good
+    assert aflow.Flow("IntegrityFlow").latest_run.data.total == TOTAL
+    # The blob is back under its name: the first run, which names it too, reads whole again.
+    assert run_cli("verify", "IntegrityFlow").returncode == 0
+    assert done["start"].task.data.payload == list(range(2000))

@@ -352,7 +352,7 @@ def _run_blocking(
             with run_scope:
                 async with start_flow(flow_cls, params, **options) as running:
                     if run_id_file is not None:
-                        run_id_file.write_text(running.run_id)
+                        await anyio.Path(run_id_file).write_text(running.run_id)
                     async for event in running.events():
                         if isinstance(event, RunFinished):
                             printer.finish(event)

@@ -70,6 +70,9 @@ PULL_WAITING = {"ErrImagePull", "ImagePullBackOff"}
 
 
 class KubernetesBackend(RemoteBackend):
+    """@kubernetes steps as Jobs (an Indexed Job per foreach group), followed by one pod watch and
+    one Job watch per namespace; stopping the run deletes its Jobs."""
+
     name = "kubernetes"
     platform = "Kubernetes"
     # The API's own limit on an Indexed Job's completions (and parallelism): 10^5.
