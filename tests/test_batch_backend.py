@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ def on_batch(batch_endpoint, s3_datastore, monkeypatch):
     monkeypatch.setenv("AFLOW_BATCH_ENDPOINT_URL", batch_endpoint.url)
     monkeypatch.setenv("AFLOW_LOGS_ENDPOINT_URL", batch_endpoint.logs_endpoint)
     monkeypatch.setenv("AFLOW_BATCH_JOB_QUEUE", "aflow-test-queue")
+    monkeypatch.setenv("AFLOW_BATCH_IAM_ROLE", "arn:aws:iam::123456789012:role/aflow-task")
     monkeypatch.setenv("AFLOW_BATCH_POLL_SECONDS", "0.1")
     monkeypatch.setenv("AFLOW_TEST_COMPUTE", "batch")
     batch_endpoint.parallelism = 8
@@ -60,6 +62,88 @@ def test_list_goes_to_batch_and_back(on_batch):
     assert "doubling on double: [2, 4, 6]" in on_batch.log_lines(job.job_id)
     assert (task.backend, task.job_id) == ("batch", job.job_id)
     assert result["start"].task.backend == "local"
+
+
+def test_temporary_credentials_keep_jobs_under_the_override_limit(on_batch, monkeypatch):
+    # Under SSO, an assumed role or an instance profile, every presigned URL carries a session
+    # token of 1,000+ characters; Batch fails a job whose command and environment pass 8,192.
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjE" + "Ab9+/" * 260)
+    monkeypatch.setattr("aflow.stores.s3._session", None)  # credentials are read afresh
+    result = run("remote_foreach", width=3)
+    assert result.successful, result
+    (definition,) = on_batch.calls("RegisterJobDefinition")
+    command = definition["containerProperties"]["command"]
+    assert len("".join(command)) < 1000  # a stub that fetches the bootstrap, not the bootstrap
+    (submit,) = on_batch.calls("SubmitJob")
+    env = submit["containerOverrides"]["environment"]
+    url = next(e["value"] for e in env if e["name"] == "AFLOW_BOOT_URL")
+    assert "X-Amz-Security-Token" in url and "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url  # SigV4
+    # What Batch hands ECS (and DescribeJobs repeats for each child): the stub and the
+    # environment, with room to spare under 8,192 for the user's own variables.
+    parent = next(iter(on_batch.jobs))
+    container = on_batch.describe(f"{parent}:0")["container"]
+    overrides = {"command": container["command"], "environment": container["environment"]}
+    assert len(json.dumps(overrides)) < 5000
+
+
+HALF_FLOW = """
+from aflow import FlowSpec, batch, resources, step
+
+
+class HalfFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.half)
+
+    @resources(cpu=0.5, memory=512)
+    @batch
+    @step
+    def half(self):
+        print("on half a cpu")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+
+def run_file(path: Path):
+    return anyio.run(lambda: run_flow(load_flow_file(str(path)), {}))
+
+
+def test_whole_vcpus_and_the_log_group_setting(on_batch, monkeypatch, tmp_path):
+    (tmp_path / "half.py").write_text(HALF_FLOW)
+    monkeypatch.setenv("AFLOW_BATCH_LOG_GROUP", "/aflow/test-jobs")
+    result = run_file(tmp_path / "half.py")
+    assert result.successful, result
+    (definition,) = on_batch.calls("RegisterJobDefinition")
+    props = definition["containerProperties"]
+    assert {"type": "VCPU", "value": "1"} in props["resourceRequirements"]  # EC2: whole vCPUs
+    assert props["logConfiguration"]["options"]["awslogs-group"] == "/aflow/test-jobs"
+    (job,) = on_batch.jobs.values()
+    assert on_batch._log_target(job)[0] == "/aflow/test-jobs"
+    assert "on half a cpu" in result["half"].task.stdout
+
+
+def test_no_job_role_is_warned_before_the_container_finds_no_credentials(
+    on_batch, monkeypatch, tmp_path
+):
+    (tmp_path / "half.py").write_text(HALF_FLOW)
+    monkeypatch.delenv("AFLOW_BATCH_IAM_ROLE")
+    result = run_file(tmp_path / "half.py")
+    assert not result.successful
+    log = result["half"].task.stderr
+    assert "has no job role (@batch(iam_role=...) or AFLOW_BATCH_IAM_ROLE)" in log, log
+
+
+def test_array_children_spawned_late_are_not_lost(on_batch, monkeypatch):
+    # Batch spawns an array's children asynchronously: for a while none is describable.
+    monkeypatch.setattr("aflow.backends.batch.LOST_AFTER_ROUNDS", 5)  # ~1 s of polls at 0.1 s
+    on_batch.child_spawn_delay = 6.0
+    result = run("remote_foreach", width=3)
+    assert result.successful, result
+    assert len(list(result["square"])) == 3
 
 
 def test_numpy_array_summed_remotely(on_batch):
@@ -154,7 +238,11 @@ def test_stuck_in_runnable_is_reported(on_batch, monkeypatch, capfd):
     on_batch.hold_runnable()
 
     def release_later() -> None:
-        time.sleep(4)
+        # Held a while after it reached RUNNABLE (not after the test began: on a loaded machine
+        # the flow's first step alone can take seconds).
+        while not any(j.status == "RUNNABLE" for j in on_batch.jobs.values()):
+            time.sleep(0.1)
+        time.sleep(5)
         on_batch.release()
 
     threading.Thread(target=release_later, daemon=True).start()

@@ -324,6 +324,29 @@ def test_a_held_job_stays_runnable_until_released(
     run(batch_endpoint, moto_s3_endpoint, body)
 
 
+def test_container_overrides_over_8192_characters_fail_the_job(
+    batch_endpoint: FakeBatch, moto_s3_endpoint: str
+) -> None:
+    async def body(batch: Any, logs: Any) -> None:
+        arn = await register(batch)
+        ok = {"environment": [{"name": "X", "value": "x" * 7000}]}
+        r = await batch.submit_job(
+            jobName="fits", jobQueue=QUEUE, jobDefinition=arn, containerOverrides=ok
+        )
+        job, _ = await wait_final(batch, r["jobId"])
+        assert job["status"] == "SUCCEEDED"
+        # The command counts too, even from the job definition (Batch passes it on as an override).
+        long_def = await register(batch, "long-command", command=["python", "-c", "pass#" + "y" * 5000])
+        r = await batch.submit_job(
+            jobName="too-long", jobQueue=QUEUE, jobDefinition=long_def, containerOverrides=ok
+        )
+        job, seen = await wait_final(batch, r["jobId"])
+        assert job["status"] == "FAILED" and "RUNNING" not in seen
+        assert job["statusReason"] == "Container Overrides length must be at most 8192"
+
+    run(batch_endpoint, moto_s3_endpoint, body)
+
+
 def test_host_eviction_and_retry_strategy(batch_endpoint: FakeBatch, moto_s3_endpoint: str) -> None:
     batch_endpoint.inject_failure("eviction", count=1, after=0.1)
     code = (

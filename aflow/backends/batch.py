@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 from typing import Any
@@ -56,6 +57,11 @@ def queue_for(decorators: dict[str, dict[str, Any]]) -> str:
     return str(queue)
 
 
+def role_for(decorators: dict[str, dict[str, Any]]) -> str | None:
+    """The job role: the container's own AWS credentials (for the datastore)."""
+    return decorators.get("batch", {}).get("iam_role") or os.environ.get("AFLOW_BATCH_IAM_ROLE")
+
+
 def check_step(step: str, decorators: dict[str, dict[str, Any]]) -> None:
     """What can be known wrong before the run starts."""
     try:
@@ -88,6 +94,7 @@ class BatchBackend(RemoteBackend):
         self._logs: Any = None
         self._clients = contextlib.AsyncExitStack()
         self._tailing: set[RemoteTask] = set()
+        self._warned_role = False
 
     # -- clients -------------------------------------------------------------------------------
 
@@ -114,8 +121,9 @@ class BatchBackend(RemoteBackend):
         """The ARN of a job definition for the group's container shape, registered on first need."""
         settings = group.decorators.get("batch", {})
         res = self.resources(group)
+        # EC2 queues take whole vCPUs only: a fraction (fine on Kubernetes) is rounded up.
         requirements = [
-            {"type": "VCPU", "value": f"{res['cpu'] or 1:g}"},
+            {"type": "VCPU", "value": str(max(1, math.ceil(res["cpu"] or 1)))},
             {"type": "MEMORY", "value": str(int(res["memory"] or 4096))},
         ]
         if res["gpu"]:
@@ -125,9 +133,14 @@ class BatchBackend(RemoteBackend):
             "command": bootstrap_command(),
             "resourceRequirements": requirements,
         }
-        role = settings.get("iam_role") or os.environ.get("AFLOW_BATCH_IAM_ROLE")
+        role = role_for(group.decorators)
         if role:
             properties["jobRoleArn"] = role
+        if self.log_group != DEFAULT_LOG_GROUP:  # Batch's default needs no configuration
+            properties["logConfiguration"] = {
+                "logDriver": "awslogs",
+                "options": {"awslogs-group": self.log_group},
+            }
         if settings.get("shared_memory"):
             properties["linuxParameters"] = {"sharedMemorySize": int(settings["shared_memory"])}
         digest = hashlib.sha256(json.dumps(properties, sort_keys=True).encode()).hexdigest()[:16]
@@ -148,6 +161,15 @@ class BatchBackend(RemoteBackend):
             return self._definitions[digest]
 
     async def _submit(self, group: JobGroup) -> None:
+        if not role_for(group.decorators) and not self._warned_role:
+            self._warned_role = True
+            await group.tasks[0].logs.line(
+                "stderr",
+                "[aflow] warning: @batch has no job role (@batch(iam_role=...) or "
+                "AFLOW_BATCH_IAM_ROLE): the container gets no AWS credentials of its own for the "
+                f"datastore ({self.ctx.store.url}) unless its compute environment's instance role "
+                "grants them",
+            )
         definition = await self._definition(group)
         env = await self.container_env(group)
         request: dict[str, Any] = {
@@ -194,9 +216,9 @@ class BatchBackend(RemoteBackend):
         described: list[JobGroup] = []
         for group in list(self.active.values()):
             waiting = [t for t in group.tasks if t.exit is None and "final" not in t.extra]
-            if group.is_array and not group.extra.get("dirty", True) and group.job_id:
-                ids[group.job_id] = group
-            else:
+            if group.is_array and group.job_id:
+                ids[group.job_id] = group  # its status says whether its children exist yet
+            if not group.is_array or group.extra.get("dirty", True):
                 ids.update((t.job_id, t) for t in waiting if t.job_id)
                 if group.is_array:
                     described.append(group)
@@ -221,9 +243,15 @@ class BatchBackend(RemoteBackend):
                     outcome.append(f"{type(e).__name__}: {e}")
                     return
             answered = {job["jobId"] for job in answer.get("jobs", [])}
+            for job in answer.get("jobs", []):
+                group = ids.get(job["jobId"])
+                if isinstance(group, JobGroup):
+                    group.extra["parent_status"] = job["status"]
             for job_id in chunk:
                 target = ids[job_id]
                 if job_id in answered or not isinstance(target, RemoteTask):
+                    continue
+                if self._not_spawned_yet(target):
                     continue
                 # Batch forgets jobs some days after they end: a job never seen again is lost.
                 target.extra["missing"] = target.extra.get("missing", 0) + 1
@@ -235,7 +263,9 @@ class BatchBackend(RemoteBackend):
                 if isinstance(target, JobGroup):
                     summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
                     seen = {k: v for k, v in summary.items() if v}
-                    target.extra["dirty"] = seen != target.extra.get("summary")
+                    # No children yet (the parent spawns them asynchronously): nothing to ask.
+                    spawning = not seen and job["status"] in ("SUBMITTED", "PENDING")
+                    target.extra["dirty"] = not spawning and seen != target.extra.get("summary")
                 elif target is not None:
                     await self._update(target, job)
 
@@ -247,6 +277,14 @@ class BatchBackend(RemoteBackend):
         for group in described:
             group.extra.update(dirty=False, summary=_summary(group))
         return None
+
+    def _not_spawned_yet(self, task: RemoteTask) -> bool:
+        """An array child Batch does not know yet while its parent is still spawning children
+        (the parent is not final): not lost, only not there yet."""
+        if not task.job_id or ":" not in task.job_id:
+            return False
+        group = self.active.get(task.job_id.split(":")[0])
+        return group is not None and group.extra.get("parent_status") not in (None, *FINAL)
 
     async def _update(self, task: RemoteTask, job: dict[str, Any]) -> None:
         status = job["status"]

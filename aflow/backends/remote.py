@@ -25,18 +25,19 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import metadata
 from types import TracebackType
 from typing import Any, ClassVar
 
 import anyio
 import anyio.abc
-import msgpack
 
 from aflow.backends.base import LogSink, TaskExit, TaskSpec
+from aflow.backends.launch import BOOT_ENV, launch_blob, pack_specs
+from aflow.backends.launch import bootstrap_command as bootstrap_command  # for the drivers
 from aflow.decorators import resources_for
-from aflow.engine.packaging import build_package
-from aflow.install_hint import declared_requirements
+from aflow.engine.packaging import build_package, env_patterns
+from aflow.install_hint import DISTRIBUTION, declared_requirements
 from aflow.stores.artifacts import blob_key
 from aflow.stores.base import REMOTE, ObjectStore
 
@@ -288,7 +289,7 @@ class RemoteBackend:
             dataclasses.replace(t.spec, flow_file=os.path.basename(t.spec.flow_file), sys_path=[]).pack()
             for t in group.tasks
         ]
-        data = msgpack.packb(packed, use_bin_type=True)
+        data = pack_specs(packed)  # each child reads only its own (see backends/launch.py)
         digest = hashlib.sha256(data).hexdigest()
         await self.ctx.store.put(blob_key(self.ctx.flow_name, digest), [data])
         return digest
@@ -356,7 +357,22 @@ class RemoteBackend:
             return self._code
 
     async def container_env(self, group: JobGroup) -> dict[str, str]:
-        """The environment of the group's containers (the same for every child of an array)."""
+        """The environment of the group's containers (the same for every child of an array): a
+        few short names and one URL; the rest of the settings travel in the launch blob."""
+        settings = await self.container_settings(group)
+        blob = launch_blob(settings)
+        digest = hashlib.sha256(blob).hexdigest()
+        key = blob_key(self.ctx.flow_name, digest)
+        await self.ctx.store.put(key, [blob])
+        env = {k: settings[k] for k in BOOT_ENV if k in settings}
+        env.update(AFLOW_BOOT_KEY=key, AFLOW_BOOT_SHA256=digest)
+        url = await self.presigned(key)
+        if url:
+            env["AFLOW_BOOT_URL"] = url
+        return env
+
+    async def container_settings(self, group: JobGroup) -> dict[str, str]:
+        """Everything a container of the group needs to know, for the launch blob."""
         code = await self.code_package()
         env = {
             "AFLOW_BACKEND": self.name,
@@ -364,10 +380,12 @@ class RemoteBackend:
             "AFLOW_DATASTORE_ROOT": self.ctx.store.url,
             "AFLOW_FLOW_NAME": self.ctx.flow_name,
             "AFLOW_TASK_SPECS": group.specs_digest,
+            "AFLOW_TASK_COUNT": str(len(group.tasks)),
             "AFLOW_CODE_KEY": code.key,
             "AFLOW_CODE_SHA256": code.digest,
             "AFLOW_REQUIREMENTS": requirements_for(self.ctx.datastore),
             "AFLOW_IMAGE": self.image(group),
+            "AFLOW_MIN_PYTHON": min_python(),
             "PYTHONUNBUFFERED": "1",
         }
         environment = group.tasks[0].spec.environment
@@ -411,10 +429,14 @@ def default_image(group: JobGroup) -> str:
     return f"python:{environment.get('python_version') or here}"
 
 
-def bootstrap_command() -> list[str]:
-    """The container's command: the bootstrap, whose only needs are python3 and its stdlib."""
-    source = (Path(__file__).parent.parent / "engine" / "bootstrap.py").read_text()
-    return ["python3", "-c", source]
+def min_python() -> str:
+    """The oldest Python aflow runs on, from its metadata ("3.11" of ">=3.11")."""
+    try:
+        declared = metadata.metadata(DISTRIBUTION).get("Requires-Python") or ""
+    except metadata.PackageNotFoundError:  # a checkout on the path, not installed
+        declared = ""
+    found = re.search(r"(\d+\.\d+)", declared)
+    return found.group(1) if found else "3.11"
 
 
 def dist_name(requirement: str) -> str:
@@ -442,9 +464,11 @@ def requirements_for(datastore: str) -> str:
 async def _upload_code(ctx: RemoteContext) -> CodeRef:
     package = await anyio.to_thread.run_sync(
         lambda: build_package(
-            ctx.flow_file, _patterns("AFLOW_PACKAGE_INCLUDE"), _patterns("AFLOW_PACKAGE_EXCLUDE")
+            ctx.flow_file, env_patterns("AFLOW_PACKAGE_INCLUDE"), env_patterns("AFLOW_PACKAGE_EXCLUDE")
         )
     )
+    for warning in package.warnings:
+        print(f"[aflow] warning: {warning}", file=sys.stderr)
     key = blob_key(ctx.flow_name, package.digest)
     if not await ctx.store.exists(key):
         await ctx.store.put(key, [package.data])
@@ -455,10 +479,6 @@ async def presigned(store: ObjectStore, key: str) -> str | None:
     """A URL that reads `key` without credentials, where the store can make one."""
     presign = getattr(store, "presigned_url", None)
     return await presign(key, PRESIGN_SECONDS) if presign else None
-
-
-def _patterns(name: str) -> list[str]:
-    return [p.strip() for p in (os.environ.get(name) or "").split(",") if p.strip()]
 
 
 def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

@@ -352,7 +352,7 @@ def _run_blocking(
             with run_scope:
                 async with start_flow(flow_cls, params, **options) as running:
                     if run_id_file is not None:
-                        run_id_file.write_text(running.run_id)
+                        await anyio.Path(run_id_file).write_text(running.run_id)
                     async for event in running.events():
                         if isinstance(event, RunFinished):
                             printer.finish(event)
@@ -402,7 +402,8 @@ def check(flow_file: FlowFile) -> None:
 def package(
     flow_file: FlowFile,
     include: Annotated[
-        list[str] | None, typer.Option(help="Also include files matching this pattern.")
+        list[str] | None,
+        typer.Option(help="Also include files matching this pattern (as AFLOW_PACKAGE_INCLUDE)."),
     ] = None,
     exclude: Annotated[
         list[str] | None, typer.Option(help="Leave out files matching this pattern.")
@@ -410,19 +411,35 @@ def package(
     files: Annotated[bool, typer.Option("--files", help="List every file.")] = False,
 ) -> None:
     def go() -> None:
-        from aflow.engine.packaging import build_package
+        from aflow.engine.packaging import WHY_AFLOW, build_package, env_patterns
 
         _load(flow_file)
-        built = build_package(flow_file, include or [], exclude or [])
-        own = [f for f in built.files if not f.startswith("aflow/")]
+        built = build_package(
+            flow_file,
+            [*env_patterns("AFLOW_PACKAGE_INCLUDE"), *(include or [])],
+            [*env_patterns("AFLOW_PACKAGE_EXCLUDE"), *(exclude or [])],
+            survey=True,
+        )
+        own = [f for f in built.files if built.why.get(f) != WHY_AFLOW]
         typer.echo(
             f"code package {built.digest[:16]}: {len(built.files)} files "
             f"({len(own)} of the flow's, the rest aflow), {built.size / 1024:.0f} KiB"
         )
         for name in own if not files else built.files:
-            typer.echo(f"  {name}")
+            typer.echo(f"  {name}  ({built.why.get(name, '')})")
+        if built.left_out:
+            typer.echo(
+                "left out (neither imported nor included; add with --include or AFLOW_PACKAGE_INCLUDE):"
+            )
+            shown = built.left_out if files else built.left_out[:20]
+            for name in shown:
+                typer.echo(f"  {name}")
+            if len(shown) < len(built.left_out):
+                typer.echo(f"  ... and {len(built.left_out) - len(shown)} more (--files lists all)")
         for name, why in built.skipped:
             typer.echo(f"  skipped {name}: {why}")
+        for warning in built.warnings:
+            typer.echo(f"warning: {warning}", err=True)
 
     _guarded(go)
 

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 import typer
 
 from aflow.cards.client import find_cards, open_in_browser
@@ -154,7 +155,7 @@ def get(
         if file is None or file == "-":
             sys.stdout.write(html)
         else:
-            Path(file).write_text(html, encoding="utf-8")
+            await anyio.Path(file).write_text(html, encoding="utf-8")
             typer.echo(file)
 
     _run_async(go)

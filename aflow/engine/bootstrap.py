@@ -1,10 +1,16 @@
-"""The first thing a remote task's container runs (as `python3 -c <this file>`): standard library only.
+"""What a remote task's container runs first: standard library only, old-Python syntax.
 
-It fetches the run's code package (from a presigned URL, or through aflow's own store when the
-image has aflow installed), checks its hash, unpacks it, pip-installs the dependencies the image
+The container's short command (backends/launch.py) fetches this file with the job's settings in
+front (`AFLOW_SETTINGS`) and runs it. It checks the image's Python, fetches the run's code
+package (from a presigned URL, or through aflow's own store when the image has aflow installed
+and the URL is missing or expired), checks its hash, unpacks it, pip-installs the dependencies the image
 lacks (or, for a step with @pypi/@conda, makes its environment from the stored lock, once per
 AFLOW_ENV_CACHE), and replaces itself with `python -m aflow.engine.task_runtime --remote`, which
-finds its task in the store. The environment (see backends/remote.py) says where everything is.
+finds its task in the store. The settings (see backends/remote.py) say where everything is.
+
+Real images: it works in a writable folder (the working directory, else the system's temporary
+one: non-root users, read-only root filesystems) and turns SIGTERM into an exit when it runs as
+PID 1 (where a signal without a handler is ignored).
 """
 
 import hashlib
@@ -12,9 +18,11 @@ import importlib.util
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import urllib.request
 
@@ -24,24 +32,61 @@ def fail(message):
     sys.exit(70)
 
 
+def from_store(env, key, why):
+    """An object read with the container's own credentials, through an aflow the image has."""
+    try:
+        from aflow.stores.base import open_blocking_store
+    except ImportError:
+        fail(f"{why}, and the image has no aflow to read the datastore with ({key})")
+    store = open_blocking_store(env["AFLOW_DATASTORE"], env["AFLOW_DATASTORE_ROOT"])
+    return bytes(store.get(key))
+
+
 def fetch(env, what):
-    """The object AFLOW_<what>_KEY names, by its presigned AFLOW_<what>_URL if there is one."""
+    """The object AFLOW_<what>_KEY names, by its presigned AFLOW_<what>_URL if there is one (else,
+    or when the URL has expired, through the datastore)."""
     url, key = env.get(f"AFLOW_{what}_URL"), env[f"AFLOW_{what}_KEY"]
     if not url:
-        try:
-            from aflow.stores.base import open_blocking_store
-        except ImportError:
-            fail(f"no AFLOW_{what}_URL and no aflow in the image to read the datastore with")
-        store = open_blocking_store(env["AFLOW_DATASTORE"], env["AFLOW_DATASTORE_ROOT"])
-        return bytes(store.get(key))
+        return from_store(env, key, f"no AFLOW_{what}_URL")
     for attempt in range(5):
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
                 return response.read()
         except OSError as e:
-            if attempt == 4:
-                fail(f"could not fetch {key}: {e}")
+            expired = getattr(e, "code", None) in (400, 403)  # signed with credentials now gone
+            if expired or attempt == 4:
+                return from_store(env, key, f"its presigned URL failed ({e})")
             time.sleep(2**attempt)
+
+
+def check_python(env):
+    """Say clearly when the image's Python is too old for aflow (its syntax would fail later)."""
+    wanted = tuple(int(p) for p in (env.get("AFLOW_MIN_PYTHON") or "3.11").split("."))
+    if sys.version_info[:2] < wanted:
+        here = ".".join(map(str, sys.version_info[:3]))
+        fail(
+            f"the image's python3 is {here}; aflow needs {'.'.join(map(str, wanted))} or newer: "
+            "use an image with a newer Python (@batch(image=...) / @kubernetes(image=...), "
+            "AFLOW_BATCH_IMAGE, AFLOW_KUBERNETES_IMAGE or AFLOW_DEFAULT_IMAGE)"
+        )
+
+
+def writable_dir(wanted):
+    """A folder we can write: the one asked for, else under the working directory, else under
+    the system's temporary folder (a read-only root filesystem, a non-root user)."""
+    if wanted:
+        os.makedirs(wanted, exist_ok=True)
+        return os.path.abspath(wanted)
+    for base in (os.getcwd(), tempfile.gettempdir()):
+        try:
+            return tempfile.mkdtemp(prefix="aflow-code-", dir=base)
+        except OSError:
+            continue
+    fail("no writable folder: mount a writable volume and set TMPDIR to it")
+
+
+def on_sigterm(signum, frame):
+    sys.exit(128 + signum)
 
 
 def run(args, what):
@@ -111,12 +156,18 @@ def importable(module):
 
 
 def main():
-    env = dict(os.environ)
-    code_dir = os.path.abspath(env.get("AFLOW_CODE_DIR") or "aflow-code")
+    if os.getpid() == 1:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    # The job's settings (prefixed to this file by backends/launch.py); the platform's own
+    # variables (array index, job id) win.
+    env = dict(globals().get("AFLOW_SETTINGS") or {})
+    env.update(os.environ)
+    if not env.get("AFLOW_ENV_KEY"):
+        check_python(env)
+    code_dir = writable_dir(env.get("AFLOW_CODE_DIR"))
     data = fetch(env, "CODE")
     if hashlib.sha256(data).hexdigest() != env["AFLOW_CODE_SHA256"]:
         fail(f"the code package {env['AFLOW_CODE_KEY']} does not match its hash")
-    os.makedirs(code_dir, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         try:
             tar.extractall(code_dir, filter="data")
@@ -133,7 +184,8 @@ def main():
             # the container may not run as root.
             print(f"[aflow bootstrap] installing {' '.join(missing)}", file=sys.stderr, flush=True)
             target = os.path.join(code_dir, ".aflow-deps")
-            run([sys.executable, "-m", "pip", "install", "-q", "--target", target, *missing], "pip")
+            pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+            run([*pip, "--no-cache-dir", "--target", target, *missing], "pip")
             paths.append(target)
     env["AFLOW_CODE_DIR"] = code_dir
     env["PYTHONPATH"] = os.pathsep.join(p for p in (*paths, env.get("PYTHONPATH")) if p)

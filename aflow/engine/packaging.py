@@ -1,8 +1,11 @@
 """The code package: what a remote task needs of the user's code, as one reproducible tarball.
 
-It holds the flow file and the files beside it, the local modules the flow imports from elsewhere,
-and aflow itself; never version-control folders, virtualenvs, caches, secrets (.env files, keys,
-credentials) or files over a size limit, and it says which files it skipped and why. The same
+Safe by construction: it holds the flow file, the local modules the flow imports (directly or
+through each other; the standard library and installed packages stay out), the files the user
+names explicitly (`AFLOW_PACKAGE_INCLUDE`, `aflow package --include`, or a `package_include` list
+on the flow class), and aflow itself. Nothing else of the flow's folder goes in. A denylist of
+credential files (cloud, kube, docker, package-index, shell history, tfstate, key files) is a second
+guard that even an explicit include cannot pass. A warning is given above a total size. The same
 content always makes the same bytes (sorted entries, fixed times and owners, gzip without a
 timestamp), so the package is stored once under its hash however often the flow runs.
 """
@@ -27,16 +30,45 @@ import aflow
 
 MiB = 1 << 20
 DEFAULT_MAX_FILE_SIZE = 10 * MiB
-DEFAULT_EXCLUDES = (
-    ".git", ".hg", ".svn", "__pycache__", "*.pyc", "*.pyo", ".aflow", ".metaflow",
-    ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox",
-    "*.egg-info", ".ipynb_checkpoints", ".DS_Store",
+DEFAULT_WARN_SIZE = 50 * MiB  # of the user's own files: every container downloads them
+# Folders never looked into when matching include patterns (nor listed as left out).
+NEVER_WALKED = (
+    ".git", ".hg", ".svn", "__pycache__", ".aflow", ".metaflow", ".venv", "venv", "node_modules",
+    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox", "*.egg-info", ".ipynb_checkpoints",
 )  # fmt: skip
-SECRETS = (
-    ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*",
-    "id_ed25519*", ".aws", ".ssh", ".netrc", ".pgpass", "credentials", "*credentials*.json",
-    ".git-credentials", "*.kubeconfig", "kubeconfig",
+NEVER_PACKED = ("*.pyc", "*.pyo", ".DS_Store")
+# The second guard: files that hold credentials, never packaged whatever selected them. A pattern
+# with a "/" matches the end of a path ("x/.kube/config"); one without matches any path component.
+CREDENTIALS = (
+    # generic secrets and keys
+    ".env", ".env.*", "*.env", ".envrc", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore",
+    "*.ppk", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", ".ssh", ".gnupg", ".netrc", "_netrc",
+    ".pgpass", ".my.cnf", ".htpasswd", "credentials", "credentials.toml", "*credentials*.json",
+    "*-key.json", "*_key.json", "service-account*.json", "secrets.toml", "secrets.yaml",
+    "secrets.yml", "secrets.json", ".git-credentials", ".vault-token",
+    # cloud CLIs
+    ".aws", ".s3cfg", ".boto", ".azure", "msal_token_cache.*", "accessTokens.json",
+    "azureProfile.json", ".config/gcloud", "credentials.db", "access_tokens.db",
+    "legacy_credentials", "application_default_credentials.json", ".oci",
+    # kubernetes, docker, terraform
+    ".kube", "kubeconfig", "*.kubeconfig", ".docker", ".dockercfg", "*.tfstate", "*.tfstate.*",
+    ".terraform", ".terraformrc", "terraform.rc", "*.tfvars",
+    # package indexes
+    ".pypirc", ".npmrc", ".yarnrc", ".yarnrc.yml", "pip.conf", "pip.ini", ".cargo", ".gem",
+    ".condarc",
+    # shell and REPL histories
+    ".*_history", ".*history", ".lesshst", ".viminfo",
+    # apps
+    ".streamlit",
 )  # fmt: skip
+# Kept for callers of the old names.
+DEFAULT_EXCLUDES = NEVER_WALKED + NEVER_PACKED
+SECRETS = CREDENTIALS
+
+WHY_FLOW = "the flow file"
+WHY_IMPORTED = "imported"
+WHY_INCLUDED = "included"
+WHY_AFLOW = "aflow"
 
 
 @dataclass
@@ -45,6 +77,10 @@ class CodePackage:
     digest: str
     files: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    why: dict[str, str] = field(default_factory=dict)  # archive name -> why it is in
+    left_out: list[str] = field(default_factory=list)  # files of the folder not selected
+    own_size: int = 0  # bytes of the user's files, before compression
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -59,15 +95,38 @@ def _matches(relative: str, patterns: Iterable[str]) -> str | None:
     return None
 
 
+def credential_rule(path: str) -> str | None:
+    """The denylist pattern a path matches (relative or absolute), if any."""
+    relative = path.replace(os.sep, "/").lstrip("/")
+    parts = relative.split("/")
+    for pattern in CREDENTIALS:
+        if "/" in pattern:
+            if (
+                relative == pattern
+                or relative.endswith("/" + pattern)
+                or f"/{pattern}/" in ("/" + relative)
+            ):
+                return pattern
+        elif any(fnmatch.fnmatch(p, pattern) for p in parts):
+            return pattern
+    return None
+
+
 def _is_virtualenv(folder: Path) -> bool:
     return (folder / "pyvenv.cfg").exists()
 
 
 def _walk(root: Path) -> Iterator[Path]:
+    """Every file under root, in a fixed order, without looking into folders that never hold the
+    user's code (version control, caches, virtualenvs)."""
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames if _matches(d, NEVER_WALKED) is None and not _is_virtualenv(here / d)
+        )
         for name in sorted(filenames):
-            yield Path(dirpath) / name
+            if _matches(name, NEVER_PACKED) is None:
+                yield here / name
 
 
 def library_roots() -> list[str]:
@@ -78,37 +137,55 @@ def library_roots() -> list[str]:
     return [os.path.realpath(r) for r in roots if r]
 
 
-def _imported_names(file: Path) -> set[str]:
+def _imported_names(file: Path, module: str | None) -> set[str]:
+    """Absolute names of the modules a file imports (every prefix of a dotted name: importing
+    `a.b` runs `a/__init__.py` too). `module` is the file's own dotted name, for relative imports."""
     try:
         tree = ast.parse(file.read_text(encoding="utf-8"), str(file))
     except (OSError, SyntaxError, UnicodeDecodeError):
         return set()
+    package = None
+    if module:
+        package = module if file.name == "__init__.py" else module.rpartition(".")[0]
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                if not package:
+                    continue
+                parts = package.split(".")
+                if node.level - 1 > len(parts) - 1:
+                    continue
+                anchor = ".".join(parts[: len(parts) - (node.level - 1)])
+                base = f"{anchor}.{base}" if base else anchor
+            if not base:
+                continue
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    return {".".join(n.split(".")[: i + 1]) for n in names for i in range(n.count(".") + 1)}
 
 
 def _local_modules(flow_path: Path, root: Path) -> Iterator[tuple[str, Path]]:
-    """The user's own modules the flow imports, directly or through each other, that live outside
-    its folder (not the standard library, installed packages or aflow): (archive name, file)."""
-    libraries = library_roots()
-    aflow_dir = os.path.realpath(os.path.dirname(aflow.__file__))
-    inside = str(root.resolve()) + os.sep
+    """The user's own modules the flow imports, directly or through each other (not the standard
+    library, installed packages or aflow): (archive name, file). A module inside the flow's folder
+    keeps its place there; one from elsewhere on the path goes in under its dotted name."""
+    libraries = [lib + os.sep for lib in library_roots()]
+    aflow_dir = os.path.realpath(os.path.dirname(aflow.__file__)) + os.sep
+    inside = str(root) + os.sep
     seen: set[str] = set()
-    todo = [flow_path]
+    todo: list[tuple[Path, str | None]] = [(flow_path, None)]
     while todo:
-        for name in sorted(_imported_names(todo.pop())):
-            if name in seen:
+        file, module = todo.pop()
+        for name in sorted(_imported_names(file, module)):
+            if name in seen or name == "__main__":
                 continue
             seen.add(name)
             try:
                 spec = importlib.util.find_spec(name)
-            except (ImportError, ValueError):
+            except (ImportError, ValueError, AttributeError):
                 continue
             origin = spec.origin if spec else None
             if not origin or not origin.endswith(".py"):
@@ -116,10 +193,40 @@ def _local_modules(flow_path: Path, root: Path) -> Iterator[tuple[str, Path]]:
             real = os.path.realpath(origin)
             if real.startswith(aflow_dir) or any(real.startswith(lib) for lib in libraries):
                 continue
-            todo.append(Path(real))
-            if not real.startswith(inside):
+            todo.append((Path(real), name))
+            if real.startswith(inside):
+                yield Path(real).relative_to(root).as_posix(), Path(real)
+            else:
                 tail = "/__init__.py" if real.endswith("__init__.py") else ".py"
                 yield name.replace(".", "/") + tail, Path(real)
+
+
+def flow_class_includes(flow_path: Path) -> list[str]:
+    """The `package_include = [...]` patterns of the flow classes in a file (read, not run)."""
+    try:
+        tree = ast.parse(flow_path.read_text(encoding="utf-8"), str(flow_path))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return []
+    found: list[str] = []
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for item in node.body:
+            targets = item.targets if isinstance(item, ast.Assign) else []
+            if isinstance(item, ast.AnnAssign) and item.value is not None:
+                targets = [item.target]
+            if any(isinstance(t, ast.Name) and t.id == "package_include" for t in targets):
+                try:
+                    value = ast.literal_eval(item.value)  # type: ignore[union-attr, arg-type]
+                except ValueError:
+                    continue
+                found.extend([value] if isinstance(value, str) else list(value))
+    return [str(p) for p in found]
+
+
+def env_patterns(name: str) -> list[str]:
+    """Comma-separated patterns of a setting (AFLOW_PACKAGE_INCLUDE, AFLOW_PACKAGE_EXCLUDE)."""
+    return [p.strip() for p in (os.environ.get(name) or "").split(",") if p.strip()]
 
 
 def build_package(
@@ -127,52 +234,89 @@ def build_package(
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     max_file_size: int | None = None,
+    survey: bool = False,
 ) -> CodePackage:
-    """The package for a flow file (call after the flow is loaded, so its imports are known)."""
+    """The package for a flow file (call after the flow is loaded, so its imports are found the
+    way the flow finds them). The flow's folder is walked only to match include patterns, or with
+    `survey` to list what is left out (for `aflow package`)."""
     flow_path = Path(flow_file).resolve()
     root = flow_path.parent
     limit = max_file_size or int(os.environ.get("AFLOW_PACKAGE_MAX_FILE_SIZE") or DEFAULT_MAX_FILE_SIZE)
-    include, exclude = list(include), list(exclude)
-    chosen: dict[str, Path] = {}
+    warn_size = int(os.environ.get("AFLOW_PACKAGE_WARN_SIZE") or DEFAULT_WARN_SIZE)
+    include = [*include, *flow_class_includes(flow_path)]
+    exclude = list(exclude)
+    chosen: dict[str, Path] = {flow_path.name: flow_path}
+    why: dict[str, str] = {flow_path.name: WHY_FLOW}
     skipped: list[tuple[str, str]] = []
-    for path in _walk(root):
+    left_out: list[str] = []
+
+    def take(archive: str, path: Path, reason: str) -> None:
+        if archive in chosen:
+            return
+        rule = credential_rule(archive)
+        if rule:
+            skipped.append((archive, f"looks like a credential file ({rule}), never packaged"))
+            return
+        user_rule = _matches(archive, exclude)
+        if user_rule:
+            skipped.append((archive, f"excluded ({user_rule})"))
+            return
+        chosen[archive], why[archive] = path, reason
+
+    for archive, path in _local_modules(flow_path, root):
+        take(archive, path, WHY_IMPORTED)
+    for path in _walk(root) if include or survey else ():
         relative = path.relative_to(root).as_posix()
-        if path == flow_path:
-            chosen[relative] = path
+        if relative in chosen:
             continue
-        forced = _matches(relative, include)
-        secret = _matches(relative, SECRETS)
-        if secret:
-            skipped.append((relative, f"looks like a secret ({secret})"))
-            continue
-        if not forced:
-            rule = _matches(relative, [*DEFAULT_EXCLUDES, *exclude])
+        pattern = _matches(relative, include)
+        if pattern is None:
+            rule = credential_rule(relative)
             if rule:
-                if rule not in DEFAULT_EXCLUDES:  # the user's own excludes are worth a mention
-                    skipped.append((relative, f"excluded ({rule})"))
-                continue
-            folders = path.relative_to(root).parents
-            if any(_is_virtualenv(root / p) for p in folders if p != Path(".")):
-                continue  # a virtualenv, whatever its name
+                skipped.append((relative, f"looks like a credential file ({rule}), never packaged"))
+            else:
+                left_out.append(relative)
+            continue
         if path.is_symlink() and not path.resolve().is_relative_to(root):
             skipped.append((relative, "a link to outside the flow's folder"))
             continue
         size = path.stat().st_size
-        if size > limit and not forced:
-            skipped.append((relative, f"{size / MiB:.1f} MiB, over the {limit / MiB:.0f} MiB limit"))
+        if size > limit:
+            skipped.append(
+                (
+                    relative,
+                    f"{size / MiB:.1f} MiB, over the {limit / MiB:.0f} MiB limit "
+                    "(AFLOW_PACKAGE_MAX_FILE_SIZE)",
+                )
+            )
             continue
-        chosen[relative] = path
-    for archive, path in _local_modules(flow_path, root):
-        chosen.setdefault(archive, path)
+        take(relative, path, f"{WHY_INCLUDED} ({pattern})")
+    own_size = sum(p.stat().st_size for p in chosen.values())
     aflow_root = Path(aflow.__file__).resolve().parent
     for path in _walk(aflow_root):
         inside = path.relative_to(aflow_root).as_posix()
         # With the card renderer and its chart libraries: a remote task renders its cards' HTML.
         card_asset = inside.startswith("cards/") and path.suffix in (".js", ".css")
         if path.suffix == ".py" or path.name == "py.typed" or card_asset:
-            chosen[f"aflow/{inside}"] = path
+            chosen[f"aflow/{inside}"], why[f"aflow/{inside}"] = path, WHY_AFLOW
+    warnings = []
+    if own_size > warn_size:
+        warnings.append(
+            f"the code package holds {own_size / MiB:.1f} MiB of the flow's files (over "
+            f"{warn_size / MiB:.0f} MiB, AFLOW_PACKAGE_WARN_SIZE): every remote task downloads it; "
+            "keep data in the datastore (artifacts, IncludeFile) rather than in the package"
+        )
     data = _tarball(chosen)
-    return CodePackage(data, hashlib.sha256(data).hexdigest(), sorted(chosen), skipped)
+    return CodePackage(
+        data,
+        hashlib.sha256(data).hexdigest(),
+        sorted(chosen),
+        skipped,
+        why,
+        left_out,
+        own_size,
+        warnings,
+    )
 
 
 def _tarball(files: dict[str, Path]) -> bytes:

@@ -242,8 +242,8 @@ class LocalFiles:
         except OutsideRoot:
             return False
         if os.path.islink(path):
-            return self._resolves_inside(path) and os.path.exists(path)
-        return os.path.exists(path)
+            return self._resolves_inside(path) and os.path.isfile(path)
+        return os.path.isfile(path)  # an object, not a folder of them
 
     def move_aside(self, key: str, to: str) -> str:
         """Rename a (damaged) object to key `to` (`aflow verify --quarantine`); returns its path."""

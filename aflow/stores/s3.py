@@ -60,6 +60,9 @@ def _shared_session() -> aioboto3.Session:
 
 
 class S3Store:
+    """The ObjectStore on an S3 bucket and prefix (`s3://bucket/prefix`): one client per event
+    loop, multipart uploads and ranged reads past the transfer threshold, errors named by URL."""
+
     def __init__(self, url: str) -> None:
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         if not bucket:
@@ -79,6 +82,9 @@ class S3Store:
             # Not botocore's own checksums, computed on the event loop: multipart parts carry a
             # CRC32 computed in a worker thread (see put), and small objects are checked by key.
             request_checksum_calculation="when_required",
+            # Presigned URLs too: buckets made since mid-2020 refuse SigV2, botocore's default
+            # for presigning in some regions.
+            signature_version="s3v4",
         )
         endpoint = os.environ.get("AFLOW_S3_ENDPOINT_URL") or None
         return _shared_session().client("s3", endpoint_url=endpoint, config=config)
