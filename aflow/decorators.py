@@ -9,7 +9,7 @@ decorator to every step that does not already have one of that name, as in Metaf
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aflow.exception import AflowException
@@ -109,6 +109,19 @@ class TimeoutDecorator(StepDecorator):
 class EnvironmentDecorator(StepDecorator):
     name = "environment"
     defaults = {"vars": {}}
+
+
+class SecretsDecorator(StepDecorator):
+    """Secrets as environment variables of the task (see aflow/secret_providers.py)."""
+
+    name = "secrets"
+    defaults = {"sources": [], "role": None, "allow_override": False}
+
+    def validate(self) -> None:
+        from aflow.secret_providers import parse_source
+
+        for source in self.attributes["sources"] or []:
+            parse_source(source, None)  # a malformed source is refused before the run
 
 
 class ResourcesDecorator(StepDecorator):
@@ -227,13 +240,14 @@ COMPUTE = ("batch", "kubernetes")
 DECORATORS: dict[str, type[StepDecorator]] = {
     d.name: d
     for d in (
-        RetryDecorator, CatchDecorator, TimeoutDecorator, EnvironmentDecorator, ResourcesDecorator,
+        RetryDecorator, CatchDecorator, TimeoutDecorator, EnvironmentDecorator, SecretsDecorator,
+        ResourcesDecorator,
         BatchDecorator, KubernetesDecorator, PypiDecorator, CondaDecorator, CardDecorator,
     )
 }  # fmt: skip
 
 
-def compute_of(step: str, decorators: dict[str, dict[str, Any]]) -> str | None:
+def compute_of(step: str, decorators: Mapping[str, Mapping[str, Any]]) -> str | None:
     """Where a step runs: "batch", "kubernetes", or None for local."""
     chosen = [name for name in COMPUTE if name in decorators]
     if len(chosen) > 1:
@@ -268,6 +282,7 @@ retry = _factory(RetryDecorator)
 catch = _factory(CatchDecorator)
 timeout = _factory(TimeoutDecorator)
 environment = _factory(EnvironmentDecorator)
+secrets = _factory(SecretsDecorator)
 resources = _factory(ResourcesDecorator)
 batch = _factory(BatchDecorator)
 kubernetes = _factory(KubernetesDecorator)

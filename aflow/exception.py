@@ -8,6 +8,7 @@ with a traceback only under `--debug`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class AflowException(Exception):
@@ -98,7 +99,8 @@ class DamagedData(DataStoreError):
 
 
 class DamagedRecordWarning(UserWarning):
-    """A reader skipped a damaged record and went on; the message names the file."""
+    """A reader skipped a damaged record (or resume redid a task whose data is damaged or missing)
+    and went on; the message names the file."""
 
 
 class AflowNotFound(AflowException):
@@ -237,8 +239,8 @@ class CaughtException(Exception):
     def __reduce__(self) -> tuple[object, ...]:
         return (CaughtException, (), self.__dict__)
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
+        self.__dict__.update(state or {})
         self.args = (self.exception,)
 
     def __str__(self) -> str:
@@ -279,3 +281,9 @@ class TimeoutException(AflowException):
 
 class TaskKilled(AflowException):
     """A task's process ended without a record of its own (killed by a signal, say a segfault)."""
+
+
+class TaskTerminated(BaseException):
+    """SIGTERM arrived in a task process: its run is being stopped. Raised so that `finally` blocks
+    (ours, which remove temporary files, and the user's) run before the process exits; a
+    BaseException, so a step's `except Exception` does not swallow it."""

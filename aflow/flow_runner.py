@@ -27,15 +27,18 @@ from aflow.exception import AflowException
 _REPEATED = {"tags": "--tag", "tag": "--tag", "with_": "--with", "with": "--with", "decospecs": "--with"}
 
 
-def _options(kwargs: dict[str, Any]) -> list[str]:
+def _options(kwargs: dict[str, Any], flags: frozenset[str] = frozenset()) -> list[str]:
     """Keyword arguments as command-line options: `max_workers=4` is `--max-workers 4`, a list is
-    the option repeated, True is a bare flag and False or None leave the option out."""
+    the option repeated, True is a bare flag, None leaves the option out, and False leaves out one
+    of the command's own flags (`flags`) or is `--name False` for a flow's boolean parameter."""
     args: list[str] = []
     for key, value in kwargs.items():
         option = _REPEATED.get(key) or "--" + key.rstrip("_").replace("_", "-")
-        if value is None or value is False:
+        if value is None or (value is False and key.rstrip("_") in flags):
             continue
-        if value is True:
+        if value is False:
+            args += [option, "False"]
+        elif value is True:
             args.append(option)
         elif isinstance(value, (list, tuple, set)) and key in _REPEATED:
             for item in value:
@@ -150,20 +153,21 @@ class ExecutingRun:
         """(position, line) for each line of `stream` from `position` on, until the run ends."""
         import anyio
 
-        with open(self._logs[stream], "rb") as f:
-            f.seek(position or 0)
+        async with await anyio.open_file(self._logs[stream], "rb") as f:
+            await f.seek(position or 0)
             pending = b""
             while True:
                 ended = self._process.poll() is not None
-                chunk = f.read()
+                chunk = await f.read()
                 if chunk:
                     *lines, pending = (pending + chunk).split(b"\n")
+                    end = await f.tell()
                     for line in lines:
-                        yield f.tell() - len(pending), line.decode(errors="replace")
+                        yield end - len(pending), line.decode(errors="replace")
                     continue
                 if ended:
                     if pending:
-                        yield f.tell(), pending.decode(errors="replace")
+                        yield await f.tell(), pending.decode(errors="replace")
                     return
                 await anyio.sleep(0.1)  # the file grows as the child writes: read what came
 
@@ -250,12 +254,16 @@ class Runner:
         return {"datastore": datastore, "datastore_root": root}
 
     def _command(self, command: str, kwargs: dict[str, Any]) -> list[str]:
-        options = {"quiet": self.top_level.get("quiet")}
-        top = {k: v for k, v in self.top_level.items() if k != "quiet"}
+        import typer.main
+
+        from aflow.cli.app import app
+
+        params = typer.main.get_command(app).commands[command].params  # type: ignore[attr-defined]
+        flags = frozenset(p.name for p in params if getattr(p, "is_flag", False))
         return [
             sys.executable, "-m", "aflow", command, self.flow_file,
-            "--run-id-file", str(self._run_id_file), *_options(top), *_options(options),
-            *_options(kwargs),
+            "--run-id-file", str(self._run_id_file), *_options(self.top_level, flags),
+            *_options(kwargs, flags),
         ]  # fmt: skip
 
     def _start(self, command: str, kwargs: dict[str, Any]) -> ExecutingRun:
@@ -303,6 +311,11 @@ def flow_class_name(path: str) -> str:
     under `if __name__ == "__main__":`, else its one class deriving from FlowSpec."""
     import ast
 
+    from aflow.engine.flow_loader import main_flow_name
+
+    found = main_flow_name(path)
+    if found is not None:
+        return found
     tree = ast.parse(Path(path).read_text(), path)
     flows = [
         node.name
@@ -311,12 +324,6 @@ def flow_class_name(path: str) -> str:
         and any((b.id if isinstance(b, ast.Name) else getattr(b, "attr", "")) == "FlowSpec"
                 for b in node.bases)
     ]  # fmt: skip
-    for node in tree.body:
-        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
-            for call in ast.walk(node):
-                named = isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-                if named and (call.func.id in flows or not flows):  # type: ignore[attr-defined]
-                    return call.func.id  # type: ignore[attr-defined]
     if len(flows) == 1:
         return flows[0]
     raise AflowException(

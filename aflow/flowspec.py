@@ -119,7 +119,8 @@ class FlowSpec:
             raise RuntimeError(
                 f"{type(self).__name__} is not running: steps run through `aflow run` or run_flow()"
             )
-        return ctx
+        task: TaskContext = ctx
+        return task
 
     def _aflow_artifact(self, name: str) -> Any:
         if name in self.__dict__:

@@ -8,7 +8,6 @@ names the step and the file:line to fix. The graph is also what the scheduler wa
 from __future__ import annotations
 
 import ast
-import functools
 import hashlib
 import inspect
 import sys
@@ -60,6 +59,11 @@ class StepNode:
     @property
     def is_switch(self) -> bool:
         return self.condition is not None
+
+    @property
+    def parallel_step(self) -> bool:
+        """Metaflow's @parallel gang step: aflow has none."""
+        return False
 
     @property
     def is_split(self) -> bool:
@@ -192,7 +196,9 @@ class FlowGraph:
             return getattr(n, "lineno", fdef.lineno) + offset
 
         calls = [c for c in _own_nodes(fdef) if _is_next_call(c, self_name)]
-        for ret in (r for r in _own_nodes(fdef) if isinstance(r, ast.Return)):
+        # A return at the top of the body makes self.next() unreachable; one inside an if/for
+        # may skip it on one path only, which Metaflow accepts (the task fails if it is taken).
+        for ret in (r for r in fdef.body if isinstance(r, ast.Return)):
             if name != "end":
                 self._problem(
                     "returns before calling self.next(): every path must end in self.next()",
@@ -538,10 +544,10 @@ def flow_source_file(flow_cls: type) -> str | None:
         return str(file)
     for attr in dir(flow_cls):
         func = getattr(flow_cls, attr, None)
-        if is_step(func):
+        if callable(func) and is_step(func):
             code = getattr(inspect.unwrap(func), "__code__", None)
             if code is not None:
-                return code.co_filename
+                return str(code.co_filename)
     return None
 
 
@@ -560,7 +566,12 @@ def _class_location(flow_cls: type) -> tuple[str, int]:
     return file, 1
 
 
-@functools.cache
 def graph_for(flow_cls: type) -> FlowGraph:
     """The graph of a flow class, built once per process."""
-    return FlowGraph(flow_cls)
+    graph = _GRAPHS.get(flow_cls)
+    if graph is None:
+        graph = _GRAPHS[flow_cls] = FlowGraph(flow_cls)
+    return graph
+
+
+_GRAPHS: dict[type, FlowGraph] = {}

@@ -38,7 +38,7 @@ def _call_default(fn: Callable[..., Any], ctx: ParameterContext) -> Any:
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
         ]
     except (TypeError, ValueError):
-        takes = [None]
+        return fn(ctx)  # no signature to read (a builtin): assume it takes the context
     return fn(ctx) if takes else fn()
 
 
@@ -143,7 +143,7 @@ class Parameter:
     def type_name(self) -> str:
         if self.is_flag:
             return "bool"
-        return getattr(self.type, "name", None) or getattr(self.type, "__name__", "value")
+        return str(getattr(self.type, "name", None) or getattr(self.type, "__name__", "value"))
 
     def convert(self, raw: Any) -> Any:
         """Turn a command-line string (or a Python value) into the parameter's type; with

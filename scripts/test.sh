@@ -59,6 +59,8 @@ fi
 
 say "ruff"
 python -m ruff check aflow tests examples benchmarks
+say "mypy --strict (over the modules pyproject.toml [tool.mypy] lists)"
+python -m mypy
 say "the dependency floors (scripts/dependency_floor.sh)"
 bash scripts/dependency_floor.sh "$venv/bin/python"
 say "pytest"

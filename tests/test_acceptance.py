@@ -432,7 +432,6 @@ INVALID_CASES = {
     "start_with_inputs.py": "start step cannot take inputs",
     "syntax_err.py": "syntax error",
     "no_flow.py": "defines no FlowSpec subclass",
-    "two_flows.py": "defines several flows",
     "next_with_call.py": "self.next()",
     "foreach_not_literal.py": "foreach= takes the artifact name as a string",
     "undecorated_target.py": "names 'helper', which is not a step",
@@ -489,6 +488,9 @@ def test_base_flow_subclass_and_python_entry_of_two_flows(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "two" in r.stdout
+    # and so does `aflow run file.py` (issue 13: Metaflow runs the one started under __main__)
+    r = aflow("run", str(INVALID / "two_flows.py"), "-q", root=tmp_path)
+    assert r.returncode == 0 and "] two" in r.stdout and "] one" not in r.stdout, r.stderr
 
 
 # --------------------------------------------------------------------------------------------

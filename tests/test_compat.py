@@ -244,9 +244,11 @@ def test_metaflow_command_line_habits(
 
 def test_runner_runs_a_flow_file_from_python(store_root: Path) -> None:
     flow = str(COMPAT / "runner_flow.py")
-    with aflow.Runner(flow, show_output=False).run(alpha=3, tags=["nightly"]) as running:
+    runner = aflow.Runner(flow, show_output=False)
+    with runner.run(alpha=3, tags=["nightly"], loud=False, quiet=True) as running:
         assert running.status == "successful" and running.returncode == 0
         assert running.run.data.result == 6 and "nightly" in running.run.tags
+        assert running.run.data.loud_seen is False
         assert "computing with alpha=3" in running.stdout
     with aflow.Runner(flow, show_output=False).run(alpha=-1) as failed:
         assert failed.status == "failed" and not failed.run.successful
@@ -262,3 +264,76 @@ def test_runner_runs_a_flow_file_from_python(store_root: Path) -> None:
     seen, running = anyio.run(started)
     assert seen is not None and running.status == "successful"
     assert running.run.id == seen and running.run.data.result == 10
+
+
+# -- 8: what Metaflow's graph check accepts ------------------------------------------------------
+
+
+def test_two_flows_in_a_file_and_a_conditional_return(store_root: Path) -> None:
+    flow = COMPAT / "two_flows.py"
+    checked = run_cli("check", str(flow))
+    assert checked.returncode == 0, checked.stderr
+    result = run_cli("run", str(flow))
+    assert result.returncode == 0, result.stderr
+    assert latest("MainFlow").data.which == "main"
+    script = run_script(flow, "run")
+    assert script.returncode == 0, script.stderr
+    assert len(list(aflow.Flow("MainFlow").runs())) == 2
+    named = run_cli("run", f"{flow}:HelperFlow")
+    assert named.returncode == 0, named.stderr
+    assert latest("HelperFlow").data.which == "helper"
+
+
+# -- 7: @secrets ----------------------------------------------------------------------------------
+
+SECRET_VALUES = {
+    "DB_USER": "ada",
+    "DB_PASSWORD": "correct horse battery staple",
+    "API_TOKEN": "tok-5f1e2d3c4b5a",
+    "secret_1": "Pizza is a vegetable.",
+    "LOCAL_KEY": "from a local file 7a9",
+}
+
+
+def test_secrets_are_the_tasks_environment_and_stored_nowhere(
+    store_root: Path, tmp_path: Path, moto_s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import json
+
+    import boto3
+
+    for name, value in {
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_s3_endpoint,
+        "AWS_ENDPOINT_URL_STS": moto_s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    client = boto3.client("secretsmanager", endpoint_url=moto_s3_endpoint)
+    db = json.dumps({"DB_USER": "ada", "DB-PASSWORD": SECRET_VALUES["DB_PASSWORD"]})
+    for secret_id, text in (("db-creds", db), ("plain-token", SECRET_VALUES["API_TOKEN"])):
+        try:
+            client.create_secret(Name=secret_id, SecretString=text)
+        except client.exceptions.ResourceExistsException:
+            client.put_secret_value(SecretId=secret_id, SecretString=text)
+    local = tmp_path / "secrets.json"
+    local.write_text(json.dumps({"LOCAL_KEY": SECRET_VALUES["LOCAL_KEY"]}))
+    monkeypatch.setenv("AFLOW_TEST_SECRET_FILE", str(local))
+
+    result = run_cli("run", f"{COMPAT / 'secrets_flow.py'}:SecretsFlow")
+    assert result.returncode == 0, result.stderr
+    run = latest("SecretsFlow")
+    digests = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in SECRET_VALUES.items()}
+    assert run["start"].task.data.seen == digests
+    assert run.data.visible_later == []  # the task's environment only
+    stored = b"".join(p.read_bytes() for p in store_root.rglob("*") if p.is_file())
+    for name, value in SECRET_VALUES.items():
+        if name != "secret_1":  # an inline secret is written in the flow's source, stored with it
+            assert value.encode() not in stored and value not in result.stdout + result.stderr
+
+    missing = run_cli("run", f"{COMPAT / 'secrets_flow.py'}:MissingSecretFlow")
+    assert missing.returncode == 1
+    assert "no-such-secret" in missing.stdout + missing.stderr

@@ -115,8 +115,8 @@ def test_next_missing_twice_or_not_last(tmp_path: Path) -> None:
 
         @step
         def b(self):
-            if self.x:
-                return
+            self.x = 2
+            return
             self.next(self.c)
 
         @step

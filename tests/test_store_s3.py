@@ -1,12 +1,11 @@
-"""The S3 store over the wire, against moto's S3 server: objects small and large, faults, errors."""
+"""The S3 store over the wire, against moto's S3 server: faults, errors, roots (the contract every
+store keeps is in test_store_contract.py)."""
 
 from __future__ import annotations
 
 import os
-import threading
 
 import anyio
-import numpy as np
 import pytest
 
 from aflow.exception import DataStoreError
@@ -23,30 +22,6 @@ def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AFLOW_TRANSFER_CONCURRENCY", "3")
 
 
-def test_small_and_large_objects_round_trip(s3_datastore: tuple[str, str], small_parts: None) -> None:
-    store = open_store(*s3_datastore)
-    big = np.random.default_rng(0).integers(0, 255, 18 * MiB + 123, dtype=np.uint8)
-
-    async def main() -> None:
-        await store.check()
-        await store.put("a/small", [b"hello ", memoryview(b"world")])
-        assert await store.get("a/small") == b"hello world"
-        # Parts cut across the object's own buffers: header, the array, a tail.
-        await store.put("a/big", [b"HEAD", memoryview(big), b"TAIL"])
-        got = await store.get("a/big")
-        assert isinstance(got, bytearray) and len(got) == big.nbytes + 8
-        assert got[:4] == b"HEAD" and got[-4:] == b"TAIL"
-        assert np.array_equal(np.frombuffer(got, dtype=np.uint8, offset=4, count=big.nbytes), big)
-        assert await store.get_range("a/big", 4 + 10 * MiB, 5) == big[10 * MiB : 10 * MiB + 5].tobytes()
-        assert await store.exists("a/big") and not await store.exists("a/none")
-        await store.put("a/b/c/d", [b"x"])
-        assert await store.list("a") == ["b", "big", "small"]
-        assert await store.list("nothing") == []
-        with pytest.raises(NotFound, match=r"s3://.*/runs/a/none"):
-            await store.get("a/none")
-        await store.aclose()
-
-    anyio.run(main)
 
 
 class _ClientThatDropsPart3:
@@ -88,22 +63,6 @@ async def _async(value: object) -> object:
     return value
 
 
-def test_blocking_view_from_a_plain_thread(s3_datastore: tuple[str, str]) -> None:
-    files = open_store(*s3_datastore).blocking()
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            files.put("t/k", [b"abc"])
-            assert files.get("t/k") == b"abc" and files.exists("t/k")
-            assert files.list("t") == ["k"]
-        except BaseException as e:
-            errors.append(e)
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join()
-    assert not errors, errors
 
 
 def test_check_says_what_to_fix(s3_datastore: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,19 +98,15 @@ def test_throttling_and_dropped_connections_are_retried(
     assert "503" in faults and "reset" in faults
 
 
-def test_store_contract_edges(s3_datastore: tuple[str, str]) -> None:
+def test_a_root_without_prefix_and_a_missing_bucket(s3_datastore: tuple[str, str]) -> None:
     bucket = s3_datastore[1].removeprefix("s3://").split("/")[0]
     bare = open_store("s3", f"s3://{bucket}")  # a root with no prefix
 
     async def main() -> None:
-        await bare.put("empty", [])
-        assert await bare.get("empty") == b""
         await bare.put("ten", [b"0123456789"])
-        assert await bare.get_range("ten", 3, 0) == b""
-        assert await bare.get_range("ten", 20, 5) == b""
         assert await bare.get_range("ten", 8, 5) == b"89"
         assert "ten" in await bare.list("")
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFound, match=f"s3://{bucket}/nothing"):
             await bare.get_range("nothing", 0, 5)
         await bare.aclose()
 

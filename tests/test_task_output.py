@@ -11,7 +11,7 @@ from conftest import FLOWS, run_cli
 
 import aflow
 from aflow.backends.lines import LINE_LIMIT, LineSplitter
-from aflow.engine.task_logs import parse_log
+from aflow.stores.log_format import parse_log
 
 
 def test_progress_frames_keep_the_last_and_colours_stay() -> None:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -499,6 +500,115 @@ def test_logs_search_whole_download_colours_and_progress_frames(
         assert "\r" in body and "50%|#####" in body  # the download keeps every frame
 
 
+# -- finding runs and layout -----------------------------------------------------------------------
+
+
+def _seconds(text: str) -> float:
+    """A duration as the UI prints it (`52ms`, `4.64s`, `1m02s`, `2h05m`) in seconds."""
+    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:([\d.]+)s)?(?:([\d.]+)ms)?|<1ms", text.strip())
+    assert m, text
+    h, mins, secs, ms = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mins * 60 + secs + ms / 1000
+
+
+def test_runs_are_filtered_and_sorted_from_the_url(
+    page: Any, server: Server, runs: Runs, shots: Path
+) -> None:
+    def shown() -> list[str]:
+        rows = page.locator("#runs tbody tr")
+        return [rows.nth(i).get_attribute("data-run") for i in range(rows.count())]
+
+    page.goto(server.url + "/")
+    page.select_option('form.filters select[name="status"]', "failed")
+    page.locator("form.filters button").click()
+    page.wait_for_url(re.compile(r"status=failed"))
+    assert set(shown()) == {f"UIDemoFlow/{runs.failed}", f"UIStatesFlow/{runs.stopped}"}
+    _shot(page, shots, "runs_filtered")
+    page.goto(server.url + "/?param=fail%3DTrue")
+    assert shown() == [f"UIDemoFlow/{runs.failed}"]
+    assert page.locator('form.filters input[name="param"]').input_value() == "fail=True"
+    page.goto(server.url + "/?flow=UIStatesFlow&status=done")
+    assert shown() == [f"UIStatesFlow/{runs.resumed}"]
+    page.goto(server.url + "/?since=2999-01-01")
+    assert shown() == [] and "No run matches these filters" in page.locator("#runs").inner_text()
+    page.goto(server.url + "/?until=2023-11-15")
+    assert shown() == [f"UIDeadFlow/{runs.dead}"]  # started in 2023
+    page.goto(server.url + "/?flow=UIDemoFlow")
+    tag = page.locator(f'tr[data-run="UIDemoFlow/{runs.ok}"] .tag').first.inner_text()
+    assert tag.startswith("user:")
+    page.goto(server.url + "/?" + urllib.parse.urlencode({"tag": tag, "flow": "UIDemoFlow"}))
+    assert set(shown()) == {f"UIDemoFlow/{runs.ok}", f"UIDemoFlow/{runs.failed}"}
+    page.goto(server.url + "/?" + urllib.parse.urlencode({"user": tag[5:], "status": "done"}))
+    assert f"UIDemoFlow/{runs.ok}" in shown() and f"UIDemoFlow/{runs.failed}" not in shown()
+    page.goto(server.url + "/?tag=no-such-tag")
+    assert shown() == []
+
+    # Sorting: a header sorts by its column, descending first, then ascending; the URL keeps it.
+    page.goto(server.url + "/")
+    page.locator('th a.sort[data-sort="duration"]').click()
+    page.wait_for_url(re.compile(r"sort=-duration"))
+    durations = [_seconds(t) for t in page.locator("#runs tbody td:nth-child(5)").all_inner_texts()]
+    assert durations == sorted(durations, reverse=True) and len(durations) >= 6
+    assert page.locator('th[aria-sort="descending"]').text_content().startswith("Duration")
+    page.locator('th a.sort[data-sort="duration"]').click()
+    page.wait_for_url(re.compile(r"sort=duration(&|$)"))
+    durations = [_seconds(t) for t in page.locator("#runs tbody td:nth-child(5)").all_inner_texts()]
+    assert durations == sorted(durations)
+    page.goto(server.url + "/?sort=flow")
+    flows = [r.split("/")[0] for r in shown()]
+    assert flows == sorted(flows)
+
+
+PAGES = (
+    ("runs", "/"),
+    ("run", "/run/UIDemoFlow/{ok}"),
+    ("run_failed", "/run/UIDemoFlow/{failed}"),
+    ("run_wide", "/run/UIWideFlow/{wide}"),
+    ("run_stopped", "/run/UIStatesFlow/{stopped}"),
+    ("run_resumed", "/run/UIStatesFlow/{resumed}"),
+    ("run_dead", "/run/UIDeadFlow/{dead}"),
+    ("task", "/task/UIDemoFlow/{ok}/start/1"),
+    ("task_failed", "/task/UIDemoFlow/{failed}/work/6"),
+)
+
+
+def test_every_page_fits_a_phone_screen(browser: Any, server: Server, runs: Runs, shots: Path) -> None:
+    """At 390 px wide no page is wider than the screen: tables, the DAG and the timeline scroll
+    inside their own boxes."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    phone = context.new_page()
+    phone.set_default_timeout(15_000)
+    ids = {"ok": runs.ok, "failed": runs.failed, "wide": runs.wide, "stopped": runs.stopped}
+    ids |= {"resumed": runs.resumed, "dead": runs.dead}
+    try:
+        for name, path in PAGES:
+            phone.goto(server.url + path.format(**ids))
+            wide = phone.evaluate("document.documentElement.scrollWidth")
+            assert wide <= 390, f"{name} is {wide}px wide on a 390px screen"
+            _shot(phone, shots, f"{name}_phone")
+    finally:
+        context.close()
+
+
+def test_a_20_step_pipeline_stays_legible(tmp_path: Path, page: Any, shots: Path) -> None:
+    """20 steps in a row are drawn top to bottom: every step's name is readable without zooming."""
+    from aflow.stores.local import LocalFiles
+    from aflow.stores.records import RunRecord
+
+    names = [f"stage_{i:02d}" for i in range(20)]
+    steps = {n: {"type": "linear", "next": names[i + 1 : i + 2]} for i, n in enumerate(names)}
+    run = RunRecord("LongFlow", "1800000000000000", graph={"steps": steps}, status="done")
+    LocalFiles(tmp_path / "store").put("LongFlow/1800000000000000/run.mpk", [run.pack()])
+    with _serve(tmp_path / "store", tmp_path / "ui.log") as served:
+        page.goto(f"{served.url}/run/LongFlow/1800000000000000")
+        assert page.locator("svg.dag.vertical").count() == 1
+        sizes = page.eval_on_selector_all(
+            "svg.dag text.name", "ts => ts.map(t => t.getBoundingClientRect().height)"
+        )
+        assert len(sizes) == 20 and min(sizes) >= 12, sizes  # about the page's own text size
+        _shot(page, shots, "run_20_steps")
+
+
 # -- live -----------------------------------------------------------------------------------------
 
 
@@ -532,7 +642,8 @@ def test_a_run_started_while_pages_are_open_appears_and_progresses(
         run_page.evaluate("window.keptAlive = 'same page'")
         assert run_page.locator("h1 .badge").inner_text() == "running"
         node = 'svg.dag a.node[data-step="{}"]'
-        run_page.locator(node.format("work") + ".running").wait_for()
+        # Running, or already done on a machine so loaded that the page took longer than a task.
+        run_page.locator(f"{node.format('work')}.running, {node.format('work')}.done").wait_for()
         assert "done" in run_page.locator(node.format("start")).get_attribute("class")
         _shot(run_page, shots, "run_live")
         run_page.locator(node.format("work") + ".done").wait_for()
@@ -548,6 +659,42 @@ def test_a_run_started_while_pages_are_open_appears_and_progresses(
         flow.wait(60)
         context.close()
     assert flow.returncode == 0, flow.stderr.read().decode() if flow.stderr else ""
+
+
+def test_a_hidden_tab_stops_reading_and_catches_up_when_shown(tmp_path: Path, page: Any) -> None:
+    from aflow.stores.local import LocalFiles
+    from aflow.stores.records import RunRecord, run_record_key
+
+    files = LocalFiles(tmp_path / "store")
+
+    def add(run_id: str) -> None:
+        record = RunRecord(
+            "IdleFlow", run_id, status="done", started_at=time.time(), finished_at=time.time()
+        )
+        files.put(run_record_key("IdleFlow", run_id), [record.pack()])
+
+    def visibility(state: str) -> None:
+        page.evaluate(
+            """state => {
+                Object.defineProperty(document, "visibilityState", {value: state, configurable: true});
+                const hidden = state === "hidden";
+                Object.defineProperty(document, "hidden", {value: hidden, configurable: true});
+                document.dispatchEvent(new Event("visibilitychange"));
+            }""",
+            state,
+        )
+
+    add("1800000000000001")
+    with _serve(tmp_path / "store", tmp_path / "ui.log") as served:
+        page.goto(served.url + "/")
+        page.wait_for_function("window.aflowLive && window.aflowLive.readyState === 1")
+        visibility("hidden")
+        assert page.evaluate("window.aflowLive.readyState") == 2  # closed: no reads while hidden
+        assert "paused" in page.locator("#live-state").inner_text()
+        add("1800000000000002")
+        visibility("visible")
+        page.locator('tr[data-run="IdleFlow/1800000000000002"]').wait_for()
+        assert page.evaluate("window.aflowLive.readyState") in (0, 1)
 
 
 # -- scale and safety -----------------------------------------------------------------------------

@@ -242,3 +242,13 @@ def test_a_20_step_pipeline_is_drawn_top_to_bottom() -> None:
     assert lay.vertical and lay.width < 400 and lay.height > 20 * dag.NODE_H
     ys = [lay.box(n)[1] for n in names]
     assert ys == sorted(ys) and len({lay.box(n)[0] for n in names}) == 1
+
+
+def test_live_pages_read_less_often_while_nothing_changes() -> None:
+    from aflow.ui.server import MAX_BACKOFF, backoff
+
+    waits = [backoff(1.0, n) for n in range(20)]
+    assert waits[:3] == [1.0, 1.0, 1.0]  # a change resets it: the next reads come at `poll`
+    assert waits == sorted(waits) and waits[-1] == MAX_BACKOFF
+    # A day of a forgotten tab on a quiet store: reads, each one listing per flow.
+    assert 86_400 / waits[-1] < 9_000

@@ -8,12 +8,15 @@ machinery (a warm parent process, a job poller) for the length of a run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import msgpack
+
+from aflow.frames import Frame, frames
 
 
 @dataclass
@@ -32,7 +35,7 @@ class TaskSpec:
     sys_path: list[str] = field(default_factory=list)
     parents: list[str] = field(default_factory=list)  # "step/task_id/attempt" within the run
     parents_manifest: str | None = None  # digest of a msgpack list, for wide joins
-    foreach_stack: list[list[Any]] = field(default_factory=list)
+    foreach_stack: list[Frame] = field(default_factory=list)
     initial_artifacts: dict[str, Any] = field(default_factory=dict)
     param_names: list[str] = field(default_factory=list)
     decorators: dict[str, dict[str, Any]] = field(default_factory=dict)  # this step's, by name
@@ -49,7 +52,10 @@ class TaskSpec:
     def pack(self) -> bytes:
         return msgpack.packb(
             {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, use_bin_type=True
-        )  # type: ignore[call-overload]
+        )
+
+    def __post_init__(self) -> None:
+        self.foreach_stack = frames(self.foreach_stack)  # msgpack gives lists back
 
     @classmethod
     def unpack(cls, data: bytes) -> TaskSpec:
@@ -83,3 +89,31 @@ class Backend(Protocol):
     ) -> None: ...
 
     async def run(self, task: TaskSpec, logs: LogSink) -> TaskExit: ...
+
+
+class BackendBase:
+    """A backend's async context, written once: entering runs `_start(stack)`, where a backend
+    starts what it holds for the run and pushes how to stop it onto `stack`; leaving unwinds the
+    stack (also when `_start` fails halfway). A backend that holds nothing overrides nothing."""
+
+    name = "backend"
+    _running: contextlib.AsyncExitStack | None = None  # while entered: how to stop what it started
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        pass
+
+    async def __aenter__(self) -> Self:
+        async with contextlib.AsyncExitStack() as stack:
+            await self._start(stack)
+            self._running = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            await running.__aexit__(exc_type, exc, tb)

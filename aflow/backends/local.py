@@ -23,6 +23,7 @@ import anyio
 import msgpack
 
 from aflow.backends.base import LogSink, TaskExit, TaskSpec
+from aflow.backends.errors import BackendUnavailable
 from aflow.backends.processes import TERM_GRACE, LineSplitter, task_exit
 from aflow.backends.spawned import run_spawned
 from aflow.exception import AflowException
@@ -94,6 +95,9 @@ class _Task:
 
 
 class LocalBackend:
+    """Each task in an OS process of this machine: forked from a warm parent that has imported the
+    flow (started on entry, stopped on exit), or a fresh interpreter with AFLOW_LOCAL_SPAWN=1."""
+
     name = "local"
 
     def __init__(
@@ -130,7 +134,7 @@ class LocalBackend:
             return self
         adopted = None
         if self.hello["module"] == "__main__":
-            adopted = _prestarted.pop(self.hello["file"], None)
+            adopted = _prestarted.pop(str(self.hello["file"]), None)
         proc, self._sock = adopted or _start_warm_parent(None)
         self._pid = proc.pid
         self._stack.push_async_callback(self._stop_warm_parent, proc)
@@ -139,7 +143,7 @@ class LocalBackend:
         if reply is None or "error" in reply:
             await self._stack.aclose()
             detail = reply["error"] if reply else "it exited before saying it was ready"
-            raise AflowException(f"the local task launcher could not load the flow:\n{detail}")
+            raise BackendUnavailable(f"the local task launcher could not load the flow:\n{detail}")
         tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._stack.callback(tg.cancel_scope.cancel)
         tg.start_soon(self._dispatch)
@@ -191,8 +195,8 @@ class LocalBackend:
                 return None
             return msgpack.unpackb(memoryview(self._buffer)[:size], raw=False) if size else None
 
-    def _launcher_died(self) -> AflowException:
-        return AflowException(
+    def _launcher_died(self) -> BackendUnavailable:
+        return BackendUnavailable(
             f"the local task launcher (warm parent, pid {self._pid}) died; "
             "its tasks were stopped with it"
         )

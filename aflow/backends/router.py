@@ -11,10 +11,10 @@ import contextlib
 import importlib
 import importlib.util
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Any
 
-from aflow.backends.base import Backend, LogSink, TaskExit, TaskSpec
+from aflow.backends.base import Backend, BackendBase, LogSink, TaskExit, TaskSpec
+from aflow.backends.errors import BackendUnavailable
 from aflow.backends.remote import RemoteContext
 from aflow.decorators import compute_of
 from aflow.exception import AflowException
@@ -68,7 +68,10 @@ def _check_step(step: str, compute: str, decorators: dict[str, dict[str, Any]], 
         check_step(step, decorators)
 
 
-class StepRouter:
+class StepRouter(BackendBase):
+    """The run's backend: each task to the local backend or the remote driver its step's compute
+    decorator names; entering it starts the drivers the run needs, leaving it stops them."""
+
     name = "router"
 
     def __init__(self, local: Backend, computes: Iterable[str], ctx: RemoteContext) -> None:
@@ -77,25 +80,13 @@ class StepRouter:
         for compute in sorted(set(computes)):
             module, cls, _, _ = DRIVERS[compute]
             self.backends[compute] = getattr(importlib.import_module(module), cls)(ctx)
-        self._stack = contextlib.AsyncExitStack()
 
-    async def __aenter__(self) -> StepRouter:
-        async with contextlib.AsyncExitStack() as stack:
-            for backend in self.backends.values():
-                await stack.enter_async_context(backend)
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.__aexit__(exc_type, exc, tb)
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        for backend in self.backends.values():
+            await stack.enter_async_context(backend)
 
     async def run(self, task: TaskSpec, logs: LogSink) -> TaskExit:
         backend = self.backends.get(compute_of(task.step, task.decorators))
         if backend is None:  # a resumed run's step gained @batch: the plan said otherwise
-            raise AflowException(f"step '{task.step}': its backend was not started for this run")
+            raise BackendUnavailable(f"step '{task.step}': its backend was not started for this run")
         return await backend.run(task, logs)

@@ -144,7 +144,7 @@ class WarmParent:
         pid = os.fork()
         if pid == 0:
             closing = [self.sock.fileno(), self.wake_r, self.wake_w, out_r, err_r, *self.by_fd]
-            self.selector = None  # type: ignore[assignment] - the child has no use for it
+            self.selector = None  # type: ignore[assignment]  # the child has no use for it
             _run_child(req["spec"], out_w, err_w, closing, self.flow_cls)
         os.close(out_w)
         os.close(err_w)
@@ -264,7 +264,10 @@ def serve(sock: socket.socket) -> None:
             if warm is not None:
                 warm()
         flow_cls = import_flow(hello["name"], hello["module"], hello["file"], hello["sys_path"])
-        graph_for(flow_cls)
+        if any("card" in node.decorators for node in graph_for(flow_cls).nodes.values()):
+            from aflow.cards.runtime import prewarm
+
+            prewarm()  # what rendering a card imports and reads, once here, not in every task
     except BaseException:
         _send(sock, {"error": traceback.format_exc()})
         return

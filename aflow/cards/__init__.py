@@ -10,22 +10,34 @@ shell. The task runtime's side is `runtime`; the engine knows no more.
 
 from __future__ import annotations
 
-from aflow.cards.client import Card, get_cards
+from typing import TYPE_CHECKING, Any
+
 from aflow.cards.components import (
     Artifact,
     Component,
     Error,
     Html,
-    Image,
-    JSONViewer,
     Markdown,
     ProgressBar,
-    PythonCode,
     Table,
     ValueBox,
-    VegaChart,
-    YAMLViewer,
 )
+from aflow.cards.media import Image, VegaChart
+from aflow.cards.viewers import JSONViewer, PythonCode, YAMLViewer
+
+if TYPE_CHECKING:
+    from aflow.cards.client import Card, get_cards
+
+
+def __getattr__(name: str) -> Any:
+    # The client (and what it imports) loads only when asked for: a task that renders cards
+    # imports this package, and must not pay for the client.
+    if name in ("Card", "get_cards"):
+        from aflow.cards import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'aflow.cards' has no attribute '{name}'")
+
 
 __all__ = [
     "Artifact",

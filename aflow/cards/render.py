@@ -47,7 +47,13 @@ def card_title(data: dict[str, Any]) -> str:
     return f"{name} · {data.get('pathspec', '')}"
 
 
+def page_assets() -> tuple[str, str]:
+    """The renderer's styles and script, read once per process."""
+    return _text(STATIC / "card.css"), _text(STATIC / "card.js")
+
+
 def card_html(data: dict[str, Any]) -> str:
+    css, js = page_assets()
     scripts = ""
     if has_chart(data.get("components", [])):
         scripts = "".join(f"<script>{_text(VENDOR / f)}</script>\n" for f in VEGA_FILES)
@@ -55,11 +61,11 @@ def card_html(data: dict[str, Any]) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(card_title(data))}</title>
-<style>{_text(STATIC / "card.css")}</style>
+<style>{css}</style>
 </head>
 <body class="aflow-card-page">
 <div id="aflow-card" class="aflow-card"></div>
 <script type="application/json" id="aflow-card-data">{_json_for_script(data)}</script>
-{scripts}<script>{_text(STATIC / "card.js")}</script>
+{scripts}<script>{js}</script>
 </body></html>
 """

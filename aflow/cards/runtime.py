@@ -23,6 +23,14 @@ from aflow.stores.base import BlockingObjectStore
 from aflow.stores.records import TaskRecord
 
 
+def prewarm() -> None:
+    """Import and read what rendering a card needs (for a process that forks tasks)."""
+    from aflow.cards import default_card, render  # noqa: F401
+    from aflow.ui import dag, markup, preview  # noqa: F401
+
+    render.page_assets()
+
+
 class TaskCards:
     def __init__(self, spec: Any, store: BlockingObjectStore, flow_cls: type, slots: list[CardSlot]):
         self.spec = spec

@@ -186,7 +186,7 @@ def run(
 
         assert flow_file is not None
         flow_cls = _load_for_run(flow_file)
-        rest, config_files, config_values = split_config_args(list(ctx.args))
+        rest, config_files, config_values = split_config_args(flow_cls, list(ctx.args))
         params = parse_flow_args(flow_cls, rest)
         options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
         options.update(branch=branch, production=production)
@@ -352,7 +352,7 @@ def _run_blocking(
             with run_scope:
                 async with start_flow(flow_cls, params, **options) as running:
                     if run_id_file is not None:
-                        run_id_file.write_text(running.run_id)
+                        await anyio.Path(run_id_file).write_text(running.run_id)
                     async for event in running.events():
                         if isinstance(event, RunFinished):
                             printer.finish(event)

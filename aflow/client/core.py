@@ -646,7 +646,7 @@ class AsyncTask:
 
     async def log(self, stream: str | None = None) -> list[LogLine]:
         """The attempt's saved output lines (both streams unless one is named); [] if none."""
-        from aflow.engine.task_logs import parse_log
+        from aflow.stores.log_format import parse_log
 
         attempt = await self._attempt()
         if attempt is None:
@@ -681,7 +681,8 @@ class AsyncTask:
 
     async def foreach_stack(self) -> list[ForeachFrame]:
         record = await self.record_or_none()
-        return [ForeachFrame(f[0], f[1], f[2]) for f in record.foreach_stack] if record else []
+        stack = record.foreach_stack if record else []
+        return [ForeachFrame(f.step, f.index, f.num_splits) for f in stack]
 
     def __repr__(self) -> str:
         return f"AsyncTask('{self.pathspec}')"

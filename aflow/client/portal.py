@@ -38,4 +38,5 @@ def call(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -
         if _portal is None:
             _portal = background_portal("aflow-client")
             atexit.register(_close_at_exit)  # cloud clients closed on the loop that made them
-    return _portal.call(functools.partial(fn, *args, **kwargs))
+    result: T = _portal.call(functools.partial(fn, *args, **kwargs))
+    return result

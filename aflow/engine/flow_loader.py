@@ -87,7 +87,12 @@ def _adopt(values: Iterable[object], path: str) -> None:
 
 
 def load_flow_file(path: str) -> type[FlowSpec]:
-    """Run a flow file as `__main__` and return the one FlowSpec subclass it defines."""
+    """Run a flow file as `__main__` and return the FlowSpec subclass it runs: its only one, or
+    of several the one named (`flow.py:MyFlow`) or instantiated under `__main__` (as Metaflow
+    runs the one that `python flow.py` starts)."""
+    named = None
+    if not os.path.isfile(path) and ":" in os.path.basename(path):
+        path, _, named = path.rpartition(":")
     path = os.path.abspath(path)
     if not os.path.isfile(path):
         raise AflowException(f"no flow file at {path}")
@@ -101,11 +106,20 @@ def load_flow_file(path: str) -> type[FlowSpec]:
     flows = _flows_in(namespace)
     if not flows:
         raise FlowDefinitionError([Problem("defines no FlowSpec subclass", None, path, 1)])
+    wanted = named or (main_flow_name(path) if len(flows) > 1 else None)
+    if wanted is not None:
+        chosen = namespace.get(wanted)
+        if not (isinstance(chosen, type) and issubclass(chosen, FlowSpec)):
+            names = ", ".join(c.__name__ for c in flows)
+            raise FlowDefinitionError([Problem(f"defines no flow {wanted} (its flows: {names})",
+                                               None, path, 1)])  # fmt: skip
+        return chosen
     if len(flows) > 1:
         names = ", ".join(c.__name__ for c in flows)
         raise FlowDefinitionError(
-            [Problem(f"defines several flows ({names}): keep one per file", None, path, 1)]
-        )
+            [Problem(f"defines several flows ({names}): name one (flow.py:{flows[0].__name__}) or "
+                     'instantiate it under `if __name__ == "__main__":`', None, path, 1)]
+        )  # fmt: skip
     return flows[0]
 
 
@@ -117,7 +131,8 @@ def import_flow(
     `by_file` (a container): the module is loaded from the flow file under its own name, since the
     package it belonged to on the user's machine is not there."""
     if module in sys.modules and hasattr(sys.modules[module], name):
-        return getattr(sys.modules[module], name)
+        loaded: type[FlowSpec] = getattr(sys.modules[module], name)
+        return loaded
     for p in reversed(sys_path):
         if p not in sys.path:
             sys.path.insert(0, p)
@@ -136,7 +151,27 @@ def import_flow(
     else:
         with loading_flow_file():
             mod = importlib.import_module(module)
-    flow_cls = getattr(mod, name, None)
+    flow_cls: type[FlowSpec] | None = getattr(mod, name, None)
     if flow_cls is None:
         raise AflowException(f"{file} no longer defines {name}")
     return flow_cls
+
+
+def main_flow_name(path: str) -> str | None:
+    """The class a flow file instantiates under `if __name__ == "__main__":`, read from its source
+    without running it (None if it has no such block or the file does not parse)."""
+    import ast
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    for node in tree.body:
+        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+            for call in ast.walk(node):
+                func = call.func if isinstance(call, ast.Call) else None
+                if isinstance(func, ast.Name) and func.id in classes:
+                    return func.id
+    return None

@@ -19,7 +19,8 @@ from typing import Any
 from aflow.engine.scheduler import Ready
 from aflow.exception import AflowException, AflowNotFound, DamagedData, DamagedRecordWarning
 from aflow.graph import FlowGraph
-from aflow.stores.base import NotFound, ObjectStore
+from aflow.stores.artifacts import blob_key
+from aflow.stores.base import NotFound, ObjectStore, store_path
 from aflow.stores.records import (
     RunRecord,
     TaskRecord,
@@ -117,7 +118,7 @@ class ResumeOrigin:
             return None
         # A step inside a loop ran several times with the same identity: its runs are reused in
         # the order they ran (task ids grow as tasks start).
-        runs = self.done.get((ready.step, tuple(f[1] for f in ready.foreach_stack)))
+        runs = self.done.get((ready.step, tuple(f.index for f in ready.foreach_stack)))
         if not runs:
             return None
         found = runs.pop(0)
@@ -157,11 +158,38 @@ async def _index_done_tasks(
     for step in steps:
         for task_id in await store.list(f"{flow}/{run_id}/{step}"):
             calls.append(functools.partial(latest, step, task_id))
-    records = await gather(calls)
+    records = [r for r in await gather(calls) if r is not None and r.ok]
+    records = await _with_their_blobs(store, flow, records)
     done: dict[TaskKey, list[TaskRecord]] = {}
-    for r in sorted((r for r in records if r is not None and r.ok), key=lambda r: int(r.task_id)):
-        done.setdefault((r.step, tuple(f[1] for f in r.foreach_stack)), []).append(r)
+    for r in sorted(records, key=lambda r: int(r.task_id)):
+        done.setdefault((r.step, tuple(f.index for f in r.foreach_stack)), []).append(r)
     return done
+
+
+async def _with_their_blobs(
+    store: ObjectStore, flow: str, records: list[TaskRecord]
+) -> list[TaskRecord]:
+    """The records whose every blob is still in the store (one existence check per distinct blob):
+    a task whose blob is gone (`aflow verify --quarantine` moved a damaged one aside) is redone,
+    which stores its value again."""
+    digests = sorted({ref["k"] for r in records for ref in r.artifacts.values() if "k" in ref})
+    present = await gather([functools.partial(store.exists, blob_key(flow, d)) for d in digests])
+    missing = {d for d, there in zip(digests, present, strict=True) if not there}
+    if not missing:
+        return records
+    kept = []
+    for r in records:
+        gone = [n for n, ref in r.artifacts.items() if ref.get("k") in missing]
+        if gone:
+            where = store_path(store.url, blob_key(flow, r.artifacts[gone[0]]["k"]))
+            warnings.warn(
+                f"redoing task {r.pathspec}: its artifact '{gone[0]}' is missing ({where})",
+                DamagedRecordWarning,
+                stacklevel=2,
+            )
+        else:
+            kept.append(r)
+    return kept
 
 
 def origin_params(origin: ResumeOrigin, names: list[str]) -> dict[str, Any]:

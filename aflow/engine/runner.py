@@ -20,6 +20,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from aflow import flowspec
+from aflow.backends.base import Backend
 from aflow.backends.local import LocalBackend, settle_prestarted
 from aflow.backends.remote import RemoteContext
 from aflow.backends.router import StepRouter, check_remote, remote_steps
@@ -40,8 +41,9 @@ from aflow.mutators import apply_mutators
 from aflow.parameters import IncludeFile, flow_parameters
 from aflow.projects import project_info, project_tags
 from aflow.stores import artifacts as art
-from aflow.stores.base import ObjectStore, default_datastore, open_store
+from aflow.stores.base import REMOTE, ObjectStore, default_datastore, open_store
 from aflow.stores.records import HEARTBEAT_SECONDS, RunRecord, run_record_key
+from aflow.stores.values import save_values
 from aflow.triggers import recorded_triggers
 
 DEFAULT_MAX_WORKERS = 16
@@ -86,7 +88,8 @@ class RunningFlow:
         """The finished run (what run_flow() returns)."""
         await self._done.wait()
         assert self._result is not None
-        return Run._of(self._result)
+        run: Run = Run._of(self._result)
+        return run
 
 
 @dataclass
@@ -106,6 +109,8 @@ class RunPlan:
     environments: dict[str, dict[str, str]] | None = None
     project: dict[str, Any] | None = None  # what `current` says of @project
     triggers: dict[str, Any] | None = None  # @schedule / @trigger / @trigger_on_finish
+    backend: Backend | None = None  # the caller's, for every step; else the decorators decide
+    owns_store: bool = True  # opened for this run, so closed with it
 
 
 @contextlib.asynccontextmanager
@@ -129,6 +134,8 @@ async def start_flow(
     branch: str | None = None,
     production: bool = False,
     clone_changed: bool = False,
+    backend: Backend | None = None,
+    store: ObjectStore | None = None,
 ) -> AsyncIterator[RunningFlow]:
     """Start a run in the background of the caller's event loop.
 
@@ -139,6 +146,10 @@ async def start_flow(
     `config_files` / `config_values` give the flow's Configs ({name: path} / {name: JSON or dict}).
     `branch` / `production` place a @project flow's run on a branch (default: `user.<you>`).
     `clone_changed=True` makes a resume reuse steps whose code changed, as Metaflow's does.
+
+    `store` runs it on that store instead of opening `datastore`/`datastore_root` (the caller keeps
+    it open); `backend` runs every step's tasks there instead of where its decorators say (entered
+    for the length of the run). Tests pass `MemoryStore()` and a `MockBackend` on it.
     """
     if flowspec.loading_depth() > 0:
         raise AflowException(
@@ -148,8 +159,12 @@ async def start_flow(
     graph = graph_for(flow_cls).check()
     if max_workers < 1:
         raise ParameterError("--max-workers must be at least 1")
-    datastore = datastore or default_datastore()
-    store = open_store(datastore, datastore_root)
+    owned = store is None
+    if store is None:
+        datastore = datastore or default_datastore()
+        store = open_store(datastore, datastore_root)
+    else:
+        datastore = datastore or _kind_of(store)
     try:
         await store.check()  # no bucket, no credentials: say so before anything is written
         origin = None
@@ -180,8 +195,11 @@ async def start_flow(
             max_num_splits=max_num_splits,
             project=project_info(flow_cls, branch, production, current_user()),
             triggers=recorded_triggers(flow_cls),
+            backend=backend,
+            owns_store=owned,
         )
-        check_remote(plan.decorators, datastore, graph)
+        if backend is None:
+            check_remote(plan.decorators, datastore, graph)
         plan.environments = await environments.prepare(plan.decorators, datastore, store)
         if origin is not None:
             plan.origin = origin
@@ -192,8 +210,9 @@ async def start_flow(
                 await anyio.to_thread.run_sync(settle_prestarted, plan.ref.file)
             plan.values = await anyio.to_thread.run_sync(resolve_params, flow_cls, given)
     except BaseException:
-        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await store.aclose()  # refused before it started: let go of the cloud client
+        if owned:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await store.aclose()  # refused before it started: let go of the cloud client
         raise
     bus = EventBus()
     handle = RunningFlow(run_id or new_run_id(), flow_cls.__name__, bus.subscribe() if events else None)
@@ -236,19 +255,6 @@ async def resume_flow(
     ) as running:
         pass
     return await running.wait()
-
-
-async def _save_params(
-    store: ObjectStore, flow: str, values: dict[str, Any]
-) -> dict[str, art.ArtifactRef]:
-    def serialize() -> dict[str, art.Serialized]:
-        return {name: art.serialize(value, name) for name, value in values.items()}
-
-    serialized = await anyio.to_thread.run_sync(serialize)
-    for s in serialized.values():
-        if not s.inline:
-            await art.put_blob_async(store, art.blob_key(flow, s.digest), s.parts, s.digest, s.size)
-    return {name: s.ref() for name, s in serialized.items()}
 
 
 async def _save_code(store: ObjectStore, flow: str, file: str) -> dict[str, Any]:
@@ -294,7 +300,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             record.param_refs = origin_params(origin, list(flow_parameters(plan.graph.flow_cls)))
             record.params = origin.record.params
         else:
-            record.param_refs = await _save_params(store, ref.name, plan.values)
+            record.param_refs = await save_values(store, ref.name, plan.values)
         record.code = await _save_code(store, ref.name, ref.file)
         record.heartbeat_at = time.time()
         await store.put(key, [record.pack()])
@@ -316,13 +322,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             environments=plan.environments or {},
             current=dict(plan.project or {}),
         )
-        local = LocalBackend(
-            ref.name, ref.module, ref.file, list(ref.sys_path), plan.datastore, store.url
-        )
-        remote = RemoteContext(
-            ref.name, handle.run_id, ref.file, plan.datastore, store, plan.max_workers
-        )
-        backend = StepRouter(local, remote_steps(plan.decorators).values(), remote)
+        backend = plan.backend or _router(plan, handle.run_id)
         async with backend, anyio.create_task_group() as beating:
             scheduler = Scheduler(plan.graph, ctx, backend, store, bus, plan.max_workers, origin)
             beating.start_soon(_heartbeat, store, key, record, scheduler)
@@ -368,10 +368,27 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
                 counts = (record.tasks_done, record.tasks_failed, record.tasks_stopped)
                 bus.emit(RunFinished(ref.name, handle.run_id, record.status, error, *counts))
                 bus.close()
-                with contextlib.suppress(Exception):
-                    await store.aclose()
+                if plan.owns_store:
+                    with contextlib.suppress(Exception):
+                        await store.aclose()
                 handle._result = AsyncRun(store, ref.name, handle.run_id, record)
                 handle._done.set()
+
+
+def _router(plan: RunPlan, run_id: str) -> Backend:
+    """The run's own backend: local processes, and the remote drivers its steps ask for."""
+    ref, store = plan.ref, plan.store
+    local = LocalBackend(ref.name, ref.module, ref.file, list(ref.sys_path), plan.datastore, store.url)
+    remote = RemoteContext(ref.name, run_id, ref.file, plan.datastore, store, plan.max_workers)
+    return StepRouter(local, remote_steps(plan.decorators).values(), remote)
+
+
+def _kind_of(store: ObjectStore) -> str:
+    """The datastore name a caller's store goes by (in the run record, for task processes)."""
+    for name, kind in REMOTE.items():
+        if store.url.startswith(kind.scheme):
+            return name
+    return store.url.split("://", 1)[0] if "://" in store.url else "local"
 
 
 def _graph_with_decorators(plan: RunPlan) -> dict[str, Any]:

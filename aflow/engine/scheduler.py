@@ -24,7 +24,7 @@ import anyio
 import msgpack
 
 from aflow.backends.base import Backend, TaskSpec
-from aflow.decorators import TimeoutDecorator, compute_of
+from aflow.backends.errors import PlatformError
 from aflow.engine.events import (
     EventBus,
     ForeachStarted,
@@ -33,8 +33,11 @@ from aflow.engine.events import (
     TaskStarted,
     TaskStopped,
 )
+from aflow.engine.step_settings import StepSettings
 from aflow.engine.task_logs import LogFlusher, TaskLog
 from aflow.exception import TaskFailed as TaskFailedError
+from aflow.exception import TaskKilled, qualified_name
+from aflow.frames import Frame
 from aflow.graph import FlowGraph
 from aflow.stores.artifacts import ArtifactRef, blob_key
 from aflow.stores.base import NotFound, ObjectStore
@@ -56,7 +59,7 @@ class OpenSplit:
 class Ready:
     step: str
     parents: list[str]  # "step/task_id/attempt"
-    foreach_stack: list[list[Any]]
+    foreach_stack: list[Frame]
     splits: tuple[OpenSplit, ...]
 
 
@@ -107,6 +110,10 @@ class RunContext:
 
 
 class Scheduler:
+    """Runs one run's graph to its end on a backend: `await run()` returns when the end step is
+    done and raises TaskFailed for the first task that failed (its siblings stopped). What a task
+    produced is read from its record in `store`; everything a user sees goes to `bus`."""
+
     def __init__(
         self,
         graph: FlowGraph,
@@ -126,6 +133,7 @@ class Scheduler:
         self.slots = anyio.Semaphore(max_workers)
         self._ids = itertools.count(1)
         self._joins: dict[tuple[str, str], _JoinWait] = {}
+        self._step_settings: dict[str, StepSettings] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self.failure: TaskFailedError | None = None
         self.end_task: str | None = None
@@ -154,7 +162,7 @@ class Scheduler:
     async def _launch(self, ready: Ready) -> None:
         # A remote task waits in its platform's queue, not for a local slot: a 10,000-way foreach
         # on @batch is submitted at once, as one array job, and costs here only its coroutines.
-        local = compute_of(ready.step, self.ctx.decorators.get(ready.step, {})) is None
+        local = not self._settings(ready.step).remote
         if local:
             await self.slots.acquire()
         assert self._tg is not None
@@ -182,21 +190,21 @@ class Scheduler:
                 self.tasks_done += 1
                 self.bus.emit(TaskFinished(cloned.pathspec, cloned.attempt, 0.0, cloned=True))
                 return cloned
-        decorators = self.ctx.decorators.get(ready.step, {})
-        retry = decorators.get("retry")
-        retries = retry["times"] if retry else 0
+        settings = self._settings(ready.step)
         parents_manifest = None
         if len(ready.parents) > MANIFEST_THRESHOLD:
             parents_manifest = await self._write_manifest(ready.parents)
         attempt = 0
         while True:
             spec = self._spec(ready, task_id, attempt, parents_manifest)
-            record, failure = await self._attempt(spec, decorators)
+            record, failure = await self._attempt(spec, settings)
             if failure is None:
                 assert record is not None
                 return record
-            retrying = attempt < retries and (failure.platform or not retry["only_platform_errors"])
-            wait = self._retry_wait(spec.step, retry) if retrying else 0.0
+            retrying = attempt < settings.retries and (
+                failure.platform or not settings.only_platform_errors
+            )
+            wait = self._retry_wait(settings) if retrying else 0.0
             self.bus.emit(
                 TaskFailed(
                     spec.pathspec, attempt, failure.message, failure.traceback, retrying, wait
@@ -206,10 +214,10 @@ class Scheduler:
                 await anyio.sleep(wait)
                 attempt += 1
                 continue
-            if "catch" in decorators:
+            if settings.catch is not None:
                 spec = self._spec(ready, task_id, attempt + 1, parents_manifest)
-                spec.fallback = {**decorators["catch"], "error": failure.as_dict()}
-                record, fallback_failure = await self._attempt(spec, decorators, timed=False)
+                spec.fallback = {**settings.catch, "error": failure.as_dict()}
+                record, fallback_failure = await self._attempt(spec, settings, timed=False)
                 if fallback_failure is None:
                     assert record is not None
                     return record
@@ -217,13 +225,19 @@ class Scheduler:
             self.tasks_failed += 1
             raise TaskFailedError(spec.pathspec, failure.message, failure.traceback)
 
-    def _retry_wait(self, step: str, retry: dict[str, Any]) -> float:
+    def _settings(self, step: str) -> StepSettings:
+        settings = self._step_settings.get(step)
+        if settings is None:
+            decorators = self.ctx.decorators.get(step, {})
+            settings = self._step_settings[step] = StepSettings.of(step, decorators)
+        return settings
+
+    @staticmethod
+    def _retry_wait(settings: StepSettings) -> float:
         """Seconds before the next attempt. A local step retries at once, as Metaflow's local
         runtime does; a remote step waits `minutes_between_retries`, since a platform failure
         (a reclaimed spot instance, a throttled API) often needs a moment to clear."""
-        if compute_of(step, self.ctx.decorators.get(step, {})) is None:
-            return 0.0
-        return 60 * float(retry["minutes_between_retries"])
+        return 60 * settings.minutes_between_retries if settings.remote else 0.0
 
     def _spec(self, ready: Ready, task_id: str, attempt: int, parents_manifest: str | None) -> TaskSpec:
         ctx = self.ctx
@@ -251,7 +265,7 @@ class Scheduler:
         )
 
     async def _attempt(
-        self, spec: TaskSpec, decorators: dict[str, dict[str, Any]], timed: bool = True
+        self, spec: TaskSpec, settings: StepSettings, timed: bool = True
     ) -> tuple[TaskRecord | None, Failure | None]:
         """One attempt on the backend; its record when it committed, else why not."""
         log = TaskLog(spec.pathspec, self.bus, self.logs)
@@ -259,11 +273,9 @@ class Scheduler:
         self.bus.emit(TaskStarted(spec.pathspec, spec.attempt, spec.fallback is not None))
         key = (spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
         log.key = task_log_key(*key)
-        settings = decorators.get("timeout") if timed else None
-        limit = TimeoutDecorator(**settings).seconds_total() if settings else None
-        if compute_of(spec.step, decorators) is not None:
-            limit = None  # a remote task times itself from when it starts (task_runtime), not here
-            # where its wait in the platform's queue would count too
+        # A remote task times itself from when it starts (task_runtime), not here where its wait
+        # in the platform's queue would count too.
+        limit = settings.timeout_seconds if timed and not settings.remote else None
         # A task times its own step (so @catch keeps what the step set); this deadline only
         # stops one that outlives that, say stuck in C code or in committing its outputs.
         backstop = limit + min(2.0, limit) if limit is not None else None
@@ -272,7 +284,9 @@ class Scheduler:
             with anyio.move_on_after(backstop) as deadline:
                 outcome = await self.backend.run(spec, log)
             if not deadline.cancelled_caught and outcome.returncode != 0:
-                lost = await self._lost(spec, decorators, outcome.reason, log)
+                lost = await self._lost(spec, settings, outcome.reason, log)
+        except PlatformError as e:  # the backend saw the task lost: a failed attempt, retried
+            return None, Failure(str(e), None, platform=True)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._stopped(spec, started)
@@ -294,20 +308,22 @@ class Scheduler:
         if record is not None and record.error:
             error = record.error
             # stopped from outside (spot reclaim, kill), or its process died: not its code
-            platform = record.stopped or error["type"] == "TaskKilled"
+            platform = record.stopped or error["type"] == TaskKilled.__name__
             return None, Failure(
-                f"{error['type']}: {error['message']}", error.get("traceback"), platform,
+                f"{error['type']}: {error['message']}",
+                error.get("traceback"),
+                platform,
                 error.get("class"),
             )
         reason = outcome.reason or "the task ended without committing its record"
         return None, Failure(reason, None, platform=True)
 
     async def _lost(
-        self, spec: TaskSpec, decorators: dict[str, dict[str, Any]], reason: str | None, log: TaskLog
+        self, spec: TaskSpec, settings: StepSettings, reason: str | None, log: TaskLog
     ) -> str | None:
         """Why a local task's process ended without a record (killed by a signal, say a
         segfault), said in its stderr too; None when it left a record or runs remotely."""
-        if compute_of(spec.step, decorators) is not None:
+        if settings.remote:
             return None  # a remote platform may still be finishing it: its record is its own
         key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
         if await self.store.exists(key):
@@ -326,7 +342,7 @@ class Scheduler:
             attempt=spec.attempt, status="failed", foreach_stack=spec.foreach_stack,
             parents=spec.parents, parents_manifest=spec.parents_manifest,
             started_at=time.time() - (time.monotonic() - started), finished_at=time.time(),
-            error={"type": "TaskKilled", "class": "aflow.exception.TaskKilled", "message": why,
+            error={"type": TaskKilled.__name__, "class": qualified_name(TaskKilled), "message": why,
                    "traceback": ""},
         )  # fmt: skip
         key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
@@ -414,7 +430,7 @@ class Scheduler:
             child = node.out_funcs[0]
             self.bus.emit(ForeachStarted(record.pathspec, width, self._foreach_body(ready.step)))
             for i in range(width):
-                frame = [ready.step, i, width, record.split_digest]
+                frame = Frame(ready.step, i, width, record.split_digest)
                 split = OpenSplit(me, i, width)
                 await self._launch(
                     Ready(child, [me], [*record.foreach_stack, frame], (*ready.splits, split))

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import tempfile
 import time
-from datetime import UTC, datetime
 
 import anyio.to_thread
 
 from aflow.engine.events import EventBus, LogLine
 from aflow.stores.base import ObjectStore
+from aflow.stores.log_format import log_line
 
 _SPILL_AT = 1 << 20
 PARTIAL_LIMIT = 4 << 20  # bytes: a log longer than this is not rewritten while the task runs
@@ -36,11 +36,10 @@ class TaskLog:
 
     async def line(self, stream: str, text: str) -> None:
         now = time.time()
-        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         if self._kept is None:
             # Closed by save(). Past a megabyte a line costs a small write to the page cache.
             self._kept = tempfile.SpooledTemporaryFile(max_size=_SPILL_AT)  # noqa: SIM115
-        self._kept.write(f"{stamp} {stream} {text}\n".encode(errors="replace"))
+        self._kept.write(log_line(now, stream, text))
         self.bus.emit(LogLine(self.pathspec, stream, text, now))
         if self.flusher is not None:
             self.flusher.dirty.add(self)
@@ -101,16 +100,3 @@ class LogFlusher:
             async with anyio.create_task_group() as tg:
                 for log in logs:
                     tg.start_soon(flush, log)
-
-
-def parse_log(data: bytes | bytearray | memoryview) -> list[tuple[str, str, str]]:
-    """(timestamp, stream, line) for each saved line."""
-    out = []
-    # Split on newlines only: a line's text may hold \r, form feeds or other characters that
-    # str.splitlines() would break it at (each piece then reads as a line of no stream).
-    for raw in bytes(data).decode(errors="replace").split("\n"):
-        if not raw:
-            continue
-        stamp, stream, text = ([*raw.split(" ", 2), "", ""])[:3]
-        out.append((stamp, stream, text))
-    return out

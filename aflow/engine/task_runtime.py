@@ -34,10 +34,12 @@ from aflow.exception import (
     InvalidNextException,
     MergeArtifactsException,
     MissingInMergeArtifactsException,
+    TaskTerminated,
     UnhandledInMergeArtifactsException,
     qualified_name,
 )
 from aflow.flowspec import FlowSpec, flow_constants
+from aflow.frames import Frame
 from aflow.graph import StepNode, graph_for
 from aflow.stores import artifacts as art
 from aflow.stores.base import BlockingObjectStore, Buffer
@@ -59,7 +61,8 @@ def parent_record_key(spec: TaskSpec, parent: str) -> str:
 
 def manifest_parents(store: BlockingObjectStore, flow: str, digest: str) -> list[str]:
     blob = art.load_ref_blob(store, flow, {"k": digest}, "the join's list of inputs")
-    return msgpack.unpackb(blob, raw=False)
+    parents: list[str] = msgpack.unpackb(blob, raw=False)
+    return parents
 
 
 class InputTask:
@@ -99,12 +102,12 @@ class InputTask:
         stack = self._aflow_record.foreach_stack
         if not stack:
             return None, None
-        return stack[-1][1], _frame_item(self._store, self._spec.flow_name, stack[-1])
+        return stack[-1].index, _frame_item(self._store, self._spec.flow_name, stack[-1])
 
     @property
     def index(self) -> int | None:
         stack = self._aflow_record.foreach_stack
-        return stack[-1][1] if stack else None
+        return stack[-1].index if stack else None
 
     @property
     def input(self) -> Any:
@@ -141,15 +144,15 @@ class Inputs:
         raise AttributeError(f"the join has no input from a step named '{name}'")
 
 
-def _frame_item(store: BlockingObjectStore, flow: str, frame: list[Any]) -> Any:
-    _split_step, index, num_splits, digest = frame
-    return art.load_item(store, flow, digest, num_splits, index)
+def _frame_item(store: BlockingObjectStore, flow: str, frame: Frame) -> Any:
+    assert frame.items is not None, "a foreach's split task records its items"
+    return art.load_item(store, flow, frame.items, frame.num_splits, frame.index)
 
 
 def _foreach_stack(
-    store: BlockingObjectStore, flow: str, frames: list[list[Any]]
+    store: BlockingObjectStore, flow: str, frames: list[Frame]
 ) -> list[tuple[int, int, Any]]:
-    return [(f[1], f[2], _frame_item(store, flow, f)) for f in frames]
+    return [(f.index, f.num_splits, _frame_item(store, flow, f)) for f in frames]
 
 
 class Task:
@@ -260,7 +263,7 @@ class Task:
     @property
     def index(self) -> int | None:
         stack = self.spec.foreach_stack
-        return stack[-1][1] if stack else None
+        return stack[-1].index if stack else None
 
     @property
     def input(self) -> Any:
@@ -403,11 +406,6 @@ def user_traceback(e: BaseException) -> str:
     return "".join(te.format())
 
 
-class TaskTerminated(BaseException):
-    """SIGTERM arrived: the run is being stopped. Raised so that `finally` blocks (ours, which
-    remove temporary files, and the user's) run before the process exits."""
-
-
 def _terminated(signum: int, frame: Any) -> None:
     # Once only: a second SIGTERM (the process group's, or the scheduler's after a timeout) must
     # not interrupt the clean-up the first one started; SIGKILL after the grace period still ends it.
@@ -496,6 +494,10 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         environment = spec.decorators.get("environment")
         if environment:
             os.environ.update({str(k): str(v) for k, v in environment["vars"].items()})
+        if "secrets" in spec.decorators:  # this process's environment only; never stored
+            from aflow.secret_providers import secret_environment
+
+            os.environ.update(secret_environment(spec.decorators["secrets"], spec.step))
         task = Task(spec, store, node, flow_cls)
         flow = flow_cls.__new__(flow_cls)
         flow.__dict__["_aflow_task"] = task

@@ -384,7 +384,7 @@ class AsyncS3:
         """Upload local files: (key, path) pairs or S3PutObject(key, path=...)."""
         items = [_put_item(k, as_path=True) for k in key_paths]
         for item in items:
-            if not item.path or not os.path.exists(item.path):
+            if not item.path or not await anyio.Path(item.path).exists():
                 raise MetaflowS3NotFound(f"local file not found: {item.path} (for key {item.key!r})")
 
         async def one(item: S3PutObject) -> tuple[str, str] | None:

@@ -20,7 +20,7 @@ import pickle
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import anyio.to_thread
 
@@ -37,8 +37,12 @@ _HEAD = struct.Struct("<4sIQ")  # magic, number of out-of-band buffers, pickle l
 _BUF = struct.Struct("<QQ")  # offset, length of one buffer
 _U64 = struct.Struct("<Q")
 
-ArtifactRef = dict[str, Any]
-"""How a record names an artifact: {"k": blob key hash, "s": size} or {"v": inline blob bytes}."""
+class ArtifactRef(TypedDict, total=False):
+    """How a record names an artifact: {"k": blob key hash, "s": size} or {"v": inline blob bytes}."""
+
+    k: str
+    s: int
+    v: bytes
 
 
 @dataclass(slots=True)

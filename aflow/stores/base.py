@@ -130,7 +130,8 @@ def open_store(datastore: str | None, root: str | None) -> ObjectStore:
         from aflow.install_hint import needs_extra
 
         raise DataStoreError(f"{needs_extra(f'--datastore {datastore}', kind.extra)} ({e})") from None
-    return getattr(module, kind.cls)(root)
+    store: ObjectStore = getattr(module, kind.cls)(root)
+    return store
 
 
 def open_blocking_store(datastore: str, root: str | None) -> BlockingObjectStore:

@@ -108,16 +108,19 @@ class PortalBlockingStore:
         self._call("put", key, parts)
 
     def get(self, key: str) -> Buffer:
-        return self._call("get", key)
+        data: Buffer = self._call("get", key)
+        return data
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        return self._call("get_range", key, start, length)
+        data: bytes = self._call("get_range", key, start, length)
+        return data
 
     def exists(self, key: str) -> bool:
-        return self._call("exists", key)
+        return bool(self._call("exists", key))
 
     def list(self, prefix: str) -> list[str]:
-        return self._call("list", prefix)
+        names: list[str] = self._call("list", prefix)
+        return names
 
     def close(self) -> None:
         """Close the store's clients and stop the loop (a no-op if it never started)."""

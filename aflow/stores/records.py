@@ -8,14 +8,15 @@ only from here, so a local task and a remote one look the same to it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgpack
 
+from aflow.exception import TaskTerminated
+from aflow.frames import Frame, frames
 from aflow.stores.artifacts import ArtifactRef
 from aflow.stores.base import BlockingObjectStore, Buffer, ObjectStore, store_path
 from aflow.stores.integrity import damaged_record, record_problem, seal_record
@@ -61,7 +62,7 @@ class _Record:
         return seal_record(msgpack.packb({**fields, "_crc": bytes(4)}, use_bin_type=True))
 
     @classmethod
-    def unpack(cls, data: Buffer, path: str = ""):  # type: ignore[no-untyped-def]
+    def unpack(cls: type[R], data: Buffer, path: str = "") -> R:
         """The record in `data`; DamagedData naming `path` (the file or object) when it is not
         a whole, intact record."""
         where = path or f"a {cls.__name__}"
@@ -84,14 +85,19 @@ class _Record:
         raise damaged_record(where, problem)
 
 
-@functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
-Frame = list[Any]
-"""One enclosing foreach: [split step, index, num_splits, items digest]."""
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
+
+TaskStatus = Literal["done", "failed", "stopped"]
+RunStatus = Literal["running", "done", "failed", "cancelled"]
+"""As recorded; a reader also derives "dead" (a running run whose heartbeat stopped)."""
 
 @dataclass
 class TaskRecord(_Record):
@@ -100,7 +106,7 @@ class TaskRecord(_Record):
     step: str
     task_id: str
     attempt: int = 0
-    status: str = "done"  # done | failed | stopped (the engine or the platform stopped it)
+    status: TaskStatus = "done"  # stopped: the engine or the platform stopped it
     artifacts: dict[str, ArtifactRef] = field(default_factory=dict)
     foreach_stack: list[Frame] = field(default_factory=list)
     parents: list[str] = field(default_factory=list)
@@ -119,6 +125,9 @@ class TaskRecord(_Record):
     env_key: str | None = None  # its @pypi/@conda environment
     python_version: str | None = None  # the interpreter that ran it (Metaflow's metadata has it)
 
+    def __post_init__(self) -> None:
+        self.foreach_stack = frames(self.foreach_stack)  # msgpack gives lists back
+
     @property
     def pathspec(self) -> str:
         return f"{self.flow}/{self.run_id}/{self.step}/{self.task_id}"
@@ -131,14 +140,14 @@ class TaskRecord(_Record):
     def stopped(self) -> bool:
         """Stopped from outside (SIGTERM), not failed by its own code; older records said so
         with status 'failed' and the error type TaskTerminated."""
-        return self.status == "stopped" or (self.error or {}).get("type") == "TaskTerminated"
+        return self.status == "stopped" or (self.error or {}).get("type") == TaskTerminated.__name__
 
 
 @dataclass
 class RunRecord(_Record):
     flow: str
     run_id: str
-    status: str = "running"  # running | done | failed | cancelled
+    status: RunStatus = "running"
     params: dict[str, str] = field(default_factory=dict)  # for people: repr of each value
     param_refs: dict[str, ArtifactRef] = field(default_factory=dict)  # for resume: the values
     graph: dict[str, Any] = field(default_factory=dict)
@@ -164,7 +173,7 @@ class RunRecord(_Record):
     def pathspec(self) -> str:
         return f"{self.flow}/{self.run_id}"
 
-    def liveness(self, now: float) -> str:
+    def liveness(self, now: float) -> RunStatus | Literal["dead"]:
         """The status, except that a 'running' run whose heartbeat stopped is 'dead'."""
         if self.status == "running" and now - self.heartbeat_at > HEARTBEAT_STALE:
             return "dead"

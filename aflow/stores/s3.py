@@ -60,6 +60,9 @@ def _shared_session() -> aioboto3.Session:
 
 
 class S3Store:
+    """The ObjectStore on an S3 bucket and prefix (`s3://bucket/prefix`): one client per event
+    loop, multipart uploads and ranged reads past the transfer threshold, errors named by URL."""
+
     def __init__(self, url: str) -> None:
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         if not bucket:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio.to_thread
 
@@ -20,7 +19,7 @@ from aflow.exception import DamagedData
 from aflow.stores.artifacts import ArtifactRef, blob_key
 from aflow.stores.base import NotFound, ObjectStore, store_path
 from aflow.stores.integrity import blob_problem
-from aflow.stores.records import RunRecord, TaskRecord, run_record_key
+from aflow.stores.records import R, RunRecord, TaskRecord, run_record_key
 
 QUARANTINE = ".quarantine"
 
@@ -66,7 +65,7 @@ class _Walk:
         mover = getattr(sync, "move_aside", None)
         if mover is None:
             return None
-        return mover(key, f"{QUARANTINE}/{time.strftime('%Y%m%dT%H%M%S')}/{key}")
+        return str(mover(key, f"{QUARANTINE}/{time.strftime('%Y%m%dT%H%M%S')}/{key}"))
 
     async def blob(self, flow: str, digest: str, size: int | None, owner: str) -> None:
         if digest not in self.blobs:
@@ -90,7 +89,7 @@ class _Walk:
             path = store_path(self.store.url, blob_key(flow, digest))
             self.found(Finding("missing", path, "named by a record but not in the store", owner))
 
-    async def record(self, cls: type, key: str, owner: str) -> Any:
+    async def record(self, cls: type[R], key: str, owner: str) -> R | None:
         try:
             data = await self.store.get(key)
         except NotFound:

@@ -118,7 +118,7 @@ def draw(steps: dict[str, dict[str, Any]], progress: dict[str, StepProgress], li
     least = width if lay.vertical else width * 0.5
     return (
         f'<svg class="dag{" vertical" if lay.vertical else ""}" viewBox="0 0 {width:.0f} {height:.0f}" '
-        f'width="100%" data-max-width="{width:.0f}" data-min-width="{min(least, 360):.0f}" role="img" '
+        f'width="100%" data-max-width="{width:.0f}" data-min-width="{least:.0f}" role="img" '
         'aria-label="the run\'s steps">'
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>'

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aflow.client.core import run_tags
 from aflow.stores.records import TaskRecord
 from aflow.ui import dag, gantt
+from aflow.ui.finding import STATUSES, RunQuery
 from aflow.ui.logs import LogChoice, log_section
 from aflow.ui.markup import badge, clock, esc, size, span, url, when
 from aflow.ui.preview import Preview
@@ -27,33 +28,40 @@ TASKS_PER_PAGE = 50
 # -- runs -----------------------------------------------------------------------------------------
 
 
-def runs_fragments(page: RunsPage, flow: str | None, per_page: int, now: float) -> Fragments:
+SORTABLE = (
+    ("Flow", "flow"),
+    ("Run", "run"),
+    ("Status", "status"),
+    ("Started", "started"),
+    ("Duration", "duration"),
+    ("Tasks done", "done"),
+    ("Failed", "failed"),
+    ("Stopped", "stopped"),
+    ("Tags", ""),
+)
+
+
+def runs_fragments(
+    page: RunsPage, flow: str | None, per_page: int, now: float, query: RunQuery | None = None
+) -> Fragments:
+    query = query or RunQuery()
+    keep = query.link()
     total_all = sum(n for _, n in page.flows)
-    chips = [_chip("All flows", total_all, url(""), flow is None)]
-    chips += [_chip(name, n, url("", flow=name), name == flow) for name, n in page.flows]
-    flows = f'<nav class="chips" aria-label="flows">{"".join(chips)}</nav>'
+    chips = [_chip("All flows", total_all, url("", **keep), flow is None)]
+    chips += [_chip(name, n, url("", flow=name, **keep), name == flow) for name, n in page.flows]
+    flows = f'<nav class="chips" aria-label="flows">{"".join(chips)}</nav>' + _filters(flow, query)
     if not page.rows:
-        empty = (
-            f"No runs of {esc(flow)} in this store."
-            if flow
-            else "No runs in this store yet: run a flow (<code>aflow run flow.py</code>) "
-            "and it appears here."
-        )
+        if query.filtering:
+            empty = f'No run matches these filters. <a href="{esc(url("", flow=flow))}">Clear them</a>.'
+        elif flow:
+            empty = f"No runs of {esc(flow)} in this store."
+        else:
+            empty = (
+                "No runs in this store yet: run a flow (<code>aflow run flow.py</code>) "
+                "and it appears here."
+            )
         return {"flows": flows, "runs": f'<p class="empty">{empty}</p>'}
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "Flow",
-            "Run",
-            "Status",
-            "Started",
-            "Duration",
-            "Tasks done",
-            "Failed",
-            "Stopped",
-            "Tags",
-        )
-    )
+    head = "".join(_sort_header(text, column, flow, query) for text, column in SORTABLE)
     rows = []
     for r in page.rows:
         rec = r.record
@@ -70,17 +78,72 @@ def runs_fragments(page: RunsPage, flow: str | None, per_page: int, now: float) 
             f'<td class="num">{rec.tasks_stopped:,}</td><td>{tags}</td></tr>'
         )
     first = (page.page - 1) * per_page + 1
-    pager = _pager(page.page, page.pages, lambda n: url("", flow=flow, page=n if n > 1 else None))
+    pager = _pager(
+        page.page, page.pages, lambda n: url("", flow=flow, page=n if n > 1 else None, **keep)
+    )
     count = (
         _plural(page.total, "run")
         if page.pages == 1
         else f"runs {first:,}\N{EN DASH}{first + len(rows) - 1:,} of {page.total:,}"
     )
+    order = "newest first"
+    if query.sort:
+        label = next(t for t, c in SORTABLE if c == query.sort.lstrip("-"))
+        order = f"by {label.lower()}, {'descending' if query.sort.startswith('-') else 'ascending'}"
     table = (
-        f'<div class="bar-line"><span class="muted">{count}, newest first</span>{pager}</div>'
-        f'<table class="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        f'<div class="bar-line"><span class="muted">{count}, {order}</span>{pager}</div>'
+        f'<div class="table-box"><table class="runs"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
     return {"flows": flows, "runs": table}
+
+
+def _sort_header(text: str, column: str, flow: str | None, query: RunQuery) -> str:
+    if not column:
+        return f"<th>{text}</th>"
+    href = url("", flow=flow, **query.link(sort=query.sorted_by(column)))
+    arrow, aria = "", "none"
+    if query.sort.lstrip("-") == column:
+        down = query.sort.startswith("-")
+        arrow, aria = (" ▼", "descending") if down else (" ▲", "ascending")
+    return (
+        f'<th aria-sort="{aria}"><a class="sort" data-sort="{column}" href="{esc(href)}">'
+        f"{text}{arrow}</a></th>"
+    )
+
+
+def _filters(flow: str | None, query: RunQuery) -> str:
+    """The filter form: a GET to the runs page, so the filters are in the URL."""
+    options = "".join(
+        f'<option value="{s}"{" selected" if s == query.status else ""}>{s}</option>'
+        for s in ("", *STATUSES)
+    ).replace('<option value="">', '<option value="">any status')
+    hidden = "".join(
+        f'<input type="hidden" name="{k}" value="{esc(v)}">'
+        for k, v in (("flow", flow or ""), ("sort", query.sort))
+        if v
+    )
+
+    def field(name: str, label: str, kind: str = "text", hint: str = "") -> str:
+        value = esc(getattr(query, name))
+        return (
+            f'<label>{label}<input type="{kind}" name="{name}" value="{value}" '
+            f'placeholder="{esc(hint)}"></label>'
+        )
+
+    clear = ""
+    if query.filtering:
+        clear = f'<a class="clear" href="{esc(url("", flow=flow, sort=query.sort))}">clear</a>'
+    return (
+        f'<form class="filters" method="get" action="/" role="search">{hidden}'
+        f'<label>status<select name="status">{options}</select></label>'
+        + field("tag", "tag", hint="tag or user:name")
+        + field("user", "user")
+        + field("since", "from", "date")
+        + field("until", "to", "date")
+        + field("param", "parameter", hint="name=value")
+        + f'<button type="submit">filter</button>{clear}</form>'
+    )
 
 
 def _plural(n: int, word: str) -> str:
@@ -127,8 +190,9 @@ def run_fragments(
         "run-dag": '<h2>Steps</h2><div class="scroll-x">'
         + dag.draw(snap.record.graph.get("steps", {}), progress, link_step)
         + "</div>",
-        "run-gantt": "<h2>Timeline</h2>"
-        + gantt.draw(snap, steps, link_task, now, running_since(snap, progress)),
+        "run-gantt": '<h2>Timeline</h2><div class="scroll-x">'
+        + gantt.draw(snap, steps, link_task, now, running_since(snap, progress))
+        + "</div>",
         "run-tasks": '<h2 id="tasks">Tasks</h2>' + _task_table(snap, progress, chosen, now),
     }
 
@@ -445,8 +509,8 @@ def _task_artifacts(attempt: AttemptView | None, previews: dict[str, Preview | s
         )
     return (
         f'<h2>Artifacts <span class="muted">{len(names)}</span></h2>'
-        '<table class="artifacts"><thead><tr><th>Name</th><th>Type</th><th>Size</th>'
-        f"<th>Preview</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        '<div class="table-box"><table class="artifacts"><thead><tr><th>Name</th><th>Type</th>'
+        f"<th>Size</th><th>Preview</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 

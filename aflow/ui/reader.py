@@ -31,6 +31,7 @@ from aflow.stores.artifacts import load_ref_blob_async
 from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore
 from aflow.stores.records import RunRecord, TaskRecord, task_log_key
 from aflow.stores.transfer import gather
+from aflow.ui.finding import RunQuery, matches, sort_key
 
 FINAL = ("done", "failed", "cancelled")
 
@@ -91,14 +92,23 @@ class RunsPage:
 class RunsReader:
     """Pages of runs, newest first, across every flow or of one."""
 
-    def __init__(self, store: ObjectStore, keep: int = 4096) -> None:
+    def __init__(self, store: ObjectStore, keep: int = 50_000) -> None:
         self.store = store
-        self._final: OrderedDict[tuple[str, str], RunRecord] = OrderedDict()  # never change again
+        # Records that never change again; a filtered list reads every run's, so keep many (a run
+        # record is small).
+        self._final: OrderedDict[tuple[str, str], RunRecord] = OrderedDict()
         self._keep = keep
+        self.every = 0.75
+        self._lock = anyio.Lock()
+        self._listed: tuple[float, list[AsyncFlow], list[list[str]]] | None = None
 
-    async def page(self, flow: str | None, page: int, per_page: int) -> RunsPage:
-        flows = await AsyncFlow.list(store=self.store)
-        id_lists = await gather([f.run_ids for f in flows])
+    async def page(
+        self, flow: str | None, page: int, per_page: int, query: RunQuery | None = None
+    ) -> RunsPage:
+        """A page of runs; with a `query` that filters or sorts otherwise than newest first,
+        every run's record is read to choose and order them."""
+        query = query or RunQuery()
+        flows, id_lists = await self._listing()
         counts = [(f.name, len(ids)) for f, ids in zip(flows, id_lists, strict=True) if ids]
         shown = [
             (f.name, i)
@@ -108,18 +118,48 @@ class RunsReader:
         ]
         # Run ids are times: newest first across flows too.
         shown.sort(key=lambda pair: id_order(pair[1]), reverse=True)
-        pages = max(1, -(-len(shown) // per_page))
-        page = min(max(page, 1), pages)
-        wanted = shown[(page - 1) * per_page : page * per_page]
         damaged: list[DamagedData] = []
-        records = await gather([lambda p=p: self._record(*p, damaged) for p in wanted])
         now = time.time()
-        rows = [
-            RunRow(f, i, r, r.liveness(now))
-            for (f, i), r in zip(wanted, records, strict=True)
-            if r is not None
-        ]
-        return RunsPage(sorted(counts), rows, len(shown), page, pages, [str(e) for e in damaged])
+        if query.plain:
+            pages = max(1, -(-len(shown) // per_page))
+            page = min(max(page, 1), pages)
+            wanted = shown[(page - 1) * per_page : page * per_page]
+            records = await gather([lambda p=p: self._record(*p, damaged) for p in wanted])
+            rows = [
+                RunRow(f, i, r, r.liveness(now))
+                for (f, i), r in zip(wanted, records, strict=True)
+                if r is not None
+            ]
+            total = len(shown)
+        else:
+            records = await gather([lambda p=p: self._record(*p, damaged) for p in shown])
+            every = [
+                RunRow(f, i, r, r.liveness(now))
+                for (f, i), r in zip(shown, records, strict=True)
+                if r is not None
+            ]
+            every = [r for r in every if matches(query, r.record, r.status)]
+            if query.sort:
+                column = query.sort.lstrip("-")
+                every.sort(
+                    key=lambda r: sort_key(column, r.flow, r.run_id, r.record, r.status),  # type: ignore[arg-type,return-value]
+                    reverse=query.sort.startswith("-"),
+                )
+            total = len(every)
+            pages = max(1, -(-total // per_page))
+            page = min(max(page, 1), pages)
+            rows = every[(page - 1) * per_page : page * per_page]
+        return RunsPage(sorted(counts), rows, total, page, pages, [str(e) for e in damaged])
+
+    async def _listing(self) -> tuple[list[AsyncFlow], list[list[str]]]:
+        """Every flow and its run ids, listed at most every `every` seconds however many pages
+        (tabs, streams) ask: one listing per flow serves them all."""
+        async with self._lock:
+            if self._listed is None or time.monotonic() - self._listed[0] >= self.every:
+                flows = await AsyncFlow.list(store=self.store)
+                id_lists = await gather([f.run_ids for f in flows])
+                self._listed = (time.monotonic(), flows, id_lists)
+            return self._listed[1], self._listed[2]
 
     async def _record(self, flow: str, run_id: str, damaged: list[DamagedData]) -> RunRecord | None:
         kept = self._final.get((flow, run_id))

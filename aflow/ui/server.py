@@ -2,7 +2,8 @@
 
 A page is a view: an async function from the request to its title, breadcrumbs and fragments. GET
 `/...` renders the view once, inside the page shell; GET `/live/...` (server-sent events) renders it
-again every `poll` seconds and sends the fragments whose HTML changed, until the view says nothing
+again every `poll` seconds (less often while nothing changes: `backoff`; the page closes its stream
+while its tab is hidden) and sends the fragments whose HTML changed, until the view says nothing
 more will change (a finished run, a task that ended for good). The page tells the stream which
 versions it has (`v=`), so a fresh page is not sent again what it already shows. The store is
 polled, so runs started by any process, anywhere the store is, show up and progress. Nothing here
@@ -32,12 +33,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from aflow.client.core import AsyncDataArtifact
-from aflow.exception import AflowNotFound
+from aflow.exception import AflowNotFound, DamagedData
 from aflow.stores.artifacts import deserialize
 from aflow.stores.base import Buffer, ObjectStore
 from aflow.stores.transfer import gather
 from aflow.ui import pages
 from aflow.ui.cards import card_routes, cards_fragment
+from aflow.ui.finding import RunQuery
 from aflow.ui.guard import Guard, host_names
 from aflow.ui.logs import LogChoice, raw_text, repair
 from aflow.ui.markup import esc, page, size, url
@@ -48,6 +50,7 @@ from aflow.ui.reader import ReadOnlyStore, RunReaders, RunsReader, artifact_blob
 STATIC = Path(__file__).parent / "static"
 RUNS_PER_PAGE = 50
 KEEPALIVE_SECONDS = 15.0
+MAX_BACKOFF = 10.0
 log = logging.getLogger("aflow.ui")
 
 
@@ -122,10 +125,12 @@ def _digest(html: str) -> str:
 async def _page(view: View, request: Request) -> Response:
     try:
         shown = await view(request)
-    except AflowNotFound as e:
+    except (AflowNotFound, DamagedData) as e:
+        # A damaged record is named (file, what to do) like a missing one, not a server error.
+        what = "damaged" if isinstance(e, DamagedData) else "not found"
         shown = Rendered(
-            "not found",
-            [("not found", None)],
+            what,
+            [(what, None)],
             {"missing": pages.not_found(str(e))},
             live=False,
             status_code=404,
@@ -142,6 +147,7 @@ def _stream(view: View, request: Request, poll: float) -> Response:
 
     async def events() -> AsyncIterator[str]:
         quiet = 0.0
+        unchanged = 0  # reads in a row that changed nothing
         while True:
             try:
                 shown = await view(request)
@@ -168,11 +174,20 @@ def _stream(view: View, request: Request, poll: float) -> Response:
             if not shown.live:
                 yield "event: end\ndata: {}\n\n"
                 return
-            await anyio.sleep(poll)
-            quiet += poll
+            unchanged = 0 if changed else unchanged + 1
+            wait = backoff(poll, unchanged)
+            await anyio.sleep(wait)
+            quiet += wait
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+def backoff(poll: float, unchanged: int) -> float:
+    """Seconds until the next read of a live page: `poll` while things change, then longer with
+    each read that changed nothing, up to MAX_BACKOFF polls (a forgotten tab on a quiet store costs
+    a read every ~10 s, not every second; its first change resets it)."""
+    return poll * min(1.5 ** max(unchanged - 2, 0), MAX_BACKOFF)
 
 
 def _int(request: Request, name: str, default: int) -> int:
@@ -187,14 +202,15 @@ def _int(request: Request, name: str, default: int) -> int:
 
 async def _runs_view(state: UIState, request: Request) -> Rendered:
     flow = request.query_params.get("flow") or None
-    found = await state.runs.page(flow, _int(request, "page", 1), RUNS_PER_PAGE)
+    query = RunQuery.parse(request.query_params)
+    found = await state.runs.page(flow, _int(request, "page", 1), RUNS_PER_PAGE, query)
     crumbs: list[tuple[str, str | None]] = [("runs", url("") if flow else None)]
     if flow:
         crumbs.append((flow, None))
     return Rendered(
         f"{flow} runs" if flow else "runs",
         crumbs,
-        pages.runs_fragments(found, flow, RUNS_PER_PAGE, time.time()),
+        pages.runs_fragments(found, flow, RUNS_PER_PAGE, time.time(), query),
         live=True,  # a new run may start at any time
     )
 

@@ -5,6 +5,7 @@ from aflow import FlowSpec, Parameter, step
 
 class RunnerFlow(FlowSpec):
     alpha = Parameter("alpha", default=1)
+    loud = Parameter("loud", default=True)
 
     @step
     def start(self):
@@ -12,6 +13,7 @@ class RunnerFlow(FlowSpec):
         if self.alpha < 0:
             raise ValueError("alpha must be >= 0")
         self.result = self.alpha * 2
+        self.loud_seen = self.loud
         self.next(self.end)
 
     @step

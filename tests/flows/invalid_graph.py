@@ -12,8 +12,8 @@ class InvalidFlow(FlowSpec):
 
     @step
     def b(self):
-        if True:
-            return
+        self.x = 1
+        return  # self.next() below can never run
         self.next(self.end)
 
     @step

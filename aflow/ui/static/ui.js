@@ -2,8 +2,9 @@
 //
 // A page is made of fragments (<div class="fragment" id=... data-v=version>). While the page says
 // it is live, one EventSource on /live<path> receives the fragments whose HTML changed and swaps
-// them in; the stream ends when nothing more will change (a finished run). Log view choices (which
-// stream, times) and a log scrolled to its end survive a swap, so a live task's output tails.
+// them in; the stream ends when nothing more will change (a finished run), and closes while the tab
+// is hidden (reopened when it is shown). Log view choices (which stream, times) and a log scrolled
+// to its end survive a swap, so a live task's output tails.
 (function () {
   "use strict";
 
@@ -67,8 +68,14 @@
     }
   }
 
+  let ended = false;
+
   function connect() {
-    if (document.body.dataset.live !== "1" || !window.EventSource) return;
+    if (document.body.dataset.live !== "1" || !window.EventSource || ended) return;
+    if (document.hidden) {
+      say("paused while hidden", "off");
+      return;
+    }
     const stream = new EventSource(liveUrl());
     window.aflowLive = stream;
     stream.onopen = () => say("live", "on");
@@ -77,6 +84,7 @@
       say("live · updated " + new Date().toLocaleTimeString(), "on");
     });
     stream.addEventListener("end", () => {
+      ended = true;
       stream.close();
       say("finished · up to date", "done");
     });
@@ -97,6 +105,19 @@
     if (e.target.matches("input[data-times]")) {
       prefs.times = e.target.checked;
       applyPrefs(document);
+    }
+  });
+
+  // A hidden tab reads nothing: its stream closes, and reopens (asking only for what changed,
+  // by the versions the page holds) when the tab is shown again.
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) {
+      if (window.aflowLive && window.aflowLive.readyState !== 2) {
+        window.aflowLive.close();
+        say("paused while hidden", "off");
+      }
+    } else if (!window.aflowLive || window.aflowLive.readyState === 2) {
+      connect();
     }
   });
 
