@@ -41,8 +41,8 @@ from aflow.backends.remote import (
     chunks,
 )
 from aflow.engine.remote_output import END_STREAM, output_key
-from aflow.engine.task_logs import parse_log
 from aflow.exception import AflowException
+from aflow.stores.log_format import parse_log
 
 DESCRIBE_LIMIT = 100  # DescribeJobs takes at most 100 ids
 FINAL = ("SUCCEEDED", "FAILED")
