@@ -15,9 +15,9 @@ import os
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 
 from aflow.stores.base import BlockingObjectStore
+from aflow.stores.log_format import log_line
 from aflow.stores.records import task_prefix
 
 END_STREAM = "aflow-end"  # the last line of a complete output (see close())
@@ -78,11 +78,10 @@ class OutputKeeper:
     def _keep(self, stream: str, lines: list[bytes]) -> None:
         if not lines:
             return
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
-        head = stamp + b" " + stream.encode() + b" "
+        now = time.time()
         with self._lock:
             for line in lines:
-                entry = head + line.rstrip(b"\r") + b"\n"
+                entry = log_line(now, stream, line.rstrip(b"\r").decode(errors="replace"))
                 self._lines.append(entry)
                 self._size += len(entry)
             while self._size > KEEP_BYTES and len(self._lines) > 1:
