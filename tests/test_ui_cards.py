@@ -212,3 +212,21 @@ def test_a_card_read_from_an_s3_store(
         page.locator('.aflow-cards-item[data-card="0.0.blank.chart"] .c-vega canvas').wait_for()
         page.locator(".c-dag-step.current").wait_for()
         _shot(page, shots, "cards-s3")
+
+
+def test_a_failed_tasks_refreshed_card_says_it_is_not_final(
+    page: Any, tmp_path: Path, shots: Path
+) -> None:
+    root = tmp_path / "store"
+    id_file = tmp_path / "run_id"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AFLOW_DATASTORE_ROOT", str(root))
+        done = run_cli("run", str(FLOWS / "cards_failing.py"), "-q", "--run-id-file", str(id_file))
+    assert done.returncode == 1 and "the step fails after its card refreshed" in done.stderr
+    with _serve(root, tmp_path / "ui.log") as served:
+        page.goto(f"{served.url}/task/CardsFailingFlow/{id_file.read_text()}/start/1")
+        item = page.locator(".aflow-cards-item")
+        assert "the task did not succeed" in item.locator("h3").inner_text()
+        item.locator(".c-head-state", has_text="as last refreshed").wait_for()
+        assert item.locator(".c-markdown").inner_text() == "got this far"
+        _shot(page, shots, "cards-failed-task")

@@ -131,13 +131,20 @@ async def cards_fragment(
             final = False
         parts = (ref.flow, ref.run_id, ref.step, ref.task_id, ref.name)
         title = ref.type + (f" · {ref.id}" if ref.id else "")
-        state = "" if final else ' <span class="badge running">updating</span>'
+        ended = record is not None and not final  # the task failed after a refresh()
+        state = (
+            ""
+            if final
+            else ' <span class="badge failed">as last refreshed: the task did not succeed</span>'
+            if ended
+            else ' <span class="badge running">updating</span>'
+        )
         items.append(
             f'<div class="aflow-cards-item" data-card="{esc(ref.name)}">'
             f"<h3>{esc(title)}{state}</h3>"
             f'<p class="aflow-cards-links"><a href="{url("cards", "page", *parts)}">open alone</a> · '
             f'<a href="{url("cards", "html", *parts)}" download>download the HTML file</a></p>'
-            f'<div class="aflow-card" data-key="{esc(ref.name)}" '
+            f'<div class="aflow-card" data-key="{esc(ref.name)}"{" data-ended" if ended else ""} '
             f'data-src="{url("cards", "data", *parts, v=digest)}"></div></div>'
         )
     return (

@@ -239,8 +239,10 @@
     const head = card.appendChild(el("header", "c-head"));
     head.appendChild(el("span", "c-head-path", data.pathspec || ""));
     head.appendChild(el("span", "c-head-kind", (data.type || "") + (data.id ? " · " + data.id : "")));
-    const state = data.final ? "final" : "updating while the task runs";
-    head.appendChild(el("span", "c-head-state" + (data.final ? "" : " live"), state + " · " + when(data.created_at)));
+    const ended = target.dataset && target.dataset.ended !== undefined;
+    const state = data.final ? "final" : ended ? "as last refreshed" : "updating while the task runs";
+    const live = data.final || ended ? "" : " live";
+    head.appendChild(el("span", "c-head-state" + live, state + " · " + when(data.created_at)));
     const body = card.appendChild(el("div", "c-body"));
     (data.components || []).forEach((c) => body.appendChild(component(c)));
     if (!(data.components || []).length) body.appendChild(el("p", "c-note", "This card is empty."));
