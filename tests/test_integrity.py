@@ -237,7 +237,9 @@ def test_a_full_disk_is_named_with_the_artifact_and_the_store_path(small_disk: P
         while True:
             os.write(fd, bytes(4096))
     os.close(fd)
+    runs_before = sorted((small_disk / "store" / "IntegrityFlow").iterdir())
     full = run_cli("run", FLOW_FILE)
+    assert sorted((small_disk / "store" / "IntegrityFlow").iterdir()) == runs_before  # no empty folder
     assert full.returncode == 1 and "Traceback" not in full.stderr
     assert "disk is full" in full.stderr and "run.mpk" in full.stderr, full.stderr
     listed = run_cli("list", "runs", "IntegrityFlow")
