@@ -45,12 +45,12 @@ def parse_source(source: Any, role: str | None) -> tuple[str, str, dict[str, Any
         return (kind, secret_id, {}, role) if dot else (default, source, {}, role)
     if not isinstance(source, dict):
         raise SecretsError(f"@secrets sources are strings or dicts, not {type(source).__name__}")
-    secret_id, options = source.get("id"), source.get("options", {})
-    if not isinstance(secret_id, str):
+    given, options = source.get("id"), source.get("options", {})
+    if not isinstance(given, str):
         raise SecretsError(f"@secrets source {source.get('type', default)}: 'id' must be a string")
     if not isinstance(options, dict):
-        raise SecretsError(f"@secrets source '{secret_id}': 'options' must be a dict")
-    return source.get("type") or default, secret_id, options, source.get("role") or role
+        raise SecretsError(f"@secrets source '{given}': 'options' must be a dict")
+    return source.get("type") or default, given, options, source.get("role") or role
 
 
 def _sanitized(key: str) -> str:
@@ -58,7 +58,7 @@ def _sanitized(key: str) -> str:
 
 
 async def _aws(secret_id: str, options: dict[str, Any], role: str | None) -> dict[str, str]:
-    import aioboto3
+    import aioboto3  # type: ignore[import-untyped]
 
     match = re.match(r"arn:aws:secretsmanager:([^:]+):", secret_id)
     region = (

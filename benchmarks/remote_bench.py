@@ -13,6 +13,10 @@ The baseline, measured in the same run, is the same scheduler with the same flow
 foreach: figures for N=10,000 are printed beside it, with their ratio.
 
     python benchmarks/remote_bench.py [--width 10000] [--window 20] [--poll 1.0]
+
+`--kubernetes N` runs only the Kubernetes end-to-end case instead (benchmarks/k8s_bench.py): an
+N-way foreach whose children run to completion on the Kubernetes emulator, with the Kubernetes
+requests per task by kind and the scheduler's CPU per task.
 """
 
 from __future__ import annotations
@@ -152,7 +156,15 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=1.0)
     parser.add_argument("--side", type=int, help=argparse.SUPPRESS)  # one measurement, as JSON
     parser.add_argument("--moto", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--kubernetes", type=int, metavar="N", help="only the Kubernetes end-to-end case, N-way"
+    )
     args = parser.parse_args()
+    if args.kubernetes:  # its own module: benchmarks/k8s_bench.py
+        from k8s_bench import run_case
+
+        run_case(args.kubernetes)
+        return
     if args.side:
         print(json.dumps(measure(args.side, args.window, args.poll, args.moto)))
         return

@@ -240,6 +240,11 @@ def test_card_view_get_and_list_commands(in_store: str, tmp_path: Path) -> None:
     as_json = run_script(FLOW, "card", "list", f"{run_id}/report/2", "--as-json")
     assert [c["id"] for c in json.loads(as_json.stdout)] == ["chart", "summary", "slow"]
 
+    # RUN_ID/STEP/TASK_ID alone: the store says which flow's run it is.
+    alone = run_cli("card", "view", f"{run_id}/start/1", "--no-browser")
+    assert alone.returncode == 0, alone.stderr
+    assert f"CardsFlow-{run_id}-start-1-" in alone.stdout
+
     missing = run_cli("card", "view", "CardsFlow", f"{run_id}/end/4", "--no-browser")
     assert missing.returncode == 1 and "has no cards" in missing.stderr
 

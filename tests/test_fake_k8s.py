@@ -313,7 +313,7 @@ def test_backoff_limit_per_index_fails_an_index_alone(k8s_api) -> None:
     code = (
         "import os, sys, time\n"
         "i = int(os.environ['JOB_COMPLETION_INDEX'])\n"
-        "time.sleep(0.3 if i != 1 else 0)\n"
+        "time.sleep(3.0 if i != 1 else 0)\n"  # long enough for index 1 to fail twice first, loaded
         "sys.exit(3 if i == 1 else 0)"
     )
 
@@ -753,3 +753,71 @@ def test_env_and_var_expansion(k8s_api) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOSTTEST", "1")  # the test process's environment does not leak into pods
         run(k8s_api, go)
+
+
+def test_strict_schema_validation_and_documented_limits(k8s_api) -> None:
+    """Every Job is checked against the OpenAPI schema with strict field validation (unknown
+    fields, wrong types: 400) and against the limits the schema cannot say (422)."""
+
+    async def go(api) -> None:
+        batch = client.BatchV1Api(api)
+        typo = job_body("typo", "pass")
+        typo["spec"]["template"]["spec"]["containers"][0]["comand"] = ["python"]
+        wrong_type = job_body("wrong-type", "pass")
+        wrong_type["spec"]["parallelism"] = "4"
+        for body, words in ((typo, "'comand' was unexpected"), (wrong_type, "'4' is not of type")):
+            with pytest.raises(ApiException) as err:
+                await batch.create_namespaced_job(NS, body)
+            assert err.value.status == 400
+            assert "strict decoding error" in err.value.body and words in err.value.body
+        bad_env = job_body("bad-env", "pass", env=[{"name": "1ABC", "value": "x"}])
+        too_wide = job_body("too-wide", "pass", completions=100_001, indexed=True)
+        too_many_notes = job_body("notes", "pass")
+        too_many_notes["metadata"]["annotations"] = {"a": "x" * (256 * 1024)}
+        for body in (bad_env, too_wide, too_many_notes):
+            with pytest.raises(ApiException) as err:
+                await batch.create_namespaced_job(NS, body)
+            assert err.value.status == 422, body["metadata"]["name"]
+        await batch.create_namespaced_job(NS, job_body("fine", "pass"))
+
+    run(k8s_api, go)
+
+
+def test_refused_pods_leave_only_failed_create_events(k8s_api) -> None:
+    """A Job whose pods admission refuses gets no pod and no condition: only FailedCreate events
+    (counted up as the controller tries again), readable by a field-selected watch."""
+    k8s_api.label_namespace(NS, {"pod-security.kubernetes.io/enforce": "restricted"})
+    k8s_api.create_retry_seconds = 0.2
+
+    async def go(api) -> None:
+        batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+        await batch.create_namespaced_job(NS, job_body("refused", "pass"))
+        events = await watch_until(
+            core.list_namespaced_event,
+            lambda evs: evs[-1]["object"].count >= 3,
+            NS,
+            field_selector="involvedObject.kind=Job,reason=FailedCreate",
+        )
+        last = events[-1]["object"]
+        assert last.involved_object.name == "refused" and last.type == "Warning"
+        assert 'violates PodSecurity "restricted:latest"' in last.message
+        assert (await core.list_namespaced_pod(NS)).items == []
+        job = await batch.read_namespaced_job("refused", NS)
+        assert not job.status.conditions
+
+    run(k8s_api, go)
+
+
+def test_bearer_tokens_expire(k8s_api) -> None:
+    k8s_api.require_tokens()
+    token = k8s_api.issue_token(0.5)
+
+    async def go(api) -> None:
+        api.configuration.api_key["BearerToken"] = f"Bearer {token}"
+        assert await client.VersionApi(api).get_code()
+        await asyncio.sleep(0.6)
+        with pytest.raises(ApiException) as err:
+            await client.VersionApi(api).get_code()
+        assert err.value.status == 401
+
+    run(k8s_api, go)

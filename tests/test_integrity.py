@@ -237,7 +237,9 @@ def test_a_full_disk_is_named_with_the_artifact_and_the_store_path(small_disk: P
         while True:
             os.write(fd, bytes(4096))
     os.close(fd)
+    runs_before = sorted((small_disk / "store" / "IntegrityFlow").iterdir())
     full = run_cli("run", FLOW_FILE)
+    assert sorted((small_disk / "store" / "IntegrityFlow").iterdir()) == runs_before  # no empty folder
     assert full.returncode == 1 and "Traceback" not in full.stderr
     assert "disk is full" in full.stderr and "run.mpk" in full.stderr, full.stderr
     listed = run_cli("list", "runs", "IntegrityFlow")
@@ -261,3 +263,35 @@ def test_quarantine_then_resume_stores_the_damaged_value_again(store_root: Path)
     # The blob is back under its name: the first run, which names it too, reads whole again.
     assert run_cli("verify", "IntegrityFlow").returncode == 0
     assert done["start"].task.data.payload == list(range(2000))
+
+
+def test_the_ui_names_a_damaged_run_record_instead_of_failing(store_root: Path, tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    older, newer = two_runs(store_root)
+    damaged = store_root / "IntegrityFlow" / newer.id / "run.mpk"
+    truncate(damaged)
+    log = tmp_path / "ui.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aflow", "ui", "--port", "0"], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"http://127\.0\.0\.1:\d+", log.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        url = found.group(0)
+        with urllib.request.urlopen(url + "/", timeout=30) as home:
+            assert home.status == 200 and older.id in home.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as page:
+            urllib.request.urlopen(f"{url}/run/IntegrityFlow/{newer.id}", timeout=30)
+        assert page.value.code == 404 and str(damaged) in page.value.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(20)

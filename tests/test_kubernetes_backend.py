@@ -72,7 +72,8 @@ def test_100_way_foreach_is_one_indexed_job_joined_locally(k8s: Any) -> None:
     # Short server-side watches: the watch must resume from its last resourceVersion without
     # losing a pod's event.
     k8s.watch_timeout = 1.0
-    result, _ = run(K8sForeachFlow, k8s, params={"width": 100}, max_workers=16)
+    # 100 pods are 100 Python processes: minutes on a loaded 2-core machine.
+    result, _ = run(K8sForeachFlow, k8s, timeout=400, params={"width": 100}, max_workers=16)
     assert result.successful
     assert result["join"].task.data.squares == [i * i for i in range(100)]
 
@@ -87,7 +88,9 @@ def test_100_way_foreach_is_one_indexed_job_joined_locally(k8s: Any) -> None:
     assert len(watches) > 1  # resumed after each server-side end
     assert all(w.query["resourceVersion"] not in ("", "0") for w in watches)
     assert len(k8s.calls("GET", r"/pods$", watch=False)) == 1  # listed once, at the start
-    assert len(k8s.calls("GET", r"/pods/.+/log$")) <= 100  # one follow per pod at most
+    # One follow per pod; one that came before the container started (400) is reopened once.
+    follows = k8s.calls("GET", r"/pods/.+/log$")
+    assert len({r.path for r in follows}) <= 100 and len(follows) <= 200
 
 
 def test_retry_on_a_flaky_remote_step_and_catch_fallback(k8s: Any) -> None:
@@ -108,6 +111,7 @@ def test_retry_on_a_flaky_remote_step_and_catch_fallback(k8s: Any) -> None:
 def test_resources_and_scheduling_settings_shape_the_job(k8s: Any) -> None:
     from k8s_resources import K8sResourcesFlow
 
+    k8s.add_service_account("ml-jobs", "trainer")  # else its pods are refused (FailedCreate)
     result, _ = run(K8sResourcesFlow, k8s)
     assert result.successful and result["train"].task.data.trained
     [post] = job_posts(k8s)

@@ -17,16 +17,13 @@ from aflow.cards.components import (
     Component,
     Error,
     Html,
-    Image,
-    JSONViewer,
     Markdown,
     ProgressBar,
-    PythonCode,
     Table,
     ValueBox,
-    VegaChart,
-    YAMLViewer,
 )
+from aflow.cards.media import Image, VegaChart
+from aflow.cards.viewers import JSONViewer, PythonCode, YAMLViewer
 
 if TYPE_CHECKING:
     from aflow.cards.client import Card, get_cards

@@ -4,13 +4,11 @@ A component is a small object with `to_data()`, a dict the card renderer (cards/
 the card's HTML document and in `aflow ui`) draws from. Text is data, never markup: the renderer sets
 it as text, so `<b>` in a value shows as `<b>`. Only `Markdown` (rendered here with raw HTML
 disabled) and `Html` (drawn in a sandboxed frame without scripts) carry markup, and they say so.
-matplotlib, PIL and Altair are imported only when the user hands over one of their objects.
+Pictures (`Image`, `VegaChart`) live in media.py, code viewers in viewers.py.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import traceback
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -154,82 +152,6 @@ def _plain(value: Any) -> Any:
             return str(value)
     return value
 
-
-_SIGNATURES = (
-    (b"\x89PNG", "image/png"),
-    (b"\xff\xd8", "image/jpeg"),
-    (b"GIF8", "image/gif"),
-    (b"RIFF", "image/webp"),
-)
-
-
-def _image_type(data: bytes) -> str:
-    for magic, mime in _SIGNATURES:
-        if data.startswith(magic):
-            return mime
-    head = data[:256].lstrip().lower()
-    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:2048].lower()):
-        return "image/svg+xml"
-    raise ValueError("Image needs PNG, JPEG, GIF, WebP or SVG bytes, a PIL image or a matplotlib figure")
-
-
-def _png_of_pil(image: Any) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
-def _png_of_matplotlib(plot: Any) -> bytes:
-    figure = plot.get_figure() if hasattr(plot, "get_figure") and not hasattr(plot, "savefig") else plot
-    figure = getattr(figure, "figure", figure)  # a SubFigure or an Axes' figure
-    out = io.BytesIO()
-    figure.savefig(out, format="png", bbox_inches="tight")
-    return out.getvalue()
-
-
-def _image_bytes(src: Any) -> bytes:
-    if isinstance(src, bytes | bytearray | memoryview):
-        return bytes(src)
-    if type(src).__module__.startswith("PIL"):
-        return _png_of_pil(src)
-    if type(src).__module__.startswith("matplotlib"):
-        return _png_of_matplotlib(src)
-    raise TypeError(
-        f"Image got a {type(src).__name__}: give image bytes, a PIL image or a matplotlib figure"
-    )
-
-
-class Image(Component):
-    kind = "image"
-    REALTIME_UPDATABLE = True
-
-    def __init__(self, src: Any = None, label: str | None = None, disable_updates: bool = False) -> None:
-        super().__init__()
-        self.src = src
-        self.label = label
-
-    @classmethod
-    def from_pil_image(cls, pilimage: Any, label: str | None = None) -> Image:
-        return cls(_png_of_pil(pilimage), label)
-
-    @classmethod
-    def from_matplotlib(cls, plot: Any, label: str | None = None) -> Image:
-        """A matplotlib Figure (or Axes), as a PNG taken now: later drawing does not change it."""
-        return cls(_png_of_matplotlib(plot), label)
-
-    def update(self, image: Any, label: str | None = None) -> None:
-        self.src = image
-        if label is not None:
-            self.label = label
-
-    def data(self) -> dict[str, Any]:
-        if self.src is None:
-            return {"src": None, "label": self.label}
-        raw = _image_bytes(self.src)
-        encoded = base64.b64encode(raw).decode("ascii")
-        return {"src": f"data:{_image_type(raw)};base64,{encoded}", "label": self.label}
-
-
 class Artifact(Component):
     """Any value, shown as aflow ui previews it: type, shape, a clipped repr."""
 
@@ -251,34 +173,6 @@ class Artifact(Component):
         shown = describe(self.artifact)
         text = shown.text if self.compressed else repr(self.artifact)
         return {"name": self.name, "value_type": shown.type, "text": text}
-
-
-class VegaChart(Component):
-    """A Vega-Lite (or Vega) spec, drawn by the bundled vega-embed."""
-
-    kind = "vega"
-    REALTIME_UPDATABLE = True
-
-    def __init__(self, spec: dict[str, Any], show_controls: bool = False) -> None:
-        super().__init__()
-        self.spec = spec
-        self.show_controls = show_controls
-
-    @classmethod
-    def from_altair_chart(cls, altair_chart: Any) -> VegaChart:
-        return cls(altair_chart.to_dict())
-
-    def update(self, spec: dict[str, Any] | None = None) -> None:
-        if spec is not None:
-            self.spec = spec.to_dict() if hasattr(spec, "to_dict") else spec
-
-    def data(self) -> dict[str, Any]:
-        import json
-
-        spec = self.spec.to_dict() if hasattr(self.spec, "to_dict") else self.spec
-        json.dumps(spec)  # fails here, naming the component, rather than in the browser
-        return {"spec": spec}
-
 
 class ProgressBar(Component):
     kind = "progress"
@@ -360,54 +254,6 @@ class ValueBox(Component):
             "title": self.title, "value": str(self.value), "subtitle": self.subtitle,
             "theme": theme, "change": self.change_indicator,
         }  # fmt: skip
-
-
-class PythonCode(Component):
-    """Source code: a function's (read with inspect) or a string."""
-
-    kind = "code"
-
-    def __init__(self, code_func: Any = None, code_string: str | None = None) -> None:
-        super().__init__()
-        self.code_func, self.code_string = code_func, code_string
-
-    def data(self) -> dict[str, Any]:
-        if self.code_string is not None:
-            return {"text": str(self.code_string)}
-        import inspect
-        import textwrap
-
-        return {"text": textwrap.dedent(inspect.getsource(self.code_func))}
-
-
-class JSONViewer(Component):
-    """A value as indented JSON."""
-
-    kind = "code"
-
-    def __init__(self, data: Any, **options: Any) -> None:
-        super().__init__()
-        self.value = data
-
-    def update(self, data: Any) -> None:
-        self.value = data
-
-    def data(self) -> dict[str, Any]:
-        import json
-
-        return {"text": json.dumps(self.value, indent=2, default=str)}
-
-
-class YAMLViewer(JSONViewer):
-    """A value as YAML (as JSON when PyYAML is not installed)."""
-
-    def data(self) -> dict[str, Any]:
-        try:
-            import yaml
-        except ImportError:
-            return super().data()
-        return {"text": yaml.safe_dump(self.value, sort_keys=False, default_flow_style=False)}
-
 
 def components_data(components: Iterable[Component]) -> list[dict[str, Any]]:
     out = []

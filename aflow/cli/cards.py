@@ -1,8 +1,9 @@
 """`aflow card view|get|list`: a task's cards from the shell, as `python flow.py card ...` in Metaflow.
 
 Each takes the flow first (its file or its name) and then the task as RUN_ID/STEP/TASK_ID,
-RUN_ID/STEP (a step run once) or STEP (the latest run), or the whole pathspec Flow/RUN_ID/STEP/TASK_ID
-alone. `view` writes the card's self-contained HTML to a file, prints its path and opens it in the
+RUN_ID/STEP (a step run once) or STEP (the latest run); or the whole pathspec
+Flow/RUN_ID/STEP/TASK_ID alone, or RUN_ID/STEP/TASK_ID alone (the store says whose run it is).
+`view` writes the card's self-contained HTML to a file, prints its path and opens it in the
 desktop's browser when there is one; `get` writes it to FILE, or to stdout.
 """
 
@@ -23,9 +24,10 @@ from aflow.cards.storage import CardRef, read_data, read_html
 from aflow.cli.app import app
 from aflow.cli.inspect import Target, _flow_of, _run, _run_async, _store
 from aflow.cli.options import Datastore, DatastoreRoot
-from aflow.client.core import AsyncTask
+from aflow.client.core import AsyncFlow, AsyncTask
 from aflow.exception import AflowException, AflowNotFound
 from aflow.stores.base import ObjectStore
+from aflow.stores.records import run_record_key
 
 card_app = typer.Typer(help="See the cards (@card reports) of a task.", no_args_is_help=True)
 app.add_typer(card_app, name="card")
@@ -48,15 +50,31 @@ def _is_pathspec(target: str) -> bool:
 
 
 def _split(target: str, pathspec: str | None) -> tuple[str, str]:
+    """(flow, the rest); the flow is "" for RUN_ID/STEP/TASK_ID alone (a run id is never a flow
+    name: those are identifiers), found in the store by `_owner`."""
     if pathspec is None and _is_pathspec(target):
         flow, _, rest = target.strip("/").partition("/")
+        if flow[:1].isdigit() and rest.count("/") == 1:
+            return "", target.strip("/")
         return flow, rest
     if pathspec is None:
         raise AflowException("which task? give FLOW RUN_ID/STEP/TASK_ID (or Flow/RUN_ID/STEP/TASK_ID)")
     return _flow_of(target)[0], pathspec
 
 
+async def _owner(store: ObjectStore, run_id: str) -> str:
+    """The flow a run id belongs to."""
+    flows = [f.name for f in await AsyncFlow.list(store=store)]
+    found = [f for f in flows if await store.exists(run_record_key(f, run_id))]
+    if len(found) != 1:
+        why = "no flow in this store has" if not found else f"{', '.join(found)} all have"
+        raise AflowNotFound(f"{why} a run {run_id}: give the flow, as FLOW RUN_ID/STEP/TASK_ID")
+    return found[0]
+
+
 async def _task(store: ObjectStore, flow: str, pathspec: str, attempt: int | None) -> AsyncTask:
+    if not flow:
+        flow = await _owner(store, pathspec.split("/")[0])
     parts = pathspec.strip("/").split("/")
     if len(parts) == 1:
         parts = ["latest", *parts]

@@ -13,9 +13,9 @@ import typer
 from aflow.cli.app import app
 from aflow.cli.inspect import Target, _flow_of, _run, _run_async, _split_full, _store
 from aflow.cli.options import Datastore, DatastoreRoot
-from aflow.client import core
 from aflow.client.core import AsyncTask
 from aflow.exception import AflowException
+from aflow.stores.transfer import gather
 
 
 @app.command(
@@ -89,9 +89,7 @@ async def _artifacts(
     ]
     if max_size == 0:
         return {a.name: "" for a in chosen}
-    values = await core.gather(
-        [lambda a=a: a.data() for a in chosen if max_size is None or a.size < max_size]
-    )
+    values = await gather([a.data for a in chosen if max_size is None or a.size < max_size])
     loaded = iter(values)
     for a in chosen:
         if max_size is not None and a.size >= max_size:

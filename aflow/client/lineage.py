@@ -6,6 +6,7 @@ Async, like `aflow.client.core`, which it builds on; `aflow.client` wraps it for
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import msgpack
@@ -70,7 +71,7 @@ async def task_metadata(task: AsyncTask) -> list[Metadata]:
     run = await AsyncRun(task.store, task.flow, task.run_id).record()
     attempts = [task.attempt] if task.attempt is not None else await task.attempts()
     keys = [f"{task._prefix}/{a}.mpk" for a in attempts]
-    datas = await gather([lambda k=k: _get_or_none(task.store, k) for k in keys])
+    datas = await gather([functools.partial(_get_or_none, task.store, k) for k in keys])
     out: list[Metadata] = []
     for attempt, data in zip(attempts, datas, strict=True):
         record = TaskRecord.unpack(data) if data is not None else None

@@ -15,6 +15,7 @@ a file beside the store must never be read as if it were in it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import mmap
@@ -54,17 +55,18 @@ def default_local_root() -> str:
 _tmp_ids = itertools.count()
 
 
-def _create(path: str) -> int:
+def _create(path: str, made: list[str]) -> int:
+    """Open a new file at `path`, creating its folder if need be (appended to `made`)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
         return os.open(path, flags, 0o644)
     except FileNotFoundError:
         pass
-    _make_folder(os.path.dirname(path))
+    _make_folder(os.path.dirname(path), made)
     return os.open(path, flags, 0o644)
 
 
-def _make_folder(folder: str) -> None:
+def _make_folder(folder: str, made: list[str]) -> None:
     """Create `folder` and any missing parents, each made durable in its parent (fsync), so a
     record written into it later is reachable after a power loss."""
     try:
@@ -72,11 +74,12 @@ def _make_folder(folder: str) -> None:
     except FileExistsError:
         return
     except FileNotFoundError:
-        _make_folder(os.path.dirname(folder))
+        _make_folder(os.path.dirname(folder), made)
         try:
             os.mkdir(folder)
         except FileExistsError:
             return
+    made.append(folder)
     _fsync_folder(os.path.dirname(folder))
 
 
@@ -180,8 +183,9 @@ class LocalFiles:
         tmp = f"{path}.{os.getpid()}.{next(_tmp_ids)}.tmp"
         durable = _durable(key)
         fd = -1
+        made: list[str] = []
         try:
-            fd = _create(tmp)
+            fd = _create(tmp, made)
             for part in parts:
                 view = memoryview(part).cast("B")
                 while view:
@@ -200,6 +204,9 @@ class LocalFiles:
                 os.unlink(tmp)
             except OSError:
                 pass
+            for folder in reversed(made):  # a failed write leaves no empty folder (a run's)
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
             if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
                 size = sum(memoryview(p).nbytes for p in parts)
                 raise StoreFull(

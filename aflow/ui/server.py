@@ -33,7 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from aflow.client.core import AsyncDataArtifact
-from aflow.exception import AflowNotFound
+from aflow.exception import AflowNotFound, DamagedData
 from aflow.stores.artifacts import deserialize
 from aflow.stores.base import Buffer, ObjectStore
 from aflow.stores.transfer import gather
@@ -125,10 +125,12 @@ def _digest(html: str) -> str:
 async def _page(view: View, request: Request) -> Response:
     try:
         shown = await view(request)
-    except AflowNotFound as e:
+    except (AflowNotFound, DamagedData) as e:
+        # A damaged record is named (file, what to do) like a missing one, not a server error.
+        what = "damaged" if isinstance(e, DamagedData) else "not found"
         shown = Rendered(
-            "not found",
-            [("not found", None)],
+            what,
+            [(what, None)],
             {"missing": pages.not_found(str(e))},
             live=False,
             status_code=404,

@@ -41,9 +41,13 @@ Behaviour a backend must cope with, as on a real cluster:
 
 Standalone (outside the test process): `python tests/fakes/k8s_server.py` prints its URL and serves.
 
-Hooks: `evict_next_pod`, `oom_next_pod`, `hold_pending` / `release_pending`, `compact`; settings:
-`watch_timeout`, `history_limit`, `pending_seconds`, `pod_env`, `inherit_env`; inspection: `requests`,
-`calls`, `job`, `pods`, `pod_log`, `peak_running`, `alive_pids`. Limits: one container per pod runs
+Hooks: `evict_next_pod`, `oom_next_pod`, `hold_pending` / `release_pending`, `compact`,
+`require_tokens` / `issue_token`, `add_service_account`, `label_namespace`, `set_quota`,
+`set_limit_range`, `fail_image_pull`; settings: `watch_timeout`, `history_limit`, `pending_seconds`,
+`pod_env`, `inherit_env`, `create_retry_seconds`, `validate_schema`, `image_users`; inspection:
+`requests`, `calls`, `job`, `pods`, `events`, `pod_log`, `peak_running`, `alive_pids`. What it
+enforces like a real cluster (strict schema, limits, admission, expiring tokens) is listed with
+sources in tests/fakes/README.md. Limits: one container per pod runs
 (init and sidecar containers are ignored), restartPolicy OnFailure behaves like Never, no retry
 backoff delay between failed pods, no podFailurePolicy, no PATCH/PUT, secretKeyRef/configMapKeyRef/
 envFrom not resolved.
@@ -75,6 +79,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+
+from fakes import k8s_admission as admission
+from fakes import k8s_schema
 
 VERSION = {
     "major": "1",
@@ -293,6 +300,13 @@ class _Job:
         return self.obj["metadata"]["namespace"]
 
 
+@dataclass(eq=False)
+class _Stored:
+    """An object with no behaviour of its own (an Event)."""
+
+    obj: dict
+
+
 class ApiError(Exception):
     def __init__(self, code: int, reason: str, message: str, details: dict | None = None):
         super().__init__(message)
@@ -343,6 +357,15 @@ class FakeK8s:
         # Bearer tokens the server accepts (token -> expiry on the server loop's clock, None: never);
         # None: no authentication (a `kubectl proxy`). See require_tokens / issue_token.
         self.tokens: dict[str, float | None] | None = None
+        self.validate_schema = True  # strict OpenAPI validation of what is created
+        self.create_retry_seconds = 1.0  # the Job controller's wait before creating a refused pod again
+        self._accounts: dict[str, set[str]] = {}  # namespace -> service accounts besides "default"
+        self._ns_labels: dict[str, dict[str, str]] = {}
+        self._quotas: dict[str, tuple[str, dict[str, str]]] = {}
+        self._limit_ranges: dict[str, dict[str, dict[str, str]]] = {}
+        self._events: dict[tuple[str, str], _Stored] = {}
+        self._pull_failures: list[list[Any]] = []  # [image, seconds or None, pods left]
+        self.image_users: dict[str, int] = {}  # image -> the uid it runs as (default 0: root)
         self.url = ""
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -403,6 +426,8 @@ class FakeK8s:
         r.add_get("/apis/batch/v1/namespaces/{ns}/jobs/{name}", self._get_job)
         r.add_get("/apis/batch/v1/namespaces/{ns}/jobs/{name}/status", self._get_job)
         r.add_delete("/apis/batch/v1/namespaces/{ns}/jobs/{name}", self._delete_job)
+        r.add_get("/api/v1/events", self._list_events)
+        r.add_get("/api/v1/namespaces/{ns}/events", self._list_events)
         r.add_get("/api/v1/pods", self._list_pods)
         r.add_get("/api/v1/namespaces/{ns}/pods", self._list_pods)
         r.add_delete("/api/v1/namespaces/{ns}/pods", self._delete_pods)
@@ -533,6 +558,37 @@ class FakeK8s:
             expiry = datetime.fromtimestamp(datetime.now(UTC).timestamp() + float(ttl), UTC)
         stamp = expiry.strftime("%Y-%m-%dT%H:%M:%SZ") if expiry else None
         return web.json_response({"token": token, "expirationTimestamp": stamp})
+
+    def add_service_account(self, namespace: str, name: str) -> None:
+        """Every namespace has "default"; a pod naming any other account not added is refused."""
+        self._call(lambda: self._accounts.setdefault(namespace, set()).add(name))
+
+    def label_namespace(self, namespace: str, labels: dict[str, str]) -> None:
+        """E.g. {"pod-security.kubernetes.io/enforce": "restricted"}: Pod Security admission."""
+        self._call(lambda: self._ns_labels.setdefault(namespace, {}).update(labels))
+
+    def set_quota(self, namespace: str, hard: dict[str, str], name: str = "compute-quota") -> None:
+        """A ResourceQuota: pods over it are refused (FailedCreate) until others end."""
+        self._call(lambda: self._quotas.__setitem__(namespace, (name, dict(hard))))
+
+    def set_limit_range(
+        self, namespace: str, max: dict[str, str] | None = None, min: dict[str, str] | None = None
+    ) -> None:
+        """A LimitRange of type Container: a limit over `max` or a request under `min` is refused."""
+        self._call(
+            lambda: self._limit_ranges.__setitem__(namespace, {"max": max or {}, "min": min or {}})
+        )
+
+    def fail_image_pull(self, image: str, seconds: float | None = None, pods: int | None = None) -> None:
+        """The next `pods` pods (None: all) of `image` cannot pull it: ErrImagePull then
+        ImagePullBackOff, for `seconds` (then the pull works: a registry hiccup) or for ever (None:
+        the image does not exist)."""
+        self._call(lambda: self._pull_failures.append([image, seconds, pods]))
+
+    def events(self, namespace: str = "default") -> list[dict]:
+        return self._call(
+            lambda: [copy.deepcopy(e.obj) for (ns, _), e in self._events.items() if ns == namespace]
+        )
 
     def compact(self) -> int:
         """Forget the event history (like etcd compaction): a watch from an older resourceVersion
@@ -696,7 +752,9 @@ class FakeK8s:
             o.pop("kind", None)
             o.pop("apiVersion", None)
             out.append(o)
-        list_kind, api = ("JobList", "batch/v1") if kind == "jobs" else ("PodList", "v1")
+        list_kind, api = {
+            "jobs": ("JobList", "batch/v1"), "pods": ("PodList", "v1"), "events": ("EventList", "v1")
+        }[kind]  # fmt: skip
         return web.json_response({"kind": list_kind, "apiVersion": api, "metadata": meta, "items": out})
 
     # -- watch ----------------------------------------------------------------------------------
@@ -730,7 +788,9 @@ class FakeK8s:
         try:
             if rv_text in ("", "0"):
                 pos = self._rv
-                store = self._jobs if kind == "jobs" else self._pods
+                store: dict[Any, Any] = {"jobs": self._jobs, "pods": self._pods, "events": self._events}[
+                    kind
+                ]
                 current = sorted(
                     (copy.deepcopy(x.obj) for x in store.values()),
                     key=lambda o: int(o["metadata"]["resourceVersion"]),
@@ -766,7 +826,10 @@ class FakeK8s:
                 if deadline is not None and loop.time() >= deadline:
                     if bookmarks:
                         api = "batch/v1" if kind == "jobs" else "v1"
-                        mark = {"kind": "Job" if kind == "jobs" else "Pod", "apiVersion": api}
+                        mark = {
+                            "kind": {"jobs": "Job", "pods": "Pod"}.get(kind, "Event"),
+                            "apiVersion": api,
+                        }
                         await send("BOOKMARK", {**mark, "metadata": {"resourceVersion": str(pos)}})
                     break
                 wait = 1.0 if deadline is None else min(1.0, deadline - loop.time())
@@ -781,6 +844,64 @@ class FakeK8s:
         return resp
 
     # -- jobs -----------------------------------------------------------------------------------
+
+    async def _list_events(self, request: web.Request) -> web.StreamResponse:
+        if _flag(request.query, "watch"):
+            return await self._watch(request, "events")
+        return self._list(request, "events", [e.obj for e in self._events.values()])
+
+    def _failed_create(self, job: _Job, message: str) -> None:
+        """The Job controller's Warning event for a pod it could not create. Later ones count
+        up on the same event, with the latest message (the event correlator aggregates similar
+        events: same object, reason and type; each message names a new pod)."""
+        now = _now()
+        for stored in self._events.values():
+            ev = stored.obj
+            if ev["involvedObject"]["uid"] == job.obj["metadata"]["uid"]:
+                ev["count"] += 1
+                ev["lastTimestamp"] = now
+                ev["message"] = message
+                self._emit("events", "MODIFIED", ev)
+                return
+        name = f"{job.name}.{uuid.uuid4().hex[:16]}"
+        ev = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": job.namespace, "uid": str(uuid.uuid4()),
+                         "creationTimestamp": now},
+            "involvedObject": {"kind": "Job", "namespace": job.namespace, "name": job.name,
+                               "uid": job.obj["metadata"]["uid"], "apiVersion": "batch/v1"},
+            "reason": "FailedCreate",
+            "message": message,
+            "source": {"component": "job-controller"},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "type": "Warning",
+            "eventTime": None,
+            "reportingComponent": "job-controller",
+            "reportingInstance": "",
+        }  # fmt: skip
+        self._events[(job.namespace, name)] = _Stored(ev)
+        self._emit("events", "ADDED", ev)
+
+    def _admit(self, job: _Job, index: int | None) -> str | None:
+        """Why the API server would refuse the Job's next pod, in the FailedCreate event's words."""
+        ns = job.namespace
+        spec = copy.deepcopy(job.obj["spec"]["template"]["spec"])
+        spec.setdefault("serviceAccountName", "default")
+        pod = {"spec": spec}
+        name = (f"{job.name}-" if index is None else f"{job.name}-{index}-") + _suffix()
+        running = [p.obj for p in self._pods.values() if p.namespace == ns and not p.terminal]
+        quota_name, hard = self._quotas.get(ns, ("", {}))
+        level = self._ns_labels.get(ns, {}).get("pod-security.kubernetes.io/enforce")
+        why = (
+            admission.service_account_refusal(ns, pod, {"default"} | self._accounts.get(ns, set()))
+            or admission.pod_security_refusal(level, pod)
+            or admission.limit_range_refusal(self._limit_ranges.get(ns), pod)
+            or admission.quota_refusal(quota_name, hard, pod, running)
+        )
+        return f'Error creating: pods "{name}" is forbidden: {why}' if why else None
 
     async def _list_jobs(self, request: web.Request) -> web.StreamResponse:
         if _flag(request.query, "watch"):
@@ -852,6 +973,7 @@ class FakeK8s:
         body = await self._json(request)
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the body of the request was not a Job")
+        self._validate(body, "Job", "batch/v1", len(await request.read()))
         meta = body.setdefault("metadata", {})
         if meta.get("namespace") not in (None, "", ns):
             raise ApiError(400, "BadRequest", "the namespace of the object does not match the request")
@@ -944,6 +1066,31 @@ class FakeK8s:
         self._emit("jobs", "ADDED", obj)
         job.task = self._spawn(self._control(job))
         return web.json_response(obj, status=201)
+
+    def _validate(self, body: dict, kind: str, api: str, raw_size: int) -> None:
+        """Strict field validation against the emulated version's OpenAPI schema, then the
+        documented limits (k8s_schema): what a real API server refuses is refused here too."""
+        if raw_size > k8s_schema.MAX_REQUEST_BYTES:
+            raise ApiError(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        body.setdefault("apiVersion", api)
+        body.setdefault("kind", kind)
+        if body["apiVersion"] != api or body["kind"] != kind:
+            raise ApiError(400, "BadRequest", f"the body is a {body['kind']}, not a {kind}")
+        if not self.validate_schema:
+            return
+        version = f"{VERSION['major']}.{re.sub(r'[^0-9]', '', VERSION['minor'])}"
+        errors = k8s_schema.schema_errors(body, version)
+        if errors:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"{kind} in version \"v1\" cannot be handled as a {kind}: strict decoding error: "
+                + "; ".join(errors),
+            )
+        limits = k8s_schema.limit_errors(body, k8s_schema.size_of(body))
+        if limits:
+            name = (body.get("metadata") or {}).get("name", "")
+            raise _invalid(f"{kind}.batch", name, ", ".join(limits))
 
     async def _delete_job(self, request: web.Request) -> web.Response:
         job = self._find_job(request)
@@ -1060,16 +1207,32 @@ class FakeK8s:
         try:
             async with asyncio.timeout(spec.get("activeDeadlineSeconds")):
                 while True:
+                    refused = False
                     while len(tasks) < parallelism and (
                         todo if indexed else job.succeeded + len(tasks) < completions
                     ):
-                        pod = self._new_pod(job, todo.popleft() if indexed else None)
+                        index = todo[0] if indexed else None
+                        why = self._admit(job, index)
+                        if why is not None:  # no pod: an event, and another try later
+                            self._failed_create(job, why)
+                            refused = True
+                            break
+                        if indexed:
+                            todo.popleft()
+                        pod = self._new_pod(job, index)
                         assert pod.task is not None
                         tasks[pod.task] = pod
                     self._sync_job_status(job)
                     if not tasks:
+                        if refused:
+                            await asyncio.sleep(self.create_retry_seconds)
+                            continue
                         break
-                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(
+                        tasks,
+                        timeout=self.create_retry_seconds if refused else None,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
                     for t in done:
                         pod = tasks.pop(t)
                         job.active.discard(pod)
@@ -1353,6 +1516,8 @@ class FakeK8s:
         self._emit("pods", "MODIFIED", obj)
         if self.pending_seconds:
             await _first(asyncio.sleep(self.pending_seconds), pod.deleted.wait())
+        if not pod.deleted.is_set():
+            await self._kubelet_checks(pod, container)
         if pod.deleted.is_set():
             st["phase"] = "Failed"
             self._emit("pods", "MODIFIED", obj)
@@ -1497,6 +1662,48 @@ class FakeK8s:
         pod.notify_log()
         self._emit("pods", "MODIFIED", obj)
         return ok
+
+    async def _kubelet_checks(self, pod: _Pod, container: dict) -> None:
+        """What the kubelet does before it starts the container: pull the image (failing as
+        fail_image_pull says) and refuse to run as root a container that must not
+        (CreateContainerConfigError). A pod that cannot start waits Pending until deleted."""
+        cs = pod.obj["status"]["containerStatuses"][0]
+        image = container.get("image", "")
+
+        def waiting(reason: str, message: str) -> None:
+            cs["state"] = {"waiting": {"reason": reason, "message": message}}
+            self._emit("pods", "MODIFIED", pod.obj)
+
+        for failure in self._pull_failures:
+            if failure[0] == image and failure[2] != 0:
+                if failure[2] is not None:
+                    failure[2] -= 1
+                seconds = failure[1]
+                why = "i/o timeout" if seconds is not None else f"{image}: not found"
+                waiting("ErrImagePull", f'failed to pull and unpack image "{image}": {why}')
+                await _first(asyncio.sleep(0.3), pod.deleted.wait())
+                waiting("ImagePullBackOff", f'Back-off pulling image "{image}"')
+                if seconds is None:
+                    await pod.deleted.wait()
+                else:
+                    await _first(asyncio.sleep(seconds), pod.deleted.wait())
+                cs["state"] = {"waiting": {"reason": "ContainerCreating"}}
+                break
+        psc = pod.obj["spec"].get("securityContext") or {}
+        sc = container.get("securityContext") or {}
+        user = sc.get("runAsUser", psc.get("runAsUser"))
+        if sc.get("runAsNonRoot", psc.get("runAsNonRoot")) and (
+            user == 0 or (user is None and self.image_users.get(image, 0) == 0)
+        ):
+            ref = (
+                f'(pod: "{pod.name}_{pod.namespace}({pod.obj["metadata"]["uid"]})", container: '
+                f"{container.get('name')})"
+            )
+            waiting(
+                "CreateContainerConfigError",
+                f"container has runAsNonRoot and image will run as root {ref}",
+            )
+            await pod.deleted.wait()
 
     async def _read_log(self, pod: _Pod, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None

@@ -50,6 +50,7 @@ from aflow.backends.k8s.manifests import INDEX_KEY, JOB_LABEL, RUN_LABEL, dns_la
 from aflow.backends.k8s.status import (
     FATAL_WAITING,
     container_ran,
+    create_refusal,
     exit_of,
     indexes,
     job_conditions,
@@ -65,6 +66,8 @@ log = logging.getLogger("aflow.kubernetes")
 # after this long never ran (the Job controller stopped making pods).
 SETTLE_SECONDS = 2.0
 PER_INDEX_SINCE = (1, 29)  # backoffLimitPerIndex: beta (on by default) in 1.29, GA in 1.33
+CREATE_EVENTS = "involvedObject.kind=Job,reason=FailedCreate"
+PULL_WAITING = {"ErrImagePull", "ImagePullBackOff"}
 
 
 class KubernetesBackend(RemoteBackend):
@@ -92,6 +95,10 @@ class KubernetesBackend(RemoteBackend):
         self._selector = f"{RUN_LABEL}={self._run_key}"
         self._per_index = True  # Indexed Jobs fail index by index (the API server is 1.29+)
         self._credentials_error: str | None = None
+        self._restricted, self._run_as_user = _pod_security()
+        self._ttl_seconds = _ttl_seconds()
+        self.create_seconds = float(os.environ.get("AFLOW_KUBERNETES_CREATE_SECONDS") or 120)
+        self.pull_seconds = float(os.environ.get("AFLOW_KUBERNETES_IMAGE_PULL_SECONDS") or 300)
 
     # -- client ------------------------------------------------------------------------------------
 
@@ -163,6 +170,9 @@ class KubernetesBackend(RemoteBackend):
             own=own,
             service_account=own.get("service_account")
             or os.environ.get("AFLOW_KUBERNETES_SERVICE_ACCOUNT"),
+            restricted=self._restricted,
+            run_as_user=self._run_as_user,
+            ttl_seconds=self._ttl_seconds,
         )
         self._groups[(ns, name)] = group
         await self._ensure_watch(ns)
@@ -258,6 +268,12 @@ class KubernetesBackend(RemoteBackend):
             watch_forever, jobs, ns, self._selector, self._on_job,
             lambda items: self._relisted(ns, False, items, self._on_job),
         )  # fmt: skip
+        # Pods the API server refuses to create (quota, Pod Security, LimitRange, a missing
+        # service account) leave their Job only FailedCreate events: one watch of those.
+        events = core.list_namespaced_event
+        self._spawn(
+            watch_forever, events, ns, "", self._on_event, self._events_listed, CREATE_EVENTS, True
+        )
 
     def _relisted(
         self,
@@ -313,14 +329,18 @@ class KubernetesBackend(RemoteBackend):
         task.extra["phase"] = phase
         self.set_state(task, phase)
         if phase == "Pending":
-            self._pending_pod(group, obj)
-        elif phase == "Running" and "log" not in task.extra:
+            self._pending_pod(group, task, obj)
+        else:
+            group.extra["ran"] = True  # its image was pulled: a sibling's pull failing is local
+            task.extra.pop("pulling", None)
+        if phase == "Running" and "log" not in task.extra:
             follow = task.extra["log"] = LogFollow(name)
             assert self._log_api is not None
             self._spawn(follow_log, self._log_api, group.extra["namespace"], task, follow)
 
-    def _pending_pod(self, group: JobGroup, obj: dict[str, Any]) -> None:
+    def _pending_pod(self, group: JobGroup, task: RemoteTask, obj: dict[str, Any]) -> None:
         status = obj.get("status") or {}
+        task.extra.pop("pulling", None)
         for cond in status.get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
                 group.extra["unschedulable"] = cond.get("message") or cond.get("reason")
@@ -333,6 +353,89 @@ class KubernetesBackend(RemoteBackend):
                     f"{waiting.get('message') or ''} (image {cs.get('image')})"
                 ).rstrip()
                 self._spawn(self._doom, group, why)
+            elif waiting.get("reason") in PULL_WAITING:
+                # Often transient (a registry's hiccup or rate limit): waited for, boundedly.
+                said = f"{waiting['reason']}: {waiting.get('message') or ''}"
+                if waiting["reason"] == "ErrImagePull":  # the registry's own words: kept
+                    task.extra["pull_error"] = said
+                else:
+                    said = task.extra.get("pull_error") or said
+                task.extra["pulling"] = f"{said} (image {cs.get('image')})"
+                if "pull_deadline" not in task.extra:
+                    task.extra["pull_deadline"] = True
+                    self._spawn(self._pull_deadline, group, task, obj["metadata"]["name"])
+
+    async def _pull_deadline(self, group: JobGroup, task: RemoteTask, pod: str) -> None:
+        """A pod still failing to pull its image after pull_seconds fails: its whole group when no
+        pod of the group ever got its image (the image is likely wrong), else only its task (its
+        pod deleted: its index fails alone, and @retry may run it again)."""
+        await anyio.sleep(self.pull_seconds)
+        pulling = task.extra.get("pulling")
+        if task.exit is not None or not pulling or task.extra.get("pod") != pod:
+            return
+        why = (
+            f"pod {pod} could not pull its image for {self.pull_seconds:.0f} s "
+            f"(AFLOW_KUBERNETES_IMAGE_PULL_SECONDS): {pulling}; is the image name right, and can "
+            "the nodes reach its registry (and its pull secret)?"
+        )
+        if not group.extra.get("ran") and "doomed" not in group.extra:
+            group.extra["doomed"] = True
+            await self._doom(group, why)
+            return
+        task.extra["abandoned"] = True
+        await task.logs.line("stderr", f"[aflow] {why}")
+        task.finish(TaskExit(1, why))
+        await self._delete_pod(group.extra["namespace"], pod)
+        self._forget(group)
+
+    def _events_listed(self, items: list[dict[str, Any]]) -> None:
+        for obj in items:
+            self._on_event("ADDED", obj)
+
+    def _on_event(self, kind: str, obj: dict[str, Any]) -> None:
+        """A FailedCreate event of one of this run's Jobs. While none of its pods exists: a refusal
+        waiting cannot help fails the Job's tasks now, another (a full quota) after
+        AFLOW_KUBERNETES_CREATE_SECONDS; once some of its pods run, the rest wait for room."""
+        involved = obj.get("involvedObject") or {}
+        ns = involved.get("namespace") or obj["metadata"].get("namespace", "")
+        group = self._groups.get((ns, involved.get("name", "")))
+        if kind == "DELETED" or group is None or "job_end" in group.extra or "doomed" in group.extra:
+            return
+        message = str(obj.get("message") or obj.get("note") or "")
+        permanent, hint = create_refusal(message)
+        group.extra["create_error"] = f"{message} ({hint})" if hint else message
+        if any("pod" in t.extra for t in group.tasks):
+            if not group.extra.get("told_create"):
+                group.extra["told_create"] = True
+                self._spawn(self._tell_waiting, group, f"[aflow] {group.extra['create_error']}")
+        elif permanent:
+            group.extra["doomed"] = True
+            name = group.extra["name"]
+            why = f"Kubernetes refused to create the pods of Job {name}: {group.extra['create_error']}"
+            self._spawn(self._doom, group, why)
+        elif "create_deadline" not in group.extra:
+            group.extra["create_deadline"] = True
+            self._spawn(self._create_deadline, group)
+
+    async def _tell_waiting(self, group: JobGroup, line: str) -> None:
+        waiting = [t for t in group.tasks if t.exit is None and "pod" not in t.extra]
+        if waiting:
+            await waiting[0].logs.line("stderr", line)
+
+    async def _create_deadline(self, group: JobGroup) -> None:
+        """A Job none of whose pods could be created for create_seconds fails its tasks."""
+        await self._tell_waiting(group, f"[aflow] waiting: {group.extra['create_error']}")
+        await anyio.sleep(self.create_seconds)
+        if any("pod" in t.extra for t in group.tasks) or "job_end" in group.extra:
+            return
+        if "doomed" not in group.extra:
+            group.extra["doomed"] = True
+            await self._doom(
+                group,
+                f"Kubernetes could not create any pod of Job {group.extra['name']} for "
+                f"{self.create_seconds:.0f} s (AFLOW_KUBERNETES_CREATE_SECONDS): "
+                f"{group.extra['create_error']}",
+            )
 
     def _on_job(self, kind: str, obj: dict[str, Any]) -> None:
         group = self._group_of(obj) or self._groups.get(
@@ -540,3 +643,33 @@ class KubernetesBackend(RemoteBackend):
             abandoned = any(t.extra.get("abandoned") for t in group.tasks)
             if self._groups.get(key) is group and not abandoned:
                 del self._groups[key]
+
+
+def _pod_security() -> tuple[bool, int | None]:
+    """AFLOW_KUBERNETES_POD_SECURITY (restricted, the default, or none) and
+    AFLOW_KUBERNETES_RUN_AS_USER (a uid, 1000 by default, or "image": the image's own user, which
+    must then not be root)."""
+    level = (os.environ.get("AFLOW_KUBERNETES_POD_SECURITY") or "restricted").strip().lower()
+    if level not in ("restricted", "none"):
+        raise AflowException(
+            f"AFLOW_KUBERNETES_POD_SECURITY={level!r}: use 'restricted' (the default) or 'none'"
+        )
+    user = (os.environ.get("AFLOW_KUBERNETES_RUN_AS_USER") or "1000").strip()
+    if user == "image":
+        return level == "restricted", None
+    if not user.isdigit() or int(user) == 0:
+        raise AflowException(
+            f"AFLOW_KUBERNETES_RUN_AS_USER={user!r}: a non-zero uid, or 'image' (the image's user)"
+        )
+    return level == "restricted", int(user)
+
+
+def _ttl_seconds() -> int | None:
+    """AFLOW_KUBERNETES_TTL_SECONDS: how long a finished Job (and its pods) stays (3600 by
+    default; "none": until deleted by hand)."""
+    value = (os.environ.get("AFLOW_KUBERNETES_TTL_SECONDS") or "3600").strip().lower()
+    if value == "none":
+        return None
+    if not value.isdigit():
+        raise AflowException(f"AFLOW_KUBERNETES_TTL_SECONDS={value!r}: a number of seconds, or 'none'")
+    return int(value)

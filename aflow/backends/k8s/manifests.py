@@ -20,6 +20,12 @@ RUN_ID_LABEL = "aflow.io/run-id"
 STEP_LABEL = "aflow.io/step"
 JOB_LABEL = "aflow.io/job"
 
+# What the Pod Security Standards' `restricted` level asks of a pod and of each container.
+RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+# Where a non-root container can write in any image (its root filesystem's "/" is root's).
+WRITABLE_DIR = "/tmp"
+
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -83,6 +89,9 @@ def job_manifest(
     amount: dict[str, str],
     own: dict[str, Any],
     service_account: str | None,
+    restricted: bool = True,
+    run_as_user: int | None = None,
+    ttl_seconds: int | None = None,
 ) -> dict[str, Any]:
     """The Job of a group of `count` tasks of `step` (Indexed when more than one). aflow retries
     by itself, as a new Job with the next attempt number: no pod is ever retried."""
@@ -105,6 +114,11 @@ def job_manifest(
         "resources": {"requests": amount, "limits": amount},
     }
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if restricted:  # passes Pod Security `restricted`; the user must not be root (uid 0)
+        container["securityContext"] = dict(RESTRICTED_CONTAINER)
+        pod["securityContext"] = dict(RESTRICTED_POD)
+        if run_as_user is not None:
+            pod["securityContext"].update(runAsUser=run_as_user, runAsGroup=run_as_user)
     if service_account:
         pod["serviceAccountName"] = service_account
     if own.get("node_selector"):
@@ -125,6 +139,8 @@ def job_manifest(
         spec["backoffLimit"] = 0
     if indexed:
         spec["completionMode"] = "Indexed"
+    if ttl_seconds is not None:  # the Job and its pods are deleted that long after it ends
+        spec["ttlSecondsAfterFinished"] = ttl_seconds
     meta = {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec}
 

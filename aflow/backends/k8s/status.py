@@ -10,12 +10,8 @@ from aflow.backends.base import TaskExit
 from aflow.backends.k8s.manifests import CONTAINER
 
 # Container states in which a pod will never run: waiting any longer only hides the error.
-FATAL_WAITING = {
-    "InvalidImageName",
-    "ErrImageNeverPull",
-    "ImagePullBackOff",
-    "CreateContainerConfigError",
-}
+# (ErrImagePull / ImagePullBackOff are often transient: the backend waits for them, boundedly.)
+FATAL_WAITING = {"InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"}
 
 
 def server_version(info: Any) -> tuple[int, int]:
@@ -99,3 +95,28 @@ def memory_limit(obj: dict[str, Any]) -> str:
         if c.get("name") == CONTAINER:
             return str(((c.get("resources") or {}).get("limits") or {}).get("memory", "none set"))
     return "none set"
+
+
+def create_refusal(message: str) -> tuple[bool, str]:
+    """A FailedCreate event's message (the API server refused a Job's pod): (whether waiting cannot
+    help, what to change)."""
+    if "exceeded quota" in message:
+        return False, (
+            "the namespace's ResourceQuota has no room for another pod: wait for other pods to end, "
+            "ask for less with @kubernetes(cpu=, memory=) / @resources, or raise the quota"
+        )
+    if any(word in message for word in ("Internal error", "deadline exceeded", "connection refused")):
+        return False, "the API server or an admission webhook failed"
+    if "violates PodSecurity" in message:
+        return True, (
+            "the namespace enforces a Pod Security level; aflow's pods pass `restricted` unless "
+            "AFLOW_KUBERNETES_POD_SECURITY=none"
+        )
+    if "serviceaccount" in message:
+        return True, "check @kubernetes(service_account=) or AFLOW_KUBERNETES_SERVICE_ACCOUNT"
+    if "usage per Container" in message or "LimitRange" in message:
+        return True, (
+            "the namespace's LimitRange bounds each container: change @kubernetes(cpu=, memory=, "
+            "disk=) or @resources"
+        )
+    return True, ""

@@ -25,17 +25,24 @@ LIST_PAGE = 500
 Handler = Callable[[str, dict[str, Any]], None]
 
 
+def _selectors(selector: str, fields: str | None) -> dict[str, str]:
+    out = {"label_selector": selector} if selector else {}
+    if fields:
+        out["field_selector"] = fields
+    return out
+
+
 async def list_all(
-    lister: Callable[..., Any], ns: str, selector: str
+    lister: Callable[..., Any], ns: str, selector: str, fields: str | None = None
 ) -> tuple[list[dict[str, Any]], str]:
-    """Every object the selector matches, page by page, and the first page's resourceVersion."""
+    """Every object the selectors match, page by page, and the first page's resourceVersion."""
     items: list[dict[str, Any]] = []
     version, token = "", None
     while True:
-        kwargs = {"_continue": token} if token else {}
+        kwargs: dict[str, Any] = {"_continue": token} if token else {}
         resp = await lister(
             ns,
-            label_selector=selector,
+            **_selectors(selector, fields),
             limit=LIST_PAGE,
             _preload_content=False,
             _request_timeout=REQUEST_SECONDS,
@@ -51,12 +58,17 @@ async def list_all(
 
 
 async def stream(
-    lister: Callable[..., Any], ns: str, selector: str, version: str, handle: Handler
+    lister: Callable[..., Any],
+    ns: str,
+    selector: str,
+    version: str,
+    handle: Handler,
+    fields: str | None = None,
 ) -> str:
     """One watch from `version` until the server ends it; returns the last version seen."""
     resp = await lister(
         ns,
-        label_selector=selector,
+        **_selectors(selector, fields),
         watch=True,
         resource_version=version,
         allow_watch_bookmarks=True,
@@ -89,21 +101,27 @@ async def watch_forever(
     selector: str,
     handle: Handler,
     relisted: Callable[[list[dict[str, Any]]], None],
+    fields: str | None = None,
+    optional: bool = False,
 ) -> None:
     """List, then watch from the list's resourceVersion, for as long as the run lasts.
-    `relisted(items)` is told what each (re)list found."""
+    `relisted(items)` is told what each (re)list found. An `optional` watch the credentials may
+    not make (403) is given up, with a warning."""
     version: str | None = None
     failures = 0
     while True:
         try:
             if version is None:
-                items, version = await list_all(lister, ns, selector)
+                items, version = await list_all(lister, ns, selector, fields)
                 relisted(items)
-            version = await stream(lister, ns, selector, version, handle)
+            version = await stream(lister, ns, selector, version, handle, fields)
             failures = 0
         except Expired:
             version = None
         except (ApiException, aiohttp.ClientError, TimeoutError, ValueError) as e:
+            if optional and isinstance(e, ApiException) and e.status == 403:
+                log.warning("cannot watch in Kubernetes namespace %s: %s", ns, error_text(e))
+                return
             failures += 1
             if failures in (3, 10) or failures % 50 == 0:
                 log.warning("Kubernetes watch in namespace %s keeps failing: %s", ns, error_text(e))
