@@ -454,7 +454,7 @@ def test_script_running_its_own_flow(store_root: Path, tmp_path: Path) -> None:
 def test_unguarded_script_fails_cleanly_instead_of_recursing(store_root: Path, tmp_path: Path) -> None:
     script = tmp_path / "script.py"
     script.write_text(SCRIPT.format(guard="if True:"))
-    result = run_script(script, timeout=60)
+    result = run_script(script, timeout=300)
     assert result.returncode != 0
     assert 'put the call under `if __name__ == "__main__":`' in result.stderr
 
