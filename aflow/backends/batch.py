@@ -31,6 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aflow.backends.base import TaskExit
+from aflow.backends.errors import BackendUnavailable
 from aflow.backends.pacing import Pacer
 from aflow.backends.remote import (
     JobGroup,
@@ -217,7 +218,7 @@ class BatchBackend(RemoteBackend):
                 interval = max(self.poll_seconds, interval * 0.8)
                 failed_rounds = failed_rounds + 1 if outcome else 0
                 if failed_rounds >= LOST_AFTER_ROUNDS:
-                    raise AflowException(f"lost contact with AWS Batch: {outcome}")
+                    raise BackendUnavailable(f"lost contact with AWS Batch: {outcome}")
 
     async def _poll(self) -> str | None:
         """One round of DescribeJobs, at most ceil(unfinished tasks / 100) calls; "throttled", or
@@ -250,7 +251,7 @@ class BatchBackend(RemoteBackend):
                 except ClientError as e:
                     code = e.response.get("Error", {}).get("Code")
                     if code not in THROTTLED:
-                        raise AflowException(f"AWS Batch refused DescribeJobs: {e}") from None
+                        raise BackendUnavailable(f"AWS Batch refused DescribeJobs: {e}") from None
                     outcome.append("throttled")
                     return
                 except (BotoCoreError, OSError) as e:
