@@ -243,6 +243,51 @@ class MutableFlow:
                 return True
         return False
 
+    def add_decorator(
+        self,
+        deco_type: Any,
+        deco_args: list[Any] | None = None,
+        deco_kwargs: dict[str, Any] | None = None,
+        duplicates: int = IGNORE,
+    ) -> Any:
+        """Add a flow decorator (@project, @pypi_base, @conda_base, @schedule, @trigger,
+        @trigger_on_finish, by function or name) or a FlowMutator class."""
+        name = deco_type if isinstance(deco_type, str) else getattr(deco_type, "__name__", "")
+        if isinstance(deco_type, type) and issubclass(deco_type, FlowMutator):
+            return deco_type(*(deco_args or []), **(deco_kwargs or {}))(self._flow_cls)
+        factories = _flow_decorator_factories()
+        factory = factories.get(name)
+        if factory is None:
+            known = ", ".join(factories)
+            raise AflowException(f"add_decorator({name!r}): not a flow decorator (known: {known})")
+        if self.has_decorator(name):
+            if duplicates == IGNORE:
+                return None
+            if duplicates == ERROR:
+                raise AflowException(f"{self._flow_cls.__name__} already has @{name}")
+            self.remove_decorator(name)
+        return factory(**(deco_kwargs or {}))(self._flow_cls)
+
+    def has_decorator(self, name: str) -> bool:
+        attr = _FLOW_DECORATOR_ATTRS.get(name)
+        if attr is None:
+            return False
+        if attr == "_aflow_triggers":
+            return name in self._flow_cls.__dict__.get(attr, {})
+        return attr in self._flow_cls.__dict__
+
+    def remove_decorator(self, name: str, *_args: Any, **_kwargs: Any) -> bool:
+        attr = _FLOW_DECORATOR_ATTRS.get(name)
+        if attr is None or not self.has_decorator(name):
+            return False
+        if attr == "_aflow_triggers":
+            triggers = dict(self._flow_cls.__dict__[attr])
+            del triggers[name]
+            setattr(self._flow_cls, attr, triggers)
+        else:
+            delattr(self._flow_cls, attr)
+        return True
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
@@ -256,6 +301,29 @@ class MutableFlow:
         raise AttributeError(f"{self._flow_cls.__name__} has no step or config '{name}'")
 
 
+def _flow_decorator_factories() -> dict[str, Any]:
+    from aflow import decorators, projects, triggers
+
+    return {
+        "project": projects.project,
+        "pypi_base": decorators.pypi_base,
+        "conda_base": decorators.conda_base,
+        "schedule": triggers.schedule,
+        "trigger": triggers.trigger,
+        "trigger_on_finish": triggers.trigger_on_finish,
+    }
+
+
+_FLOW_DECORATOR_ATTRS = {
+    "project": "_aflow_project",
+    "pypi_base": "_aflow_pypi_base",
+    "conda_base": "_aflow_conda_base",
+    "schedule": "_aflow_triggers",
+    "trigger": "_aflow_triggers",
+    "trigger_on_finish": "_aflow_triggers",
+}
+
+
 def _pristine(flow_cls: type) -> dict[str, Any]:
     """The class as its source made it (steps' decorator lists, class attributes), saved the
     first time mutators run, so later runs start from it again."""
@@ -267,7 +335,10 @@ def _pristine(flow_cls: type) -> dict[str, Any]:
             if is_step(f := getattr(flow_cls, attr, None))
         }
         attrs = {k: v for k, v in vars(flow_cls).items() if isinstance(v, Parameter)}
-        saved = {"steps": steps, "params": attrs}
+        flow_level = {
+            a: vars(flow_cls)[a] for a in set(_FLOW_DECORATOR_ATTRS.values()) if a in vars(flow_cls)
+        }
+        saved = {"steps": steps, "params": attrs, "flow": flow_level}
         flow_cls._aflow_pristine = saved  # type: ignore[attr-defined]
     return saved
 
@@ -282,6 +353,11 @@ def _restore(flow_cls: type, saved: dict[str, Any]) -> None:
             delattr(flow_cls, attr)
     for attr, value in saved["params"].items():
         setattr(flow_cls, attr, value)
+    for attr in set(_FLOW_DECORATOR_ATTRS.values()):
+        if attr in saved["flow"]:
+            setattr(flow_cls, attr, saved["flow"][attr])
+        elif attr in vars(flow_cls):
+            delattr(flow_cls, attr)
 
 
 def has_mutators(flow_cls: type) -> bool:

@@ -9,6 +9,9 @@ polls it measures:
 - the scheduler's CPU seconds per poll interval and its peak RSS (target: < 500 MB);
 then cancels the run and checks that no job is left (terminations sent, jobs FAILED).
 
+First it prints the bytes of task specs one array child reads (its own spec and 16 bytes of
+offset table) for N = 100, 1,000 and 10,000 (target: independent of N).
+
 The baseline, measured in the same run, is the same scheduler with the same flow but a 100-way
 foreach: figures for N=10,000 are printed beside it, with their ratio.
 
@@ -149,6 +152,42 @@ def measure(width: int, window: float, poll: float, moto: str) -> dict[str, floa
     return out
 
 
+class _CountingStore:
+    """Serves ranged reads of one blob and counts the bytes read."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.read = data, 0
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        self.read += length
+        return self.data[start : start + length]
+
+
+def spec_bytes_per_child() -> None:
+    """Bytes of task specs one array child reads: its own spec and 16 bytes of offset table (the
+    whole array's specs before), for N = 100, 1,000, 10,000."""
+    import msgpack
+
+    from aflow.backends.base import TaskSpec
+    from aflow.backends.launch import pack_specs, read_spec
+
+    print(f"{'spec bytes read per child':28}", end="")
+    for n in (100, 1_000, 10_000):
+        specs = [
+            TaskSpec(
+                "BenchFlow", "__main__", "flow.py", "1", "square", str(i), "s3", "s3://b/runs",
+                parents=["1/start/0"], foreach_stack=[["start", "items", i, n]],
+                decorators={"batch": {"cpu": 1, "memory": 4096}},
+            ).pack()
+            for i in range(n)
+        ]  # fmt: skip
+        store = _CountingStore(pack_specs(specs))
+        read_spec(store, "specs", n - 1, n)  # type: ignore[arg-type]
+        whole = len(msgpack.packb(specs, use_bin_type=True))
+        print(f"  N={n}: {store.read} (whole list: {whole:,})", end="")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, default=10_000)
@@ -169,6 +208,7 @@ def main() -> None:
         print(json.dumps(measure(args.side, args.window, args.poll, args.moto)))
         return
 
+    spec_bytes_per_child()
     bucket = f"bench-{uuid.uuid4().hex[:8]}"
     with moto_server(bucket) as endpoint:
         env = {

@@ -42,7 +42,7 @@ def store_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """`aflow ARGS` in a subprocess (the environment, with AFLOW_DATASTORE_ROOT, is inherited)."""
     return subprocess.run(
         [sys.executable, "-m", "aflow", *args],
@@ -54,7 +54,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subpro
     )
 
 
-def run_script(script: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_script(script: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python flow.py ARGS`, the Metaflow habit."""
     return subprocess.run(
         [sys.executable, str(script), *args],

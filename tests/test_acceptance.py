@@ -31,7 +31,7 @@ if str(FLOWS) not in sys.path:
 # helpers
 
 
-def aflow(*args: str, root: Path, timeout: float = 60, cwd: Path | None = None):
+def aflow(*args: str, root: Path, timeout: float = 300, cwd: Path | None = None):
     env = dict(os.environ, AFLOW_DATASTORE_ROOT=str(root))
     return subprocess.run(
         ["aflow", *args],
@@ -206,7 +206,7 @@ def test_train_flow_python_file_entry_point(tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=60,
+        timeout=300,
         cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
@@ -484,7 +484,7 @@ def test_base_flow_subclass_and_python_entry_of_two_flows(tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=60,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     assert "two" in r.stdout
@@ -620,7 +620,7 @@ def test_run_flow_with_flow_defined_in_guarded_driver_script(tmp_path):
         % str(tmp_path / "store")
     )
     r = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
     assert "SUCCESS True" in r.stdout, r.stdout + r.stderr
     assert "YS [0, 10, 20]" in r.stdout

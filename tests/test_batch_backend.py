@@ -24,7 +24,7 @@ FLOWS = Path(__file__).parent / "remote_flows"
 @pytest.fixture
 def on_batch(batch_endpoint, s3_datastore, monkeypatch):
     monkeypatch.setenv("AFLOW_BATCH_ENDPOINT_URL", batch_endpoint.url)
-    monkeypatch.setenv("AFLOW_LOGS_ENDPOINT_URL", batch_endpoint.logs_endpoint)
+    monkeypatch.setenv("AFLOW_LOGS_ENDPOINT_URL", batch_endpoint.logs_url)  # checked, throttled
     monkeypatch.setenv("AFLOW_BATCH_JOB_QUEUE", "aflow-test-queue")
     monkeypatch.setenv("AFLOW_BATCH_IAM_ROLE", "arn:aws:iam::123456789012:role/aflow-task")
     monkeypatch.setenv("AFLOW_BATCH_POLL_SECONDS", "0.1")
@@ -144,6 +144,31 @@ def test_array_children_spawned_late_are_not_lost(on_batch, monkeypatch):
     result = run("remote_foreach", width=3)
     assert result.successful, result
     assert len(list(result["square"])) == 3
+
+
+def test_logs_never_polled_per_task_and_never_gate_completion(on_batch):
+    result = run("remote_foreach", width=12)
+    assert result.successful, result
+    # Each child's output came from what its runtime saved to the store, not from CloudWatch.
+    for task in result["square"]:
+        assert f"squared is {task.data.value}" in task.stdout
+    assert on_batch.logs_calls["GetLogEvents"] == 0
+    assert not on_batch.schema_errors
+
+
+def test_a_container_that_fails_before_the_runtime_has_its_cloudwatch_lines(on_batch, monkeypatch):
+    # An image whose Python is older than aflow needs: the bootstrap says so and exits, before
+    # aflow's runtime could save anything; its words come from CloudWatch, read to the end of the
+    # stream through empty pages and the account's rate limit.
+    monkeypatch.setattr("aflow.backends.remote.min_python", lambda: "3.99")
+    on_batch.logs_empty_every = 2
+    result = run("remote_list")
+    assert not result.successful
+    log = result["double"].task.stderr + result["double"].task.stdout
+    assert "aflow needs 3.99 or newer" in log, log
+    # Through an empty page to the real end (a token sent back unchanged), not 100 pages.
+    assert 3 <= on_batch.logs_calls["GetLogEvents"] <= 10, on_batch.logs_calls
+    assert not on_batch.schema_errors
 
 
 def test_numpy_array_summed_remotely(on_batch):

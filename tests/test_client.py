@@ -183,10 +183,8 @@ def test_listing_a_thousand_runs_loads_no_artifact(
 
     monkeypatch.setattr(LocalFiles, "get", get)
     monkeypatch.setattr(LocalFiles, "get_range", get_range)
-    began = time.monotonic()
     listed = [(r.id, r.status, r.tags, r.created_at) for r in Flow("InspectFlow").runs()]
-    assert len(listed) == 1002
-    assert time.monotonic() - began < 10
+    assert len(listed) == 1002  # how fast: benchmarks, not a timed assertion that fails under load
     assert reads and all(k.endswith("/run.mpk") for k in reads)
     assert len(reads) <= 2 * 1002  # each record read once (a finished run's record is not re-read)
     reads.clear()

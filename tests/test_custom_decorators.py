@@ -29,6 +29,7 @@ def test_custom_decorators_and_mutators(store_root: Path) -> None:
         assert run["fails"].task.data.forgiven == "bad but forgiven"
         end = run["end"].task.data
         assert end.final == 7  # a parameter the FlowMutator added, defaulting to a config value
+        assert end.project == "mutated_project"  # a flow decorator the FlowMutator added
         assert end.trail[-2:] == ["before end mutated", "after end"]
 
 

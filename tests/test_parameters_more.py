@@ -60,3 +60,25 @@ def test_options_before_the_command(store_root: Path) -> None:
     assert run["start"].task.data.seen[0] == ["z"]
     record = RunRecord.unpack((store_root / run_record_key("ParamsFlow", run.id)).read_bytes())
     assert "retry" in record.graph["steps"]["start"]["decorators"]  # --with, given before `run`
+
+
+def test_a_parameter_named_config_is_not_a_config(store_root: Path, tmp_path: Path) -> None:
+    flow = tmp_path / "named_config.py"
+    flow.write_text(
+        "from aflow import Config, FlowSpec, JSONType, Parameter, step\n\n\n"
+        "class NamedConfigFlow(FlowSpec):\n"
+        "    config = Parameter('config', type=JSONType, default='{}')\n"
+        "    settings = Config('settings', default_value={'k': 0})\n\n"
+        "    @step\n"
+        "    def start(self):\n"
+        "        self.seen = (self.config, self.settings['k'])\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n\n\n"
+        "if __name__ == '__main__':\n"
+        "    NamedConfigFlow()\n"
+    )
+    done = run_script(flow, "--config-value", "settings", '{"k": 5}', "run", "--config", '{"a": 1}')
+    assert done.returncode == 0, done.stderr
+    assert aflow.Flow("NamedConfigFlow").latest_run["start"].task.data.seen == ({"a": 1}, 5)

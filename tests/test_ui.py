@@ -569,6 +569,8 @@ PAGES = (
     ("run_dead", "/run/UIDeadFlow/{dead}"),
     ("task", "/task/UIDemoFlow/{ok}/start/1"),
     ("task_failed", "/task/UIDemoFlow/{failed}/work/6"),
+    ("grid", "/grid/UIStatesFlow"),
+    ("compare", "/compare/UIDemoFlow/{ok}/{failed}"),
 )
 
 
@@ -607,6 +609,55 @@ def test_a_20_step_pipeline_stays_legible(tmp_path: Path, page: Any, shots: Path
         )
         assert len(sizes) == 20 and min(sizes) >= 12, sizes  # about the page's own text size
         _shot(page, shots, "run_20_steps")
+
+
+# -- across runs ----------------------------------------------------------------------------------
+
+
+def test_the_history_grid_shows_each_steps_state_and_time_per_run(
+    page: Any, server: Server, runs: Runs, shots: Path
+) -> None:
+    page.goto(server.url + "/?flow=UIDemoFlow")
+    page.locator(".chip", has_text="history grid").click()
+    page.wait_for_url(re.compile(r"/grid/UIDemoFlow$"))
+    heads = page.locator("table.grid th.run-col a").all()
+    assert [h.get_attribute("title") for h in heads] == [runs.ok, runs.failed]  # oldest left
+    rows = page.locator("table.grid tbody th.step-row").all_inner_texts()
+    assert rows[:7] == ["start", "prepare", "audit", "work", "gather", "merge", "end"] or set(
+        rows[:7]
+    ) == {"start", "prepare", "audit", "work", "gather", "merge", "end"}
+    work = page.locator('table.grid td[data-step="work"]')
+    assert work.nth(0).get_attribute("class") == "cell done"
+    assert work.nth(1).get_attribute("class") == "cell failed"
+    assert _seconds(work.nth(0).inner_text()) > 0
+    assert (
+        page.locator('table.grid td[data-step="gather"]').nth(1).get_attribute("class") == "cell not-run"
+    )
+    _shot(page, shots, "grid")
+    page.locator("table.grid td.cell-link a").first.click()
+    page.wait_for_url(re.compile(rf"/compare/UIDemoFlow/{runs.ok}/{runs.failed}"))
+
+
+def test_two_runs_compare_parameters_durations_and_differing_artifacts(
+    page: Any, server: Server, runs: Runs, shots: Path
+) -> None:
+    page.goto(f"{server.url}/compare/UIDemoFlow/{runs.ok}/{runs.failed}")
+    params = page.locator("table.params tbody tr")
+    assert params.count() == 2
+    fail = page.locator("table.params tr.differs")
+    assert fail.count() == 1 and fail.inner_text().split() == ["fail", "False", "True"]
+    durations = page.locator("table.durations tbody tr")
+    assert durations.count() == 7
+    assert page.locator('table.durations tr[data-step="gather"] td').nth(1).inner_text() == "-"
+    squares = page.locator('table.compare tr[data-artifact="squares"]')
+    assert (
+        squares.count() >= 1 and "absent" in squares.first.inner_text()
+    )  # the failed run never got there
+    # Same content in both runs: listed only where the failed run never got (inherited onward).
+    matrix = page.locator('table.compare tr[data-artifact="matrix"]').all_inner_texts()
+    assert matrix and all("absent" in row for row in matrix), matrix
+    assert page.locator('table.compare tr[data-artifact="square"]').count() == 1  # item 2's, absent in b
+    _shot(page, shots, "compare")
 
 
 # -- live -----------------------------------------------------------------------------------------

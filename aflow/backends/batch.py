@@ -4,9 +4,11 @@ What it sends: a job definition registered once per distinct container shape (im
 role; its name carries a hash of its content, so a rerun finds and reuses it), then one SubmitJob
 per group with the group's environment as overrides. What it asks: one poller for the whole
 backend calls DescribeJobs with up to 100 ids a call (an array's children by `<id>:<index>`),
-backing off when throttled. Logs: one tailer reads CloudWatch Logs for the tasks that are running,
-and drains a task's stream after its job ends before the task is finished, so a crash's last lines
-are kept. Cancelling a task terminates its job; leaving the backend terminates whatever still runs.
+backing off when throttled. Output: the task's runtime saves what it printed to the datastore
+(engine/remote_output.py); when a job ends that object is read once, and only a task whose runtime
+never started (a bootstrap or image failure) has its CloudWatch stream read, to the end, within
+AFLOW_BATCH_LOGS_RATE GetLogEvents calls a second for the whole run. Cancelling a task terminates
+its job; leaving the backend terminates whatever still runs.
 
 Settings: `@batch(queue=, iam_role=, image=, ...)`, else AFLOW_BATCH_JOB_QUEUE, AFLOW_BATCH_IAM_ROLE,
 AFLOW_BATCH_IMAGE / AFLOW_DEFAULT_IMAGE; AFLOW_BATCH_POLL_SECONDS (default 2), AFLOW_BATCH_LOG_GROUP;
@@ -29,6 +31,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aflow.backends.base import TaskExit
+from aflow.backends.errors import BackendUnavailable
+from aflow.backends.pacing import Pacer
 from aflow.backends.remote import (
     JobGroup,
     RemoteBackend,
@@ -37,7 +41,9 @@ from aflow.backends.remote import (
     bootstrap_command,
     chunks,
 )
+from aflow.engine.remote_output import END_STREAM, output_key
 from aflow.exception import AflowException
+from aflow.stores.log_format import parse_log
 
 DESCRIBE_LIMIT = 100  # DescribeJobs takes at most 100 ids
 FINAL = ("SUCCEEDED", "FAILED")
@@ -45,7 +51,8 @@ STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *FINAL)
 THROTTLED = ("TooManyRequestsException", "ThrottlingException", "Throttling", "429")
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 LOST_AFTER_ROUNDS = 30  # polls in a row that reached no Batch endpoint before the run gives up
-DRAIN_SECONDS = 1.0
+LATE_TRIES = 5  # seconds a finished container's stream may take to show up
+LOG_PAGES = 100  # GetLogEvents pages read for one task's fallback output (1 MB each at most)
 
 
 def queue_for(decorators: dict[str, dict[str, Any]]) -> str:
@@ -93,7 +100,10 @@ class BatchBackend(RemoteBackend):
         self._batch: Any = None
         self._logs: Any = None
         self._clients = contextlib.AsyncExitStack()
-        self._tailing: set[RemoteTask] = set()
+        self._collecting: set[RemoteTask] = set()
+        self._collect_wanted = anyio.Event()
+        self._logs_denied = False
+        self._logs_rate = Pacer(float(os.environ.get("AFLOW_BATCH_LOGS_RATE") or 5.0))
         self._warned_role = False
 
     # -- clients -------------------------------------------------------------------------------
@@ -116,6 +126,11 @@ class BatchBackend(RemoteBackend):
         await self._clients.aclose()
 
     # -- submitting ----------------------------------------------------------------------------
+
+    async def container_settings(self, group: JobGroup) -> dict[str, str]:
+        settings = await super().container_settings(group)
+        settings["AFLOW_SAVE_OUTPUT"] = "1"  # the runtime saves its output (engine/remote_output.py)
+        return settings
 
     async def _definition(self, group: JobGroup) -> str:
         """The ARN of a job definition for the group's container shape, registered on first need."""
@@ -192,7 +207,7 @@ class BatchBackend(RemoteBackend):
 
     async def _watch(self) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._tail_logs)
+            tg.start_soon(self._collect_outputs)
             interval, failed_rounds = self.poll_seconds, 0
             while True:
                 await anyio.sleep(interval)
@@ -203,7 +218,7 @@ class BatchBackend(RemoteBackend):
                 interval = max(self.poll_seconds, interval * 0.8)
                 failed_rounds = failed_rounds + 1 if outcome else 0
                 if failed_rounds >= LOST_AFTER_ROUNDS:
-                    raise AflowException(f"lost contact with AWS Batch: {outcome}")
+                    raise BackendUnavailable(f"lost contact with AWS Batch: {outcome}")
 
     async def _poll(self) -> str | None:
         """One round of DescribeJobs, at most ceil(unfinished tasks / 100) calls; "throttled", or
@@ -236,7 +251,7 @@ class BatchBackend(RemoteBackend):
                 except ClientError as e:
                     code = e.response.get("Error", {}).get("Code")
                     if code not in THROTTLED:
-                        raise AflowException(f"AWS Batch refused DescribeJobs: {e}") from None
+                        raise BackendUnavailable(f"AWS Batch refused DescribeJobs: {e}") from None
                     outcome.append("throttled")
                     return
                 except (BotoCoreError, OSError) as e:
@@ -290,73 +305,105 @@ class BatchBackend(RemoteBackend):
         status = job["status"]
         self.set_state(task, status)
         container = job.get("container") or {}
-        stream = container.get("logStreamName")
-        if stream and stream != task.extra.get("stream"):
-            # A new attempt of the job writes a new stream: read it from its start.
-            task.extra.update(stream=stream, token=None)
-            self._tailing.add(task)
-        if status in FINAL:
+        if container.get("logStreamName"):  # this attempt's stream: the fallback for its output
+            task.extra["stream"] = container["logStreamName"]
+        if status in FINAL and "final" not in task.extra:
             task.extra["final"] = _exit_of(job)
-            if task not in self._tailing:
-                self._finish(task)
+            self._collecting.add(task)
+            self._collect_wanted.set()
 
     def _finish(self, task: RemoteTask) -> None:
-        self._tailing.discard(task)
+        self._collecting.discard(task)
         task.finish(task.extra["final"])
         group = self.active.get(task.job_id.split(":")[0]) if task.job_id else None
         if group is not None:
             self.retire(group)
 
-    async def _tail_logs(self) -> None:
-        """Every running task's new log lines, one GetLogEvents per task each round; a task whose
-        job has ended is drained to the end of its stream and then finished."""
+    async def _collect_outputs(self) -> None:
+        """A finished task's output, then its end: what its runtime saved to the datastore (one
+        GET), else (the runtime never started: a bootstrap or image failure) what the container
+        printed to CloudWatch Logs. Nothing is read while tasks run: a 10,000-way array costs no
+        per-task polling of the account's shared GetLogEvents quota."""
         limiter = anyio.CapacityLimiter(16)
 
-        async def tail(task: RemoteTask) -> None:
+        async def collect(task: RemoteTask) -> None:
             async with limiter:
-                final = "final" in task.extra
-                while await self._read_stream(task) and final:
-                    pass
-                if final:
-                    # CloudWatch takes a moment to show the last lines a container wrote.
-                    await anyio.sleep(DRAIN_SECONDS)
-                    while await self._read_stream(task):
-                        pass
+                try:
+                    if not await self._saved_output(task):
+                        await self._cloudwatch_output(task)
+                finally:
                     self._finish(task)
 
         while True:
-            await anyio.sleep(min(1.0, self.poll_seconds))
+            await self._collect_wanted.wait()
+            self._collect_wanted = anyio.Event()
+            batch, self._collecting = self._collecting, set()
             async with anyio.create_task_group() as tg:
-                for task in list(self._tailing):
-                    tg.start_soon(tail, task)
+                for task in batch:
+                    tg.start_soon(collect, task)
 
-    async def _read_stream(self, task: RemoteTask) -> int:
-        """Send the stream's next lines to the task's log; how many there were."""
-        if task.extra.get("logs_denied"):
-            return 0
-        args: dict[str, Any] = {
-            "logGroupName": self.log_group,
-            "logStreamName": task.extra["stream"],
-            "startFromHead": True,
-        }
-        if task.extra.get("token"):
-            args["nextToken"] = task.extra["token"]
+    async def _saved_output(self, task: RemoteTask) -> bool:
+        spec = task.spec
+        key = output_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
         try:
-            answer = await self._logs.get_log_events(**args)
-        except ClientError as e:
-            code = e.response.get("Error", {}).get("Code")
-            if code in ("AccessDeniedException", "UnrecognizedClientException"):
-                task.extra["logs_denied"] = True  # say so once; the job itself goes on
-                await task.logs.line("stderr", f"[aflow] cannot read its CloudWatch logs: {e}")
-            return 0  # not written yet, throttled: the next round reads on
-        except (BotoCoreError, OSError):
-            return 0
-        task.extra["token"] = answer.get("nextForwardToken")
-        events = answer.get("events", [])
-        for event in events:
-            for line in event["message"].splitlines() or [""]:
-                await task.logs.line("stdout", line)
-        return len(events)
+            data = await self.ctx.store.get(key)
+        except Exception:  # not there: the runtime never ran (or could not save)
+            return False
+        lines = parse_log(data)
+        if not lines or lines[-1][1] != END_STREAM:
+            return False  # killed before its last save (OOM, SIGKILL): CloudWatch has the end
+        for _, stream, text in lines[:-1]:
+            await task.logs.line(stream if stream in ("stdout", "stderr") else "stdout", text)
+        return True
+
+    async def _cloudwatch_output(self, task: RemoteTask) -> None:
+        """The stream read to its end (the end is a nextForwardToken equal to the one sent; a page
+        may be empty before it), at most LOG_PAGES pages, within the backend's GetLogEvents rate."""
+        stream = task.extra.get("stream")
+        if not stream or self._logs_denied:
+            return
+        token: str | None = None
+        seen, late = 0, 0
+        for _ in range(LOG_PAGES):
+            args: dict[str, Any] = {
+                "logGroupName": self.log_group,
+                "logStreamName": stream,
+                "startFromHead": True,
+            }
+            if token:
+                args["nextToken"] = token
+            await self._logs_rate.wait()
+            try:
+                answer = await self._logs.get_log_events(**args)
+            except ClientError as e:
+                code = e.response.get("Error", {}).get("Code")
+                if code in THROTTLED:
+                    await anyio.sleep(1.0)
+                    continue
+                if code in ("AccessDeniedException", "UnrecognizedClientException"):
+                    self._logs_denied = True
+                    await task.logs.line("stderr", f"[aflow] cannot read its CloudWatch logs: {e}")
+                    return
+                if code == "ResourceNotFoundException" and late < LATE_TRIES:
+                    late += 1  # CloudWatch shows a stream's lines a moment after they were written
+                    await anyio.sleep(1.0)
+                    continue
+                return
+            except (BotoCoreError, OSError):
+                return
+            events = answer.get("events", [])
+            seen += len(events)
+            for event in events:
+                for line in event["message"].splitlines() or [""]:
+                    await task.logs.line("stdout", line)
+            following = answer.get("nextForwardToken")
+            if not following or following == token:
+                if seen or late >= LATE_TRIES:
+                    return
+                late += 1  # nothing yet: the lines may still be on their way
+                await anyio.sleep(1.0)
+                continue
+            token = following
 
     # -- stopping ------------------------------------------------------------------------------
 

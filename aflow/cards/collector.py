@@ -85,7 +85,7 @@ class CardComponents:
         return len(self._items)
 
     def keys(self) -> list[str]:
-        return [c.id for c in self._items if getattr(c, "id", None)]
+        return [c.id for c in self._items if c.id]
 
     def values(self) -> list[Component]:
         return list(self._items)

@@ -58,7 +58,7 @@ def _markdown_html(text: str) -> str:
 
     # Raw HTML in the text is escaped (html=False); links like javascript: are refused by
     # markdown-it's link validation.
-    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+    return str(MarkdownIt("commonmark", {"html": False}).enable("table").render(text))
 
 
 class Markdown(Component):

@@ -50,7 +50,9 @@ def task_facts(spec: Any, record: TaskRecord | None, started: float) -> dict[str
     return {"type": "facts", "items": items, "timing": timing}
 
 
-def _value_of(name: str, flow: Any, refs: dict[str, Any], store: BlockingObjectStore, limit: int):
+def _value_of(
+    name: str, flow: Any, refs: dict[str, Any], store: BlockingObjectStore, limit: int
+) -> tuple[bool, Any]:
     if name in flow.__dict__:
         return True, flow.__dict__[name]
     ref = refs.get(name)

@@ -85,7 +85,9 @@ class TaskCards:
             "components": [],
         }
 
-    def _build(self, slot: CardSlot, final: bool, flow: Any, record: TaskRecord | None) -> dict:
+    def _build(
+        self, slot: CardSlot, final: bool, flow: Any, record: TaskRecord | None
+    ) -> dict[str, Any]:
         from aflow.cards.default_card import default_sections, task_facts
 
         data = self._base(slot, final)
@@ -121,7 +123,9 @@ class TaskCards:
             ]
         return data
 
-    def _render(self, slot: CardSlot, final: bool, flow: Any, record: TaskRecord | None):
+    def _render(
+        self, slot: CardSlot, final: bool, flow: Any, record: TaskRecord | None
+    ) -> tuple[dict[str, Any], str | None]:
         """(data, html) within the card's timeout; an error card when it fails or runs over."""
         out: list[Any] = []
 

@@ -97,7 +97,8 @@ async def list_cards(
 
 
 async def read_data(store: ObjectStore, ref: CardRef) -> dict[str, Any]:
-    return json.loads(bytes(await store.get(ref.key("json"))))
+    data: dict[str, Any] = json.loads(bytes(await store.get(ref.key("json"))))
+    return data
 
 
 async def read_html(store: ObjectStore, ref: CardRef) -> str:

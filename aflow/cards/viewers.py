@@ -48,7 +48,7 @@ class YAMLViewer(JSONViewer):
 
     def data(self) -> dict[str, Any]:
         try:
-            import yaml
+            import yaml  # type: ignore[import-untyped]
         except ImportError:
             return super().data()
         return {"text": yaml.safe_dump(self.value, sort_keys=False, default_flow_style=False)}

@@ -186,7 +186,7 @@ def run(
 
         assert flow_file is not None
         flow_cls = _load_for_run(flow_file)
-        rest, config_files, config_values = split_config_args(list(ctx.args))
+        rest, config_files, config_values = split_config_args(flow_cls, list(ctx.args))
         params = parse_flow_args(flow_cls, rest)
         options = _options_of(max_workers, datastore, datastore_root, with_, tag, max_num_splits)
         options.update(branch=branch, production=production)

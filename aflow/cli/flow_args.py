@@ -11,6 +11,9 @@ from aflow.flowspec import FlowSpec
 from aflow.parameters import _FALSE, _TRUE, Parameter, flow_parameters
 
 CONFIG_OPTIONS = ("--config", "--config-value")
+# What `--config ...` written before the command becomes once moved after it (toplevel.py): a
+# config then, even when the flow has a parameter named `config`.
+MOVED_CONFIG_OPTIONS = {"--aflow-config": "--config", "--aflow-config-value": "--config-value"}
 
 
 def _lookup(params: dict[str, Parameter], option: str) -> Parameter | None:
@@ -21,15 +24,21 @@ def _lookup(params: dict[str, Parameter], option: str) -> Parameter | None:
     return None
 
 
-def split_config_args(args: list[str]) -> tuple[list[str], dict[str, str], dict[str, str]]:
-    """Take `--config NAME FILE` and `--config-value NAME JSON` out of the arguments."""
+def split_config_args(
+    flow_cls: type[FlowSpec], args: list[str]
+) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """Take `--config NAME FILE` and `--config-value NAME JSON` out of the arguments, unless the
+    flow has a parameter of that name (then it is the parameter's)."""
+    params = {a: p for a, p in flow_parameters(flow_cls).items() if p.type_name != "config"}
     rest: list[str] = []
     files: dict[str, str] = {}
     values: dict[str, str] = {}
     i = 0
     while i < len(args):
-        arg = args[i]
-        if arg in CONFIG_OPTIONS:
+        arg = MOVED_CONFIG_OPTIONS.get(args[i], args[i])
+        if (arg in CONFIG_OPTIONS and _lookup(params, arg[2:]) is None) or args[i] in (
+            MOVED_CONFIG_OPTIONS
+        ):
             if i + 2 >= len(args):
                 what = "FILE" if arg == "--config" else "JSON"
                 raise ParameterError(f"{arg} takes two values: {arg} NAME {what}")

@@ -59,6 +59,9 @@ def split_top_level(args: list[str]) -> tuple[list[str], list[str], list[str]]:
         if spec.action == "keep":
             front.extend(taken)
         elif spec.action in ("move", "offer"):
+            if option in ("--config", "--config-value") and not eq:
+                # A config, even if the flow has a parameter named `config` (flow_args.py).
+                taken = [f"--aflow-{option[2:]}", *taken[1:]]
             moved.extend(taken)
         elif spec.note:
             print(f"note: {spec.note}", file=sys.stderr)

@@ -185,7 +185,7 @@ def main():
             print(f"[aflow bootstrap] installing {' '.join(missing)}", file=sys.stderr, flush=True)
             target = os.path.join(code_dir, ".aflow-deps")
             pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-            run([*pip, "--no-cache-dir", "--target", target, *missing], "pip")
+            run([*pip, "--target", target, *missing], "pip")
             paths.append(target)
     env["AFLOW_CODE_DIR"] = code_dir
     env["PYTHONPATH"] = os.pathsep.join(p for p in (*paths, env.get("PYTHONPATH")) if p)

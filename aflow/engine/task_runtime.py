@@ -568,6 +568,12 @@ def main() -> int:
     else:
         spec = TaskSpec.unpack(sys.stdin.buffer.read())
         store = open_blocking_store(spec.datastore, spec.store_root)
+    keeper = None
+    if remote and os.environ.get("AFLOW_SAVE_OUTPUT") == "1":
+        from aflow.engine.remote_output import OutputKeeper, output_key
+
+        key = output_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
+        keeper = OutputKeeper(store, key, int(os.environ.get("AFLOW_TASK_COUNT") or 1))
     try:
         flow_cls = import_flow(
             spec.flow_name, spec.flow_module, spec.flow_file, spec.sys_path, by_file=remote
@@ -578,6 +584,8 @@ def main() -> int:
         recorded_ok = os.environ.get("AFLOW_RECORDED_FAILURE_EXIT") == "0"
         return 0 if remote and code == 1 and recorded_ok else code
     finally:
+        if keeper is not None:
+            keeper.close()  # the task's output reaches the store before the job ends
         getattr(store, "close", lambda: None)()
 
 

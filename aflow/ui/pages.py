@@ -49,6 +49,8 @@ def runs_fragments(
     total_all = sum(n for _, n in page.flows)
     chips = [_chip("All flows", total_all, url("", **keep), flow is None)]
     chips += [_chip(name, n, url("", flow=name, **keep), name == flow) for name, n in page.flows]
+    if flow:
+        chips.append(f'<a class="chip toggle" href="{esc(url("grid", flow))}">history grid</a>')
     flows = f'<nav class="chips" aria-label="flows">{"".join(chips)}</nav>' + _filters(flow, query)
     if not page.rows:
         if query.filtering:
@@ -217,11 +219,15 @@ def _run_head(snap: RunSnapshot, progress: dict[str, StepProgress], now: float) 
         ("Tasks", ", ".join(counts)),
         ("User", esc(rec.user or "-")),
     ]
+    facts.append(
+        ("History", f'<a href="{url("grid", rec.flow)}">{esc(rec.flow)}\'s last runs, step by step</a>')
+    )
     if rec.origin_run_id:
         facts.append(
             (
                 "Resumed from",
-                f'<a href="{url("run", rec.flow, rec.origin_run_id)}">{esc(rec.origin_run_id)}</a>',
+                f'<a href="{url("run", rec.flow, rec.origin_run_id)}">{esc(rec.origin_run_id)}</a>'
+                f' · <a href="{url("compare", rec.flow, rec.origin_run_id, rec.run_id)}">compare</a>',
             )
         )
     tags = sorted(run_tags(rec))

@@ -343,7 +343,7 @@ def more_attempts(record: RunRecord, step: str) -> int:
 class RunReaders:
     """A RunReader per run a page looks at, the least recently used let go past `keep`."""
 
-    def __init__(self, store: ObjectStore, keep: int = 32) -> None:
+    def __init__(self, store: ObjectStore, keep: int = 64) -> None:
         self.store = store
         self.keep = keep
         self._readers: OrderedDict[tuple[str, str], RunReader] = OrderedDict()

@@ -32,12 +32,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from aflow.client.core import AsyncDataArtifact
+from aflow.client.core import AsyncDataArtifact, AsyncFlow
 from aflow.exception import AflowNotFound, DamagedData
 from aflow.stores.artifacts import deserialize
 from aflow.stores.base import Buffer, ObjectStore
 from aflow.stores.transfer import gather
-from aflow.ui import pages
+from aflow.ui import history, pages
 from aflow.ui.cards import card_routes, cards_fragment
 from aflow.ui.finding import RunQuery
 from aflow.ui.guard import Guard, host_names
@@ -45,7 +45,7 @@ from aflow.ui.logs import LogChoice, raw_text, repair
 from aflow.ui.markup import esc, page, size, url
 from aflow.ui.preview import PREVIEW_LIMIT, Preview, describe
 from aflow.ui.progress import step_progress
-from aflow.ui.reader import ReadOnlyStore, RunReaders, RunsReader, artifact_blob, read_task
+from aflow.ui.reader import ReadOnlyStore, RunReaders, RunSnapshot, RunsReader, artifact_blob, read_task
 
 STATIC = Path(__file__).parent / "static"
 RUNS_PER_PAGE = 50
@@ -105,6 +105,8 @@ def create_app(store: ObjectStore, poll: float = 1.0, hosts: frozenset[str] | No
         *both("/", lambda r: _runs_view(state, r)),
         *both("/run/{flow}/{run_id}", lambda r: _run_view(state, r)),
         *both("/task/{flow}/{run_id}/{step}/{task_id}", lambda r: _task_view(state, r)),
+        *both("/grid/{flow}", lambda r: _grid_view(state, r)),
+        *both("/compare/{flow}/{a}/{b}", lambda r: _compare_view(state, r)),
         Route("/raw/{flow}/{run_id}/{step}/{task_id}", raw),
         *card_routes(readonly),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -229,6 +231,42 @@ async def _run_view(state: UIState, request: Request) -> Rendered:
         [("runs", url("")), (flow, url("", flow=flow)), (run_id, None)],
         pages.run_fragments(snap, progress, chosen, time.time()),
         live=snap.live or snap.status == "dead",
+    )
+
+
+async def _grid_view(state: UIState, request: Request) -> Rendered:
+    flow = request.path_params["flow"]
+    ids = await AsyncFlow(flow, store=state.store).run_ids()  # newest first
+    if not ids:
+        raise AflowNotFound(f"no runs of {flow} in this store")
+    n = min(max(_int(request, "n", history.GRID_RUNS), 1), history.MAX_GRID_RUNS)
+    chosen = list(reversed(ids[:n]))
+    snaps = await gather([lambda i=i: _snapshot_or_none(state, flow, i) for i in chosen], limit=8)
+    runs = [(s, step_progress(s)) for s in snaps if s is not None]
+    return Rendered(
+        f"{flow} history",
+        [("runs", url("")), (flow, url("", flow=flow)), ("history", None)],
+        history.grid_fragments(flow, runs, len(ids)),
+        live=any(s.live for s, _ in runs),
+    )
+
+
+async def _snapshot_or_none(state: UIState, flow: str, run_id: str) -> RunSnapshot | None:
+    try:
+        return await state.readers.get(flow, run_id).snapshot()
+    except AflowNotFound:
+        return None  # a run being created: its folder exists before its record
+
+
+async def _compare_view(state: UIState, request: Request) -> Rendered:
+    p = request.path_params
+    flow = p["flow"]
+    a, b = await gather([lambda i=i: state.readers.get(flow, i).snapshot() for i in (p["a"], p["b"])])
+    return Rendered(
+        f"{flow} {a.run_id} vs {b.run_id}",
+        [("runs", url("")), (flow, url("", flow=flow)), (f"{a.run_id} vs {b.run_id}", None)],
+        history.compare_fragments(a, b),
+        live=a.live or b.live,
     )
 
 

@@ -48,6 +48,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from . import aws_schema
+
 STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 FINAL = ("SUCCEEDED", "FAILED")
 ESSENTIAL_EXITED = "Essential container in task exited"
@@ -434,6 +436,16 @@ class FakeBatch:
         self.inherit_env = False
         self.instance_role = False
         self.child_spawn_delay = 0.0
+        # CloudWatch Logs in front of moto's (`logs_url`): GetLogEvents is an account-wide quota
+        # (25 transactions a second per account and Region, CloudWatch Logs quotas page) shared
+        # with everyone, and a page may be empty before the end of a stream (the end is a
+        # nextForwardToken equal to the one sent: GetLogEvents API reference).
+        self.logs_rate = 25.0
+        self.logs_empty_every = 0  # every Nth GetLogEvents answers an empty page mid-stream
+        self.logs_calls: collections.Counter[str] = collections.Counter()
+        self._logs_bucket = (self.logs_rate, time.monotonic())
+        self._logs_client: Any = None
+        self.logs_url = ""
         self.default_ce = ce_name
         self.workdir = (
             Path(workdir)
@@ -454,6 +466,7 @@ class FakeBatch:
         }
         self.requests: list[RecordedRequest] = []
         self.log_errors: list[str] = []  # CloudWatch writes that failed
+        self.schema_errors: list[str] = []  # requests botocore's batch model does not allow
         self.server_errors: list[str] = []  # unexpected exceptions answered with a 500
         self.peak_running = 0  # the most processes that ran at once
         self.url = ""
@@ -508,6 +521,8 @@ class FakeBatch:
 
     async def _serve(self) -> None:
         app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("POST", "/logs", self._logs_front)
+        app.router.add_route("POST", "/logs/", self._logs_front)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -515,6 +530,7 @@ class FakeBatch:
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
+        self.logs_url = f"{self.url}/logs"
 
     def stop(self) -> None:
         """Kill every process still running, stop the server and the log writer."""
@@ -540,6 +556,8 @@ class FakeBatch:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._runner:
             await self._runner.cleanup()
+        if self._logs_client is not None:
+            await self._logs_client.close()
         for proc in self._procs:  # close the pipes now, not when the loop is gone
             transport = getattr(proc, "_transport", None)
             if transport is not None and not transport.is_closing():
@@ -674,6 +692,10 @@ class FakeBatch:
                 if t[0] > 0 and t[1] in (None, operation):
                     t[0] -= 1
                     raise BatchError("Too Many Requests", "TooManyRequestsException", 429)
+            wrong = aws_schema.problems("batch", operation, body)
+            if wrong:  # as Batch's front end answers a request its model does not allow
+                self.schema_errors.extend(wrong)
+                raise BatchError("; ".join(wrong[:5]))
             result = getattr(self, f"_op_{operation}")(body)
             return web.json_response(result, headers={"x-amzn-RequestId": str(uuid.uuid4())})
         except BatchError as e:
@@ -691,6 +713,64 @@ class FakeBatch:
                 status=500,
                 headers={"x-amzn-ErrorType": "ServerException"},
             )
+
+    async def _logs_front(self, request: web.Request) -> web.Response:
+        """CloudWatch Logs as the backend sees it: checked against botocore's `logs` model,
+        GetLogEvents throttled at the account rate and paged with empty pages, the rest passed
+        on to moto's server."""
+        import aiohttp
+
+        raw = await request.read()
+        op = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        self.logs_calls[op] += 1
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = None
+        self.requests.append(
+            RecordedRequest(f"logs:{op}", body if isinstance(body, dict) else {}, time.time())
+        )
+
+        def error(code: str, message: str) -> web.Response:
+            return web.json_response({"__type": code, "message": message}, status=400)
+
+        wrong = aws_schema.problems("logs", op, body) if op else ["no X-Amz-Target"]
+        if wrong:
+            self.schema_errors.extend(wrong)
+            return error("InvalidParameterException", "; ".join(wrong[:5]))
+        if op == "GetLogEvents":
+            tokens, then = self._logs_bucket
+            now = time.monotonic()
+            tokens = min(self.logs_rate, tokens + (now - then) * self.logs_rate)
+            if tokens < 1:
+                self._logs_bucket = (tokens, now)
+                return error("ThrottlingException", "Rate exceeded")
+            self._logs_bucket = (tokens - 1, now)
+            token = sent = body.get("nextToken") or ""
+            if token.startswith("aflow-empty:"):  # after an empty page: go on where it was
+                body.pop("nextToken")
+                if token.removeprefix("aflow-empty:"):
+                    body["nextToken"] = token.removeprefix("aflow-empty:")
+                raw = json.dumps(body).encode()
+            elif self.logs_empty_every and self.logs_calls[op] % self.logs_empty_every == 0:
+                following = f"aflow-empty:{token}"
+                return web.json_response(
+                    {"events": [], "nextForwardToken": following, "nextBackwardToken": "b/0"}
+                )
+        if self._logs_client is None:
+            self._logs_client = aiohttp.ClientSession()
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+        }
+        async with self._logs_client.post(f"{self.logs_endpoint}/", data=raw, headers=headers) as r:
+            data = await r.read()
+            status, content_type = r.status, r.content_type
+        if op == "GetLogEvents" and status == 200 and sent.startswith("aflow-empty:"):
+            answer = json.loads(data)
+            if answer.get("nextForwardToken") in (None, body.get("nextToken")):
+                answer["nextForwardToken"] = sent  # the end: the token the client sent, back
+            data = json.dumps(answer).encode()
+        return web.Response(body=data, status=status, content_type=content_type)
 
     # ---------------------------------------------------------------- job definitions and queues
 
@@ -902,9 +982,7 @@ class FakeBatch:
             return
         assert job.array_size is not None
         for i in range(job.array_size):
-            child = Job(
-                job_id=f"{job.job_id}:{i}", arn=f"{job.arn}:{i}", index=i, parent=job, **common
-            )
+            child = Job(job_id=f"{job.job_id}:{i}", arn=f"{job.arn}:{i}", index=i, parent=job, **common)
             job.children.append(child)
             job.counts["SUBMITTED"] += 1
             self._new(child)

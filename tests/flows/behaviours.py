@@ -21,6 +21,7 @@ class AsyncStepFlow(FlowSpec):
 
 class ConcurrencyFlow(FlowSpec):
     width = Parameter("width", default=6)
+    nap = Parameter("nap", default=0.3)
 
     @step
     def start(self):
@@ -30,7 +31,7 @@ class ConcurrencyFlow(FlowSpec):
     @step
     def work(self):
         self.began = time.time()
-        time.sleep(0.3)
+        time.sleep(self.nap)
         self.ended = time.time()
         self.pid = os.getpid()
         self.next(self.join)

@@ -60,6 +60,7 @@ class EveryStepTagged(FlowMutator):
         mutable_flow.add_parameter("added", Parameter("added", default=mutable_flow.cfg.extra))
 
     def mutate(self, mutable_flow):
+        mutable_flow.add_decorator("project", deco_kwargs={"name": "mutated_project"})
         for name, s in mutable_flow.steps:
             if name == "end":
                 s.add_decorator(tagged, deco_kwargs={"label": "mutated"})
@@ -95,7 +96,10 @@ class CustomDecoratorsFlow(FlowSpec):
 
     @step
     def end(self):
+        from aflow import current
+
         self.final = self.added
+        self.project = current.project_name
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import anyio
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from aflow.backends.errors import BackendUnavailable
 from aflow.backends.k8s.api import error_text, explicit_host
 from aflow.exception import AflowException
 
@@ -154,7 +155,7 @@ async def clients(pool: int) -> tuple[client.ApiClient, client.ApiClient, str]:
                 if loader._user is not None and "exec" in loader._user and hasattr(loader, "token"):
                     credentials = ExecCredentials(loader)
         except Exception as e:
-            raise AflowException(
+            raise BackendUnavailable(
                 f"@kubernetes: no cluster to talk to ({error_text(e)}): set AFLOW_KUBERNETES_HOST to "
                 "the API's URL, or point KUBECONFIG at a kube config (AFLOW_KUBERNETES_CONTEXT picks "
                 "its context)"

@@ -41,6 +41,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from aflow.backends.base import TaskExit
+from aflow.backends.errors import BackendUnavailable, JobRefused
 from aflow.backends.k8s import manifests
 from aflow.backends.k8s.api import REQUEST_SECONDS, TRANSIENT, error_text, refusal
 from aflow.backends.k8s.auth import CredentialsError, clients
@@ -108,7 +109,7 @@ class KubernetesBackend(RemoteBackend):
                 info = await client.VersionApi(self._api).get_code()
         except Exception as e:
             await self._close()
-            raise AflowException(
+            raise BackendUnavailable(
                 f"@kubernetes: cannot reach the Kubernetes API at {host}: {error_text(e)} (set "
                 "AFLOW_KUBERNETES_HOST, or KUBECONFIG / AFLOW_KUBERNETES_CONTEXT)"
             ) from None
@@ -140,7 +141,7 @@ class KubernetesBackend(RemoteBackend):
 
     async def _submit(self, group: JobGroup) -> None:
         if self._credentials_error is not None:
-            raise AflowException(self._credentials_error)
+            raise BackendUnavailable(self._credentials_error)
         own = group.decorators.get(self.name, {})
         ns = own.get("namespace") or os.environ.get("AFLOW_KUBERNETES_NAMESPACE") or "default"
         name = self._job_name(group.step)
@@ -223,10 +224,10 @@ class KubernetesBackend(RemoteBackend):
                 if e.status == 409 and attempt > 0:
                     return  # an earlier attempt got through before its answer was lost
                 if e.status not in TRANSIENT or attempt >= 4:
-                    raise AflowException(refusal(e, name, ns)) from None
+                    raise JobRefused(refusal(e, name, ns)) from None
             except (aiohttp.ClientError, TimeoutError) as e:
                 if attempt >= 4:
-                    raise AflowException(f"Job {name} (namespace {ns}): {error_text(e)}") from None
+                    raise BackendUnavailable(f"Job {name} (namespace {ns}): {error_text(e)}") from None
             await anyio.sleep(0.5 * 2**attempt * random.uniform(0.5, 1.5))
 
     async def _after_submit(self, group: JobGroup) -> None:
