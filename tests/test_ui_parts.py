@@ -252,3 +252,23 @@ def test_live_pages_read_less_often_while_nothing_changes() -> None:
     assert waits == sorted(waits) and waits[-1] == MAX_BACKOFF
     # A day of a forgotten tab on a quiet store: reads, each one listing per flow.
     assert 86_400 / waits[-1] < 9_000
+
+
+def test_a_conditional_step_labels_its_cases_and_draws_its_loop_back() -> None:
+    steps = {
+        "start": {"type": "start", "next": ["check"]},
+        "check": {
+            "type": "split-switch",
+            "next": ["check", "done"],
+            "condition": "state",
+            "switch_cases": {"again": "check", "stop": "done"},
+            "loops_to": ["check"],
+        },
+        "done": {"type": "linear", "next": ["end"]},
+        "end": {"type": "end", "next": []},
+    }
+    svg = dag.draw(steps, {}, "/s/{step}")
+    assert svg.count('class="edge cond"') == 1 and svg.count('class="edge cond loop"') == 1
+    assert ">stop<title>when state is stop</title>" in svg
+    assert ">again<title>when state is again</title>" in svg
+    assert dag.columns(steps) == [["start"], ["check"], ["done"], ["end"]]  # the loop adds no column

@@ -25,7 +25,12 @@ STACK = 5  # the offset of each card behind a foreach body's box
 
 
 def columns(steps: dict[str, dict[str, Any]]) -> list[list[str]]:
-    """The steps in columns by longest path from the start, ordered to keep edges apart."""
+    """The steps in columns by longest path from the start, ordered to keep edges apart. A
+    recursion's edge back to an earlier step does not count: it is drawn as an arc."""
+    steps = {
+        name: {**info, "next": [n for n in info.get("next", []) if n not in info.get("loops_to", [])]}
+        for name, info in steps.items()
+    }
     before = predecessors(steps)
     depth: dict[str, int] = {}
 
@@ -158,7 +163,11 @@ def _edge(
     dst: str,
     lay: Layout,
 ) -> str:
+    info = steps[src]
+    cases = [str(k) for k, v in (info.get("switch_cases") or {}).items() if v == dst]
     (m1, c1), (m2, c2) = lay.at[src], lay.at[dst]
+    if m2 <= m1:
+        return _loop_edge(lay, src, dst, info, cases)
     m1, c1 = m1 + lay.main_size, c1 + lay.cross_size / 2
     c2 += lay.cross_size / 2
     lane = _channel(lay, src, dst, c1, c2)
@@ -181,7 +190,8 @@ def _edge(
             f"L{p(b, lane)} C{p(b + half, lane)} {p(b + half, c2)} {p(m2 - 2, c2)}"
         )
         label_at = lay.xy(m1 + half, min(c1, lane))
-    info = steps[src]
+    if cases:
+        return _edge_with_cases(path, label_at, lay, info, cases)
     if info.get("type") == "foreach":
         kind = "foreach"
     else:
@@ -201,6 +211,44 @@ def _edge(
             f"{esc(info.get('foreach') or '')}</title></text>"
         )
     return f'<path class="edge {kind}" d="{path}" marker-end="url(#arrow)"/>{label}'
+
+
+def _case_label(x: float, y: float, info: dict[str, Any], cases: list[str]) -> str:
+    text = " | ".join(cases)
+    why = f"when {info.get('condition') or 'the condition'} is {' or '.join(cases)}"
+    return (
+        f'<text class="edge-label cond" x="{x:.0f}" y="{y:.0f}" text-anchor="middle">'
+        f"{esc(text)}<title>{esc(why)}</title></text>"
+    )
+
+
+def _edge_with_cases(
+    path: str, label_at: tuple[float, float], lay: Layout, info: dict[str, Any], cases: list[str]
+) -> str:
+    """An edge of a conditional step: dashed, labelled with the value(s) of its condition."""
+    lx, ly = label_at
+    if lay.vertical:
+        lx += 8
+    label = _case_label(lx, ly - (0 if lay.vertical else 7), info, cases)
+    return f'<path class="edge cond" d="{path}" marker-end="url(#arrow)"/>{label}'
+
+
+def _loop_edge(lay: Layout, src: str, dst: str, info: dict[str, Any], cases: list[str]) -> str:
+    """A conditional step going back to itself or an earlier step (recursion): an arc over the
+    boxes, from the step's far side back to the earlier step's near side."""
+    (m1, c1), (m2, c2) = lay.at[src], lay.at[dst]
+    passed = [lay.at[n][1] for n, (m, _) in lay.at.items() if m2 <= m <= m1]
+    over = min(passed) - lay.cross_size / 2  # above every box it passes (the picture lets it show)
+    start, end = (m1 + lay.main_size * 0.7, c1), (m2 + lay.main_size * 0.3, c2)
+
+    def p(m: float, c: float) -> str:
+        x, y = lay.xy(m, c)
+        return f"{x:.0f},{y:.0f}"
+
+    path = f"M{p(*start)} C{p(start[0], over)} {p(end[0], over)} {p(end[0], end[1] - 2)}"
+    lx, ly = lay.xy((start[0] + end[0]) / 2, over + lay.cross_size / 8)
+    label = _case_label(lx, ly, info, cases) if cases else ""
+    return f'<path class="edge cond loop" d="{path}" marker-end="url(#arrow)"/>{label}'
 
 
 def in_foreach(steps: dict[str, dict[str, Any]], name: str) -> bool:
