@@ -26,6 +26,14 @@ import tempfile
 import time
 import urllib.request
 
+NOTES = []  # what the bootstrap said, handed on to the runtime, which saves it with the output
+
+
+def note(message):
+    line = f"[aflow bootstrap] {message}"
+    print(line, file=sys.stderr, flush=True)
+    NOTES.append(line)
+
 
 def fail(message):
     print(f"[aflow bootstrap] {message}", file=sys.stderr, flush=True)
@@ -139,12 +147,7 @@ def environment(env):
             run([base, "-m", "venv", "--without-pip", folder], "python -m venv")
             run([*pip, "install", "-q", "--no-deps", "-r", lock], "pip install")
         open(ready, "w").close()
-        print(
-            f"[aflow bootstrap] made environment {env['AFLOW_ENV_KEY']} in "
-            f"{time.monotonic() - started:.1f} s",
-            file=sys.stderr,
-            flush=True,
-        )
+        note(f"made environment {env['AFLOW_ENV_KEY']} in {time.monotonic() - started:.1f} s")
     return python
 
 
@@ -182,12 +185,16 @@ def main():
         if missing:
             # Into a folder of our own: an image's system Python may refuse pip (PEP 668), and
             # the container may not run as root.
-            print(f"[aflow bootstrap] installing {' '.join(missing)}", file=sys.stderr, flush=True)
+            note(f"installing {' '.join(missing)}")
             target = os.path.join(code_dir, ".aflow-deps")
             pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
             run([*pip, "--target", target, *missing], "pip")
             paths.append(target)
     env["AFLOW_CODE_DIR"] = code_dir
+    if NOTES:
+        env["AFLOW_BOOT_NOTES"] = os.path.join(code_dir, ".aflow-boot-notes")
+        with open(env["AFLOW_BOOT_NOTES"], "w") as f:
+            f.write("\n".join(NOTES) + "\n")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (*paths, env.get("PYTHONPATH")) if p)
     argv = [python, "-u", "-m", "aflow.engine.task_runtime", "--remote"]
     os.execve(python, argv, env)

@@ -48,6 +48,10 @@ class OutputKeeper:
         self._stop = threading.Event()
         self._originals: dict[int, int] = {}
         self._readers: list[threading.Thread] = []
+        notes = os.environ.get("AFLOW_BOOT_NOTES")
+        if notes and os.path.exists(notes):  # what the bootstrap printed before we started
+            with open(notes, "rb") as f:
+                self._keep("stdout", f.read().splitlines())
         for fd, stream in ((1, "stdout"), (2, "stderr")):
             sys.stdout.flush() if fd == 1 else sys.stderr.flush()
             original = os.dup(fd)
