@@ -5,10 +5,21 @@ A thin layer over the engine and the store; nothing below it imports it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
 from aflow.flowspec import FlowSpec
+
+
+def _line_buffered() -> None:
+    """Each line of a run's output goes out when printed, also into a pipe (`aflow run | tee`,
+    a CI log, a parent process waiting for a line); Python would otherwise hold 8 KB back."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(line_buffering=True)
 
 
 def main() -> None:
@@ -17,6 +28,7 @@ def main() -> None:
     from aflow.cli.app import app
     from aflow.cli.toplevel import arrange
 
+    _line_buffered()
     app(args=arrange(typer.main.get_command(app), sys.argv[1:], None), prog_name="aflow")
 
 
@@ -32,6 +44,7 @@ def run_flow_cli(flow_cls: type[FlowSpec]) -> None:
     from aflow.cli.toplevel import arrange
 
     file = os.path.abspath(sys.argv[0])
+    _line_buffered()
     preload(file, flow_cls)
     args = arrange(typer.main.get_command(app), sys.argv[1:], file)
     app(args=args, prog_name=f"python {os.path.basename(file)}")

@@ -364,9 +364,18 @@ def _run_blocking(
 
     try:
         status = anyio.run(main)
+    except KeyboardInterrupt:
+        if not stopped_by:
+            raise
+        status = "cancelled"  # a second Ctrl-C just as the stopped run finished stopping
     except BaseExceptionGroup as group:
         raise first_error(group) from None
     finally:
+        if stopped_by:
+            # The run is stopped and we are leaving: a further signal (the signal receiver is
+            # gone, so it would be Python's default) must not kill us before the exit code.
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
         with contextlib.suppress(OSError):
             sys.stdout.flush()
     if stopped_by:
