@@ -340,4 +340,17 @@ def _tarball(files: dict[str, Path]) -> bytes:
 def unpack(data: bytes, target: str | os.PathLike[str]) -> None:
     """Extract a package (in a container, before the task runs)."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        tar.extractall(target, filter="data")
+        try:
+            tar.extractall(target, filter="data")
+        except TypeError:  # Python before 3.11.4 (Debian 12's 3.11.2) has no extraction filters
+            tar.extractall(target, members=_plain_members(tar))
+
+
+def _plain_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """What the "data" filter would allow of our own packages: files and folders inside the
+    target, nothing absolute, no `..`, no links or devices."""
+    for member in tar.getmembers():
+        parts = member.name.split("/")
+        if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
+            raise ValueError(f"the code package holds an unsafe entry: {member.name!r}")
+    return tar.getmembers()
