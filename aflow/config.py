@@ -220,7 +220,7 @@ def resolve_delayed(value: Any) -> Any:
     return value
 
 
-class Config(Parameter, collections.abc.Mapping):  # type: ignore[type-arg]
+class Config(Parameter, collections.abc.Mapping[str, Any]):
     """`config = Config("config", default="config.json")`: the flow's configuration.
 
     `default=` is a file to read (or a function of the parameter context giving one), used when
