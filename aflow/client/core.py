@@ -39,6 +39,7 @@ from aflow.frames import Frame
 from aflow.stores import artifacts as art
 from aflow.stores.base import Buffer, NotFound, ObjectStore, default_datastore, open_store, store_path
 from aflow.stores.records import (
+    RunLiveness,
     RunRecord,
     TaskRecord,
     run_prefix,
@@ -388,7 +389,7 @@ class AsyncRun:
         record = await self.record()
         return await self.record(refresh=True) if record.status == "running" else record
 
-    async def status(self) -> str:
+    async def status(self) -> RunLiveness:
         """done | failed | cancelled | running, or dead: running with a stale heartbeat."""
         return (await self.live_record()).liveness(time.time())
 

@@ -103,6 +103,8 @@ _FIELDS: dict[type, tuple[str, ...]] = {}
 
 TaskStatus = Literal["done", "failed", "stopped"]
 RunStatus = Literal["running", "done", "failed", "cancelled"]
+# What a reader sees of a run: its status, or "dead" for a running run whose heartbeat stopped.
+RunLiveness = RunStatus | Literal["dead"]
 """As recorded; a reader also derives "dead" (a running run whose heartbeat stopped)."""
 
 @dataclass
@@ -223,7 +225,7 @@ class RunRecord(_Record):
     def pathspec(self) -> str:
         return f"{self.flow}/{self.run_id}"
 
-    def liveness(self, now: float) -> RunStatus | Literal["dead"]:
+    def liveness(self, now: float) -> RunLiveness:
         """The status, except that a 'running' run whose heartbeat stopped is 'dead'."""
         if self.status == "running" and now - self.heartbeat_at > HEARTBEAT_STALE:
             return "dead"
