@@ -14,9 +14,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from aflow import namespace, run_flow
+from aflow import namespace, run_flow, start_flow
+from aflow.client.core import AsyncTask
+from aflow.engine.events import LogLine
 from aflow.engine.flow_loader import load_flow_file
 from aflow.exception import AflowException
+from aflow.stores.base import open_store
 
 FLOWS = Path(__file__).parent / "remote_flows"
 
@@ -154,6 +157,37 @@ def test_logs_never_polled_per_task_and_never_gate_completion(on_batch):
         assert f"squared is {task.data.value}" in task.stdout
     assert on_batch.logs_calls["GetLogEvents"] == 0
     assert not on_batch.schema_errors
+
+
+def test_a_running_tasks_lines_reach_the_terminal_and_its_log_before_it_ends(on_batch, tmp_path):
+    # The step waits until the test has seen its line: it succeeds only if the line was tailed
+    # from what the runtime saved while the step still ran (no CloudWatch reads).
+    release = tmp_path / "release"
+    flow_cls = load_flow_file(str(FLOWS / "remote_tail.py"))
+
+    async def main():
+        async with start_flow(flow_cls, {"release": str(release)}) as running:
+            async for event in running.events():
+                if isinstance(event, LogLine) and "waiting for the scheduler" in event.line:
+                    break
+            # `aflow logs` reads the task's saved log: the line is there while the task runs.
+            flow, run_id, step, task_id = event.pathspec.split("/")
+            store = open_store("s3", None)
+            task = AsyncTask(store, flow, run_id, step, task_id)
+            with anyio.fail_after(60):
+                while not any("waiting for" in ln.text for ln in await task.at_attempt(0).log()):
+                    await anyio.sleep(0.2)
+            await store.aclose()
+            release.write_text("seen")
+            async for _ in running.events():
+                pass
+        return await running.wait()
+
+    result = anyio.run(main)
+    assert result.successful, result
+    stdout = result["wait"].task.stdout
+    assert stdout.count("waiting for the scheduler") == 1 and "released" in stdout, stdout
+    assert on_batch.logs_calls["GetLogEvents"] == 0
 
 
 def test_a_container_that_fails_before_the_runtime_has_its_cloudwatch_lines(on_batch, monkeypatch):
@@ -349,3 +383,4 @@ def test_timeout_counts_from_the_start_of_the_step_not_its_wait_in_the_queue(on_
     result = run("remote_timeout", sleep=60)
     assert not result.successful and time.monotonic() - started < 40
     assert "TimeoutException: the step ran longer than 3 s (@timeout)" in str(result.error)
+

@@ -5,10 +5,11 @@ role; its name carries a hash of its content, so a rerun finds and reuses it), t
 per group with the group's environment as overrides. What it asks: one poller for the whole
 backend calls DescribeJobs with up to 100 ids a call (an array's children by `<id>:<index>`),
 backing off when throttled. Output: the task's runtime saves what it printed to the datastore
-(engine/remote_output.py); when a job ends that object is read once, and only a task whose runtime
-never started (a bootstrap or image failure) has its CloudWatch stream read, to the end, within
-AFLOW_BATCH_LOGS_RATE GetLogEvents calls a second for the whole run. Cancelling a task terminates
-its job; leaving the backend terminates whatever still runs.
+(engine/remote_output.py); a few running tasks' objects are tailed at a bounded rate and the rest
+of each is read when its job ends (backends/saved_output.py); only a task whose runtime never
+started (a bootstrap or image failure) or was killed before its last save has its CloudWatch
+stream read, to the end, within AFLOW_BATCH_LOGS_RATE GetLogEvents calls a second for the run.
+Cancelling a task terminates its job; leaving the backend terminates whatever still runs.
 
 Settings: `@batch(queue=, iam_role=, image=, ...)`, else AFLOW_BATCH_JOB_QUEUE, AFLOW_BATCH_IAM_ROLE,
 AFLOW_BATCH_IMAGE / AFLOW_DEFAULT_IMAGE; AFLOW_BATCH_POLL_SECONDS (default 2), AFLOW_BATCH_LOG_GROUP;
@@ -41,9 +42,9 @@ from aflow.backends.remote import (
     bootstrap_command,
     chunks,
 )
-from aflow.engine.remote_output import END_STREAM, output_key
+from aflow.backends.saved_output import LiveTail
+from aflow.engine.remote_output import output_key
 from aflow.exception import AflowException
-from aflow.stores.log_format import parse_log
 
 DESCRIBE_LIMIT = 100  # DescribeJobs takes at most 100 ids
 FINAL = ("SUCCEEDED", "FAILED")
@@ -105,6 +106,11 @@ class BatchBackend(RemoteBackend):
         self._logs_denied = False
         self._logs_rate = Pacer(float(os.environ.get("AFLOW_BATCH_LOGS_RATE") or 5.0))
         self._warned_role = False
+        self.tail = LiveTail(
+            ctx.store,
+            tasks=int(os.environ.get("AFLOW_BATCH_TAIL_TASKS") or 4),
+            rate=float(os.environ.get("AFLOW_BATCH_TAIL_RATE") or 2.0),
+        )
 
     # -- clients -------------------------------------------------------------------------------
 
@@ -208,6 +214,7 @@ class BatchBackend(RemoteBackend):
     async def _watch(self) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._collect_outputs)
+            tg.start_soon(self.tail.run)
             interval, failed_rounds = self.poll_seconds, 0
             while True:
                 await anyio.sleep(interval)
@@ -307,6 +314,8 @@ class BatchBackend(RemoteBackend):
         container = job.get("container") or {}
         if container.get("logStreamName"):  # this attempt's stream: the fallback for its output
             task.extra["stream"] = container["logStreamName"]
+        if status == "RUNNING":
+            self.tail.started(task, _output_key(task), task.logs)
         if status in FINAL and "final" not in task.extra:
             task.extra["final"] = _exit_of(job)
             self._collecting.add(task)
@@ -320,17 +329,19 @@ class BatchBackend(RemoteBackend):
             self.retire(group)
 
     async def _collect_outputs(self) -> None:
-        """A finished task's output, then its end: what its runtime saved to the datastore (one
-        GET), else (the runtime never started: a bootstrap or image failure) what the container
-        printed to CloudWatch Logs. Nothing is read while tasks run: a 10,000-way array costs no
-        per-task polling of the account's shared GetLogEvents quota."""
+        """A finished task's output, then its end: the rest of what its runtime saved to the
+        datastore (one ranged GET; the live tail may have read the start), else (the runtime never
+        started, or was killed before its last save) what the container printed to CloudWatch
+        Logs. CloudWatch is never read while tasks run: a 10,000-way array costs no per-task
+        polling of the account's shared GetLogEvents quota."""
         limiter = anyio.CapacityLimiter(16)
 
         async def collect(task: RemoteTask) -> None:
             async with limiter:
                 try:
-                    if not await self._saved_output(task):
-                        await self._cloudwatch_output(task)
+                    saved = await self.tail.finish(task, _output_key(task), task.logs)
+                    if not saved.ended:
+                        await self._cloudwatch_output(task, skip=saved.lines)
                 finally:
                     self._finish(task)
 
@@ -342,23 +353,11 @@ class BatchBackend(RemoteBackend):
                 for task in batch:
                     tg.start_soon(collect, task)
 
-    async def _saved_output(self, task: RemoteTask) -> bool:
-        spec = task.spec
-        key = output_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
-        try:
-            data = await self.ctx.store.get(key)
-        except Exception:  # not there: the runtime never ran (or could not save)
-            return False
-        lines = parse_log(data)
-        if not lines or lines[-1][1] != END_STREAM:
-            return False  # killed before its last save (OOM, SIGKILL): CloudWatch has the end
-        for _, stream, text in lines[:-1]:
-            await task.logs.line(stream if stream in ("stdout", "stderr") else "stdout", text)
-        return True
-
-    async def _cloudwatch_output(self, task: RemoteTask) -> None:
+    async def _cloudwatch_output(self, task: RemoteTask, skip: int = 0) -> None:
         """The stream read to its end (the end is a nextForwardToken equal to the one sent; a page
-        may be empty before it), at most LOG_PAGES pages, within the backend's GetLogEvents rate."""
+        may be empty before it), at most LOG_PAGES pages, within the backend's GetLogEvents rate.
+        The first `skip` lines were delivered from the saved output already (the container's
+        stream holds the same lines: the runtime passes everything on)."""
         stream = task.extra.get("stream")
         if not stream or self._logs_denied:
             return
@@ -395,6 +394,9 @@ class BatchBackend(RemoteBackend):
             seen += len(events)
             for event in events:
                 for line in event["message"].splitlines() or [""]:
+                    if skip:
+                        skip -= 1
+                        continue
                     await task.logs.line("stdout", line)
             following = answer.get("nextForwardToken")
             if not following or following == token:
@@ -428,6 +430,11 @@ class BatchBackend(RemoteBackend):
         async with anyio.create_task_group() as tg:
             for job_id in targets:
                 tg.start_soon(terminate, job_id)
+
+
+def _output_key(task: RemoteTask) -> str:
+    spec = task.spec
+    return output_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
 
 
 def _summary(group: JobGroup) -> dict[str, int]:
