@@ -140,6 +140,65 @@ def test_no_job_role_is_warned_before_the_container_finds_no_credentials(
     assert "has no job role (@batch(iam_role=...) or AFLOW_BATCH_IAM_ROLE)" in log, log
 
 
+FARGATE_FLOW = """
+from aflow import FlowSpec, batch, resources, step
+
+
+class FargateFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.work)
+
+    @resources(cpu=3, memory=5000)
+    @batch
+    @step
+    def work(self):
+        import os
+        print("running on", os.environ.get("AWS_EXECUTION_ENV"))
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+
+def test_a_fargate_queue_gets_fargate_job_definitions(on_batch, monkeypatch, tmp_path):
+    on_batch.add_queue("fargate-queue", "fargate-ce", "FARGATE")
+    monkeypatch.setenv("AFLOW_BATCH_JOB_QUEUE", "fargate-queue")
+    monkeypatch.setenv("AFLOW_BATCH_EXECUTION_ROLE", "arn:aws:iam::123456789012:role/ecsExec")
+    (tmp_path / "fargate.py").write_text(FARGATE_FLOW)
+    result = run_file(tmp_path / "fargate.py")
+    assert result.successful, result
+    assert "running on AWS_ECS_FARGATE" in result["work"].task.stdout
+    (definition,) = on_batch.calls("RegisterJobDefinition")
+    assert definition["platformCapabilities"] == ["FARGATE"]
+    props = definition["containerProperties"]
+    # 3 vCPU and 5,000 MiB asked: the smallest pair Fargate has that holds them.
+    got = {r["type"]: r["value"] for r in props["resourceRequirements"]}
+    assert got == {"VCPU": "4", "MEMORY": "8192"}
+    assert props["executionRoleArn"].endswith("role/ecsExec")
+    assert props["networkConfiguration"] == {"assignPublicIp": "DISABLED"}
+    assert "4 vCPU and 8192 MiB given" in result["work"].task.stderr
+    assert len(on_batch.calls("DescribeJobQueues")) == 1  # asked once per run
+    assert not on_batch.schema_errors
+
+
+def test_a_fargate_queue_without_an_execution_role_is_refused_before_submission(
+    on_batch, monkeypatch, tmp_path
+):
+    on_batch.add_queue("fargate-queue", "fargate-ce", "FARGATE_SPOT")
+    monkeypatch.setenv("AFLOW_BATCH_JOB_QUEUE", "fargate-queue")
+    monkeypatch.delenv("AFLOW_BATCH_EXECUTION_ROLE", raising=False)
+    (tmp_path / "fargate.py").write_text(FARGATE_FLOW)
+    result = run_file(tmp_path / "fargate.py")
+    assert not result.successful
+    log = result["work"].task.stderr
+    assert "job queue 'fargate-queue' runs on Fargate (compute environment fargate-ce)" in log, log
+    assert "@batch(execution_role=ARN) or set AFLOW_BATCH_EXECUTION_ROLE" in log, log
+    assert not on_batch.calls("SubmitJob") and not on_batch.calls("RegisterJobDefinition")
+
+
 def test_array_children_spawned_late_are_not_lost(on_batch, monkeypatch):
     # Batch spawns an array's children asynchronously: for a while none is describable.
     monkeypatch.setattr("aflow.backends.batch.LOST_AFTER_ROUNDS", 5)  # ~1 s of polls at 0.1 s
@@ -384,3 +443,14 @@ def test_timeout_counts_from_the_start_of_the_step_not_its_wait_in_the_queue(on_
     assert not result.successful and time.monotonic() - started < 40
     assert "TimeoutException: the step ran longer than 3 s (@timeout)" in str(result.error)
 
+
+def test_the_modules_a_container_checks_are_named_as_they_import():
+    # The bootstrap installs a requirement when its module does not import: a wrong module name
+    # (markdown_it_py for markdown-it-py) installed it again in every container.
+    import importlib
+
+    from aflow.backends.remote import requirements_for
+
+    for pair in requirements_for("s3").split(";"):
+        module, _, requirement = pair.partition("=")
+        assert importlib.util.find_spec(module) is not None, (module, requirement)

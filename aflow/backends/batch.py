@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import re
 from typing import Any
@@ -32,6 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aflow.backends.base import TaskExit
+from aflow.backends.batch_platform import QueuePlatform, ec2_vcpus, fargate_resources, platform_of
 from aflow.backends.errors import BackendUnavailable
 from aflow.backends.pacing import Pacer
 from aflow.backends.remote import (
@@ -50,6 +50,7 @@ DESCRIBE_LIMIT = 100  # DescribeJobs takes at most 100 ids
 FINAL = ("SUCCEEDED", "FAILED")
 STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *FINAL)
 THROTTLED = ("TooManyRequestsException", "ThrottlingException", "Throttling", "429")
+DENIED = ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation")
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 LOST_AFTER_ROUNDS = 30  # polls in a row that reached no Batch endpoint before the run gives up
 LATE_TRIES = 5  # seconds a finished container's stream may take to show up
@@ -106,6 +107,10 @@ class BatchBackend(RemoteBackend):
         self._logs_denied = False
         self._logs_rate = Pacer(float(os.environ.get("AFLOW_BATCH_LOGS_RATE") or 5.0))
         self._warned_role = False
+        self._warned_platform = False
+        self._noted_fargate: set[str] = set()
+        self._platforms: dict[str, QueuePlatform] = {}  # job queue -> its compute, asked once
+        self._platform_lock = anyio.Lock()
         self.tail = LiveTail(
             ctx.store,
             tasks=int(os.environ.get("AFLOW_BATCH_TAIL_TASKS") or 4),
@@ -141,19 +146,14 @@ class BatchBackend(RemoteBackend):
     async def _definition(self, group: JobGroup) -> str:
         """The ARN of a job definition for the group's container shape, registered on first need."""
         settings = group.decorators.get("batch", {})
-        res = self.resources(group)
-        # EC2 queues take whole vCPUs only: a fraction (fine on Kubernetes) is rounded up.
-        requirements = [
-            {"type": "VCPU", "value": str(max(1, math.ceil(res["cpu"] or 1)))},
-            {"type": "MEMORY", "value": str(int(res["memory"] or 4096))},
-        ]
-        if res["gpu"]:
-            requirements.append({"type": "GPU", "value": str(int(res["gpu"]))})
+        platform = await self._platform(queue_for(group.decorators))
         properties: dict[str, Any] = {
             "image": self.image(group),
             "command": bootstrap_command(),
-            "resourceRequirements": requirements,
+            "resourceRequirements": await self._requirements(group, platform),
         }
+        if platform.fargate:
+            properties.update(_fargate_properties(group, platform))
         role = role_for(group.decorators)
         if role:
             properties["jobRoleArn"] = role
@@ -164,7 +164,8 @@ class BatchBackend(RemoteBackend):
             }
         if settings.get("shared_memory"):
             properties["linuxParameters"] = {"sharedMemorySize": int(settings["shared_memory"])}
-        digest = hashlib.sha256(json.dumps(properties, sort_keys=True).encode()).hexdigest()[:16]
+        shape = {"platform": platform.kind, **properties}
+        digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
         name = _name(f"aflow-{self.ctx.flow_name}-{digest}")
         async with self._definition_lock:
             if digest not in self._definitions:
@@ -175,11 +176,67 @@ class BatchBackend(RemoteBackend):
                     arn = max(found["jobDefinitions"], key=lambda d: d["revision"])["jobDefinitionArn"]
                 else:
                     made = await self._batch.register_job_definition(
-                        jobDefinitionName=name, type="container", containerProperties=properties
+                        jobDefinitionName=name,
+                        type="container",
+                        containerProperties=properties,
+                        platformCapabilities=[platform.kind],
                     )
                     arn = made["jobDefinitionArn"]
                 self._definitions[digest] = arn
             return self._definitions[digest]
+
+    async def _requirements(self, group: JobGroup, platform: QueuePlatform) -> list[dict[str, str]]:
+        res = self.resources(group)
+        cpu, memory = res["cpu"] or 1, res["memory"] or 4096
+        if not platform.fargate:
+            vcpus = ec2_vcpus(cpu)  # EC2 queues take whole vCPUs only
+            requirements = [
+                {"type": "VCPU", "value": vcpus},
+                {"type": "MEMORY", "value": str(int(memory))},
+            ]
+            if res["gpu"]:
+                requirements.append({"type": "GPU", "value": str(int(res["gpu"]))})
+            return requirements
+        if res["gpu"]:
+            raise AflowException(
+                f"step '{group.step}' asks for GPUs, but job queue '{platform.queue}' runs on "
+                f"Fargate ({platform.described}), which has none: use a queue whose compute "
+                "environment has EC2 GPU instances"
+            )
+        vcpus, mib = fargate_resources(cpu, memory, group.step)
+        if (float(vcpus), mib) != (cpu, memory) and group.step not in self._noted_fargate:
+            self._noted_fargate.add(group.step)
+            await group.tasks[0].logs.line(
+                "stderr",
+                f"[aflow] Fargate takes fixed vCPU/memory pairs: {cpu:g} vCPU and {memory:g} MiB "
+                f"asked, {vcpus} vCPU and {mib} MiB given (queue '{platform.queue}')",
+            )
+        return [{"type": "VCPU", "value": vcpus}, {"type": "MEMORY", "value": str(mib)}]
+
+    async def _platform(self, queue: str) -> QueuePlatform:
+        """EC2 or Fargate: what the queue's compute environments are, asked once per run."""
+        async with self._platform_lock:
+            if queue not in self._platforms:
+                self._platforms[queue] = await self._ask_platform(queue)
+            return self._platforms[queue]
+
+    async def _ask_platform(self, queue: str) -> QueuePlatform:
+        try:
+            queues = (await self._batch.describe_job_queues(jobQueues=[queue])).get("jobQueues", [])
+            arns = [
+                o["computeEnvironment"] for q in queues for o in q.get("computeEnvironmentOrder", [])
+            ]
+            environments = []
+            if arns:
+                answer = await self._batch.describe_compute_environments(computeEnvironments=arns)
+                environments = answer.get("computeEnvironments", [])
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in DENIED:
+                raise
+            # Not allowed to look: assume EC2 (Batch then refuses an EC2 definition on a Fargate
+            # queue at submission, and that error is shown).
+            return QueuePlatform(queue, "EC2", (), f"not allowed to describe it: {e}")
+        return platform_of(queue, queues, environments)
 
     async def _submit(self, group: JobGroup) -> None:
         if not role_for(group.decorators) and not self._warned_role:
@@ -192,6 +249,15 @@ class BatchBackend(RemoteBackend):
                 "grants them",
             )
         definition = await self._definition(group)
+        platform = await self._platform(queue_for(group.decorators))
+        if platform.unknown and not self._warned_platform:
+            self._warned_platform = True
+            await group.tasks[0].logs.line(
+                "stderr",
+                f"[aflow] warning: job queue '{platform.queue}' assumed to run on EC2 "
+                f"({platform.unknown}); allow batch:DescribeJobQueues and "
+                "batch:DescribeComputeEnvironments so aflow can tell EC2 from Fargate",
+            )
         env = await self.container_env(group)
         request: dict[str, Any] = {
             "jobName": _name(f"aflow-{self.ctx.flow_name}-{group.step}-{self.ctx.run_id}"),
@@ -430,6 +496,32 @@ class BatchBackend(RemoteBackend):
         async with anyio.create_task_group() as tg:
             for job_id in targets:
                 tg.start_soon(terminate, job_id)
+
+
+def _fargate_properties(group: JobGroup, platform: QueuePlatform) -> dict[str, Any]:
+    """What a Fargate job definition needs besides an EC2 one; refused clearly where the step
+    asks for what Fargate has not."""
+    settings = group.decorators.get("batch", {})
+    if settings.get("shared_memory"):
+        raise AflowException(
+            f"step '{group.step}': @batch(shared_memory=...) is not available on Fargate (job queue "
+            f"'{platform.queue}', {platform.described}): drop it or use a queue with EC2 compute"
+        )
+    role = settings.get("execution_role") or os.environ.get("AFLOW_BATCH_EXECUTION_ROLE")
+    if not role:
+        raise AflowException(
+            f"job queue '{platform.queue}' runs on Fargate ({platform.described}), which needs an "
+            "execution role (the IAM role ECS uses to pull the image and send the logs): pass "
+            "@batch(execution_role=ARN) or set AFLOW_BATCH_EXECUTION_ROLE"
+        )
+    public = os.environ.get("AFLOW_BATCH_FARGATE_PUBLIC_IP", "") in ("1", "true", "yes")
+    return {
+        "executionRoleArn": str(role),
+        # DISABLED (Batch's default): the subnet needs a NAT gateway or VPC endpoints to pull
+        # the image and reach S3; ENABLED for a public subnet without one.
+        "networkConfiguration": {"assignPublicIp": "ENABLED" if public else "DISABLED"},
+        "fargatePlatformConfiguration": {"platformVersion": "LATEST"},
+    }
 
 
 def _output_key(task: RemoteTask) -> str:
