@@ -390,7 +390,7 @@ def test_cli_with_batch_runs_every_step_remotely(on_batch, tmp_path):
         [sys.executable, str(flow), "run", "--with", "batch:cpu=2,queue=aflow-test-queue"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # a hang guard only: two containers start one after the other, under load
         env={**os.environ},
     )
     assert r.returncode == 0, r.stderr
