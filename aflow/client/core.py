@@ -39,6 +39,7 @@ from aflow.frames import Frame
 from aflow.stores import artifacts as art
 from aflow.stores.base import Buffer, NotFound, ObjectStore, default_datastore, open_store, store_path
 from aflow.stores.records import (
+    RunLiveness,
     RunRecord,
     TaskRecord,
     run_prefix,
@@ -220,7 +221,7 @@ def skip_damaged(damaged: list[DamagedData], e: DamagedData) -> None:
     warnings.warn(f"skipped a damaged record: {e}", DamagedRecordWarning, stacklevel=3)
 
 
-async def _get_or_none(store: ObjectStore, key: str) -> Any:
+async def _get_or_none(store: ObjectStore, key: str) -> Buffer | None:
     try:
         return await store.get(key)
     except NotFound:
@@ -388,7 +389,7 @@ class AsyncRun:
         record = await self.record()
         return await self.record(refresh=True) if record.status == "running" else record
 
-    async def status(self) -> str:
+    async def status(self) -> RunLiveness:
         """done | failed | cancelled | running, or dead: running with a stale heartbeat."""
         return (await self.live_record()).liveness(time.time())
 
@@ -578,7 +579,7 @@ class AsyncTask:
         return task_prefix(self.flow, self.run_id, self.step, self.id)
 
     async def attempts(self) -> list[int]:
-        """The attempts that left a record or a log, in order."""
+        """The attempts that left a start marker, a record or a log, in order."""
         names = await self.store.list(self._prefix)
         return sorted({int(n.split(".")[0]) for n in names if n.split(".")[0].isdigit()})
 
