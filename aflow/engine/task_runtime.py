@@ -578,7 +578,13 @@ def main() -> int:
     remote = "--remote" in sys.argv[1:]
     if remote:
         # Before anything slow: as a container's PID 1, a SIGTERM without a handler is ignored.
+        # The bootstrap blocked it across its exec: one sent meanwhile arrives now.
         signal.signal(signal.SIGTERM, _terminated)
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        except TaskTerminated as e:
+            print(f"[aflow] {e}", file=sys.stderr)
+            return 128 + signal.SIGTERM
         env = os.environ
         store = open_blocking_store(env["AFLOW_DATASTORE"], env["AFLOW_DATASTORE_ROOT"])
         spec = remote_spec(store, env)
