@@ -18,11 +18,11 @@ import pytest
 
 import aflow
 from aflow import FlowSpec, catch, retry, step, timeout
-from aflow.backends.base import TaskSpec
 from aflow.backends.errors import JobRefused, PlatformError
 from aflow.backends.mock import Done, Failed, Hang, Lost, MockBackend, Outcome
 from aflow.engine import events as ev
 from aflow.engine.scheduler import MANIFEST_THRESHOLD
+from aflow.engine.wire import TaskSpec
 from aflow.exception import TaskTerminated
 from aflow.stores.artifacts import blob_key
 from aflow.stores.memory import MemoryStore

@@ -30,7 +30,6 @@ import anyio
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from aflow.backends.base import TaskExit
 from aflow.backends.errors import BackendUnavailable
 from aflow.backends.pacing import Pacer
 from aflow.backends.remote import (
@@ -42,6 +41,7 @@ from aflow.backends.remote import (
     chunks,
 )
 from aflow.engine.remote_output import END_STREAM, output_key
+from aflow.engine.wire import TaskExit
 from aflow.exception import AflowException
 from aflow.stores.log_format import parse_log
 

@@ -22,10 +22,11 @@ from typing import Any
 import anyio
 import msgpack
 
-from aflow.backends.base import LogSink, TaskExit, TaskSpec
+from aflow.backends.base import LogSink
 from aflow.backends.errors import BackendUnavailable
 from aflow.backends.processes import TERM_GRACE, LineSplitter, task_exit
 from aflow.backends.spawned import run_spawned
+from aflow.engine.wire import TaskExit, TaskSpec
 from aflow.exception import AflowException
 
 _STREAMS = ("stdout", "stderr")

@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 import anyio
 
-from aflow.backends.base import BackendBase, LogSink, TaskExit, TaskSpec
+from aflow.backends.base import BackendBase, LogSink
+from aflow.engine.wire import TaskExit, TaskSpec
 from aflow.exception import TaskTerminated
 from aflow.stores.base import ObjectStore
 from aflow.stores.records import TaskRecord, task_record_key

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import anyio
 import msgpack
 
-from aflow.backends.base import Backend, TaskSpec
+from aflow.backends.base import Backend
 from aflow.backends.errors import PlatformError
 from aflow.engine.events import (
     EventBus,
@@ -35,6 +35,7 @@ from aflow.engine.events import (
 )
 from aflow.engine.step_settings import StepSettings
 from aflow.engine.task_logs import LogFlusher, TaskLog
+from aflow.engine.wire import TaskSpec
 from aflow.exception import TaskFailed as TaskFailedError
 from aflow.exception import TaskKilled, qualified_name
 from aflow.frames import Frame

@@ -24,10 +24,10 @@ from typing import Any
 import msgpack
 
 import aflow
-from aflow.backends.base import TaskSpec
 from aflow.cards.runtime import TaskCards
 from aflow.client import core as client_core
 from aflow.current import current
+from aflow.engine.wire import TaskSpec
 from aflow.exception import (
     AflowException,
     CaughtException,
@@ -556,7 +556,7 @@ def main() -> int:
     With `--remote` (a container, after engine/bootstrap.py), the spec is one of a list in the
     store, picked by the index the platform gives an array job's child."""
     from aflow.engine.flow_loader import import_flow
-    from aflow.stores.base import open_blocking_store
+    from aflow.stores.factory import open_blocking_store
 
     remote = "--remote" in sys.argv[1:]
     if remote:
