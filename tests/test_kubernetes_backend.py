@@ -287,7 +287,7 @@ def test_expired_watch_is_listed_again(k8s: Any, s3_datastore: tuple[str, str]) 
     from aflow.backends.k8s import backend as k8s_backend
     from aflow.backends.k8s import watch as k8s_watch
     from aflow.backends.remote import RemoteContext
-    from aflow.stores.base import open_store
+    from aflow.stores.factory import open_store
 
     async def go() -> None:
         store = open_store(*s3_datastore)

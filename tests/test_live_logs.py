@@ -13,7 +13,7 @@ from aflow import start_flow
 from aflow.client.core import AsyncTask
 from aflow.engine.events import LogLine
 from aflow.engine.flow_loader import load_flow_file
-from aflow.stores.base import open_store
+from aflow.stores.factory import open_store
 
 FLOW = Path(__file__).parent / "flows" / "slow_printer.py"
 

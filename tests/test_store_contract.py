@@ -16,7 +16,8 @@ from typing import Any
 import anyio
 import pytest
 
-from aflow.stores.base import NotFound, ObjectStore, open_store
+from aflow.stores.base import NotFound, ObjectStore
+from aflow.stores.factory import open_store
 from aflow.stores.memory import MemoryStore
 
 MiB = 1 << 20

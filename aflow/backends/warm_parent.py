@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from aflow.backends.base import TaskSpec
 from aflow.backends.processes import TERM_GRACE, kill_group
 from aflow.engine.task_runtime import run_task
-from aflow.stores.base import open_blocking_store
+from aflow.engine.wire import TaskSpec
+from aflow.stores.factory import open_blocking_store
 
 _MESSAGE_MAX = 1 << 20
 _CHUNK = 1 << 16
@@ -258,7 +258,7 @@ def serve(sock: socket.socket) -> None:
         # Import the store's modules (and a cloud SDK's models) once here, not in every task.
         open_blocking_store(hello["datastore"], hello["store_root"])
         if hello["datastore"] != "local":
-            from aflow.stores.base import open_store
+            from aflow.stores.factory import open_store
 
             warm = getattr(open_store(hello["datastore"], hello["store_root"]), "prewarm", None)
             if warm is not None:

@@ -34,7 +34,8 @@ from aflow.exception import (
     TaskNotFound,
 )
 from aflow.stores import artifacts as art
-from aflow.stores.base import NotFound, ObjectStore, default_datastore, open_store, store_path
+from aflow.stores.base import NotFound, ObjectStore, store_path
+from aflow.stores.factory import default_datastore, open_store
 from aflow.stores.records import (
     RunRecord,
     TaskRecord,
