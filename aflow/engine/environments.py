@@ -32,7 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import aflow
+from aflow.about import PACKAGE_DIR
 from aflow.backends.remote import dist_name, requirements_for
 from aflow.exception import AflowException
 
@@ -165,7 +165,7 @@ def cache_root() -> Path:
 def aflow_path() -> str:
     """A folder holding only aflow (a link to this one), for a task's path: putting aflow's parent
     there instead would also expose whatever else is installed beside it."""
-    source = Path(aflow.__file__).resolve().parent
+    source = PACKAGE_DIR
     folder = cache_root() / "aflow-src" / hashlib.sha256(str(source).encode()).hexdigest()[:12]
     link = folder / "aflow"
     if not link.exists():
