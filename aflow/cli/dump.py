@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from aflow.cli.app import app
-from aflow.cli.inspect import Target, _flow_of, _run, _run_async, _split_full, _store
+from aflow.cli.common import app
 from aflow.cli.options import Datastore, DatastoreRoot
+from aflow.cli.reading import Target, command_store, find_run, flow_of, run_async, split_full
 from aflow.client.core import AsyncTask
 from aflow.exception import AflowException
 from aflow.stores.transfer import gather
@@ -48,12 +48,12 @@ def dump(
     wanted = {n for n in include.split(",") if n}
 
     async def go() -> None:
-        store = _store(datastore, datastore_root)
-        flow, rest = (_flow_of(target)[0], pathspec) if pathspec else _split_full(target)
+        store = command_store(datastore, datastore_root)
+        flow, rest = (flow_of(target)[0], pathspec) if pathspec else split_full(target)
         parts = rest.strip("/").split("/")
         if len(parts) not in (2, 3) or not all(parts):
             raise AflowException(f"expected RUN_ID/STEP or RUN_ID/STEP/TASK_ID, got '{rest}'")
-        run = await _run(store, flow, parts[0])
+        run = await find_run(store, flow, parts[0])
         step = await run.step(parts[1])
         one = await step.task(parts[2]) if len(parts) == 3 else None
         tasks = [one] if one else await step.tasks()
@@ -74,7 +74,7 @@ def dump(
             if not quiet:
                 typer.echo(f"Artifacts written to {file}", err=True)
 
-    _run_async(go)
+    run_async(go)
 
 
 async def _artifacts(
