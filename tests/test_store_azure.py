@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.storage.blob.aio import BlobClient
 
 from aflow.exception import DataStoreError
@@ -322,6 +322,31 @@ def test_check_names_wrong_credentials(
         DataStoreError, match=r"refused the credentials.*AZURE_STORAGE_CONNECTION_STRING"
     ):
         checked(AzureStore(root))
+
+
+def test_a_credential_that_gets_no_token_is_named(
+    azure_datastore: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """azure-identity raises ClientAuthenticationError before any request is sent, so the storage
+    SDK never sets the `error_code` it puts on the errors it answers: the message must not need it
+    (reading it was an AttributeError that hid what to fix)."""
+    _, root = azure_datastore
+
+    async def no_token(self: BlobClient, *args: Any, **kw: Any) -> Any:
+        raise ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token")
+
+    monkeypatch.setattr(BlobClient, "get_blob_properties", no_token)
+    store = AzureStore(root)
+
+    async def main() -> None:
+        try:
+            await store.exists("F/x")
+        finally:
+            await store.aclose()
+
+    no_token_named = r"refused the credentials \(DefaultAzureCredential failed to retrieve a token\)"
+    with pytest.raises(DataStoreError, match=no_token_named):
+        run(main)
 
 
 def test_check_without_credentials_says_what_to_set(

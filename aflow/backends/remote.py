@@ -37,6 +37,7 @@ from aflow.backends.launch import BOOT_ENV, launch_blob, pack_specs
 from aflow.backends.launch import bootstrap_command as bootstrap_command  # for the drivers
 from aflow.decorators import resources_for
 from aflow.engine.packaging import build_package, env_patterns
+from aflow.engine.wheelhouse import WheelhouseMaker
 from aflow.engine.wire import TaskExit, TaskSpec
 from aflow.install_hint import DISTRIBUTION, declared_requirements
 from aflow.stores.artifacts import blob_key
@@ -147,6 +148,7 @@ class RemoteBackend:
         self._stop_wanted = anyio.Event()
         self._code: CodeRef | None = None
         self._code_lock = anyio.Lock()
+        self._wheels = WheelhouseMaker(ctx.store, ctx.flow_name, self.presigned)
         self._tg: anyio.abc.TaskGroup | None = None
         self._exit = contextlib.AsyncExitStack()
 
@@ -391,6 +393,9 @@ class RemoteBackend:
             "PYTHONUNBUFFERED": "1",
         }
         environment = group.tasks[0].spec.environment
+        if not environment:  # what the image lacks comes from a wheelhouse, not from PyPI
+            wheels = self._wheels.container_settings(env["AFLOW_REQUIREMENTS"], env["AFLOW_IMAGE"])
+            env.update(await wheels)
         if environment:  # @pypi/@conda: the bootstrap recreates it from its stored lock
             env["AFLOW_ENV_KEY"] = environment["key"]
             env["AFLOW_ENV_KIND"] = environment["kind"]

@@ -151,6 +151,55 @@ def environment(env):
     return python
 
 
+def wheelhouse(env, code_dir):
+    """The folder of the run's wheelhouse (fetched, checked, unpacked), or None with a note saying
+    why the index is used instead."""
+    if not env.get("AFLOW_WHEELS_KEY"):
+        note(f"no wheelhouse ({env.get('AFLOW_WHEELS_NOTE') or 'none was made'})")
+        return None
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if env.get("AFLOW_WHEELS_PYTHON") != here:
+        note(
+            f"the wheelhouse is for Python {env.get('AFLOW_WHEELS_PYTHON')}, the image has {here} "
+            "(set AFLOW_WHEELHOUSE_PYTHON)"
+        )
+        return None
+    data = fetch(env, "WHEELS")
+    if hashlib.sha256(data).hexdigest() != env["AFLOW_WHEELS_SHA256"]:
+        fail(f"the wheelhouse {env['AFLOW_WHEELS_KEY']} does not match its hash")
+    folder = os.path.join(code_dir, ".aflow-wheels")
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        for member in tar.getmembers():  # flat: wheel files only
+            if not member.isfile() or os.path.basename(member.name) != member.name:
+                fail(f"the wheelhouse holds an unexpected entry {member.name!r}")
+        tar.extractall(folder)
+    return folder
+
+
+def install(env, code_dir, missing):
+    """The folder where what the image lacks is installed: from the run's wheelhouse (no index),
+    else from the index as pip is configured."""
+    # Into a folder of our own: an image's system Python may refuse pip (PEP 668), and the
+    # container may not run as root.
+    target = os.path.join(code_dir, ".aflow-deps")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    started = time.monotonic()
+    wheels = wheelhouse(env, code_dir)
+    if wheels is not None:
+        done = subprocess.run(
+            [*pip, "--no-index", "--find-links", wheels, "--target", target, *missing],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode == 0:
+            took = time.monotonic() - started
+            note(f"installed {' '.join(missing)} from the wheelhouse in {took:.1f} s")
+            return target
+        note(f"the wheelhouse did not serve ({(done.stderr or done.stdout).strip()[-300:]})")
+    note(f"installing {' '.join(missing)} from the index")
+    run([*pip, "--target", target, *missing], "pip (no usable wheelhouse, and the index failed)")
+    return target
+
+
 def importable(module):
     try:
         return importlib.util.find_spec(module) is not None
@@ -183,13 +232,7 @@ def main():
         pairs = [p.split("=", 1) for p in env.get("AFLOW_REQUIREMENTS", "").split(";") if "=" in p]
         missing = [req for module, req in pairs if not importable(module)]
         if missing:
-            # Into a folder of our own: an image's system Python may refuse pip (PEP 668), and
-            # the container may not run as root.
-            note(f"installing {' '.join(missing)}")
-            target = os.path.join(code_dir, ".aflow-deps")
-            pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-            run([*pip, "--target", target, *missing], "pip")
-            paths.append(target)
+            paths.append(install(env, code_dir, missing))
     env["AFLOW_CODE_DIR"] = code_dir
     if NOTES:
         env["AFLOW_BOOT_NOTES"] = os.path.join(code_dir, ".aflow-boot-notes")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar, TypeVarTuple
 
 from anyio.from_thread import BlockingPortal
 
@@ -20,6 +20,7 @@ from aflow.s3.objects import S3Object
 from aflow.stores.portal import background_portal
 
 T = TypeVar("T")
+Args = TypeVarTuple("Args")
 _portal: tuple[int, BlockingPortal] | None = None
 _lock = threading.Lock()
 
@@ -49,7 +50,7 @@ class S3:
     ) -> None:
         self._async = AsyncS3(tmproot, bucket, prefix, run, s3root, encryption, **client_options)
 
-    def _call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+    def _call(self, fn: Callable[[*Args], Awaitable[T]], *args: *Args) -> T:
         return _shared_portal().call(fn, *args)
 
     def __enter__(self) -> S3:

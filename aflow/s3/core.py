@@ -11,6 +11,7 @@ resolve as Metaflow's do: against `s3root`, against the run's own prefix (`run=`
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import mmap
@@ -18,7 +19,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -143,7 +144,8 @@ class AsyncS3:
 
     @contextlib.asynccontextmanager
     async def _errors(self, url: str) -> AsyncIterator[None]:
-        from botocore.exceptions import ClientError
+        # botocore ships no type information (its stubs are not a dependency): ClientError is Any.
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
         try:
             yield
@@ -167,7 +169,7 @@ class AsyncS3:
                 raise MetaflowS3AccessDenied(str(e)) from None
             raise MetaflowS3Exception(str(e)) from None
 
-    def _tmp_file(self, data: Any) -> str:
+    def _tmp_file(self, data: bytes | bytearray) -> str:
         if self._tmpdir is None:
             raise MetaflowS3Exception("this S3 client is closed: open a new one")
         fd, path = tempfile.mkstemp(dir=self._tmpdir, prefix="aflow.s3.get.")
@@ -198,7 +200,7 @@ class AsyncS3:
         wanted = [(self.url(k), getattr(k, "offset", None), getattr(k, "length", None)) for k in keys]
         return await gather(
             [
-                lambda w=w: self._fetch(w[0], w[1], w[2], return_missing, return_info, self._s3root)
+                functools.partial(self._fetch, *w, return_missing, return_info, self._s3root)
                 for w in wanted
             ],
             MANY_AT_ONCE,
@@ -209,8 +211,14 @@ class AsyncS3:
         listed = await self.list_recursive(keys)
         return await gather(
             [
-                lambda o=o: self._fetch(
-                    o.url, None, None, False, return_info, self._s3root if return_info else o.prefix
+                functools.partial(
+                    self._fetch,
+                    o.url,
+                    None,
+                    None,
+                    False,
+                    return_info,
+                    self._s3root if return_info else o.prefix,
                 )
                 for o in listed
             ],
@@ -236,6 +244,7 @@ class AsyncS3:
     ) -> S3Object:
         bucket, key = split_url(url)
         store = self._store(bucket)
+        data: bytes | bytearray
         try:
             async with self._errors(url):
                 if offset is None and length is None:
@@ -291,7 +300,9 @@ class AsyncS3:
 
     async def info_many(self, keys: Iterable[Any], return_missing: bool = False) -> list[S3Object]:
         urls = [self.url(k) for k in keys]
-        return await gather([lambda u=u: self._info(u, return_missing) for u in urls], MANY_AT_ONCE)
+        return await gather(
+            [functools.partial(self._info, u, return_missing) for u in urls], MANY_AT_ONCE
+        )
 
     async def _info(self, url: str, return_missing: bool) -> S3Object:
         bucket, key = split_url(url)
@@ -377,7 +388,7 @@ class AsyncS3:
                 return item.key, url
             return None
 
-        done = await gather([lambda i=i: one(i) for i in items], MANY_AT_ONCE)
+        done = await gather([functools.partial(one, i) for i in items], MANY_AT_ONCE)
         return [d for d in done if d is not None]
 
     async def put_files(self, key_paths: Iterable[Any], overwrite: bool = True) -> list[tuple[str, str]]:
@@ -396,7 +407,7 @@ class AsyncS3:
                 )
             return (item.key, url) if sent else None
 
-        done = await gather([lambda i=i: one(i) for i in items], MANY_AT_ONCE)
+        done = await gather([functools.partial(one, i) for i in items], MANY_AT_ONCE)
         return [d for d in done if d is not None]
 
     async def _put(
@@ -454,7 +465,7 @@ def _bytes_of(key: Any, obj: Any) -> bytes | bytearray | memoryview:
 
 
 @contextlib.contextmanager
-def _mapped(path: str) -> Any:
+def _mapped(path: str) -> Iterator[bytes | mmap.mmap]:
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
             yield b""  # an empty file cannot be mapped

@@ -26,7 +26,7 @@ import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -37,6 +37,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ExponentialRetry
 
 from aflow.exception import DataStoreError, first_error
@@ -92,6 +93,19 @@ class _Into:
         self.view[self.written : self.written + n] = data
         self.written += n
         return n
+
+    def stream(self) -> IO[bytes]:
+        # The downloader asks for IO[bytes] but, reading over one connection (the default
+        # max_concurrency), only calls write(): that is all of a stream this needs to be.
+        return cast(IO[bytes], self)
+
+
+def _error_code(e: HttpResponseError) -> str | None:
+    """Azure Storage's error code (e.g. ContainerNotFound). The storage SDK sets `error_code` on the
+    errors it makes of a response; one raised before any response (azure-identity's, when it gets
+    no token) has none."""
+    code = getattr(e, "error_code", None)
+    return code if isinstance(code, str) else None
 
 
 def _throttled(e: BaseException) -> bool:
@@ -179,7 +193,7 @@ class AzureStore:
             e = first_error(raised)
             where = self._endpoint or "the account"
             if isinstance(e, ResourceNotFoundError):
-                if e.error_code == "ContainerNotFound" or key is None:
+                if _error_code(e) == "ContainerNotFound" or key is None:
                     raise DataStoreError(
                         f"{self.url}: container '{self.container}' does not exist in {where}: create "
                         f"it (az storage container create --name {self.container}) or fix the "
@@ -190,7 +204,8 @@ class AzureStore:
                 isinstance(e, HttpResponseError) and e.status_code == 403
             ):
                 raise DataStoreError(
-                    f"{self.url}: {where} refused the credentials ({e.error_code or e.status_code}): "
+                    f"{self.url}: {where} refused the credentials "
+                    f"({_error_code(e) or e.status_code or e.message}): "
                     "check the AccountKey or SAS in AZURE_STORAGE_CONNECTION_STRING, or the identity "
                     "DefaultAzureCredential signs in with and its role on the container"
                 ) from None
@@ -229,11 +244,15 @@ class AzureStore:
             async def stage(number: int, piece: Buffer) -> str:
                 block_id = f"{upload}-{number:06d}"  # every id of a blob must have the same length
                 length = memoryview(piece).nbytes
-                await self._call(lambda: blob.stage_block(block_id, piece, length=length))
+                # The SDK's annotation says bytes, but it sends any bytes-like body as it is; a
+                # bytes copy of each part would cost its size again, on the event loop.
+                await self._call(
+                    lambda: blob.stage_block(block_id, piece, length=length)  # type: ignore[arg-type]
+                )
                 return block_id
 
             block_ids = await upload_parts(parts, settings, stage)
-            await self._call(lambda: blob.commit_block_list(block_ids))
+            await self._call(lambda: blob.commit_block_list([BlobBlock(b) for b in block_ids]))
 
     async def get(self, key: str) -> bytearray:
         settings = TransferSettings.from_env()
@@ -259,7 +278,7 @@ class AzureStore:
         size = int(match.group(1)) if match else first.size
         if size <= settings.threshold:
             buffer = bytearray(size)
-            await first.readinto(_Into(memoryview(buffer)))
+            await first.readinto(_Into(memoryview(buffer)).stream())
             return buffer
         head = memoryview(await first.readall())
         etag = first.properties.etag
@@ -283,7 +302,7 @@ class AzureStore:
             )
         )
         into = _Into(view)
-        await downloader.readinto(into)
+        await downloader.readinto(into.stream())
         if into.written != len(view):
             raise DataStoreError(f"{blob.url}: got {into.written} of {len(view)} bytes at {offset}")
 
@@ -307,7 +326,7 @@ class AzureStore:
             try:
                 await self._call(blob.get_blob_properties)
             except ResourceNotFoundError as e:
-                if e.error_code == "ContainerNotFound":
+                if _error_code(e) == "ContainerNotFound":
                     raise
                 return False
             return True
@@ -348,7 +367,7 @@ class AzureStore:
                 ):
                     raise
                 raise DataStoreError(
-                    f"{self.url}: {self._endpoint} answered {e.status_code} {e.error_code or ''} "
+                    f"{self.url}: {self._endpoint} answered {e.status_code} {_error_code(e) or ''} "
                     f"when asked about container '{self.container}': {e.reason}"
                 ) from None
 

@@ -25,15 +25,21 @@ import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-import aioboto3
+# aioboto3 and botocore ship no type information (their generated stubs are not a dependency):
+# what they give is Any, and this module's own signatures say what it takes and returns.
+import aioboto3  # type: ignore[import-untyped]
 import aiohttp.payload
 import anyio
 from aiohttp.abc import AbstractStreamWriter
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from botocore.handlers import convert_body_to_file_like_object
+from botocore.auth import S3SigV4Auth  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.exceptions import (  # type: ignore[import-untyped]
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+)
+from botocore.handlers import convert_body_to_file_like_object  # type: ignore[import-untyped]
 
 from aflow.exception import DataStoreError
 from aflow.stores.base import BlockingObjectStore, Buffer, NotFound
@@ -275,7 +281,8 @@ class S3Store:
                 return b""
             body = got["Body"]
             async with body:
-                return await body.read()
+                data: bytes = await body.read()
+                return data
 
     async def _exists(self, client: Any, key: str) -> bool:
         try:
@@ -365,19 +372,20 @@ class _PartPayload(aiohttp.payload.Payload):
     def __init__(self, value: _PartBody, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("content_type", "application/octet-stream")
         super().__init__(value, *args, **kwargs)
+        self._body = value  # what aiohttp keeps untyped as _value
         self._size = len(value)
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return self._value.decode(encoding, errors)
+        return self._body.decode(encoding, errors)
 
     async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return self._value
+        return self._body
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         await self.write_with_length(writer, None)
 
     async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
-        view = memoryview(self._value)[:content_length]
+        view = memoryview(self._body)[:content_length]
         for start in range(0, view.nbytes, self.SLICE):
             await writer.write(view[start : start + self.SLICE])
 
@@ -405,13 +413,15 @@ def _send_parts_as_made(client: Any) -> None:
     )
     signer = getattr(client, "_request_signer", None)
     make_auth = getattr(signer, "get_auth_instance", None)
-    if make_auth is None or not all(hasattr(S3SigV4Auth, m) for m in _SIGNER_DECISIONS):
+    if signer is None or make_auth is None:
+        return
+    if not all(hasattr(S3SigV4Auth, m) for m in _SIGNER_DECISIONS):
         return
 
     async def get_auth_instance(*args: Any, **kwargs: Any) -> Any:
         auth = await make_auth(*args, **kwargs)
         if isinstance(auth, S3SigV4Auth):
-            auth.payload = _known_payload(auth, auth.payload)  # type: ignore[method-assign]
+            auth.payload = _known_payload(auth, auth.payload)
         return auth
 
     signer.get_auth_instance = get_auth_instance
