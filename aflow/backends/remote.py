@@ -484,8 +484,7 @@ async def _upload_code(ctx: RemoteContext) -> CodeRef:
 
 async def presigned(store: ObjectStore, key: str) -> str | None:
     """A URL that reads `key` without credentials, where the store can make one."""
-    presign = getattr(store, "presigned_url", None)
-    return await presign(key, PRESIGN_SECONDS) if presign else None
+    return await store.presigned_url(key, PRESIGN_SECONDS)
 
 
 def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

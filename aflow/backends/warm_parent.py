@@ -78,7 +78,7 @@ def _run_child(spec_bytes: bytes, out_w: int, err_w: int, closing: list[int], fl
         spec = TaskSpec.unpack(spec_bytes)
         store = open_blocking_store(spec.datastore, spec.store_root)
         code = run_task(spec, store, flow_cls)
-        getattr(store, "close", lambda: None)()
+        store.close()
     except BaseException:
         traceback.print_exc()
     finally:
@@ -260,9 +260,7 @@ def serve(sock: socket.socket) -> None:
         if hello["datastore"] != "local":
             from aflow.stores.factory import open_store
 
-            warm = getattr(open_store(hello["datastore"], hello["store_root"]), "prewarm", None)
-            if warm is not None:
-                warm()
+            open_store(hello["datastore"], hello["store_root"]).prewarm()
         flow_cls = import_flow(hello["name"], hello["module"], hello["file"], hello["sys_path"])
         if any("card" in node.decorators for node in graph_for(flow_cls).nodes.values()):
             from aflow.cards.runtime import prewarm

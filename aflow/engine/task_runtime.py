@@ -586,7 +586,7 @@ def main() -> int:
     finally:
         if keeper is not None:
             keeper.close()  # the task's output reaches the store before the job ends
-        getattr(store, "close", lambda: None)()
+        store.close()
 
 
 ARRAY_INDEX_VARS = ("AFLOW_TASK_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX", "JOB_COMPLETION_INDEX")

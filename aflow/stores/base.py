@@ -32,6 +32,7 @@ def store_path(url: str, key: str) -> str:
 
 class BlockingObjectStore(Protocol):
     url: str
+    local: bool  # on this machine's disk: reading back what is stored is cheap
 
     def put(self, key: str, parts: Sequence[Buffer]) -> None: ...
     def get(self, key: str) -> Buffer: ...
@@ -39,11 +40,25 @@ class BlockingObjectStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
 
+    def close(self) -> None:
+        """Let go of what the store holds (a cloud store's event loop thread and clients)."""
+        ...
+
+
+class BlockingStoreBase:
+    """The parts of BlockingObjectStore a store may leave out: not local, nothing to close."""
+
+    local = False
+
+    def close(self) -> None:
+        pass
+
 
 class ObjectStore(Protocol):
     """Async access to one datastore root."""
 
     url: str
+    local: bool  # on this machine's disk: reading back what is stored is cheap
 
     async def put(self, key: str, parts: Sequence[Buffer]) -> None:
         """Store the concatenation of `parts` under `key`, atomically."""
@@ -71,3 +86,26 @@ class ObjectStore(Protocol):
     async def aclose(self) -> None:
         """Let go of clients and connections."""
         ...
+
+    async def presigned_url(self, key: str, seconds: int) -> str | None:
+        """A URL that reads `key` without credentials for `seconds`, or None where the store cannot
+        make one (how a container with only Python's standard library fetches the code package)."""
+        ...
+
+    def prewarm(self) -> None:
+        """Load what opening a client loads (an SDK's models), without a request, thread or loop
+        left behind: called in the warm parent before it forks, so tasks do not each pay it."""
+        ...
+
+
+class StoreBase:
+    """The parts of ObjectStore a store may leave out: not local, no presigned URLs, nothing to
+    prewarm. A store subclasses it and overrides what it has."""
+
+    local = False
+
+    async def presigned_url(self, key: str, seconds: int) -> str | None:
+        return None
+
+    def prewarm(self) -> None:
+        pass

@@ -6,11 +6,11 @@ knows none of them.
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
 
 from aflow.exception import DataStoreError
 from aflow.stores.base import BlockingObjectStore, ObjectStore
+from aflow.stores.settings import ROOT_VARIABLES, StoreSettings
 
 
 @dataclass(frozen=True)
@@ -25,16 +25,14 @@ class RemoteKind:
 
 
 REMOTE = {
-    "s3": RemoteKind("aflow.stores.s3", "S3Store", "s3://", "AFLOW_DATASTORE_SYSROOT_S3", "aws"),
-    "azure": RemoteKind(
-        "aflow.stores.azure", "AzureStore", "az://", "AFLOW_DATASTORE_SYSROOT_AZURE", "azure"
-    ),
-    "gs": RemoteKind("aflow.stores.gcs", "GCSStore", "gs://", "AFLOW_DATASTORE_SYSROOT_GS", "gcp"),
+    "s3": RemoteKind("aflow.stores.s3", "S3Store", "s3://", ROOT_VARIABLES["s3"], "aws"),
+    "azure": RemoteKind("aflow.stores.azure", "AzureStore", "az://", ROOT_VARIABLES["azure"], "azure"),
+    "gs": RemoteKind("aflow.stores.gcs", "GCSStore", "gs://", ROOT_VARIABLES["gs"], "gcp"),
 }
 
 
 def default_datastore() -> str:
-    return os.environ.get("AFLOW_DEFAULT_DATASTORE") or "local"
+    return StoreSettings.from_env().default_datastore
 
 
 def open_store(datastore: str | None, root: str | None) -> ObjectStore:
@@ -42,16 +40,17 @@ def open_store(datastore: str | None, root: str | None) -> ObjectStore:
 
     Opening touches no network: `await store.check()` says whether the store can be used.
     """
-    datastore = datastore or default_datastore()
+    settings = StoreSettings.from_env()
+    datastore = datastore or settings.default_datastore
     if datastore == "local":
         from aflow.stores.local import LocalStore, default_local_root
 
-        return LocalStore(root or default_local_root())
+        return LocalStore(root or default_local_root(settings))
     kind = REMOTE.get(datastore)
     if kind is None:
         known = ", ".join(["local", *REMOTE])
         raise DataStoreError(f"--datastore {datastore}: no such datastore (known: {known})")
-    root = root or os.environ.get(kind.env)
+    root = root or settings.root(datastore)
     if not root:
         raise DataStoreError(
             f"--datastore {datastore} needs a root: pass --datastore-root {kind.scheme}BUCKET/PREFIX "

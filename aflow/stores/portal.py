@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import anyio
 from anyio.from_thread import BlockingPortal
 
-from aflow.stores.base import Buffer, ObjectStore
+from aflow.stores.base import BlockingStoreBase, Buffer, ObjectStore
 
 T = TypeVar("T")
 _UNDO_GRACE = 10.0
@@ -52,7 +52,7 @@ def _wait_for_undo(finished: threading.Event) -> None:
             continue
 
 
-class PortalBlockingStore:
+class PortalBlockingStore(BlockingStoreBase):
     def __init__(self, factory: Callable[[], ObjectStore]) -> None:
         self._factory = factory
         self._store: ObjectStore | None = None
