@@ -338,10 +338,8 @@ class Scheduler:
     async def _record_lost(self, spec: TaskSpec, why: str, started: float) -> None:
         """A failed record on behalf of a task that could not write its own, so the client's
         `task.exception` and `aflow show` can say what happened."""
-        record = TaskRecord(
-            flow=spec.flow_name, run_id=spec.run_id, step=spec.step, task_id=spec.task_id,
-            attempt=spec.attempt, status="failed", foreach_stack=spec.foreach_stack,
-            parents=spec.parents, parents_manifest=spec.parents_manifest,
+        record = TaskRecord.for_spec(
+            spec, status="failed",
             started_at=time.time() - (time.monotonic() - started), finished_at=time.time(),
             error={"type": TaskKilled.__name__, "class": qualified_name(TaskKilled), "message": why,
                    "traceback": ""},
@@ -377,15 +375,9 @@ class Scheduler:
     def _stopped_record(spec: TaskSpec) -> TaskRecord:
         now = time.time()
         message = "the engine stopped the task: its run was failing or cancelled"
-        return TaskRecord(
-            flow=spec.flow_name,
-            run_id=spec.run_id,
-            step=spec.step,
-            task_id=spec.task_id,
-            attempt=spec.attempt,
+        return TaskRecord.for_spec(
+            spec,
             status="stopped",
-            foreach_stack=spec.foreach_stack,
-            parents=spec.parents,
             started_at=now,
             finished_at=now,
             error={"type": "TaskStopped", "message": message, "traceback": ""},
