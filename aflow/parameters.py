@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from aflow.exception import ParameterError
 from aflow.run_configs import Deferred, active_configs
+from aflow.stores.settings import StoreSettings
 
 _MISSING: Any = object()
 
@@ -168,7 +169,7 @@ class Parameter:
             flow_name=flow_name,
             user_name=os.environ.get("USER") or os.environ.get("USERNAME"),
             parameter_name=self.name,
-            ds_type=os.environ.get("AFLOW_DEFAULT_DATASTORE") or "local",
+            ds_type=StoreSettings.from_env().default_datastore,
             configs=active_configs(),
         )
 

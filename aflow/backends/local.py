@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -35,8 +36,16 @@ _MESSAGE_MAX = 1 << 20
 _prestarted: dict[str, tuple[subprocess.Popen[bytes], socket.socket]] = {}
 
 
-def _spawn_disabled() -> bool:
-    return os.environ.get("AFLOW_LOCAL_SPAWN") == "1" or not hasattr(os, "fork")
+@dataclass(frozen=True)
+class LocalSettings:
+    """AFLOW_LOCAL_SPAWN=1: a fresh interpreter per task instead of forking the warm parent (also
+    where the platform cannot fork); read when a backend is made or a warm parent prestarted."""
+
+    spawn: bool = False
+
+    @classmethod
+    def from_env(cls) -> LocalSettings:
+        return cls(spawn=os.environ.get("AFLOW_LOCAL_SPAWN") == "1" or not hasattr(os, "fork"))
 
 
 def _start_warm_parent(flow_file: str | None) -> tuple[subprocess.Popen[bytes], socket.socket]:
@@ -59,7 +68,7 @@ def prestart(flow_file: str) -> None:
 
     The next LocalBackend for that file adopts it; one nobody adopts exits when this process does.
     """
-    if _spawn_disabled():
+    if LocalSettings.from_env().spawn:
         return
     path = os.path.abspath(flow_file)
     if path not in _prestarted:
@@ -119,7 +128,7 @@ class LocalBackend:
             "datastore": datastore,
             "store_root": store_root,
         }
-        self.spawn = _spawn_disabled() if spawn is None else spawn
+        self.spawn = LocalSettings.from_env().spawn if spawn is None else spawn
         self._sock: socket.socket | None = None
         self._pid: int | None = None
         self._tasks: dict[int, _Task] = {}
