@@ -22,7 +22,7 @@ from conftest import run_cli
 from k8s_support import job_posts, run, store_options
 
 import aflow
-from aflow.engine.events import LogLine, TaskFailed, TaskFinished
+from aflow.engine.events import OutputLine, TaskFailed, TaskFinished
 
 FLOWS = Path(__file__).resolve().parent / "remote_flows"
 sys.path.insert(0, str(FLOWS))
@@ -151,7 +151,7 @@ def test_remote_log_lines_arrive_live_and_are_saved(k8s: Any) -> None:
 
     result, events = run(K8sLogsFlow, k8s)
     assert result.successful
-    ticks = [(t, e) for t, e in events if isinstance(e, LogLine) and e.line.startswith("tick")]
+    ticks = [(t, e) for t, e in events if isinstance(e, OutputLine) and e.line.startswith("tick")]
     assert [e.line for _, e in ticks] == [f"tick {i}" for i in range(4)]
     assert all(e.stream == "stdout" for _, e in ticks)
     [(finished, _)] = [

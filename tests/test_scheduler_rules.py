@@ -183,7 +183,7 @@ def test_a_linear_run_on_the_mock_backend_keeps_its_artifacts() -> None:
     assert result.successful and result.data.answer == 42 and len(result.data.big) == 4096
     assert [a.step for a in backend.attempts] == ["start", "middle", "end"]
     assert all(a.ended == "done" for a in backend.attempts)
-    assert any(isinstance(e, ev.LogLine) and e.line == "bye" for e in seen)
+    assert any(isinstance(e, ev.OutputLine) and e.line == "bye" for e in seen)
     assert isinstance(seen[0], ev.RunStarted) and isinstance(seen[-1], ev.RunFinished)
     assert seen[-1].status == "done"
 

@@ -34,7 +34,7 @@ from aflow.engine.events import Event, EventBus, RunFinished, RunStarted
 from aflow.engine.flow_loader import FlowRef
 from aflow.engine.resume import ResumeOrigin, origin_configs, origin_params
 from aflow.engine.scheduler import RunContext, Scheduler
-from aflow.exception import AflowException, ParameterError, TaskFailed, first_error
+from aflow.exception import AflowException, ParameterError, TaskFailedError, first_error
 from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
 from aflow.mutators import apply_mutators
@@ -331,7 +331,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             try:
                 await scheduler.run()
                 record.status = "done"
-            except TaskFailed as e:
+            except TaskFailedError as e:
                 record.status = "failed"
                 record.error = {
                     "task": e.pathspec,

@@ -36,8 +36,7 @@ from aflow.engine.events import (
 from aflow.engine.step_settings import StepSettings
 from aflow.engine.task_logs import LogFlusher, TaskLog
 from aflow.engine.wire import TaskSpec
-from aflow.exception import TaskFailed as TaskFailedError
-from aflow.exception import TaskKilled, qualified_name
+from aflow.exception import TaskFailedError, TaskKilled, qualified_name
 from aflow.frames import Frame
 from aflow.graph import FlowGraph
 from aflow.stores.artifacts import ArtifactRef, blob_key
@@ -112,8 +111,8 @@ class RunContext:
 
 class Scheduler:
     """Runs one run's graph to its end on a backend: `await run()` returns when the end step is
-    done and raises TaskFailed for the first task that failed (its siblings stopped). What a task
-    produced is read from its record in `store`; everything a user sees goes to `bus`."""
+    done and raises TaskFailedError for the first task that failed (its siblings stopped). What a
+    task produced is read from its record in `store`; everything a user sees goes to `bus`."""
 
     def __init__(
         self,
@@ -144,7 +143,7 @@ class Scheduler:
         self.logs = LogFlusher(store)
 
     async def run(self) -> None:
-        """Run the flow to its end; raises TaskFailed for the first task that failed."""
+        """Run the flow to its end; raises TaskFailedError for the first task that failed."""
         async with anyio.create_task_group() as background:
             background.start_soon(self.logs.run)
             try:

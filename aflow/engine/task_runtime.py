@@ -156,7 +156,7 @@ def _foreach_stack(
     return [(f.index, f.num_splits, _frame_item(store, flow, f)) for f in frames]
 
 
-class Task:
+class RunningTask:
     """The context a running step's flow instance talks to (see flowspec.TaskContext)."""
 
     def __init__(
@@ -493,7 +493,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
             from aflow.secret_providers import secret_environment
 
             os.environ.update(secret_environment(spec.decorators["secrets"], spec.step))
-        task = Task(spec, store, node, flow_cls)
+        task = RunningTask(spec, store, node, flow_cls)
         flow = flow_cls.__new__(flow_cls)
         flow.__dict__["_aflow_task"] = task
         catching = _catching(spec)
