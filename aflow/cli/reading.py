@@ -19,7 +19,7 @@ import typer
 from aflow.cli.common import guarded, load_flow
 from aflow.client import core
 from aflow.client.core import AsyncFlow, AsyncRun
-from aflow.exception import AflowException, DamagedData
+from aflow.exception import AflowException, DamagedData, DamagedRecordWarning
 from aflow.stores.base import ObjectStore
 from aflow.stores.factory import open_store
 
@@ -42,7 +42,7 @@ _opened: list[ObjectStore] = []
 def command_store(datastore: str | None, datastore_root: str | None) -> ObjectStore:
     core.namespace(None)  # the commands show every run in the store
     # Skipped damaged records are named by name_damaged, once, after the command's output.
-    warnings.simplefilter("ignore", core.DamagedRecordWarning)
+    warnings.simplefilter("ignore", DamagedRecordWarning)
     store = open_store(datastore, datastore_root)
     _opened.append(store)  # closed by run_async, on the loop that used it
     return store
