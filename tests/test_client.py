@@ -12,6 +12,7 @@ import pytest
 from aflow import AsyncFlow, DataArtifact, Flow, Run, Task, get_namespace, namespace
 from aflow.client import NamespaceMismatch, TaskException, core
 from aflow.exception import AflowException, AflowNotFound
+from aflow.frames import Frame
 from aflow.stores.local import LocalFiles
 from aflow.stores.records import RunRecord, run_record_key
 
@@ -67,7 +68,12 @@ def test_steps_tasks_and_artifacts(store: Path, runs: tuple[Path, str, str]) -> 
     run = Run(f"InspectFlow/{runs[1]}")
     tasks = list(run["work"])
     assert [t.index for t in tasks] == [0, 1, 2]
-    assert tasks[2].foreach_stack == [("start", 2, 3)]
+    # The engine's Frame, the same 4 fields the task record carries (the client once built its own
+    # 3-field frame without the items digest).
+    (frame,) = tasks[2].foreach_stack
+    record = anyio.run(tasks[2]._core.record_or_none)
+    assert isinstance(frame, Frame) and record is not None and frame == record.foreach_stack[0]
+    assert frame[:3] == ("start", 2, 3) and isinstance(frame.items, str)
     assert tasks[2].data.square == 4 and tasks[2]["square"].data == 4
     assert run["start"].task is not None and run["start"].task.index is None
     task = Task(tasks[1].pathspec)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from aflow.client import lineage
 from aflow.client.core import (
@@ -20,12 +20,8 @@ from aflow.client.core import (
     AsyncRun,
     AsyncStep,
     AsyncTask,
-    ForeachFrame,
     LogLine,
-    NamespaceMismatch,
-    StepNotFound,
     TaskException,
-    TaskNotFound,
     default_namespace,
     get_metadata,
     get_namespace,
@@ -38,12 +34,14 @@ from aflow.client.core import (
 )
 from aflow.client.lineage import Metadata
 from aflow.client.portal import call
+from aflow.exception import NamespaceMismatch, StepNotFound, TaskNotFound
+from aflow.frames import Frame
 
 if TYPE_CHECKING:
     from aflow.client.code import RunCode
 
 
-class TimedLine(tuple):  # type: ignore[type-arg]
+class TimedLine(tuple[datetime | None, Any]):
     """One saved output line: unpacks as `(datetime, text)` (Metaflow's loglines), and has
     `.time`, `.text` and `.stream`."""
 
@@ -63,11 +61,24 @@ class TimedLine(tuple):  # type: ignore[type-arg]
         return self[1]
 
 
-class _Facade:
-    _core: Any
+class _Core(Protocol):
+    """What every async core a sync class wraps has."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def pathspec(self) -> str: ...
+
+
+CoreT = TypeVar("CoreT", bound=_Core)
+
+
+class _Facade(Generic[CoreT]):
+    _core: CoreT
 
     @classmethod
-    def _of(cls, core: Any) -> Any:
+    def _of(cls, core: CoreT) -> Self:
         obj = cls.__new__(cls)
         obj._core = core
         return obj
@@ -89,13 +100,17 @@ class _Facade:
         return f"{type(self).__name__}('{self.pathspec}')"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.pathspec == self.pathspec  # type: ignore[attr-defined]
+        return (
+            isinstance(other, _Facade)
+            and type(other) is type(self)
+            and other.pathspec == self.pathspec
+        )
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.pathspec))
 
 
-class DataArtifact(_Facade):
+class DataArtifact(_Facade[AsyncDataArtifact]):
     """One artifact: `.data` (loaded now), `.size` and `.sha` (from the record, nothing loaded)."""
 
     _core: AsyncDataArtifact
@@ -173,7 +188,7 @@ class Artifacts:
         return list(self._items)
 
 
-class Task(_Facade):
+class Task(_Facade[AsyncTask]):
     """A task: `Task("Flow/run_id/step/task_id")`, its artifacts, output and outcome."""
 
     _core: AsyncTask
@@ -266,7 +281,9 @@ class Task(_Facade):
         return call(self._core.exception)
 
     @property
-    def foreach_stack(self) -> list[ForeachFrame]:
+    def foreach_stack(self) -> list[Frame]:
+        """The enclosing foreaches, outermost first: the engine's Frame (step, index, num_splits,
+        items digest) for each."""
         return call(self._core.foreach_stack)
 
     @property
@@ -293,7 +310,9 @@ class Task(_Facade):
     @property
     def current_attempt(self) -> int | None:
         attempts = call(self._core.attempts)
-        return self._core.attempt if self._core.attempt is not None else (attempts or [None])[-1]
+        if self._core.attempt is not None:
+            return self._core.attempt
+        return attempts[-1] if attempts else None
 
     @property
     def created_at(self) -> datetime | None:
@@ -318,7 +337,7 @@ class Task(_Facade):
         return record.job_id if record else None
 
 
-class Step(_Facade):
+class Step(_Facade[AsyncStep]):
     """A step of a run: `run["name"]` or `Step("Flow/run_id/step")`; iterates its tasks."""
 
     _core: AsyncStep
@@ -379,7 +398,7 @@ class Step(_Facade):
         return Task._of(core) if core else None
 
 
-class Run(_Facade):
+class Run(_Facade[AsyncRun]):
     """A run of a flow: `Run("Flow/run_id")`, or what `run_flow()` returns."""
 
     _core: AsyncRun
@@ -518,7 +537,7 @@ class Run(_Facade):
         return step in call(self._core.step_names)
 
 
-class Flow(_Facade):
+class Flow(_Facade[AsyncFlow]):
     """A flow with runs in the store, by name (AflowNotFound otherwise): its runs, newest first."""
 
     _core: AsyncFlow
@@ -596,7 +615,7 @@ __all__ = [
     "DataArtifact",
     "DataArtifacts",
     "Flow",
-    "ForeachFrame",
+    "Frame",
     "LogLine",
     "Metadata",
     "Metaflow",

@@ -10,7 +10,9 @@ imports the engine's scheduler or the CLI.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import functools
 import getpass
 import hashlib
 import os
@@ -18,7 +20,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, overload
 
 import anyio
 import anyio.to_thread
@@ -33,8 +35,9 @@ from aflow.exception import (
     StepNotFound,
     TaskNotFound,
 )
+from aflow.frames import Frame
 from aflow.stores import artifacts as art
-from aflow.stores.base import NotFound, ObjectStore, store_path
+from aflow.stores.base import Buffer, NotFound, ObjectStore, store_path
 from aflow.stores.factory import default_datastore, open_store
 from aflow.stores.records import (
     RunRecord,
@@ -255,7 +258,8 @@ class AsyncFlow:
         store = open_client_store(datastore, datastore_root, store)
         return [cls(n, store=store) for n in await store.list("") if n.isidentifier()]
 
-    async def run_ids(self) -> list[str]:
+    # `list` below is the classmethod above: the builtin is spelled out.
+    async def run_ids(self) -> builtins.list[str]:
         """Every run id in the store, newest first (one listing; no record read)."""
         names = await self.store.list(self.name)
         return sorted((n for n in names if n != "data" and "." not in n), key=id_order, reverse=True)
@@ -276,10 +280,15 @@ class AsyncFlow:
             f"no runs of {self.name} in {self.store.url} (flows there: {', '.join(others)})"
         )
 
-    async def load_runs(self, run_ids: Sequence[str], tags: Sequence[str] = ()) -> list[AsyncRun]:
+    async def load_runs(
+        self, run_ids: Sequence[str], tags: Sequence[str] = ()
+    ) -> builtins.list[AsyncRun]:
         """The runs among `run_ids` that have a record and are in the namespace with every tag."""
         datas = await gather(
-            [lambda i=i: _get_or_none(self.store, run_record_key(self.name, i)) for i in run_ids]
+            [
+                functools.partial(_get_or_none, self.store, run_record_key(self.name, i))
+                for i in run_ids
+            ]
         )
         found = []
         for i, d in zip(run_ids, datas, strict=True):
@@ -458,6 +467,12 @@ class AsyncStep:
         """Every task of the step, in task id order (nothing read but one listing)."""
         return [self.run.task(self.name, t) for t in await self.task_ids()]
 
+    @overload
+    async def task(self, task_id: str) -> AsyncTask: ...
+
+    @overload
+    async def task(self, task_id: None = None) -> AsyncTask | None: ...
+
     async def task(self, task_id: str | None = None) -> AsyncTask | None:
         """The task `task_id` (TaskNotFound if absent), or without one the step's first task."""
         ids = await self.task_ids()
@@ -481,7 +496,7 @@ class AsyncStep:
                 skip_damaged(self.run.damaged, e)
                 return None
 
-        return await gather([lambda t=t: one(t) for t in await self.tasks()])
+        return await gather([functools.partial(one, t) for t in await self.tasks()])
 
     def __repr__(self) -> str:
         return f"AsyncStep('{self.pathspec}')"
@@ -492,14 +507,6 @@ def _few(ids: Sequence[str]) -> str:
 
 
 # -- tasks and artifacts --------------------------------------------------------------------------
-
-
-class ForeachFrame(NamedTuple):
-    """One enclosing foreach of a task: the splitting step, this task's index, the split's width."""
-
-    step: str
-    index: int
-    num_splits: int
 
 
 TaskException = CaughtException  # `task.exception`: .exception, .type, .traceback, as @catch's
@@ -608,7 +615,8 @@ class AsyncTask:
         if run.status != "running":
             return True
         decorators = run.graph.get("steps", {}).get(self.step, {}).get("decorators", {})
-        more = decorators.get("retry", {}).get("times", 0) + (1 if "catch" in decorators else 0)
+        retry = decorators.get("retry") or {}
+        more = int(retry.get("times", 0)) + (1 if "catch" in decorators else 0)
         return record.attempt >= more
 
     async def record(self) -> TaskRecord:
@@ -680,10 +688,10 @@ class AsyncTask:
             return CaughtException(e.get("message", ""), kind, e.get("traceback") or None, self.step)
         return None
 
-    async def foreach_stack(self) -> list[ForeachFrame]:
+    async def foreach_stack(self) -> list[Frame]:
+        """The enclosing foreaches, outermost first, as the task record has them."""
         record = await self.record_or_none()
-        stack = record.foreach_stack if record else []
-        return [ForeachFrame(f.step, f.index, f.num_splits) for f in stack]
+        return list(record.foreach_stack) if record else []
 
     def __repr__(self) -> str:
         return f"AsyncTask('{self.pathspec}')"
@@ -712,6 +720,7 @@ class AsyncDataArtifact:
         return self.ref["k"] if "k" in self.ref else hashlib.sha256(self.ref["v"]).hexdigest()
 
     async def data(self) -> Any:
+        blob: Buffer
         if "v" in self.ref:
             blob = self.ref["v"]
         else:

@@ -12,13 +12,14 @@ import contextlib
 import functools
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from anyio.from_thread import BlockingPortal
 
 from aflow.stores.portal import background_portal
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _portal: BlockingPortal | None = None
 _lock = threading.Lock()
 
@@ -31,7 +32,7 @@ def _close_at_exit() -> None:
             _portal.call(close_client_stores)
 
 
-def call(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+def call(fn: Callable[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run `await fn(*args, **kwargs)` on the client's loop thread and return its result."""
     global _portal
     with _lock:
