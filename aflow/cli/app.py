@@ -109,16 +109,16 @@ def run(
     production: Production = False,
 ) -> None:
     wants_help = any(a in ("--help", "-h") for a in ctx.args)
-    if flow_file is not None and str(flow_file) in ("--help", "-h"):
-        flow_file, wants_help = None, True  # `aflow run --help`: no flow named
-    if flow_file is None or wants_help:
-        _run_help(ctx, flow_file, wants_help)
+    named: Path | None = flow_file
+    if str(flow_file) in ("--help", "-h"):
+        named, wants_help = None, True  # `aflow run --help`: no flow named
+    if named is None or wants_help:
+        _run_help(ctx, named, wants_help)
         return
 
     def go() -> None:
         from aflow.cli.flow_args import parse_flow_args, split_config_args
 
-        assert flow_file is not None
         flow_cls = _load_for_run(flow_file)
         rest, config_files, config_values = split_config_args(flow_cls, list(ctx.args))
         params = parse_flow_args(flow_cls, rest)

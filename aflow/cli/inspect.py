@@ -8,6 +8,7 @@ can cause (an unknown flow, run, step or task, an empty store) are one line on s
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -37,6 +38,7 @@ from aflow.client import core
 from aflow.client.core import AsyncFlow, AsyncRun, AsyncStep, AsyncTask, LogLine
 from aflow.exception import AflowException, AflowNotFound
 from aflow.stores.records import RunRecord, TaskRecord
+from aflow.stores.transfer import gather
 
 list_app = typer.Typer(help="List what the store holds.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(list_app, name="list")
@@ -258,7 +260,7 @@ async def _print_run(run: AsyncRun) -> None:
     if record.error:
         console.print(f"error: {record.error.get('message', '')}", style="red")
     steps = await run.steps()
-    per_step = await core.gather([s.records for s in steps])
+    per_step = await gather([s.records for s in steps])
     table = Table(box=None, header_style="bold", pad_edge=False, title_justify="left")
     for column in ("Step", "Tasks", "Done", "Failed", "Stopped", "Wall time", "Slowest task", "Failure"):
         table.add_column(column, no_wrap=column != "Failure")
@@ -377,7 +379,7 @@ async def _print_saved(
         have = ", ".join(map(str, await one.attempts())) or "none"
         raise AflowNotFound(f"task {one.pathspec} has no attempt {attempt} (its attempts: {have})")
     stream = printer.stream
-    logs = await core.gather([lambda t=t: t.at_attempt(attempt).log(stream) for t in tasks])
+    logs = await gather([functools.partial(t.at_attempt(attempt).log, stream) for t in tasks])
     for task, lines in zip(tasks, logs, strict=True):
         printer.print(task, lines, prefixed=len(tasks) > 1)
 
