@@ -12,9 +12,8 @@ import typer
 
 from aflow.cli.common import app
 from aflow.cli.options import Datastore, DatastoreRoot
-from aflow.cli.reading import Target, command_store, find_run, flow_of, run_async, split_full
+from aflow.cli.reading import Target, command_store, find_step, run_async
 from aflow.client.core import AsyncTask
-from aflow.exception import AflowException
 from aflow.stores.transfer import gather
 
 
@@ -49,13 +48,7 @@ def dump(
 
     async def go() -> None:
         store = command_store(datastore, datastore_root)
-        flow, rest = (flow_of(target)[0], pathspec) if pathspec else split_full(target)
-        parts = rest.strip("/").split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise AflowException(f"expected RUN_ID/STEP or RUN_ID/STEP/TASK_ID, got '{rest}'")
-        run = await find_run(store, flow, parts[0])
-        step = await run.step(parts[1])
-        one = await step.task(parts[2]) if len(parts) == 3 else None
+        run, step, one = await find_step(store, target, pathspec)
         tasks = [one] if one else await step.tasks()
         written: dict[str, dict[str, Any]] = {}
         for task in tasks:

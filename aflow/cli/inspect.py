@@ -29,14 +29,14 @@ from aflow.cli.reading import (
     command_store,
     existing_flow,
     find_run,
+    find_step,
     flow_of,
     name_damaged,
     run_async,
-    split_full,
 )
 from aflow.client import core
 from aflow.client.core import AsyncFlow, AsyncRun, AsyncStep, AsyncTask, LogLine
-from aflow.exception import AflowException, AflowNotFound
+from aflow.exception import AflowNotFound
 from aflow.stores.records import RunRecord, TaskRecord
 from aflow.stores.transfer import gather
 
@@ -349,13 +349,7 @@ def logs(
 
     async def go() -> None:
         store = command_store(datastore, datastore_root)
-        flow, rest = (flow_of(target)[0], pathspec) if pathspec else split_full(target)
-        parts = rest.strip("/").split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise AflowException(f"expected RUN_ID/STEP or RUN_ID/STEP/TASK_ID, got '{rest}'")
-        run = await find_run(store, flow, parts[0])
-        step = await run.step(parts[1])
-        one = await step.task(parts[2]) if len(parts) == 3 else None
+        run, step, one = await find_step(store, target, pathspec)
         printer = _LogPrinter(stream, timestamps)
         if follow:
             await _follow(run, step, one, attempt, printer)

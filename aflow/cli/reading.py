@@ -18,7 +18,7 @@ import typer
 
 from aflow.cli.common import guarded, load_flow
 from aflow.client import core
-from aflow.client.core import AsyncFlow, AsyncRun
+from aflow.client.core import AsyncFlow, AsyncRun, AsyncStep, AsyncTask
 from aflow.exception import AflowException, DamagedData, DamagedRecordWarning
 from aflow.stores.base import ObjectStore
 from aflow.stores.factory import open_store
@@ -91,3 +91,17 @@ def split_full(target: str) -> tuple[str, str]:
             f"got '{target}'"
         )
     return parts[0], "/".join(parts[1:])
+
+
+async def find_step(
+    store: ObjectStore, target: str, pathspec: str | None
+) -> tuple[AsyncRun, AsyncStep, AsyncTask | None]:
+    """The run, step and (if named) task of FLOW RUN_ID/STEP[/TASK_ID] or Flow/RUN_ID/STEP[/TASK_ID]
+    (then `pathspec` is empty)."""
+    flow, rest = (flow_of(target)[0], pathspec) if pathspec else split_full(target)
+    parts = rest.strip("/").split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise AflowException(f"expected RUN_ID/STEP or RUN_ID/STEP/TASK_ID, got '{rest}'")
+    run = await find_run(store, flow, parts[0])
+    step = await run.step(parts[1])
+    return run, step, await step.task(parts[2]) if len(parts) == 3 else None

@@ -88,20 +88,7 @@ class PortalBlockingStore(BlockingStoreBase):
             if self._portal is None:
                 self._store = self._factory()
                 self.url = self._store.url
-                ready = threading.Event()
-                box: list[BlockingPortal] = []
-
-                async def serve() -> None:
-                    async with BlockingPortal() as portal:
-                        box.append(portal)
-                        ready.set()
-                        await portal.sleep_until_stopped()
-
-                threading.Thread(
-                    target=anyio.run, args=(serve,), daemon=True, name="aflow-store"
-                ).start()
-                ready.wait()
-                self._portal = box[0]
+                self._portal = background_portal("aflow-store")
             return self._portal
 
     def put(self, key: str, parts: Sequence[Buffer]) -> None:
