@@ -28,8 +28,10 @@ from aflow.run_configs import Deferred, activate, active_configs
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 UNPACK_KEY = "_aflow_unpacked_config_"
 
-class ConfigValue(collections.abc.Mapping):  # type: ignore[type-arg]
+class ConfigValue(collections.abc.Mapping[Any, Any]):
     """A configuration's value: a read-only mapping whose keys also read as attributes."""
+
+    _data: dict[Any, Any]  # set once, by __init__ (__setattr__ refuses)
 
     def __init__(self, data: Mapping[Any, Any]) -> None:
         object.__setattr__(self, "_data", {k: _wrap(v) for k, v in data.items()})
@@ -74,7 +76,7 @@ class ConfigValue(collections.abc.Mapping):  # type: ignore[type-arg]
 
     def to_dict(self) -> dict[Any, Any]:
         """A plain (mutable) copy, nested mappings included."""
-        return _unwrap(self)
+        return {k: _unwrap(v) for k, v in self._data.items()}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ConfigValue, (self.to_dict(),))
@@ -98,7 +100,7 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
-class DelayEvaluator(collections.abc.Mapping, Deferred):  # type: ignore[type-arg]
+class DelayEvaluator(collections.abc.Mapping[str, Any], Deferred):
     """An expression over the flow's configs, evaluated when the run's configs are known.
 
     `config.a.b` and `config["a"]` extend the path; `**config.env` unpacks (into a decorator's
@@ -209,7 +211,7 @@ def resolve_delayed(value: Any) -> Any:
     return value
 
 
-class Config(Parameter, collections.abc.Mapping):  # type: ignore[type-arg]
+class Config(Parameter, collections.abc.Mapping[str, Any]):
     """`config = Config("config", default="config.json")`: the flow's configuration.
 
     `default=` is a file to read (or a function of the parameter context giving one), used when
@@ -273,6 +275,11 @@ class Config(Parameter, collections.abc.Mapping):  # type: ignore[type-arg]
         return active_configs().get(self.name)
 
     def parse(self, text: str | bytes, where: str) -> Any:
+        if isinstance(text, bytes):  # the parser takes text, as a file's content is read
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ParameterError(f"config '{self.name}': {where} is not UTF-8 text: {e}") from None
         parser = self.parser
         if isinstance(parser, str):
             module, _, func = parser.rpartition(".")

@@ -44,6 +44,27 @@ class Current:
             return self._values.get(name)
         raise AttributeError(f"current has no attribute '{name}'")
 
+    # The task's identity, typed (every other field is read through __getattr__).
+    @property
+    def flow_name(self) -> str | None:
+        return self._str("flow_name")
+
+    @property
+    def run_id(self) -> str | None:
+        return self._str("run_id")
+
+    @property
+    def step_name(self) -> str | None:
+        return self._str("step_name")
+
+    @property
+    def task_id(self) -> str | None:
+        return self._str("task_id")
+
+    def _str(self, name: str) -> str | None:
+        value = self._values.get(name)
+        return None if value is None else str(value)
+
     def _update(self, **values: Any) -> None:
         """Add fields (a decorator's, say) to what the running task knows."""
         self._values.update(values)
@@ -67,7 +88,10 @@ class Current:
         from aflow.client.core import AsyncTask, open_client_store
 
         # Not looked up: the running task has no record yet, and this is it.
-        core = AsyncTask(open_client_store(), self.flow_name, self.run_id, self.step_name, self.task_id)
+        v = self._values
+        core = AsyncTask(
+            open_client_store(), v["flow_name"], v["run_id"], v["step_name"], v["task_id"]
+        )
         return Task._of(core)
 
     @property

@@ -65,7 +65,7 @@ class ForeachFrame(NamedTuple):
     step: str
     var: str | None
     num_splits: int
-    index: int
+    index: int  # type: ignore[assignment]  # Metaflow's field name; shadows tuple.index on purpose
     value: Any
 
 
@@ -127,7 +127,8 @@ class FlowSpec:
             raise AttributeError(
                 f"'{name}' is a step of {type(self).__name__}: an artifact cannot take a step's name"
             )
-        if not name.startswith("_") and name in flow_constants(type(self)):
+        flow_cls: type = type(self)  # as `type`: mypy reads type[FlowSpec] as unhashable
+        if not name.startswith("_") and name in flow_constants(flow_cls):
             raise AttributeError(
                 f"'{name}' is a class-level constant of {type(self).__name__}: it is read-only in "
                 "steps (as in Metaflow); store the new value under another name"

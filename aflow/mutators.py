@@ -203,7 +203,8 @@ class MutableFlow:
 
     @property
     def configs(self) -> Iterator[tuple[str, Any]]:
-        from aflow.config import _wrap, active_configs
+        from aflow.config import _wrap
+        from aflow.run_configs import active_configs
 
         yield from ((name, _wrap(value)) for name, value in active_configs().items())
 

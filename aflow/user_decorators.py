@@ -101,6 +101,8 @@ class UserStepDecorator:
     """Subclass and implement `init`, `pre_step` and/or `post_step`; use as `@MyDecorator` or
     `@MyDecorator(option=...)` above `@step`."""
 
+    _ref: UserDecoratorRef  # how this instance was written (class and options), set by __new__
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if args and is_step(args[0]):  # used bare: @MyDecorator
             return attach(args[0], UserDecoratorRef(cls, args[1:], kwargs))
@@ -189,6 +191,11 @@ def _instantiate(entry: list[Any]) -> UserStepDecorator:
         target = target._gen
     if isinstance(target, types.FunctionType):
         return _RunningGenerator(target, kwargs)
+    if not (isinstance(target, type) and issubclass(target, UserStepDecorator)):
+        raise AflowException(
+            f"{module}.{qualname} is no longer a step decorator (a UserStepDecorator subclass or "
+            "@user_step_decorator generator): was the flow's code changed while it ran?"
+        )
     deco = object.__new__(target)
     deco.init(*args, **kwargs)
     return deco

@@ -108,6 +108,20 @@ def test_mistakes_say_what_to_fix(tmp_path: Path) -> None:
         value.z  # noqa: B018
 
 
+def test_a_parser_is_given_text_also_for_bytes(tmp_path: Path) -> None:
+    """`parser=` takes the config's text: bytes given as the value or default are decoded (UTF-8)
+    first, as a file's content is, rather than handed over as bytes."""
+
+    def key_values(text: str) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in text.splitlines())
+
+    class KeyValues(aflow.FlowSpec):
+        c = Config("c", default_value=b"a=1\nb=\xc3\xa9", parser=key_values)
+
+    assert read_configs(KeyValues)["c"] == {"a": "1", "b": "\u00e9"}
+    assert read_configs(KeyValues, values={"c": b"x=y"})["c"] == {"x": "y"}
+
+
 def test_concurrent_runs_keep_their_own_configs(store_root: Path, tmp_path: Path, monkeypatch) -> None:
     from config_flow import ConfigFlow
 

@@ -39,6 +39,7 @@ def test_put_get_list_info_round_trip(bucket_root: str, tmp_path: Path) -> None:
             ("a/b/three", f"{bucket_root}/data/a/b/three"),
         ]
         s3.put_files([("files/f", str(local))])
+        s3.put_files([("paths/f", local)])  # a path-like, as open() takes
         assert s3.put("a/two", b"changed", overwrite=False) == f"{bucket_root}/data/a/two"
 
         one = s3.get("a/one.txt")
@@ -46,7 +47,7 @@ def test_put_get_list_info_round_trip(bucket_root: str, tmp_path: Path) -> None:
         assert one.content_type == "text/plain" and one.metadata == {"k": 1} and one.exists
         assert os.path.dirname(one.path).startswith(str(tmp_path))
         assert s3.get("a/two").blob == b"two"  # overwrite=False left it alone
-        assert s3.get("files/f").blob == b"from a file"
+        assert s3.get("files/f").blob == s3.get("paths/f").blob == b"from a file"
         assert [o.blob for o in s3.get_many(["a/two", "a/one.txt"])] == [b"two", b"one"]
         ranged = s3.get(S3GetObject("a/one.txt", 1, 2))
         assert ranged.blob == b"ne" and ranged.range_info.total_size == 3
@@ -54,7 +55,9 @@ def test_put_get_list_info_round_trip(bucket_root: str, tmp_path: Path) -> None:
         paths = {(o.key, o.exists) for o in s3.list_paths(["a"])}
         assert paths == {("one.txt", True), ("two", True), ("b", False)}
         assert sorted(o.key for o in s3.list_recursive(["a"])) == ["b/three", "one.txt", "two"]
-        assert sorted(o.key for o in s3.get_all()) == ["a/b/three", "a/one.txt", "a/two", "files/f"]
+        assert sorted(o.key for o in s3.get_all()) == [
+            "a/b/three", "a/one.txt", "a/two", "files/f", "paths/f",
+        ]  # fmt: skip
         info = s3.info("a/one.txt")
         assert info.size == 3 and not info.downloaded and info.metadata == {"k": 1}
 

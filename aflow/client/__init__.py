@@ -41,13 +41,13 @@ if TYPE_CHECKING:
     from aflow.client.code import RunCode
 
 
-class TimedLine(tuple[datetime | None, Any]):
+class TimedLine(tuple[datetime | None, str | bytes]):
     """One saved output line: unpacks as `(datetime, text)` (Metaflow's loglines), and has
     `.time`, `.text` and `.stream`."""
 
     stream: str
 
-    def __new__(cls, time: datetime | None, text: Any, stream: str) -> TimedLine:
+    def __new__(cls, time: datetime | None, text: str | bytes, stream: str) -> TimedLine:
         line = super().__new__(cls, (time, text))
         line.stream = stream
         return line
@@ -57,7 +57,7 @@ class TimedLine(tuple[datetime | None, Any]):
         return self[0]
 
     @property
-    def text(self) -> Any:
+    def text(self) -> str | bytes:
         return self[1]
 
 
@@ -276,7 +276,7 @@ class Task(_Facade[AsyncTask]):
         return record is not None and record.ok
 
     @property
-    def exception(self) -> Any:
+    def exception(self) -> TaskException | None:
         """Why it failed (TaskException: type, message, traceback), or None."""
         return call(self._core.exception)
 
@@ -304,7 +304,7 @@ class Task(_Facade[AsyncTask]):
         """`(datetime, text)` for each saved line of `stream` ("stdout" or "stderr"; both if None),
         as Metaflow yields them; each also has `.stream` and `.text`."""
         for line in call(self._core.log, stream):
-            text: Any = line.text if as_unicode else line.text.encode()
+            text = line.text if as_unicode else line.text.encode()
             yield TimedLine(line.time, text, line.stream)
 
     @property

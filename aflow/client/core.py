@@ -221,7 +221,7 @@ def skip_damaged(damaged: list[DamagedData], e: DamagedData) -> None:
     warnings.warn(f"skipped a damaged record: {e}", DamagedRecordWarning, stacklevel=3)
 
 
-async def _get_or_none(store: ObjectStore, key: str) -> Any:
+async def _get_or_none(store: ObjectStore, key: str) -> Buffer | None:
     try:
         return await store.get(key)
     except NotFound:

@@ -212,16 +212,25 @@ def flow_class_includes(flow_path: Path) -> list[str]:
         if not isinstance(node, ast.ClassDef):
             continue
         for item in node.body:
-            targets = item.targets if isinstance(item, ast.Assign) else []
-            if isinstance(item, ast.AnnAssign) and item.value is not None:
-                targets = [item.target]
-            if any(isinstance(t, ast.Name) and t.id == "package_include" for t in targets):
-                try:
-                    value = ast.literal_eval(item.value)  # type: ignore[union-attr, arg-type]
-                except ValueError:
-                    continue
-                found.extend([value] if isinstance(value, str) else list(value))
+            assigned = _assigned(item, "package_include")
+            if assigned is None:
+                continue
+            try:
+                value = ast.literal_eval(assigned)
+            except ValueError:
+                continue
+            found.extend([value] if isinstance(value, str) else list(value))
     return [str(p) for p in found]
+
+
+def _assigned(item: ast.stmt, name: str) -> ast.expr | None:
+    """The value `item` assigns to `name` (`name = ...` or `name: T = ...`), else None."""
+    if isinstance(item, ast.Assign):
+        named = any(isinstance(t, ast.Name) and t.id == name for t in item.targets)
+        return item.value if named else None
+    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+        return item.value if item.target.id == name else None
+    return None
 
 
 def env_patterns(name: str) -> list[str]:

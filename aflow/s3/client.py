@@ -16,7 +16,7 @@ from typing import Any, TypeVar, TypeVarTuple
 from anyio.from_thread import BlockingPortal
 
 from aflow.s3.core import AsyncS3
-from aflow.s3.objects import S3Object
+from aflow.s3.objects import GetKey, PutValue, S3Object, S3PutObject
 from aflow.stores.portal import background_portal
 
 T = TypeVar("T")
@@ -77,44 +77,52 @@ class S3:
     def s3root(self) -> str | None:
         return self._async.s3root
 
-    def get(self, key: Any = None, return_missing: bool = False, return_info: bool = True) -> S3Object:
+    def get(
+        self, key: GetKey = None, return_missing: bool = False, return_info: bool = True
+    ) -> S3Object:
         return self._call(self._async.get, key, return_missing, return_info)
 
     def get_many(
-        self, keys: Iterable[Any], return_missing: bool = False, return_info: bool = True
+        self, keys: Iterable[GetKey], return_missing: bool = False, return_info: bool = True
     ) -> list[S3Object]:
         return self._call(self._async.get_many, list(keys), return_missing, return_info)
 
-    def get_recursive(self, keys: Iterable[Any], return_info: bool = False) -> list[S3Object]:
+    def get_recursive(self, keys: Iterable[str | None], return_info: bool = False) -> list[S3Object]:
         return self._call(self._async.get_recursive, list(keys), return_info)
 
     def get_all(self, return_info: bool = False) -> list[S3Object]:
         return self._call(self._async.get_all, return_info)
 
-    def info(self, key: Any = None, return_missing: bool = False) -> S3Object:
+    def info(self, key: GetKey = None, return_missing: bool = False) -> S3Object:
         return self._call(self._async.info, key, return_missing)
 
-    def info_many(self, keys: Iterable[Any], return_missing: bool = False) -> list[S3Object]:
+    def info_many(self, keys: Iterable[GetKey], return_missing: bool = False) -> list[S3Object]:
         return self._call(self._async.info_many, list(keys), return_missing)
 
-    def list_paths(self, keys: Iterable[Any] | None = None) -> list[S3Object]:
+    def list_paths(self, keys: Iterable[str | None] | None = None) -> list[S3Object]:
         return self._call(self._async.list_paths, None if keys is None else list(keys))
 
-    def list_recursive(self, keys: Iterable[Any] | None = None) -> list[S3Object]:
+    def list_recursive(self, keys: Iterable[str | None] | None = None) -> list[S3Object]:
         return self._call(self._async.list_recursive, None if keys is None else list(keys))
 
     def put(
         self,
-        key: Any,
-        obj: Any,
+        key: str | S3PutObject,
+        obj: PutValue,
         overwrite: bool = True,
         content_type: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> str:
         return self._call(self._async.put, key, obj, overwrite, content_type, metadata)
 
-    def put_many(self, key_objs: Iterable[Any], overwrite: bool = True) -> list[tuple[str, str]]:
+    def put_many(
+        self, key_objs: Iterable[tuple[str, PutValue] | S3PutObject], overwrite: bool = True
+    ) -> list[tuple[str, str]]:
         return self._call(self._async.put_many, list(key_objs), overwrite)
 
-    def put_files(self, key_paths: Iterable[Any], overwrite: bool = True) -> list[tuple[str, str]]:
+    def put_files(
+        self,
+        key_paths: Iterable[tuple[str, str | os.PathLike[str]] | S3PutObject],
+        overwrite: bool = True,
+    ) -> list[tuple[str, str]]:
         return self._call(self._async.put_files, list(key_paths), overwrite)

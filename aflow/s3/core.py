@@ -27,13 +27,16 @@ import anyio
 from aflow.exception import DataStoreError
 from aflow.s3.objects import (
     USER_METADATA_KEY,
+    GetKey,
     MetaflowS3AccessDenied,
     MetaflowS3Exception,
     MetaflowS3InvalidObject,
     MetaflowS3InvalidRange,
     MetaflowS3NotFound,
     MetaflowS3URLException,
+    PutValue,
     RangeInfo,
+    S3GetObject,
     S3Object,
     S3PutObject,
 )
@@ -104,30 +107,30 @@ class AsyncS3:
     def s3root(self) -> str | None:
         return self._s3root
 
-    def url(self, key: Any) -> str:
-        """The full URL of `key` (a string, an S3GetObject/S3PutObject, or None for the root)."""
-        key = getattr(key, "key", key)
+    def url(self, key: GetKey | S3PutObject) -> str:
+        """The full URL of a key (a string, an S3GetObject/S3PutObject, or None for the root)."""
+        name = key.key if isinstance(key, S3GetObject | S3PutObject) else key
         if self._s3root is None:
-            if isinstance(key, str) and key.startswith("s3://") and split_url(key)[1]:
-                return key
+            if isinstance(name, str) and name.startswith("s3://") and split_url(name)[1]:
+                return name
             from aflow.current import current
 
             if current.is_running_flow:
                 raise MetaflowS3URLException(
-                    f"{key!r} is not a full s3:// URL: inside a step use S3(run=self) for the "
+                    f"{name!r} is not a full s3:// URL: inside a step use S3(run=self) for the "
                     "run's own prefix, or S3(s3root='s3://bucket/prefix'), or full s3:// URLs"
                 )
             raise MetaflowS3URLException(
-                f"{key!r} is not a full s3:// URL: give S3(s3root=...) or S3(run=...) to use "
+                f"{name!r} is not a full s3:// URL: give S3(s3root=...) or S3(run=...) to use "
                 "keys relative to a prefix"
             )
-        if key:
-            if key.startswith("s3://"):
+        if name:
+            if name.startswith("s3://"):
                 raise MetaflowS3URLException(
-                    f"{key!r}: this client has the prefix {self._s3root}, so give keys relative "
+                    f"{name!r}: this client has the prefix {self._s3root}, so give keys relative "
                     "to it, not full s3:// URLs"
                 )
-            return f"{self._s3root}/{key.lstrip('/')}"
+            return f"{self._s3root}/{name.lstrip('/')}"
         return self._s3root
 
     def _store(self, bucket: str) -> S3Store:
@@ -180,24 +183,22 @@ class AsyncS3:
     # -- reading ---------------------------------------------------------------------------------
 
     async def get(
-        self, key: Any = None, return_missing: bool = False, return_info: bool = True
+        self, key: GetKey = None, return_missing: bool = False, return_info: bool = True
     ) -> S3Object:
         """One object, downloaded to a temporary file (`.path`, `.blob`, `.text`)."""
-        url = self.url(key)
-        return await self._fetch(
-            url,
-            getattr(key, "offset", None),
-            getattr(key, "length", None),
-            return_missing,
-            return_info,
-            self._s3root,
-        )
+        return await self._fetch(*self._wanted(key), return_missing, return_info, self._s3root)
+
+    def _wanted(self, key: GetKey) -> tuple[str, int | None, int | None]:
+        """The URL, offset and length a get asks for."""
+        if isinstance(key, S3GetObject):
+            return self.url(key), key.offset, key.length
+        return self.url(key), None, None
 
     async def get_many(
-        self, keys: Iterable[Any], return_missing: bool = False, return_info: bool = True
+        self, keys: Iterable[GetKey], return_missing: bool = False, return_info: bool = True
     ) -> list[S3Object]:
         """Many objects, concurrently; in the order asked."""
-        wanted = [(self.url(k), getattr(k, "offset", None), getattr(k, "length", None)) for k in keys]
+        wanted = [self._wanted(k) for k in keys]
         return await gather(
             [
                 functools.partial(self._fetch, *w, return_missing, return_info, self._s3root)
@@ -206,7 +207,9 @@ class AsyncS3:
             MANY_AT_ONCE,
         )
 
-    async def get_recursive(self, keys: Iterable[Any], return_info: bool = False) -> list[S3Object]:
+    async def get_recursive(
+        self, keys: Iterable[str | None], return_info: bool = False
+    ) -> list[S3Object]:
         """Every object under each of these prefixes."""
         listed = await self.list_recursive(keys)
         return await gather(
@@ -294,11 +297,13 @@ class AsyncS3:
             range_info = RangeInfo(len(data), 0, len(data))
         return data, got, range_info
 
-    async def info(self, key: Any = None, return_missing: bool = False) -> S3Object:
+    async def info(self, key: GetKey = None, return_missing: bool = False) -> S3Object:
         """What S3 knows of one object (one HEAD request; nothing downloaded)."""
         return await self._info(self.url(key), return_missing)
 
-    async def info_many(self, keys: Iterable[Any], return_missing: bool = False) -> list[S3Object]:
+    async def info_many(
+        self, keys: Iterable[GetKey], return_missing: bool = False
+    ) -> list[S3Object]:
         urls = [self.url(k) for k in keys]
         return await gather(
             [functools.partial(self._info, u, return_missing) for u in urls], MANY_AT_ONCE
@@ -328,7 +333,7 @@ class AsyncS3:
 
     # -- listing ---------------------------------------------------------------------------------
 
-    async def list_paths(self, keys: Iterable[Any] | None = None) -> list[S3Object]:
+    async def list_paths(self, keys: Iterable[str | None] | None = None) -> list[S3Object]:
         """The next level below each prefix: objects (`exists`) and sub-prefixes (not)."""
         found: list[S3Object] = []
         for key in [None] if keys is None else keys:
@@ -336,7 +341,7 @@ class AsyncS3:
             found.extend(await self._list(url, delimiter="/"))
         return found
 
-    async def list_recursive(self, keys: Iterable[Any] | None = None) -> list[S3Object]:
+    async def list_recursive(self, keys: Iterable[str | None] | None = None) -> list[S3Object]:
         """Every object below each prefix, at any depth."""
         found: list[S3Object] = []
         for key in [None] if keys is None else keys:
@@ -363,8 +368,8 @@ class AsyncS3:
 
     async def put(
         self,
-        key: Any,
-        obj: Any,
+        key: str | S3PutObject,
+        obj: PutValue,
         overwrite: bool = True,
         content_type: str | None = None,
         metadata: dict[str, Any] | None = None,
@@ -375,7 +380,9 @@ class AsyncS3:
         await self._put(url, [data], overwrite, content_type, metadata, None)
         return url
 
-    async def put_many(self, key_objs: Iterable[Any], overwrite: bool = True) -> list[tuple[str, str]]:
+    async def put_many(
+        self, key_objs: Iterable[tuple[str, PutValue] | S3PutObject], overwrite: bool = True
+    ) -> list[tuple[str, str]]:
         """Store many (key, obj) pairs or S3PutObjects, concurrently; returns (key, url) pairs."""
         items = [_put_item(k) for k in key_objs]
 
@@ -391,9 +398,13 @@ class AsyncS3:
         done = await gather([functools.partial(one, i) for i in items], MANY_AT_ONCE)
         return [d for d in done if d is not None]
 
-    async def put_files(self, key_paths: Iterable[Any], overwrite: bool = True) -> list[tuple[str, str]]:
+    async def put_files(
+        self,
+        key_paths: Iterable[tuple[str, str | os.PathLike[str]] | S3PutObject],
+        overwrite: bool = True,
+    ) -> list[tuple[str, str]]:
         """Upload local files: (key, path) pairs or S3PutObject(key, path=...)."""
-        items = [_put_item(k, as_path=True) for k in key_paths]
+        items = [_put_file_item(k) for k in key_paths]
         for item in items:
             if not item.path or not await anyio.Path(item.path).exists():
                 raise MetaflowS3NotFound(f"local file not found: {item.path} (for key {item.key!r})")
@@ -437,11 +448,18 @@ class AsyncS3:
         return True
 
 
-def _put_item(entry: Any, as_path: bool = False) -> S3PutObject:
+def _put_item(entry: tuple[str, PutValue] | S3PutObject) -> S3PutObject:
     if isinstance(entry, S3PutObject):
         return entry
     key, value = entry
-    return S3PutObject(key, path=value) if as_path else S3PutObject(key, value)
+    return S3PutObject(key, value)
+
+
+def _put_file_item(entry: tuple[str, str | os.PathLike[str]] | S3PutObject) -> S3PutObject:
+    if isinstance(entry, S3PutObject):
+        return entry
+    key, path = entry
+    return S3PutObject(key, path=os.fspath(path))
 
 
 def _bytes_of(key: Any, obj: Any) -> bytes | bytearray | memoryview:

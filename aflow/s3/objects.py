@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from aflow.exception import AflowException, AflowNotFound
 
@@ -50,15 +50,24 @@ class S3GetObject(NamedTuple):
     length: int | None = None
 
 
+# What put takes as an object's value: text (stored as UTF-8), bytes, or a readable file.
+PutValue = str | bytes | bytearray | memoryview | IO[bytes] | IO[str]
+
+
 class S3PutObject(NamedTuple):
     """A key to put, with its value (str, bytes or a readable file) or a local `path`."""
 
     key: str
-    value: Any = None
+    value: PutValue | None = None
     path: str | None = None
     content_type: str | None = None
     encryption: str | None = None
     metadata: dict[str, Any] | None = None
+
+
+# What names an object to read: a key (relative to the client's root, or a full s3:// URL without
+# one), an S3GetObject (a key and a range), or None for the root itself.
+GetKey = str | S3GetObject | None
 
 
 class RangeInfo(NamedTuple):

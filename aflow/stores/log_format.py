@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from aflow.stores.base import Buffer
+
 
 def log_line(when: float, stream: str, text: str) -> bytes:
     """One saved line: the time (UTC, microseconds), the stream, the text, a newline."""
@@ -15,7 +17,7 @@ def log_line(when: float, stream: str, text: str) -> bytes:
     return f"{stamp} {stream} {text}\n".encode(errors="replace")
 
 
-def parse_log(data: bytes | bytearray | memoryview) -> list[tuple[str, str, str]]:
+def parse_log(data: Buffer) -> list[tuple[str, str, str]]:
     """(timestamp, stream, line) for each saved line."""
     out = []
     # Split on newlines only: a line's text may hold \r, form feeds or other characters that
