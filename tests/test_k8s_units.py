@@ -1,5 +1,6 @@
-"""The pure parts of the @kubernetes backend (aflow/backends/k8s/manifests.py, status.py): the Job
-it builds and how it reads what pods, Jobs and events say, without a server."""
+"""The pure parts of the @kubernetes backend (aflow/backends/k8s/manifests.py, status.py,
+settings.py): the Job it builds, how it reads what pods, Jobs and events say, and its settings,
+without a server."""
 
 from __future__ import annotations
 
@@ -113,3 +114,65 @@ def test_quota_arithmetic() -> None:
     refusal = k8s_admission.quota_refusal("q", {"requests.cpu": "1"}, pod, [pod, pod])
     wanted = "exceeded quota: q, requested: requests.cpu=0.5, used: requests.cpu=1, "
     assert refusal == wanted + "limited: requests.cpu=1"
+
+
+def pod(phase: str, **status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "p"}, "status": {"phase": phase, **status}}
+
+
+def test_how_a_pod_ended_is_said() -> None:
+    assert status.exit_of(pod("Succeeded")).returncode == 0
+    evicted = status.exit_of(pod("Failed", reason="Evicted", message="node low on memory"))
+    assert evicted.returncode == 1 and "evicted pod p: node low on memory" in evicted.reason
+    gone = {"metadata": {"name": "p", "deletionTimestamp": "now"}, "status": {"phase": "Pending"}}
+    assert status.exit_of(gone).reason == "pod p was deleted before its container ran"
+    term = {"name": "aflow", "state": {"terminated": {"exitCode": 3, "reason": "Error"}}}
+    exited = status.exit_of(pod("Failed", containerStatuses=[term]))
+    assert exited.returncode == 3 and exited.reason == "pod p's container exited with code 3"
+    assert status.container_ran(pod("Failed", containerStatuses=[term]))
+    assert not status.container_ran(pod("Pending"))
+
+
+def test_job_conditions_and_server_versions() -> None:
+    job = {
+        "status": {
+            "conditions": [
+                {"type": "Suspended", "status": "True"},
+                {"type": "Failed", "status": "True", "reason": "FailedIndexes"},
+                {"type": "Complete", "status": "False"},
+            ]
+        }
+    }
+    assert list(status.job_conditions(job)) == ["Failed"]
+    assert status.job_conditions({"status": {}}) == {}
+
+    class Info:
+        major, minor = "1", "29+"
+
+    assert status.server_version(Info()) == (1, 29)
+    assert status.server_version(object()) == (1, 99)  # unreadable: assumed recent
+
+
+def test_settings_are_read_once_and_bad_values_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aflow.backends.k8s.settings import KubernetesSettings
+
+    for name in ("AFLOW_KUBERNETES_HOST", "KUBECONFIG", "KUBERNETES_SERVICE_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AFLOW_KUBERNETES_NAMESPACE", "team-a")
+    monkeypatch.setenv("AFLOW_KUBERNETES_TTL_SECONDS", "none")
+    monkeypatch.setenv("AFLOW_KUBERNETES_RUN_AS_USER", "image")
+    monkeypatch.setenv("AFLOW_KUBERNETES_IMAGE_PULL_SECONDS", "5")
+    settings = KubernetesSettings.from_env()
+    assert (settings.namespace, settings.ttl_seconds, settings.run_as_user) == ("team-a", None, None)
+    assert settings.pull_seconds == 5 and settings.create_seconds == 120 and settings.restricted
+    monkeypatch.setenv("AFLOW_KUBERNETES_NAMESPACE", "changed")
+    assert settings.namespace == "team-a"  # frozen: read once
+    for name, value in [
+        ("AFLOW_KUBERNETES_RUN_AS_USER", "0"),
+        ("AFLOW_KUBERNETES_POD_SECURITY", "baseline"),
+        ("AFLOW_KUBERNETES_CREATE_SECONDS", "soon"),
+    ]:
+        with monkeypatch.context() as patch:
+            patch.setenv(name, value)
+            with pytest.raises(AflowException, match=name):
+                KubernetesSettings.from_env()

@@ -278,6 +278,7 @@ class RemoteBackend:
         if stopped:  # stopped while on their way
             with anyio.CancelScope(shield=True):
                 await self._terminate(stopped)
+        self.retire(group)  # every task may have ended while the submission was on its way
         for t in group.tasks:
             if t.state == "QUEUED":  # the watch may have seen its job already
                 t.state, t.state_since = "SUBMITTED", time.monotonic()

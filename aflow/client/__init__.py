@@ -36,6 +36,7 @@ from aflow.client.lineage import Metadata
 from aflow.client.portal import call
 from aflow.exception import NamespaceMismatch, StepNotFound, TaskNotFound
 from aflow.frames import Frame
+from aflow.stores.records import RunLiveness
 
 if TYPE_CHECKING:
     from aflow.client.code import RunCode
@@ -424,7 +425,7 @@ class Run(_Facade[AsyncRun]):
         return f"{self._core.flow}/{origin}" if origin else None
 
     @property
-    def status(self) -> str:
+    def status(self) -> RunLiveness:
         """done | failed | cancelled | running, or dead (running, but its heartbeat stopped)."""
         return call(self._core.status)
 

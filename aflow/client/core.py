@@ -40,6 +40,7 @@ from aflow.stores import artifacts as art
 from aflow.stores.base import Buffer, NotFound, ObjectStore, store_path
 from aflow.stores.factory import default_datastore, open_store
 from aflow.stores.records import (
+    RunLiveness,
     RunRecord,
     TaskRecord,
     run_prefix,
@@ -389,7 +390,7 @@ class AsyncRun:
         record = await self.record()
         return await self.record(refresh=True) if record.status == "running" else record
 
-    async def status(self) -> str:
+    async def status(self) -> RunLiveness:
         """done | failed | cancelled | running, or dead: running with a stale heartbeat."""
         return (await self.live_record()).liveness(time.time())
 
@@ -579,7 +580,7 @@ class AsyncTask:
         return task_prefix(self.flow, self.run_id, self.step, self.id)
 
     async def attempts(self) -> list[int]:
-        """The attempts that left a record or a log, in order."""
+        """The attempts that left a start marker, a record or a log, in order."""
         names = await self.store.list(self._prefix)
         return sorted({int(n.split(".")[0]) for n in names if n.split(".")[0].isdigit()})
 

@@ -224,6 +224,7 @@ async def _run_view(state: UIState, request: Request) -> Rendered:
     chosen = pages.TaskFilter(
         step=request.query_params.get("step") or None,
         failed=bool(request.query_params.get("failed")),
+        running=bool(request.query_params.get("running")),
         page=_int(request, "page", 1),
     )
     return Rendered(
@@ -304,6 +305,7 @@ async def _task_view(state: UIState, request: Request) -> Rendered:
                 previews,
                 LogChoice(request.query_params.get("q", "").strip()[:200], _all_lines(request)),
                 wanted if wanted and wanted.isdigit() else "",
+                time.time(),
             ),
             "cards": await cards_fragment(state.store, flow, run_id, step, task_id, attempt),
         },

@@ -411,7 +411,8 @@ class FakeBatch:
     `child_spawn_delay` (seconds before an array's children exist; the parent stays
     SUBMITTED meanwhile), `instance_role` (containers of jobs without a jobRoleArn get the
     credentials too, as from an instance role; by default they get none, as on a compute
-    environment that blocks IMDS).
+    environment that blocks IMDS), `container_wrapper` (argv put before every container's command,
+    e.g. `unshare`/`setpriv` to run it as PID 1, as another user or on a read-only root).
     """
 
     def __init__(
@@ -436,6 +437,7 @@ class FakeBatch:
         self.inherit_env = False
         self.instance_role = False
         self.child_spawn_delay = 0.0
+        self.container_wrapper: list[str] = []
         # CloudWatch Logs in front of moto's (`logs_url`): GetLogEvents is an account-wide quota
         # (25 transactions a second per account and Region, CloudWatch Logs quotas page) shared
         # with everyone, and a page may be empty before the end of a stream (the end is a
@@ -1417,6 +1419,7 @@ class FakeBatch:
             if not job.command:
                 raise FileNotFoundError("no command: the job definition and the overrides have none")
             proc = await asyncio.create_subprocess_exec(
+                *self.container_wrapper,
                 *job.command,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

@@ -4,13 +4,14 @@ watch, log and submission code share (raw responses are read here, errors put in
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Any
 
 import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from aflow.backends.k8s.settings import KubernetesSettings
 
 REQUEST_SECONDS = 60.0
 TRANSIENT = {429, 500, 502, 503, 504}
@@ -20,17 +21,16 @@ class Expired(Exception):
     """The watch's resourceVersion is gone (410): list again."""
 
 
-def explicit_host() -> client.Configuration | None:
+def explicit_host(settings: KubernetesSettings) -> client.Configuration | None:
     """AFLOW_KUBERNETES_HOST: an API URL without auth (a `kubectl proxy`, or the tests' emulator)."""
-    host = os.environ.get("AFLOW_KUBERNETES_HOST")
-    if not host:
+    if not settings.host:
         return None
-    conf = client.Configuration(host=host.rstrip("/"))
-    conf.verify_ssl = os.environ.get("AFLOW_KUBERNETES_VERIFY_SSL", "1") != "0"
+    conf = client.Configuration(host=settings.host)
+    conf.verify_ssl = settings.verify_ssl
     return conf
 
 
-async def lines(resp: aiohttp.ClientResponse) -> AsyncIterator[str]:
+async def lines(resp: aiohttp.ClientResponse) -> AsyncGenerator[str, None]:
     """The response's lines, whatever their length (aiohttp's readline caps it)."""
     rest = b""
     async for chunk in resp.content.iter_any():
@@ -43,13 +43,23 @@ async def lines(resp: aiohttp.ClientResponse) -> AsyncIterator[str]:
         yield rest.decode(errors="replace")
 
 
+async def raw(call: Awaitable[Any]) -> aiohttp.ClientResponse:
+    """The response of a call made with `_preload_content=False` (typed as the parsed model)."""
+    resp = await call
+    assert isinstance(resp, aiohttp.ClientResponse)
+    return resp
+
+
 async def read_json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
     data = await resp.read()
     if resp.status == 410:
         raise Expired
     if not 200 <= resp.status < 300:
         raise ApiException(status=resp.status, reason=status_message(data) or resp.reason)
-    return json.loads(data)
+    page = json.loads(data)
+    if not isinstance(page, dict):
+        raise ValueError(f"the Kubernetes API answered {type(page).__name__}, not an object")
+    return page
 
 
 def status_message(data: bytes | str | None) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import os
 from typing import Any
 
 import anyio
@@ -23,6 +22,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from aflow.backends.errors import BackendUnavailable
 from aflow.backends.k8s.api import error_text, explicit_host
+from aflow.backends.k8s.settings import KubernetesSettings
 from aflow.exception import AflowException
 
 REFRESH_MARGIN = datetime.timedelta(seconds=60)
@@ -46,7 +46,7 @@ class ExecCredentials:
         self._issued = datetime.datetime.now(datetime.UTC)
 
     def _due(self) -> bool:
-        expiry = getattr(self.loader, "exec_plugin_expiry", None)
+        expiry: datetime.datetime | None = getattr(self.loader, "exec_plugin_expiry", None)
         if expiry is None:
             return False  # no expiry given: refreshed when the API answers 401
         # A minute ahead, or a quarter of the token's life if shorter.
@@ -102,7 +102,7 @@ class RefreshingApiClient(client.ApiClient):
         super().__init__(conf)
         self.credentials = credentials
 
-    async def request(  # type: ignore[override]
+    async def request(
         self,
         method: str,
         url: str,
@@ -136,21 +136,23 @@ class RefreshingApiClient(client.ApiClient):
         raise AssertionError("unreachable")
 
 
-async def clients(pool: int) -> tuple[client.ApiClient, client.ApiClient, str]:
+async def clients(
+    settings: KubernetesSettings, pool: int
+) -> tuple[client.ApiClient, client.ApiClient, str]:
     """Two API clients (control calls; log streams with `pool` connections) and the API's URL."""
-    conf = explicit_host()
+    conf = explicit_host(settings)
     credentials: ExecCredentials | None = None
     if conf is None:
         conf = client.Configuration()
         try:
-            if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-                config.load_incluster_config(client_configuration=conf)
+            if settings.in_cluster:
+                config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
             else:
-                # KUBECONFIG read now: kubernetes-asyncio reads it once, when first imported.
+                # KUBECONFIG passed: kubernetes-asyncio reads the variable once, when first imported.
                 loader = await config.load_kube_config(
-                    config_file=os.environ.get("KUBECONFIG") or None,
+                    config_file=settings.kubeconfig,
                     client_configuration=conf,
-                    context=os.environ.get("AFLOW_KUBERNETES_CONTEXT"),
+                    context=settings.context,
                 )
                 if loader._user is not None and "exec" in loader._user and hasattr(loader, "token"):
                     credentials = ExecCredentials(loader)
@@ -163,7 +165,7 @@ async def clients(pool: int) -> tuple[client.ApiClient, client.ApiClient, str]:
     logs_conf = copy.deepcopy(conf)  # its own connection pool: logs never starve control calls
     logs_conf.connection_pool_maxsize = pool
     if credentials is None:
-        return client.ApiClient(conf), client.ApiClient(logs_conf), conf.host
+        return client.ApiClient(conf), client.ApiClient(logs_conf), str(conf.host)
     conf.refresh_api_key_hook = logs_conf.refresh_api_key_hook = credentials.hook
     made = RefreshingApiClient(conf, credentials), RefreshingApiClient(logs_conf, credentials)
-    return *made, conf.host
+    return *made, str(conf.host)

@@ -15,12 +15,13 @@ What the cluster costs the scheduler, whatever the number of tasks: per namespac
 watch and ONE Job watch, each a label selector on this run; one log-follow stream per pod while it
 runs, none per waiting task; one POST per group and one DELETE per group stopped. Nothing polls.
 
-Configuration: AFLOW_KUBERNETES_HOST (an API URL, no auth: a `kubectl proxy`, or the tests' emulator),
-else the kube config (KUBECONFIG, ~/.kube/config; AFLOW_KUBERNETES_CONTEXT picks a context), else the
-in-cluster service account. Namespace: @kubernetes(namespace=), else AFLOW_KUBERNETES_NAMESPACE, else
-"default"; image: @kubernetes(image=), else AFLOW_KUBERNETES_IMAGE, else AFLOW_DEFAULT_IMAGE, else
-python:<this version>; service account: @kubernetes(service_account=), else
-AFLOW_KUBERNETES_SERVICE_ACCOUNT.
+Configuration (settings.py, read once per backend): AFLOW_KUBERNETES_HOST (an API URL, no auth: a
+`kubectl proxy`, or the tests' emulator), else the kube config (KUBECONFIG, ~/.kube/config;
+AFLOW_KUBERNETES_CONTEXT picks a context), else the in-cluster service account. Namespace:
+@kubernetes(namespace=), else AFLOW_KUBERNETES_NAMESPACE, else "default"; image:
+@kubernetes(image=), else AFLOW_KUBERNETES_IMAGE, else AFLOW_DEFAULT_IMAGE, else python:<this
+version>; service account: @kubernetes(service_account=), else AFLOW_KUBERNETES_SERVICE_ACCOUNT.
+What the backend knows of each Job and pod is in state.py.
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ import contextlib
 import hashlib
 import itertools
 import logging
-import os
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -46,6 +46,8 @@ from aflow.backends.k8s.api import REQUEST_SECONDS, TRANSIENT, error_text, refus
 from aflow.backends.k8s.auth import CredentialsError, clients
 from aflow.backends.k8s.logs import DRAIN_SECONDS, LOG_STREAMS, LogFollow, follow_log, read_log
 from aflow.backends.k8s.manifests import INDEX_KEY, JOB_LABEL, RUN_LABEL, dns_label
+from aflow.backends.k8s.settings import KubernetesSettings
+from aflow.backends.k8s.state import JobState, PodState
 from aflow.backends.k8s.status import (
     FATAL_WAITING,
     container_ran,
@@ -71,8 +73,15 @@ PULL_WAITING = {"ErrImagePull", "ImagePullBackOff"}
 
 
 class KubernetesBackend(RemoteBackend):
-    """@kubernetes steps as Jobs (an Indexed Job per foreach group), followed by one pod watch and
-    one Job watch per namespace; stopping the run deletes its Jobs."""
+    """Runs @kubernetes tasks as batch/v1 Jobs: one Job per group of tasks the base class gathers
+    (an Indexed Job for a foreach's children), followed by one pod watch, one Job watch and one
+    FailedCreate-event watch per namespace in use; stopping the run deletes its Jobs.
+
+    State: a JobState per Job it created, keyed by (namespace, name), and a PodState per task
+    (the index's pod, its log); both are dropped once every task of the Job has finished. The
+    watches call the `_on_*` handlers, which change that state and spawn what must wait (a pod's
+    end, a deadline) into the backend's task group. Settings: KubernetesSettings, read once.
+    """
 
     name = "kubernetes"
     platform = "Kubernetes"
@@ -81,12 +90,14 @@ class KubernetesBackend(RemoteBackend):
     stuck_state = ("Pending",)
     image_setting = "AFLOW_KUBERNETES_IMAGE"
 
-    def __init__(self, ctx: RemoteContext) -> None:
+    def __init__(self, ctx: RemoteContext, settings: KubernetesSettings | None = None) -> None:
         super().__init__(ctx)
+        self.settings = settings or KubernetesSettings.from_env()
         self._api: client.ApiClient | None = None
         # Logs have their own connection pool: following them never starves the control calls.
         self._log_api: client.ApiClient | None = None
-        self._groups: dict[tuple[str, str], JobGroup] = {}  # (namespace, Job name) -> its tasks
+        self._jobs: dict[tuple[str, str], JobState] = {}  # (namespace, Job name) -> its state
+        self._pods: dict[RemoteTask, PodState] = {}  # a task of a Job -> its pod's state
         self._watched: set[str] = set()
         self._work: anyio.abc.TaskGroup | None = None
         self._work_ready = anyio.Event()
@@ -95,15 +106,19 @@ class KubernetesBackend(RemoteBackend):
         self._selector = f"{RUN_LABEL}={self._run_key}"
         self._per_index = True  # Indexed Jobs fail index by index (the API server is 1.29+)
         self._credentials_error: str | None = None
-        self._restricted, self._run_as_user = _pod_security()
-        self._ttl_seconds = _ttl_seconds()
-        self.create_seconds = float(os.environ.get("AFLOW_KUBERNETES_CREATE_SECONDS") or 120)
-        self.pull_seconds = float(os.environ.get("AFLOW_KUBERNETES_IMAGE_PULL_SECONDS") or 300)
+
+    @property
+    def create_seconds(self) -> float:
+        return self.settings.create_seconds
+
+    @property
+    def pull_seconds(self) -> float:
+        return self.settings.pull_seconds
 
     # -- client ------------------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        self._api, self._log_api, host = await clients(LOG_STREAMS)
+        self._api, self._log_api, host = await clients(self.settings, LOG_STREAMS)
         try:  # unreachable or refused: say so now, not as every task's failure
             with anyio.fail_after(REQUEST_SECONDS):
                 info = await client.VersionApi(self._api).get_code()
@@ -143,12 +158,12 @@ class KubernetesBackend(RemoteBackend):
         if self._credentials_error is not None:
             raise BackendUnavailable(self._credentials_error)
         own = group.decorators.get(self.name, {})
-        ns = own.get("namespace") or os.environ.get("AFLOW_KUBERNETES_NAMESPACE") or "default"
+        ns = own.get("namespace") or self.settings.namespace
         name = self._job_name(group.step)
-        group.extra.update(namespace=ns, name=name)
+        job = JobState(group, ns, name)
         group.job_id = name  # before the POST: the watch may see its pods before the POST returns
         for index, task in enumerate(group.tasks):
-            task.extra["group"] = group
+            job.pods.append(PodState(task, job, index))
             task.job_id = f"{name}#{index}" if group.is_array else name
         if all(t.exit is not None for t in group.tasks):
             raise AflowException("every task of the job was stopped before it was created")
@@ -168,26 +183,24 @@ class KubernetesBackend(RemoteBackend):
             env=await self._env(group),
             amount=manifests.quantities(self.resources(group)),
             own=own,
-            service_account=own.get("service_account")
-            or os.environ.get("AFLOW_KUBERNETES_SERVICE_ACCOUNT"),
-            restricted=self._restricted,
-            run_as_user=self._run_as_user,
-            ttl_seconds=self._ttl_seconds,
+            service_account=own.get("service_account") or self.settings.service_account,
+            restricted=self.settings.restricted,
+            run_as_user=self.settings.run_as_user,
+            ttl_seconds=self.settings.ttl_seconds,
         )
-        self._groups[(ns, name)] = group
+        self._jobs[(ns, name)] = job
+        self._pods.update((p.task, p) for p in job.pods)
         await self._ensure_watch(ns)
         try:
             await self._create(ns, body)
         except BaseException:
-            self._groups.pop((ns, name), None)
+            self._drop(job)
             raise
-        stopped = [t for t in group.tasks if t.exit is not None]
-        if group.extra.get("deleted") or len(stopped) == len(group.tasks):
+        stopped = [p for p in job.pods if p.task.exit is not None]
+        if job.deleted or len(stopped) == len(job.pods):
             await self._delete_job(ns, name)  # stopped while the POST was on its way
         elif stopped:
-            await self._stop_some(group, stopped)
-        assert self._work is not None
-        self._work.start_soon(self._after_submit, group)
+            await self._stop_some(job, stopped)
 
     def _job_name(self, step: str) -> str:
         # <= 52 characters: an Indexed Job's pods are named <job>-<index>-<5 chars> and their
@@ -208,7 +221,11 @@ class KubernetesBackend(RemoteBackend):
         name = body["metadata"]["name"]
         for attempt in itertools.count():
             try:
-                made = await batch.create_namespaced_job(ns, body, _request_timeout=REQUEST_SECONDS)
+                made = await batch.create_namespaced_job(
+                    ns,
+                    body,  # type: ignore[arg-type]  # the client takes the JSON as is
+                    _request_timeout=REQUEST_SECONDS,
+                )
                 if "backoffLimitPerIndex" in body["spec"] and made.spec.backoff_limit_per_index is None:
                     # The server dropped the field (its JobBackoffLimitPerIndex gate is off): the
                     # Job would retry pods up to the default backoffLimit. Stop it; later Jobs use
@@ -230,18 +247,12 @@ class KubernetesBackend(RemoteBackend):
                     raise BackendUnavailable(f"Job {name} (namespace {ns}): {error_text(e)}") from None
             await anyio.sleep(0.5 * 2**attempt * random.uniform(0.5, 1.5))
 
-    async def _after_submit(self, group: JobGroup) -> None:
-        """Tasks may all have finished while the POST was on its way, before the base class
-        registered the group: once it has, retire the group if so."""
-        with anyio.move_on_after(10):
-            while group.job_id not in self.active and any(t.exit is None for t in group.tasks):
-                await anyio.sleep(0.01)
-        self._forget(group)
-
     def capacity_hint(self, group: JobGroup) -> str:
         asked = ", ".join(f"{k}={v}" for k, v in manifests.quantities(self.resources(group)).items())
-        hint = f"nodes with room for {asked} in namespace {group.extra.get('namespace')}"
-        why = group.extra.get("unschedulable")
+        pod = self._pods.get(group.tasks[0])
+        ns = pod.job.namespace if pod else self.settings.namespace
+        hint = f"nodes with room for {asked} in namespace {ns}"
+        why = pod.job.unschedulable if pod else None
         return f"{hint}; the scheduler says: {why}" if why else hint
 
     # -- watching ------------------------------------------------------------------------------------
@@ -286,107 +297,105 @@ class KubernetesBackend(RemoteBackend):
             handle("MODIFIED", obj)
         # What the bookkeeping knows and the list no longer has was deleted while no watch ran.
         listed = {obj["metadata"]["name"] for obj in items}
-        for (group_ns, name), group in list(self._groups.items()):
-            if group_ns != ns:
+        for (job_ns, name), job in list(self._jobs.items()):
+            if job_ns != ns:
                 continue
             if pods:
-                for task in group.tasks:
-                    last = task.extra.get("last")
-                    if last is not None and last["metadata"]["name"] not in listed:
-                        handle("DELETED", last)
-            elif name not in listed and group.job_id is not None and "created" in group.extra:
+                for pod in job.pods:
+                    if pod.last is not None and pod.last["metadata"]["name"] not in listed:
+                        handle("DELETED", pod.last)
+            elif name not in listed and job.created:
                 handle("DELETED", {"metadata": {"name": name, "namespace": ns}, "status": {}})
 
-    def _group_of(self, obj: dict[str, Any]) -> JobGroup | None:
+    def _job_of(self, obj: dict[str, Any]) -> JobState | None:
         meta = obj["metadata"]
         labels = meta.get("labels") or {}
-        return self._groups.get((meta.get("namespace", ""), labels.get(JOB_LABEL, "")))
+        return self._jobs.get((meta.get("namespace", ""), labels.get(JOB_LABEL, "")))
 
     def _on_pod(self, kind: str, obj: dict[str, Any]) -> None:
-        group = self._group_of(obj)
-        if group is None:
+        job = self._job_of(obj)
+        if job is None:
             return
         meta, status = obj["metadata"], obj.get("status") or {}
         where = (meta.get("annotations") or {}).get(INDEX_KEY) or meta["labels"].get(INDEX_KEY) or "0"
         index = int(where)
-        if not 0 <= index < len(group.tasks):
+        if not 0 <= index < len(job.pods):
             return
-        task = group.tasks[index]
+        pod = job.pods[index]
+        task = pod.task
         name = meta["name"]
         if task.exit is not None:
-            if task.extra.get("abandoned") and kind != "DELETED" and not meta.get("deletionTimestamp"):
-                self._spawn(self._delete_pod, group.extra["namespace"], name)  # stopped before it ran
+            if pod.abandoned and kind != "DELETED" and not meta.get("deletionTimestamp"):
+                self._spawn(self._delete_pod, job.namespace, name)  # stopped before it ran
             return
-        if task.extra.get("pod", name) != name or task.extra.get("ending"):
+        if pod.pod not in (None, name) or pod.ending:
             return  # the index's first pod decides (backoffLimit[PerIndex] 0: no second)
-        task.extra["pod"] = name
-        task.extra["last"] = obj
+        pod.pod = name
+        pod.last = obj
         phase = status.get("phase") or "Pending"
         if kind == "DELETED" or phase in ("Succeeded", "Failed"):
-            task.extra["ending"] = True
-            self._spawn(self._end, group, task, obj)
+            pod.ending = True
+            self._spawn(self._end, pod, obj)
             return
-        task.extra["phase"] = phase
         self.set_state(task, phase)
         if phase == "Pending":
-            self._pending_pod(group, task, obj)
+            self._pending_pod(pod, obj)
         else:
-            group.extra["ran"] = True  # its image was pulled: a sibling's pull failing is local
-            task.extra.pop("pulling", None)
-        if phase == "Running" and "log" not in task.extra:
-            follow = task.extra["log"] = LogFollow(name)
+            job.ran = True  # its image was pulled: a sibling's pull failing is local
+            pod.pulling = None
+        if phase == "Running" and pod.log is None:
+            pod.log = LogFollow(name)
             assert self._log_api is not None
-            self._spawn(follow_log, self._log_api, group.extra["namespace"], task, follow)
+            self._spawn(follow_log, self._log_api, job.namespace, task, pod.log)
 
-    def _pending_pod(self, group: JobGroup, task: RemoteTask, obj: dict[str, Any]) -> None:
-        status = obj.get("status") or {}
-        task.extra.pop("pulling", None)
+    def _pending_pod(self, pod: PodState, obj: dict[str, Any]) -> None:
+        job, status = pod.job, obj.get("status") or {}
+        pod.pulling = None
         for cond in status.get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-                group.extra["unschedulable"] = cond.get("message") or cond.get("reason")
+                job.unschedulable = cond.get("message") or cond.get("reason")
         for cs in status.get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in FATAL_WAITING and "doomed" not in group.extra:
-                group.extra["doomed"] = True
+            if waiting.get("reason") in FATAL_WAITING and not job.doomed:
                 why = (
                     f"pod {obj['metadata']['name']} cannot start: {waiting['reason']}: "
                     f"{waiting.get('message') or ''} (image {cs.get('image')})"
                 ).rstrip()
-                self._spawn(self._doom, group, why)
+                self._doom_soon(job, why)
             elif waiting.get("reason") in PULL_WAITING:
                 # Often transient (a registry's hiccup or rate limit): waited for, boundedly.
                 said = f"{waiting['reason']}: {waiting.get('message') or ''}"
                 if waiting["reason"] == "ErrImagePull":  # the registry's own words: kept
-                    task.extra["pull_error"] = said
+                    pod.pull_error = said
                 else:
-                    said = task.extra.get("pull_error") or said
-                task.extra["pulling"] = f"{said} (image {cs.get('image')})"
-                if "pull_deadline" not in task.extra:
-                    task.extra["pull_deadline"] = True
-                    self._spawn(self._pull_deadline, group, task, obj["metadata"]["name"])
+                    said = pod.pull_error or said
+                pod.pulling = f"{said} (image {cs.get('image')})"
+                if not pod.pull_deadline:
+                    pod.pull_deadline = True
+                    self._spawn(self._pull_deadline, pod, obj["metadata"]["name"])
 
-    async def _pull_deadline(self, group: JobGroup, task: RemoteTask, pod: str) -> None:
+    async def _pull_deadline(self, pod: PodState, name: str) -> None:
         """A pod still failing to pull its image after pull_seconds fails: its whole group when no
         pod of the group ever got its image (the image is likely wrong), else only its task (its
         pod deleted: its index fails alone, and @retry may run it again)."""
         await anyio.sleep(self.pull_seconds)
-        pulling = task.extra.get("pulling")
-        if task.exit is not None or not pulling or task.extra.get("pod") != pod:
+        task, job = pod.task, pod.job
+        if task.exit is not None or not pod.pulling or pod.pod != name:
             return
         why = (
-            f"pod {pod} could not pull its image for {self.pull_seconds:.0f} s "
-            f"(AFLOW_KUBERNETES_IMAGE_PULL_SECONDS): {pulling}; is the image name right, and can "
-            "the nodes reach its registry (and its pull secret)?"
+            f"pod {name} could not pull its image for {self.pull_seconds:.0f} s "
+            f"(AFLOW_KUBERNETES_IMAGE_PULL_SECONDS): {pod.pulling}; is the image name right, and "
+            "can the nodes reach its registry (and its pull secret)?"
         )
-        if not group.extra.get("ran") and "doomed" not in group.extra:
-            group.extra["doomed"] = True
-            await self._doom(group, why)
+        if not job.ran and not job.doomed:
+            job.doomed = True
+            await self._doom(job, why)
             return
-        task.extra["abandoned"] = True
+        pod.abandoned = True
         await task.logs.line("stderr", f"[aflow] {why}")
         task.finish(TaskExit(1, why))
-        await self._delete_pod(group.extra["namespace"], pod)
-        self._forget(group)
+        await self._delete_pod(job.namespace, name)
+        self._forget(job)
 
     def _events_listed(self, items: list[dict[str, Any]]) -> None:
         for obj in items:
@@ -398,53 +407,54 @@ class KubernetesBackend(RemoteBackend):
         AFLOW_KUBERNETES_CREATE_SECONDS; once some of its pods run, the rest wait for room."""
         involved = obj.get("involvedObject") or {}
         ns = involved.get("namespace") or obj["metadata"].get("namespace", "")
-        group = self._groups.get((ns, involved.get("name", "")))
-        if kind == "DELETED" or group is None or "job_end" in group.extra or "doomed" in group.extra:
+        job = self._jobs.get((ns, involved.get("name", "")))
+        if kind == "DELETED" or job is None or job.end is not None or job.doomed:
             return
         message = str(obj.get("message") or obj.get("note") or "")
         permanent, hint = create_refusal(message)
-        group.extra["create_error"] = f"{message} ({hint})" if hint else message
-        if any("pod" in t.extra for t in group.tasks):
-            if not group.extra.get("told_create"):
-                group.extra["told_create"] = True
-                self._spawn(self._tell_waiting, group, f"[aflow] {group.extra['create_error']}")
+        job.create_error = f"{message} ({hint})" if hint else message
+        if job.has_pods:
+            self._tell_once(job, f"[aflow] {job.create_error}")
         elif permanent:
-            group.extra["doomed"] = True
-            name = group.extra["name"]
-            why = f"Kubernetes refused to create the pods of Job {name}: {group.extra['create_error']}"
-            self._spawn(self._doom, group, why)
-        elif "create_deadline" not in group.extra:
-            group.extra["create_deadline"] = True
-            self._spawn(self._create_deadline, group)
+            why = f"Kubernetes refused to create the pods of Job {job.name}: {job.create_error}"
+            self._doom_soon(job, why)
+        elif not job.create_deadline:
+            job.create_deadline = True
+            self._spawn(self._create_deadline, job)
 
-    async def _tell_waiting(self, group: JobGroup, line: str) -> None:
-        waiting = [t for t in group.tasks if t.exit is None and "pod" not in t.extra]
+    def _tell_once(self, job: JobState, line: str) -> None:
+        """Why pods wait to be created, said once per Job (not once per refusal)."""
+        if not job.told_create:
+            job.told_create = True
+            self._spawn(self._tell_waiting, job, line)
+
+    async def _tell_waiting(self, job: JobState, line: str) -> None:
+        waiting = [p.task for p in job.pods if p.task.exit is None and p.pod is None]
         if waiting:
             await waiting[0].logs.line("stderr", line)
 
-    async def _create_deadline(self, group: JobGroup) -> None:
+    async def _create_deadline(self, job: JobState) -> None:
         """A Job none of whose pods could be created for create_seconds fails its tasks."""
-        await self._tell_waiting(group, f"[aflow] waiting: {group.extra['create_error']}")
-        await anyio.sleep(self.create_seconds)
-        if any("pod" in t.extra for t in group.tasks) or "job_end" in group.extra:
+        self._tell_once(job, f"[aflow] waiting: {job.create_error}")
+        with anyio.move_on_after(self.create_seconds):
+            await job.ended.wait()  # the Job ended meanwhile: nothing to report
+        if job.has_pods or job.end is not None or job.doomed:
             return
-        if "doomed" not in group.extra:
-            group.extra["doomed"] = True
-            await self._doom(
-                group,
-                f"Kubernetes could not create any pod of Job {group.extra['name']} for "
-                f"{self.create_seconds:.0f} s (AFLOW_KUBERNETES_CREATE_SECONDS): "
-                f"{group.extra['create_error']}",
-            )
+        job.doomed = True
+        await self._doom(
+            job,
+            f"Kubernetes could not create any pod of Job {job.name} for "
+            f"{self.create_seconds:.0f} s (AFLOW_KUBERNETES_CREATE_SECONDS): {job.create_error}",
+        )
 
     def _on_job(self, kind: str, obj: dict[str, Any]) -> None:
-        group = self._group_of(obj) or self._groups.get(
+        job = self._job_of(obj) or self._jobs.get(
             (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
         )
-        if group is None:
+        if job is None:
             return
-        group.extra["created"] = True
-        if "job_end" in group.extra:
+        job.created = True
+        if job.end is not None:
             return
         conds = job_conditions(obj)
         name = obj["metadata"]["name"]
@@ -457,36 +467,35 @@ class KubernetesBackend(RemoteBackend):
             why = f"its Job {name} was deleted"
         else:
             return
-        group.extra["job_end"] = why or "complete"
-        if why:
-            group.extra["job_failed"] = why
+        job.finish(why)
         status = obj.get("status") or {}
         done = indexes(status.get("completedIndexes")), indexes(status.get("failedIndexes"))
-        self._spawn(self._settle, group, why, *done)
+        self._spawn(self._settle, job, why, *done)
 
     async def _settle(
-        self, group: JobGroup, why: str | None, completed: set[int], failed: set[int]
+        self, job: JobState, why: str | None, completed: set[int], failed: set[int]
     ) -> None:
         """The Job has ended: finish the tasks whose pods were not seen (the controller makes no
         more pods for a failed Job; or the pod watch lags) by what the Job's status says of their
         index; tasks with a pod are finished from it. A Job that failed by index (FailedIndexes)
         ran every index: its Failed condition is no failure of the indexes that completed."""
-        await anyio.sleep(SETTLE_SECONDS)
-        for index, task in enumerate(group.tasks):
-            if task.exit is None and "pod" not in task.extra:
+        await anyio.sleep(SETTLE_SECONDS)  # what the pod watch lags the Job watch by, at most
+        for pod in job.pods:
+            task, index = pod.task, pod.index
+            if task.exit is None and pod.pod is None:
                 if why is None or index in completed:
                     task.finish(TaskExit(0))  # the Job says it succeeded; the record tells the rest
                 elif index in failed:
                     task.finish(TaskExit(1, f"{why} (index {index} failed)"))
                 else:
                     task.finish(TaskExit(1, f"{why} (index {index} never ran)"))
-        self._forget(group)
+        self._forget(job)
 
     # -- a pod's end and its log --------------------------------------------------------------------
 
-    async def _end(self, group: JobGroup, task: RemoteTask, obj: dict[str, Any]) -> None:
+    async def _end(self, pod: PodState, obj: dict[str, Any]) -> None:
         """Drain the pod's log, then finish its task with the container's exit."""
-        follow: LogFollow | None = task.extra.get("log")
+        job, task, follow = pod.job, pod.task, pod.log
         if follow is not None and follow.connected:
             follow.ending.set()
             with anyio.move_on_after(DRAIN_SECONDS):
@@ -501,19 +510,17 @@ class KubernetesBackend(RemoteBackend):
             if container_ran(obj):
                 with anyio.move_on_after(DRAIN_SECONDS), contextlib.suppress(Exception):
                     assert self._api is not None
-                    ns = group.extra["namespace"]
-                    await read_log(self._api, ns, task, obj["metadata"]["name"], sent)
+                    await read_log(self._api, job.namespace, task, obj["metadata"]["name"], sent)
         exit = exit_of(obj)
         if exit.returncode and obj["metadata"].get("deletionTimestamp"):
             # Killed by a deletion: when its Job failed (another index did), say that, not "143".
             with anyio.move_on_after(SETTLE_SECONDS):
-                while "job_end" not in group.extra:
-                    await anyio.sleep(0.05)
-            if group.extra.get("job_failed"):
-                exit = TaskExit(exit.returncode, f"{exit.reason}; {group.extra['job_failed']}")
-        task.extra.pop("last", None)
+                await job.ended.wait()
+            if job.failed:
+                exit = TaskExit(exit.returncode, f"{exit.reason}; {job.failed}")
+        pod.last = None
         task.finish(exit)
-        self._forget(group)
+        self._forget(job)
 
     # -- stopping ------------------------------------------------------------------------------------
 
@@ -525,37 +532,35 @@ class KubernetesBackend(RemoteBackend):
         indexes run on (the Job ends Failed, FailedIndexes, which fails none of them). NB on a
         pre-1.29 cluster (backoffLimit 0) it fails the whole Job: the other tasks fail as platform
         failures (which @retry retries), naming the Job's failure."""
-        groups: dict[int, tuple[JobGroup, list[RemoteTask]]] = {}
+        jobs: dict[JobState, list[PodState]] = {}
         for task in tasks:
-            group = task.extra.get("group")
-            if group is None:  # being submitted: _submit sees it finished and stops it
+            pod = self._pods.get(task)
+            if pod is None:  # being submitted: _submit sees it finished and stops it
                 task.finish(TaskExit(143, "stopped by aflow"))
                 continue
-            groups.setdefault(id(group), (group, []))[1].append(task)
+            jobs.setdefault(pod.job, []).append(pod)
         async with anyio.create_task_group() as tg:
-            for group, stopping in groups.values():
-                unfinished = [t for t in group.tasks if t.exit is None]
-                if all(t in stopping for t in unfinished):
-                    group.extra["deleted"] = True
-                    if "name" in group.extra:
-                        tg.start_soon(self._delete_job, group.extra["namespace"], group.extra["name"])
+            for job, stopping in jobs.items():
+                unfinished = [p for p in job.pods if p.task.exit is None]
+                if all(p in stopping for p in unfinished):
+                    job.deleted = True
+                    tg.start_soon(self._delete_job, job.namespace, job.name)
                 else:
-                    tg.start_soon(self._stop_some, group, stopping)
-                for task in stopping:
-                    follow = task.extra.get("log")
-                    if follow is not None:
-                        follow.scope.cancel()
-                    task.finish(TaskExit(143, "stopped by aflow"))
-        for group, _ in groups.values():
-            self._forget(group)
+                    tg.start_soon(self._stop_some, job, stopping)
+                for pod in stopping:
+                    if pod.log is not None:
+                        pod.log.scope.cancel()
+                    pod.task.finish(TaskExit(143, "stopped by aflow"))
+        for job in jobs:
+            self._forget(job)
 
-    async def _stop_some(self, group: JobGroup, stopping: list[RemoteTask]) -> None:
-        for task in stopping:
-            task.extra["abandoned"] = True
+    async def _stop_some(self, job: JobState, stopping: list[PodState]) -> None:
+        for pod in stopping:
+            pod.abandoned = True
         async with anyio.create_task_group() as tg:
-            for task in stopping:
-                if "pod" in task.extra:
-                    tg.start_soon(self._delete_pod, group.extra["namespace"], task.extra["pod"])
+            for pod in stopping:
+                if pod.pod is not None:
+                    tg.start_soon(self._delete_pod, job.namespace, pod.pod)
 
     async def _delete_job(self, ns: str, name: str) -> None:
         assert self._api is not None
@@ -576,7 +581,7 @@ class KubernetesBackend(RemoteBackend):
             ),
         )
 
-    async def _delete(self, what: str, call: Callable[[], Any]) -> None:
+    async def _delete(self, what: str, call: Callable[[], Awaitable[object]]) -> None:
         """Idempotent: gone already (404) is done. Never raises: stopping must not break the run's
         teardown; what could not be stopped is logged (and swept at the run's end)."""
         for attempt in range(4):
@@ -598,24 +603,28 @@ class KubernetesBackend(RemoteBackend):
                 return
             await anyio.sleep(0.3 * 2**attempt)
 
-    async def _doom(self, group: JobGroup, why: str) -> None:
-        """No pod of this group can start (its image or config is wrong): stop its Job and fail
-        its tasks with the reason rather than wait for capacity that will not help."""
+    def _doom_soon(self, job: JobState, why: str) -> None:
+        job.doomed = True
+        self._spawn(self._doom, job, why)
+
+    async def _doom(self, job: JobState, why: str) -> None:
+        """No pod of this Job can start (its image or config is wrong): stop the Job and fail its
+        tasks with the reason rather than wait for capacity that will not help."""
         with contextlib.suppress(Exception):
-            await self._delete_job(group.extra["namespace"], group.extra["name"])
-        for task in group.tasks:
-            if task.exit is None:
-                await task.logs.line("stderr", f"[aflow] {why}")
-                task.finish(TaskExit(1, why))
-        self._forget(group)
+            await self._delete_job(job.namespace, job.name)
+        for pod in job.pods:
+            if pod.task.exit is None:
+                await pod.task.logs.line("stderr", f"[aflow] {why}")
+                pod.task.finish(TaskExit(1, why))
+        self._forget(job)
 
     # -- helpers -------------------------------------------------------------------------------------
 
-    def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+    def _spawn(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
         assert self._work is not None
         self._work.start_soon(self._guarded, fn, *args)
 
-    async def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
+    async def _guarded(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
         try:
             await fn(*args)
         except CredentialsError as e:
@@ -627,49 +636,24 @@ class KubernetesBackend(RemoteBackend):
         if self._credentials_error is None:
             self._credentials_error = why
             log.error("%s", why)
-        for group in list(self._groups.values()):
-            for task in group.tasks:
-                if task.exit is None:
-                    await task.logs.line("stderr", f"[aflow] {why}")
-                    task.finish(TaskExit(1, why))
-            self._forget(group)
+        for job in list(self._jobs.values()):
+            for pod in job.pods:
+                if pod.task.exit is None:
+                    await pod.task.logs.line("stderr", f"[aflow] {why}")
+                    pod.task.finish(TaskExit(1, why))
+            self._forget(job)
 
-    def _forget(self, group: JobGroup) -> None:
-        """Once every task of a group has finished: drop it here and in the base class (a group
-        with stopped indexes stays known, so their late pods are deleted on sight)."""
-        if all(t.exit is not None for t in group.tasks):
-            self.retire(group)
-            key = (group.extra.get("namespace", ""), group.extra.get("name", ""))
-            abandoned = any(t.extra.get("abandoned") for t in group.tasks)
-            if self._groups.get(key) is group and not abandoned:
-                del self._groups[key]
+    def _forget(self, job: JobState) -> None:
+        """Once every task of a Job has finished: drop it here and in the base class (a Job with
+        stopped indexes stays known, so their late pods are deleted on sight)."""
+        if all(p.task.exit is not None for p in job.pods):
+            self.retire(job.group)
+            if not job.stopped_some:
+                self._drop(job)
 
-
-def _pod_security() -> tuple[bool, int | None]:
-    """AFLOW_KUBERNETES_POD_SECURITY (restricted, the default, or none) and
-    AFLOW_KUBERNETES_RUN_AS_USER (a uid, 1000 by default, or "image": the image's own user, which
-    must then not be root)."""
-    level = (os.environ.get("AFLOW_KUBERNETES_POD_SECURITY") or "restricted").strip().lower()
-    if level not in ("restricted", "none"):
-        raise AflowException(
-            f"AFLOW_KUBERNETES_POD_SECURITY={level!r}: use 'restricted' (the default) or 'none'"
-        )
-    user = (os.environ.get("AFLOW_KUBERNETES_RUN_AS_USER") or "1000").strip()
-    if user == "image":
-        return level == "restricted", None
-    if not user.isdigit() or int(user) == 0:
-        raise AflowException(
-            f"AFLOW_KUBERNETES_RUN_AS_USER={user!r}: a non-zero uid, or 'image' (the image's user)"
-        )
-    return level == "restricted", int(user)
-
-
-def _ttl_seconds() -> int | None:
-    """AFLOW_KUBERNETES_TTL_SECONDS: how long a finished Job (and its pods) stays (3600 by
-    default; "none": until deleted by hand)."""
-    value = (os.environ.get("AFLOW_KUBERNETES_TTL_SECONDS") or "3600").strip().lower()
-    if value == "none":
-        return None
-    if not value.isdigit():
-        raise AflowException(f"AFLOW_KUBERNETES_TTL_SECONDS={value!r}: a number of seconds, or 'none'")
-    return int(value)
+    def _drop(self, job: JobState) -> None:
+        if self._jobs.get((job.namespace, job.name)) is job:
+            del self._jobs[(job.namespace, job.name)]
+        for pod in job.pods:
+            if self._pods.get(pod.task) is pod:
+                del self._pods[pod.task]

@@ -12,7 +12,7 @@ import anyio
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from aflow.backends.k8s.api import REQUEST_SECONDS, error_text, lines
+from aflow.backends.k8s.api import REQUEST_SECONDS, error_text, lines, raw
 from aflow.backends.k8s.manifests import CONTAINER
 from aflow.backends.remote import RemoteTask
 
@@ -43,13 +43,15 @@ async def follow_log(api: client.ApiClient, ns: str, task: RemoteTask, follow: L
         with follow.scope:
             while task.exit is None and errors < 10:
                 try:
-                    resp = await core.read_namespaced_pod_log(
-                        follow.pod,
-                        ns,
-                        container=CONTAINER,
-                        follow=True,
-                        _preload_content=False,
-                        _request_timeout=aiohttp.ClientTimeout(sock_connect=30),
+                    resp = await raw(
+                        core.read_namespaced_pod_log(
+                            follow.pod,
+                            ns,
+                            container=CONTAINER,
+                            follow=True,
+                            _preload_content=False,
+                            _request_timeout=aiohttp.ClientTimeout(sock_connect=30),
+                        )
                     )
                     async with resp:
                         if resp.status not in (200, 400):  # 400: not started yet
@@ -79,8 +81,10 @@ async def follow_log(api: client.ApiClient, ns: str, task: RemoteTask, follow: L
 
 async def read_log(api: client.ApiClient, ns: str, task: RemoteTask, pod: str, skip: int) -> None:
     """The whole log of an ended pod, less its first `skip` lines (sent already)."""
-    resp = await client.CoreV1Api(api).read_namespaced_pod_log(
-        pod, ns, container=CONTAINER, _preload_content=False, _request_timeout=REQUEST_SECONDS
+    resp = await raw(
+        client.CoreV1Api(api).read_namespaced_pod_log(
+            pod, ns, container=CONTAINER, _preload_content=False, _request_timeout=REQUEST_SECONDS
+        )
     )
     async with resp:
         if resp.status != 200:
