@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 import anyio
 
@@ -132,7 +133,7 @@ class RunsReader:
             pages = max(1, -(-len(shown) // per_page))
             page = min(max(page, 1), pages)
             wanted = shown[(page - 1) * per_page : page * per_page]
-            records = await gather([lambda p=p: self._record(*p, damaged) for p in wanted])
+            records = await gather([partial(self._record, f, i, damaged) for f, i in wanted])
             rows = [
                 RunRow(f, i, r, r.liveness(now))
                 for (f, i), r in zip(wanted, records, strict=True)
@@ -140,7 +141,7 @@ class RunsReader:
             ]
             total = len(shown)
         else:
-            records = await gather([lambda p=p: self._record(*p, damaged) for p in shown])
+            records = await gather([partial(self._record, f, i, damaged) for f, i in shown])
             every = [
                 RunRow(f, i, r, r.liveness(now))
                 for (f, i), r in zip(shown, records, strict=True)
@@ -299,7 +300,7 @@ class RunReader:
         status = record.liveness(time.time())
         order = list(record.graph.get("steps", {}))
         names = await self.run.step_names()
-        id_lists = await gather([lambda s=s: self.run.task_ids(s) for s in names])
+        id_lists = await gather([partial(self.run.task_ids, s) for s in names])
         fresh: list[TaskState] = []
         for step, ids in zip(names, id_lists, strict=True):
             for task_id in ids:
@@ -307,13 +308,13 @@ class RunReader:
                 if not state.final:
                     fresh.append(state)
         retries = {s: more_attempts(record, s) for s in order}
-        await gather([lambda t=t: self._read_task(t, retries.get(t.step, 0)) for t in fresh])
+        await gather([partial(self._read_task, t, retries.get(t.step, 0)) for t in fresh])
         for state in fresh:
             state.run_live = status == "running"
         if status != "running":
             for state in fresh:
                 state.final = state.record is not None  # nothing will come after this attempt
-        steps = {s: [] for s in order}
+        steps: dict[str, list[TaskState]] = {s: [] for s in order}
         for (step, _), state in self._tasks.items():
             steps.setdefault(step, []).append(state)
         for states in steps.values():
@@ -335,7 +336,7 @@ class RunReader:
         if len(state.earlier) < len(tried) - 1:
             # Earlier attempts never change: each is read once, for the timeline.
             got = await gather(
-                [lambda n=n: _record_or_none(task, n) for n in tried[len(state.earlier) : -1]]
+                [partial(_record_or_none, task, n) for n in tried[len(state.earlier) : -1]]
             )
             state.earlier += [r for r in got if r is not None]
         if state.record is not None:
@@ -474,7 +475,7 @@ async def read_task(store: ObjectStore, flow: str, run_id: str, step: str, task_
         start = await start_marker(task, n) if record is None else None
         return AttemptView(n, record, await at.log(), start)
 
-    attempts = await gather([lambda n=n: one(n) for n in tried])
+    attempts = await gather([partial(one, n) for n in tried])
     return TaskView(task, attempts, record, record.liveness(time.time()))
 
 
