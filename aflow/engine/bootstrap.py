@@ -51,7 +51,7 @@ def from_store(env, key, why):
     # type: (dict[str, str], str, str) -> bytes
     """An object read with the container's own credentials, through an aflow the image has."""
     try:
-        from aflow.stores.base import open_blocking_store
+        from aflow.stores.factory import open_blocking_store
     except ImportError:
         fail(f"{why}, and the image has no aflow to read the datastore with ({key})")
     store = open_blocking_store(env["AFLOW_DATASTORE"], env["AFLOW_DATASTORE_ROOT"])
