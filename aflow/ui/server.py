@@ -38,7 +38,7 @@ from aflow.exception import AflowNotFound, DamagedData
 from aflow.stores.artifacts import deserialize
 from aflow.stores.base import Buffer, ObjectStore
 from aflow.stores.transfer import gather
-from aflow.ui import history, pages
+from aflow.ui import history, pages, task_page
 from aflow.ui.cards import card_routes, cards_fragment
 from aflow.ui.finding import RunQuery
 from aflow.ui.guard import Guard, host_names
@@ -277,7 +277,7 @@ async def _task_view(state: UIState, request: Request) -> Rendered:
     flow, run_id, step, task_id = p["flow"], p["run_id"], p["step"], p["task_id"]
     view = await read_task(state.store, flow, run_id, step, task_id)
     wanted = request.query_params.get("attempt")
-    attempt = pages.chosen_attempt(view, int(wanted) if wanted and wanted.isdigit() else None)
+    attempt = task_page.chosen_attempt(view, int(wanted) if wanted and wanted.isdigit() else None)
     previews: dict[str, Preview | str] = {}
     if attempt is not None and attempt.record is not None:
         load = request.query_params.get("load")
@@ -300,7 +300,7 @@ async def _task_view(state: UIState, request: Request) -> Rendered:
             (task_id, None),
         ],
         {
-            **pages.task_fragments(
+            **task_page.task_fragments(
                 view,
                 attempt,
                 previews,
@@ -353,7 +353,7 @@ async def _raw_log(state: UIState, request: Request) -> Response:
     except AflowNotFound as e:
         return PlainTextResponse(str(e), status_code=404)
     wanted = request.query_params.get("attempt")
-    attempt = pages.chosen_attempt(view, int(wanted) if wanted and wanted.isdigit() else None)
+    attempt = task_page.chosen_attempt(view, int(wanted) if wanted and wanted.isdigit() else None)
     stream = request.query_params.get("stream")
     lines = [ln for ln in repair(attempt.log if attempt else []) if stream in (None, ln.stream)]
     headers = {}
