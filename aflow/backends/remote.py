@@ -50,7 +50,11 @@ PRESIGN_SECONDS = int(os.environ.get("AFLOW_PRESIGN_SECONDS") or 24 * 3600)
 FORWARDED_ENV = ("AFLOW_S3_ENDPOINT_URL", "AFLOW_PACKAGE_MAX_FILE_SIZE")
 FORWARDED_PREFIXES = ("AFLOW_TRANSFER_",)
 # Distributions whose import name is not their name; ones a task never imports.
-_MODULES = {"azure-storage-blob": "azure.storage.blob", "gcloud-aio-storage": "gcloud.aio.storage"}
+_MODULES = {
+    "azure-storage-blob": "azure.storage.blob",
+    "gcloud-aio-storage": "gcloud.aio.storage",
+    "markdown-it-py": "markdown_it",
+}
 _NOT_IN_TASKS = {"typer", "aiofiles"}
 
 
