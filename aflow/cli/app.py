@@ -500,6 +500,7 @@ for _command in SCHEDULERS:
 
 # Inspection commands register themselves on `app`.
 from aflow.cli import cards as _cards  # noqa: E402, F401
+from aflow.cli import doctor as _doctor  # noqa: E402, F401
 from aflow.cli import dump as _dump  # noqa: E402, F401
 from aflow.cli import inspect as _inspect  # noqa: E402, F401
 from aflow.cli import ui as _ui  # noqa: E402, F401
