@@ -141,7 +141,7 @@ class BatchDecorator(StepDecorator):
     name = "batch"
     defaults = {
         "cpu": 1, "gpu": 0, "memory": 4096, "image": None, "queue": None, "iam_role": None,
-        "shared_memory": None,
+        "shared_memory": None, "execution_role": None,
     }  # fmt: skip
 
     def validate(self) -> None:

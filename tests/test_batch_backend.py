@@ -14,9 +14,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from aflow import namespace, run_flow
+from aflow import namespace, run_flow, start_flow
+from aflow.client.core import AsyncTask
+from aflow.engine.events import LogLine
 from aflow.engine.flow_loader import load_flow_file
 from aflow.exception import AflowException
+from aflow.stores.base import open_store
 
 FLOWS = Path(__file__).parent / "remote_flows"
 
@@ -137,6 +140,65 @@ def test_no_job_role_is_warned_before_the_container_finds_no_credentials(
     assert "has no job role (@batch(iam_role=...) or AFLOW_BATCH_IAM_ROLE)" in log, log
 
 
+FARGATE_FLOW = """
+from aflow import FlowSpec, batch, resources, step
+
+
+class FargateFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.work)
+
+    @resources(cpu=3, memory=5000)
+    @batch
+    @step
+    def work(self):
+        import os
+        print("running on", os.environ.get("AWS_EXECUTION_ENV"))
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+
+def test_a_fargate_queue_gets_fargate_job_definitions(on_batch, monkeypatch, tmp_path):
+    on_batch.add_queue("fargate-queue", "fargate-ce", "FARGATE")
+    monkeypatch.setenv("AFLOW_BATCH_JOB_QUEUE", "fargate-queue")
+    monkeypatch.setenv("AFLOW_BATCH_EXECUTION_ROLE", "arn:aws:iam::123456789012:role/ecsExec")
+    (tmp_path / "fargate.py").write_text(FARGATE_FLOW)
+    result = run_file(tmp_path / "fargate.py")
+    assert result.successful, result
+    assert "running on AWS_ECS_FARGATE" in result["work"].task.stdout
+    (definition,) = on_batch.calls("RegisterJobDefinition")
+    assert definition["platformCapabilities"] == ["FARGATE"]
+    props = definition["containerProperties"]
+    # 3 vCPU and 5,000 MiB asked: the smallest pair Fargate has that holds them.
+    got = {r["type"]: r["value"] for r in props["resourceRequirements"]}
+    assert got == {"VCPU": "4", "MEMORY": "8192"}
+    assert props["executionRoleArn"].endswith("role/ecsExec")
+    assert props["networkConfiguration"] == {"assignPublicIp": "DISABLED"}
+    assert "4 vCPU and 8192 MiB given" in result["work"].task.stderr
+    assert len(on_batch.calls("DescribeJobQueues")) == 1  # asked once per run
+    assert not on_batch.schema_errors
+
+
+def test_a_fargate_queue_without_an_execution_role_is_refused_before_submission(
+    on_batch, monkeypatch, tmp_path
+):
+    on_batch.add_queue("fargate-queue", "fargate-ce", "FARGATE_SPOT")
+    monkeypatch.setenv("AFLOW_BATCH_JOB_QUEUE", "fargate-queue")
+    monkeypatch.delenv("AFLOW_BATCH_EXECUTION_ROLE", raising=False)
+    (tmp_path / "fargate.py").write_text(FARGATE_FLOW)
+    result = run_file(tmp_path / "fargate.py")
+    assert not result.successful
+    log = result["work"].task.stderr
+    assert "job queue 'fargate-queue' runs on Fargate (compute environment fargate-ce)" in log, log
+    assert "@batch(execution_role=ARN) or set AFLOW_BATCH_EXECUTION_ROLE" in log, log
+    assert not on_batch.calls("SubmitJob") and not on_batch.calls("RegisterJobDefinition")
+
+
 def test_array_children_spawned_late_are_not_lost(on_batch, monkeypatch):
     # Batch spawns an array's children asynchronously: for a while none is describable.
     monkeypatch.setattr("aflow.backends.batch.LOST_AFTER_ROUNDS", 5)  # ~1 s of polls at 0.1 s
@@ -154,6 +216,37 @@ def test_logs_never_polled_per_task_and_never_gate_completion(on_batch):
         assert f"squared is {task.data.value}" in task.stdout
     assert on_batch.logs_calls["GetLogEvents"] == 0
     assert not on_batch.schema_errors
+
+
+def test_a_running_tasks_lines_reach_the_terminal_and_its_log_before_it_ends(on_batch, tmp_path):
+    # The step waits until the test has seen its line: it succeeds only if the line was tailed
+    # from what the runtime saved while the step still ran (no CloudWatch reads).
+    release = tmp_path / "release"
+    flow_cls = load_flow_file(str(FLOWS / "remote_tail.py"))
+
+    async def main():
+        async with start_flow(flow_cls, {"release": str(release)}) as running:
+            async for event in running.events():
+                if isinstance(event, LogLine) and "waiting for the scheduler" in event.line:
+                    break
+            # `aflow logs` reads the task's saved log: the line is there while the task runs.
+            flow, run_id, step, task_id = event.pathspec.split("/")
+            store = open_store("s3", None)
+            task = AsyncTask(store, flow, run_id, step, task_id)
+            with anyio.fail_after(60):
+                while not any("waiting for" in ln.text for ln in await task.at_attempt(0).log()):
+                    await anyio.sleep(0.2)
+            await store.aclose()
+            release.write_text("seen")
+            async for _ in running.events():
+                pass
+        return await running.wait()
+
+    result = anyio.run(main)
+    assert result.successful, result
+    stdout = result["wait"].task.stdout
+    assert stdout.count("waiting for the scheduler") == 1 and "released" in stdout, stdout
+    assert on_batch.logs_calls["GetLogEvents"] == 0
 
 
 def test_a_container_that_fails_before_the_runtime_has_its_cloudwatch_lines(on_batch, monkeypatch):
@@ -297,7 +390,7 @@ def test_cli_with_batch_runs_every_step_remotely(on_batch, tmp_path):
         [sys.executable, str(flow), "run", "--with", "batch:cpu=2,queue=aflow-test-queue"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # a hang guard only: two containers start one after the other, under load
         env={**os.environ},
     )
     assert r.returncode == 0, r.stderr
@@ -349,3 +442,15 @@ def test_timeout_counts_from_the_start_of_the_step_not_its_wait_in_the_queue(on_
     result = run("remote_timeout", sleep=60)
     assert not result.successful and time.monotonic() - started < 40
     assert "TimeoutException: the step ran longer than 3 s (@timeout)" in str(result.error)
+
+
+def test_the_modules_a_container_checks_are_named_as_they_import():
+    # The bootstrap installs a requirement when its module does not import: a wrong module name
+    # (markdown_it_py for markdown-it-py) installed it again in every container.
+    import importlib
+
+    from aflow.backends.remote import requirements_for
+
+    for pair in requirements_for("s3").split(";"):
+        module, _, requirement = pair.partition("=")
+        assert importlib.util.find_spec(module) is not None, (module, requirement)

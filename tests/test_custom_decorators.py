@@ -43,3 +43,16 @@ def test_misuse_is_reported() -> None:
 
     with pytest.raises(AflowException, match="4 arguments"):
         three(label="x")
+
+
+def test_a_recorded_decorator_that_is_no_longer_one_is_named() -> None:
+    """The task runtime rebuilds a step's user decorators from (module, qualname, options); a name
+    that now resolves to something else (the flow's code changed) is said as such, rather than
+    an AttributeError from calling init() on whatever it is."""
+    import pickle
+
+    from aflow.user_decorators import run_wrapped
+
+    entry = ["collections", "OrderedDict", pickle.dumps(((), {}))]
+    with pytest.raises(AflowException, match=r"collections\.OrderedDict is no longer a step decorator"):
+        run_wrapped([entry], "start", None, None, lambda: None, lambda: None)

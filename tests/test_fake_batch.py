@@ -520,3 +520,73 @@ def test_stop_kills_what_is_still_running(moto_s3_endpoint: str, tmp_path: Any) 
     fake.stop()
     time.sleep(0.1)
     assert not alive(pid)
+
+
+def test_fargate_rules_like_batch(batch_endpoint: FakeBatch, moto_s3_endpoint: str) -> None:
+    # A Fargate compute environment; what Batch refuses for its jobs (RegisterJobDefinition,
+    # ResourceRequirement in the API reference; the vCPU/memory table from botocore's model).
+    batch_endpoint.add_queue("fargate-queue", "fargate-ce", "FARGATE")
+
+    async def body(batch: Any, logs: Any) -> None:
+        async def refused(resources: list[dict[str, str]], **props: Any) -> str:
+            with pytest.raises(ClientError) as info:
+                await batch.register_job_definition(
+                    jobDefinitionName="on-fargate",
+                    type="container",
+                    platformCapabilities=["FARGATE"],
+                    containerProperties={"image": "python:3.11-slim", "command": ["true"],
+                                         "resourceRequirements": resources, **props},
+                )  # fmt: skip
+            return str(info.value)
+
+        role = {"executionRoleArn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"}
+        assert "executionRoleArn is required" in await refused(
+            [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]
+        )
+        assert "not a supported combination" in await refused(
+            [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "1024"}], **role
+        )
+        assert "not a supported combination" in await refused(
+            [{"type": "VCPU", "value": "3"}, {"type": "MEMORY", "value": "8192"}], **role
+        )
+        assert "GPUs aren't available" in await refused(
+            [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"},
+             {"type": "GPU", "value": "1"}], **role,
+        )  # fmt: skip
+        made = await batch.register_job_definition(
+            jobDefinitionName="on-fargate",
+            type="container",
+            platformCapabilities=["FARGATE"],
+            containerProperties={
+                "image": "python:3.11-slim",
+                "command": ["sh", "-c", "echo $AWS_EXECUTION_ENV"],
+                "resourceRequirements": [
+                    {"type": "VCPU", "value": "0.25"},
+                    {"type": "MEMORY", "value": "512"},
+                ],
+                "networkConfiguration": {"assignPublicIp": "DISABLED"},
+                **role,
+            },
+        )
+        # A queue runs EC2 or Fargate jobs, not both.
+        ec2 = await register(batch)
+        with pytest.raises(ClientError, match="cannot run job definition"):
+            await batch.submit_job(jobName="j", jobQueue="fargate-queue", jobDefinition=ec2)
+        with pytest.raises(ClientError, match="cannot run job definition"):
+            await batch.submit_job(
+                jobName="j", jobQueue=QUEUE, jobDefinition=made["jobDefinitionArn"]
+            )
+        r = await batch.submit_job(
+            jobName="j", jobQueue="fargate-queue", jobDefinition=made["jobDefinitionArn"]
+        )
+        job, _ = await wait_final(batch, r["jobId"])
+        assert await log_messages(logs, job["container"]["logStreamName"]) == ["AWS_ECS_FARGATE"]
+        queue = (await batch.describe_job_queues(jobQueues=["fargate-queue"]))["jobQueues"][0]
+        (order,) = queue["computeEnvironmentOrder"]
+        envs = await batch.describe_compute_environments(
+            computeEnvironments=[order["computeEnvironment"]]
+        )
+        assert envs["computeEnvironments"][0]["computeResources"]["type"] == "FARGATE"
+
+    run(batch_endpoint, moto_s3_endpoint, body)
+    assert not batch_endpoint.schema_errors

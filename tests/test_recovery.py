@@ -33,7 +33,7 @@ def test_retry_passes_a_flaky_step(store_root: Path) -> None:
     attempts = sorted(
         p.name for p in (store_root / "FlakyFlow" / result.id / "work" / flaky.id).iterdir()
     )
-    assert attempts == ["0.log", "0.mpk", "1.log", "1.mpk", "2.mpk"]
+    assert attempts == ["0.log", "0.mpk", "0.start", "1.log", "1.mpk", "1.start", "2.mpk", "2.start"]
 
 
 def test_retry_only_platform_errors(store_root: Path) -> None:

@@ -179,7 +179,7 @@ def test_logs_are_saved_beside_the_task_record(store_root: Path) -> None:
 
     run = anyio.run(lambda: aflow.run_flow(ChattyFlow))
     task_dir = store_root / "ChattyFlow" / run.id / "start" / "1"
-    assert sorted(os.listdir(task_dir)) == ["0.log", "0.mpk"]
+    assert sorted(os.listdir(task_dir)) == ["0.log", "0.mpk", "0.start"]
     saved = (task_dir / "0.log").read_text().splitlines()
     assert saved[0].endswith(" stdout line 0")
     assert any(line.endswith(" stderr to stderr") for line in saved)

@@ -438,6 +438,81 @@ def test_a_running_task_shows_its_start_elapsed_time_and_a_growing_bar(
             page.wait_for_timeout(300)
 
 
+def test_a_silent_straggler_shows_running_with_its_index_start_and_a_growing_bar(
+    browser: Any, tmp_path: Path, shots: Path
+) -> None:
+    """A real run: foreach item 1 prints nothing and waits for a file the test creates. While it
+    waits, the run page shows it running with its foreach index, start time and elapsed time, and
+    its bar grows on the timeline; its task page says since when and which item. Only the start
+    marker the task writes tells of it: it has no log and no record yet."""
+    root, gate, id_file = tmp_path / "store", tmp_path / "gate", tmp_path / "run_id"
+    env = {**os.environ, "AFLOW_DATASTORE_ROOT": str(root)}
+    args = ["--gate", str(gate), "-q", "--run-id-file", str(id_file)]
+    flow = subprocess.Popen(
+        [sys.executable, "-m", "aflow", "run", str(UI_FLOWS / "ui_straggler.py"), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    context.set_default_timeout(60_000)  # a loaded machine starts a run slowly
+    try:
+        with _serve(root, tmp_path / "ui.log") as served:
+            deadline = time.monotonic() + 120
+            while not id_file.exists():
+                assert flow.poll() is None, flow.stderr.read().decode() if flow.stderr else ""
+                assert time.monotonic() < deadline, "the run never started"
+                time.sleep(0.05)
+            run_id = id_file.read_text()
+            page = context.new_page()
+            page.goto(f"{served.url}/run/UIStragglerFlow/{run_id}")
+            work = page.locator('svg.dag a.node[data-step="work"]')
+            page.wait_for_function(
+                "() => document.querySelector('svg.dag a.node[data-step=\"work\"]')"
+                "?.innerHTML.includes('2/3 tasks')"
+            )
+            assert "running" in (work.get_attribute("class") or "")
+            row = page.locator("#run-tasks tr.task.running")
+            assert row.count() == 1
+            cells = [c.strip() for c in row.locator("td").all_inner_texts()]
+            task_id = cells[0]
+            assert cells[1:5] == ["work", "1", "running", "1"], cells
+            assert re.fullmatch(r"\d\d:\d\d:\d\d", cells[5]), cells
+            assert cells[6].endswith("…") and not cells[6].startswith("≥"), cells  # from its start
+            task_dir = root / "UIStragglerFlow" / run_id / "work" / task_id
+            assert sorted(p.name for p in task_dir.iterdir()) == ["0.start"]  # silent, not ended
+            bar = f'svg.gantt rect.task.running[data-href*="/work/{task_id}?"]'
+            assert "[1] attempt 0: running" in page.locator(bar + " title").text_content()
+            first = _rects(page, bar)[0]
+            _shot(page, shots, "run_straggler")
+            page.wait_for_function(
+                f"""() => +document.querySelector('{bar}').getAttribute('width') > {first["w"] + 1}"""
+            )
+            phone = context.new_page()
+            phone.set_viewport_size({"width": 390, "height": 844})
+            assert "1 running (the longest for" in page.locator("#run-head").inner_text()
+            phone.goto(f"{served.url}/run/UIStragglerFlow/{run_id}?running=1")
+            assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+            assert phone.locator("#run-tasks tbody tr").all_inner_texts()[0].startswith(task_id)
+            assert phone.locator("#run-tasks tbody tr").count() == 1  # only the running one
+            _shot(phone, shots, "run_straggler_phone")
+            phone.goto(f"{served.url}/task/UIStragglerFlow/{run_id}/work/{task_id}")
+            assert phone.locator("h1 .badge").inner_text() == "running"
+            facts = phone.locator("dl.facts").inner_text()
+            assert "start[1 of 3]" in facts and "so far" in facts and "Host" in facts, facts
+            _shot(phone, shots, "task_straggler_phone")
+            gate.touch()
+            page.locator("h1 .badge.done").wait_for()
+            assert page.locator("svg.gantt rect.task.running").count() == 0
+            done = page.locator(f'#run-tasks tr.task:has(a[href$="/work/{task_id}"])')
+            assert done.locator(".badge").inner_text() == "done"
+    finally:
+        gate.touch()
+        flow.wait(120)
+        context.close()
+    assert flow.returncode == 0, flow.stderr.read().decode() if flow.stderr else ""
+
+
 # -- logs -----------------------------------------------------------------------------------------
 
 
@@ -691,7 +766,8 @@ def test_a_run_started_while_pages_are_open_appears_and_progresses(
         run_page = context.new_page()
         run_page.goto(f"{server.url}/run/UILiveFlow/{run_id}")
         run_page.evaluate("window.keptAlive = 'same page'")
-        assert run_page.locator("h1 .badge").inner_text() == "running"
+        # Running, or already done on a machine so loaded that the page took longer than the run.
+        assert run_page.locator("h1 .badge").inner_text() in ("running", "done")
         node = 'svg.dag a.node[data-step="{}"]'
         # Running, or already done on a machine so loaded that the page took longer than a task.
         run_page.locator(f"{node.format('work')}.running, {node.format('work')}.done").wait_for()

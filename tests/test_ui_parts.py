@@ -272,3 +272,38 @@ def test_a_conditional_step_labels_its_cases_and_draws_its_loop_back() -> None:
     assert ">stop<title>when state is stop</title>" in svg
     assert ">again<title>when state is again</title>" in svg
     assert dag.columns(steps) == [["start"], ["check"], ["done"], ["end"]]  # the loop adds no column
+
+
+def test_a_start_marker_is_taken_only_when_intact_and_its_own_tasks(tmp_path: Any) -> None:
+    """A running task's start marker gives its start and foreach index; a damaged marker, or one
+    copied from another task's folder, is not taken on trust (the task shows no start)."""
+    import time
+
+    from aflow.frames import Frame
+    from aflow.stores.local import LocalFiles, LocalStore
+    from aflow.stores.records import TaskStart, run_record_key, task_start_key
+    from aflow.ui.reader import RunReader
+
+    files, now = LocalFiles(tmp_path), time.time()
+    graph = {"steps": {"start": {"type": "start", "next": ["end"]}, "end": {"type": "end", "next": []}}}
+    run = RunRecord("F", "1", graph=graph, started_at=now - 9, heartbeat_at=now)
+    files.put(run_record_key("F", "1"), [run.pack()])
+
+    def mark(task_id: str, start: TaskStart, damage: bool = False) -> None:
+        data = bytearray(start.pack())
+        if damage:
+            data[12] ^= 0x20
+        files.put(task_start_key("F", "1", "start", task_id, 0), [bytes(data)])
+
+    mark("1", TaskStart("F", "1", "start", "1", 0, now - 5, [Frame("split", 1, 3, None)]))
+    mark("2", TaskStart("F", "1", "start", "2", 0, now - 4), damage=True)
+    mark("3", TaskStart("F", "1", "start", "1", 0, now - 3))  # task 1's, in task 3's folder
+
+    async def read() -> RunSnapshot:
+        return await RunReader(ReadOnlyStore(LocalStore(tmp_path)), "F", "1").snapshot()
+
+    tasks = {t.task_id: t for t in anyio.run(read).steps["start"]}
+    one = tasks["1"]
+    assert (one.status, one.index, one.started, one.exact) == ("running", "1", now - 5, True)
+    for other in (tasks["2"], tasks["3"]):
+        assert (other.status, other.start, other.started) == ("running", None, None)

@@ -5,10 +5,11 @@ role; its name carries a hash of its content, so a rerun finds and reuses it), t
 per group with the group's environment as overrides. What it asks: one poller for the whole
 backend calls DescribeJobs with up to 100 ids a call (an array's children by `<id>:<index>`),
 backing off when throttled. Output: the task's runtime saves what it printed to the datastore
-(engine/remote_output.py); when a job ends that object is read once, and only a task whose runtime
-never started (a bootstrap or image failure) has its CloudWatch stream read, to the end, within
-AFLOW_BATCH_LOGS_RATE GetLogEvents calls a second for the whole run. Cancelling a task terminates
-its job; leaving the backend terminates whatever still runs.
+(engine/remote_output.py); a few running tasks' objects are tailed at a bounded rate and the rest
+of each is read when its job ends (backends/saved_output.py); only a task whose runtime never
+started (a bootstrap or image failure) or was killed before its last save has its CloudWatch
+stream read, to the end, within AFLOW_BATCH_LOGS_RATE GetLogEvents calls a second for the run.
+Cancelling a task terminates its job; leaving the backend terminates whatever still runs.
 
 Settings: `@batch(queue=, iam_role=, image=, ...)`, else AFLOW_BATCH_JOB_QUEUE, AFLOW_BATCH_IAM_ROLE,
 AFLOW_BATCH_IMAGE / AFLOW_DEFAULT_IMAGE; AFLOW_BATCH_POLL_SECONDS (default 2), AFLOW_BATCH_LOG_GROUP;
@@ -20,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import re
 from typing import Any
@@ -31,6 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from aflow.backends.base import TaskExit
+from aflow.backends.batch_platform import QueuePlatform, ec2_vcpus, fargate_resources, platform_of
 from aflow.backends.errors import BackendUnavailable
 from aflow.backends.pacing import Pacer
 from aflow.backends.remote import (
@@ -41,14 +42,15 @@ from aflow.backends.remote import (
     bootstrap_command,
     chunks,
 )
-from aflow.engine.remote_output import END_STREAM, output_key
+from aflow.backends.saved_output import LiveTail
+from aflow.engine.remote_output import output_key
 from aflow.exception import AflowException
-from aflow.stores.log_format import parse_log
 
 DESCRIBE_LIMIT = 100  # DescribeJobs takes at most 100 ids
 FINAL = ("SUCCEEDED", "FAILED")
 STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *FINAL)
 THROTTLED = ("TooManyRequestsException", "ThrottlingException", "Throttling", "429")
+DENIED = ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation")
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 LOST_AFTER_ROUNDS = 30  # polls in a row that reached no Batch endpoint before the run gives up
 LATE_TRIES = 5  # seconds a finished container's stream may take to show up
@@ -105,6 +107,15 @@ class BatchBackend(RemoteBackend):
         self._logs_denied = False
         self._logs_rate = Pacer(float(os.environ.get("AFLOW_BATCH_LOGS_RATE") or 5.0))
         self._warned_role = False
+        self._warned_platform = False
+        self._noted_fargate: set[str] = set()
+        self._platforms: dict[str, QueuePlatform] = {}  # job queue -> its compute, asked once
+        self._platform_lock = anyio.Lock()
+        self.tail = LiveTail(
+            ctx.store,
+            tasks=int(os.environ.get("AFLOW_BATCH_TAIL_TASKS") or 4),
+            rate=float(os.environ.get("AFLOW_BATCH_TAIL_RATE") or 2.0),
+        )
 
     # -- clients -------------------------------------------------------------------------------
 
@@ -135,19 +146,14 @@ class BatchBackend(RemoteBackend):
     async def _definition(self, group: JobGroup) -> str:
         """The ARN of a job definition for the group's container shape, registered on first need."""
         settings = group.decorators.get("batch", {})
-        res = self.resources(group)
-        # EC2 queues take whole vCPUs only: a fraction (fine on Kubernetes) is rounded up.
-        requirements = [
-            {"type": "VCPU", "value": str(max(1, math.ceil(res["cpu"] or 1)))},
-            {"type": "MEMORY", "value": str(int(res["memory"] or 4096))},
-        ]
-        if res["gpu"]:
-            requirements.append({"type": "GPU", "value": str(int(res["gpu"]))})
+        platform = await self._platform(queue_for(group.decorators))
         properties: dict[str, Any] = {
             "image": self.image(group),
             "command": bootstrap_command(),
-            "resourceRequirements": requirements,
+            "resourceRequirements": await self._requirements(group, platform),
         }
+        if platform.fargate:
+            properties.update(_fargate_properties(group, platform))
         role = role_for(group.decorators)
         if role:
             properties["jobRoleArn"] = role
@@ -158,7 +164,8 @@ class BatchBackend(RemoteBackend):
             }
         if settings.get("shared_memory"):
             properties["linuxParameters"] = {"sharedMemorySize": int(settings["shared_memory"])}
-        digest = hashlib.sha256(json.dumps(properties, sort_keys=True).encode()).hexdigest()[:16]
+        shape = {"platform": platform.kind, **properties}
+        digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
         name = _name(f"aflow-{self.ctx.flow_name}-{digest}")
         async with self._definition_lock:
             if digest not in self._definitions:
@@ -169,11 +176,67 @@ class BatchBackend(RemoteBackend):
                     arn = max(found["jobDefinitions"], key=lambda d: d["revision"])["jobDefinitionArn"]
                 else:
                     made = await self._batch.register_job_definition(
-                        jobDefinitionName=name, type="container", containerProperties=properties
+                        jobDefinitionName=name,
+                        type="container",
+                        containerProperties=properties,
+                        platformCapabilities=[platform.kind],
                     )
                     arn = made["jobDefinitionArn"]
                 self._definitions[digest] = arn
             return self._definitions[digest]
+
+    async def _requirements(self, group: JobGroup, platform: QueuePlatform) -> list[dict[str, str]]:
+        res = self.resources(group)
+        cpu, memory = res["cpu"] or 1, res["memory"] or 4096
+        if not platform.fargate:
+            vcpus = ec2_vcpus(cpu)  # EC2 queues take whole vCPUs only
+            requirements = [
+                {"type": "VCPU", "value": vcpus},
+                {"type": "MEMORY", "value": str(int(memory))},
+            ]
+            if res["gpu"]:
+                requirements.append({"type": "GPU", "value": str(int(res["gpu"]))})
+            return requirements
+        if res["gpu"]:
+            raise AflowException(
+                f"step '{group.step}' asks for GPUs, but job queue '{platform.queue}' runs on "
+                f"Fargate ({platform.described}), which has none: use a queue whose compute "
+                "environment has EC2 GPU instances"
+            )
+        vcpus, mib = fargate_resources(cpu, memory, group.step)
+        if (float(vcpus), mib) != (cpu, memory) and group.step not in self._noted_fargate:
+            self._noted_fargate.add(group.step)
+            await group.tasks[0].logs.line(
+                "stderr",
+                f"[aflow] Fargate takes fixed vCPU/memory pairs: {cpu:g} vCPU and {memory:g} MiB "
+                f"asked, {vcpus} vCPU and {mib} MiB given (queue '{platform.queue}')",
+            )
+        return [{"type": "VCPU", "value": vcpus}, {"type": "MEMORY", "value": str(mib)}]
+
+    async def _platform(self, queue: str) -> QueuePlatform:
+        """EC2 or Fargate: what the queue's compute environments are, asked once per run."""
+        async with self._platform_lock:
+            if queue not in self._platforms:
+                self._platforms[queue] = await self._ask_platform(queue)
+            return self._platforms[queue]
+
+    async def _ask_platform(self, queue: str) -> QueuePlatform:
+        try:
+            queues = (await self._batch.describe_job_queues(jobQueues=[queue])).get("jobQueues", [])
+            arns = [
+                o["computeEnvironment"] for q in queues for o in q.get("computeEnvironmentOrder", [])
+            ]
+            environments = []
+            if arns:
+                answer = await self._batch.describe_compute_environments(computeEnvironments=arns)
+                environments = answer.get("computeEnvironments", [])
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in DENIED:
+                raise
+            # Not allowed to look: assume EC2 (Batch then refuses an EC2 definition on a Fargate
+            # queue at submission, and that error is shown).
+            return QueuePlatform(queue, "EC2", (), f"not allowed to describe it: {e}")
+        return platform_of(queue, queues, environments)
 
     async def _submit(self, group: JobGroup) -> None:
         if not role_for(group.decorators) and not self._warned_role:
@@ -186,6 +249,15 @@ class BatchBackend(RemoteBackend):
                 "grants them",
             )
         definition = await self._definition(group)
+        platform = await self._platform(queue_for(group.decorators))
+        if platform.unknown and not self._warned_platform:
+            self._warned_platform = True
+            await group.tasks[0].logs.line(
+                "stderr",
+                f"[aflow] warning: job queue '{platform.queue}' assumed to run on EC2 "
+                f"({platform.unknown}); allow batch:DescribeJobQueues and "
+                "batch:DescribeComputeEnvironments so aflow can tell EC2 from Fargate",
+            )
         env = await self.container_env(group)
         request: dict[str, Any] = {
             "jobName": _name(f"aflow-{self.ctx.flow_name}-{group.step}-{self.ctx.run_id}"),
@@ -208,6 +280,7 @@ class BatchBackend(RemoteBackend):
     async def _watch(self) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._collect_outputs)
+            tg.start_soon(self.tail.run)
             interval, failed_rounds = self.poll_seconds, 0
             while True:
                 await anyio.sleep(interval)
@@ -307,6 +380,8 @@ class BatchBackend(RemoteBackend):
         container = job.get("container") or {}
         if container.get("logStreamName"):  # this attempt's stream: the fallback for its output
             task.extra["stream"] = container["logStreamName"]
+        if status == "RUNNING":
+            self.tail.started(task, _output_key(task), task.logs)
         if status in FINAL and "final" not in task.extra:
             task.extra["final"] = _exit_of(job)
             self._collecting.add(task)
@@ -320,17 +395,19 @@ class BatchBackend(RemoteBackend):
             self.retire(group)
 
     async def _collect_outputs(self) -> None:
-        """A finished task's output, then its end: what its runtime saved to the datastore (one
-        GET), else (the runtime never started: a bootstrap or image failure) what the container
-        printed to CloudWatch Logs. Nothing is read while tasks run: a 10,000-way array costs no
-        per-task polling of the account's shared GetLogEvents quota."""
+        """A finished task's output, then its end: the rest of what its runtime saved to the
+        datastore (one ranged GET; the live tail may have read the start), else (the runtime never
+        started, or was killed before its last save) what the container printed to CloudWatch
+        Logs. CloudWatch is never read while tasks run: a 10,000-way array costs no per-task
+        polling of the account's shared GetLogEvents quota."""
         limiter = anyio.CapacityLimiter(16)
 
         async def collect(task: RemoteTask) -> None:
             async with limiter:
                 try:
-                    if not await self._saved_output(task):
-                        await self._cloudwatch_output(task)
+                    saved = await self.tail.finish(task, _output_key(task), task.logs)
+                    if not saved.ended:
+                        await self._cloudwatch_output(task, skip=saved.lines)
                 finally:
                     self._finish(task)
 
@@ -342,23 +419,11 @@ class BatchBackend(RemoteBackend):
                 for task in batch:
                     tg.start_soon(collect, task)
 
-    async def _saved_output(self, task: RemoteTask) -> bool:
-        spec = task.spec
-        key = output_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
-        try:
-            data = await self.ctx.store.get(key)
-        except Exception:  # not there: the runtime never ran (or could not save)
-            return False
-        lines = parse_log(data)
-        if not lines or lines[-1][1] != END_STREAM:
-            return False  # killed before its last save (OOM, SIGKILL): CloudWatch has the end
-        for _, stream, text in lines[:-1]:
-            await task.logs.line(stream if stream in ("stdout", "stderr") else "stdout", text)
-        return True
-
-    async def _cloudwatch_output(self, task: RemoteTask) -> None:
+    async def _cloudwatch_output(self, task: RemoteTask, skip: int = 0) -> None:
         """The stream read to its end (the end is a nextForwardToken equal to the one sent; a page
-        may be empty before it), at most LOG_PAGES pages, within the backend's GetLogEvents rate."""
+        may be empty before it), at most LOG_PAGES pages, within the backend's GetLogEvents rate.
+        The first `skip` lines were delivered from the saved output already (the container's
+        stream holds the same lines: the runtime passes everything on)."""
         stream = task.extra.get("stream")
         if not stream or self._logs_denied:
             return
@@ -395,6 +460,9 @@ class BatchBackend(RemoteBackend):
             seen += len(events)
             for event in events:
                 for line in event["message"].splitlines() or [""]:
+                    if skip:
+                        skip -= 1
+                        continue
                     await task.logs.line("stdout", line)
             following = answer.get("nextForwardToken")
             if not following or following == token:
@@ -428,6 +496,37 @@ class BatchBackend(RemoteBackend):
         async with anyio.create_task_group() as tg:
             for job_id in targets:
                 tg.start_soon(terminate, job_id)
+
+
+def _fargate_properties(group: JobGroup, platform: QueuePlatform) -> dict[str, Any]:
+    """What a Fargate job definition needs besides an EC2 one; refused clearly where the step
+    asks for what Fargate has not."""
+    settings = group.decorators.get("batch", {})
+    if settings.get("shared_memory"):
+        raise AflowException(
+            f"step '{group.step}': @batch(shared_memory=...) is not available on Fargate (job queue "
+            f"'{platform.queue}', {platform.described}): drop it or use a queue with EC2 compute"
+        )
+    role = settings.get("execution_role") or os.environ.get("AFLOW_BATCH_EXECUTION_ROLE")
+    if not role:
+        raise AflowException(
+            f"job queue '{platform.queue}' runs on Fargate ({platform.described}), which needs an "
+            "execution role (the IAM role ECS uses to pull the image and send the logs): pass "
+            "@batch(execution_role=ARN) or set AFLOW_BATCH_EXECUTION_ROLE"
+        )
+    public = os.environ.get("AFLOW_BATCH_FARGATE_PUBLIC_IP", "") in ("1", "true", "yes")
+    return {
+        "executionRoleArn": str(role),
+        # DISABLED (Batch's default): the subnet needs a NAT gateway or VPC endpoints to pull
+        # the image and reach S3; ENABLED for a public subnet without one.
+        "networkConfiguration": {"assignPublicIp": "ENABLED" if public else "DISABLED"},
+        "fargatePlatformConfiguration": {"platformVersion": "LATEST"},
+    }
+
+
+def _output_key(task: RemoteTask) -> str:
+    spec = task.spec
+    return output_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
 
 
 def _summary(group: JobGroup) -> dict[str, int]:

@@ -53,7 +53,7 @@ FORWARDED_PREFIXES = ("AFLOW_TRANSFER_",)
 _MODULES = {
     "azure-storage-blob": "azure.storage.blob",
     "gcloud-aio-storage": "gcloud.aio.storage",
-    "markdown-it-py": "markdown_it",
+    "markdown-it-py": "markdown_it",  # not markdown_it_py: every container installed it again
 }
 _NOT_IN_TASKS = {"typer", "aiofiles"}
 

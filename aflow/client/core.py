@@ -579,7 +579,7 @@ class AsyncTask:
         return task_prefix(self.flow, self.run_id, self.step, self.id)
 
     async def attempts(self) -> list[int]:
-        """The attempts that left a record or a log, in order."""
+        """The attempts that left a start marker, a record or a log, in order."""
         names = await self.store.list(self._prefix)
         return sorted({int(n.split(".")[0]) for n in names if n.split(".")[0].isdigit()})
 

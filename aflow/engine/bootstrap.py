@@ -240,6 +240,11 @@ def main():
             f.write("\n".join(NOTES) + "\n")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (*paths, env.get("PYTHONPATH")) if p)
     argv = [python, "-u", "-m", "aflow.engine.task_runtime", "--remote"]
+    if os.getpid() == 1:
+        # A handler does not survive exec, and PID 1 ignores a SIGTERM it has no handler for: one
+        # arriving while the runtime imports would be lost. A blocked signal waits instead; the
+        # runtime unblocks it once its handler is in place.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     os.execve(python, argv, env)
 
 

@@ -43,7 +43,13 @@ from aflow.frames import Frame
 from aflow.graph import StepNode, graph_for
 from aflow.stores import artifacts as art
 from aflow.stores.base import BlockingObjectStore, Buffer
-from aflow.stores.records import TaskRecord, read_record_sync, task_record_key
+from aflow.stores.records import (
+    TaskRecord,
+    TaskStart,
+    read_record_sync,
+    task_record_key,
+    task_start_key,
+)
 
 _AFLOW_DIR = os.path.dirname(os.path.abspath(aflow.__file__))
 # Frames the user did not write: ours, and asyncio's when an async step is awaited.
@@ -450,6 +456,16 @@ def error_dict(e: BaseException, shown: str) -> dict[str, str]:
             "traceback": shown}  # fmt: skip
 
 
+def _mark_start(store: BlockingObjectStore, record: TaskRecord) -> None:
+    """The attempt's start marker (records.TaskStart): one PUT, never read back here. Viewers lose
+    their early look at the task if it fails; the task goes on (its record is what counts)."""
+    key = task_start_key(record.flow, record.run_id, record.step, record.task_id, record.attempt)
+    try:
+        store.put(key, [TaskStart.of(record).pack()])
+    except Exception as e:
+        print(f"aflow: could not save the task's start marker {key}: {e}", file=sys.stderr)
+
+
 def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec]) -> int:
     """Run one attempt; returns the process exit code (0 when the record says done)."""
     signal.signal(signal.SIGTERM, _terminated)
@@ -490,6 +506,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
     client_core.use_store(spec.datastore, spec.store_root)
     cards = TaskCards.start(spec, store, flow_cls)  # current.card; None when the step has no @card
     try:
+        _mark_start(store, record)
         node = graph_for(flow_cls)[spec.step]
         environment = spec.decorators.get("environment")
         if environment:
@@ -561,7 +578,13 @@ def main() -> int:
     remote = "--remote" in sys.argv[1:]
     if remote:
         # Before anything slow: as a container's PID 1, a SIGTERM without a handler is ignored.
+        # The bootstrap blocked it across its exec: one sent meanwhile arrives now.
         signal.signal(signal.SIGTERM, _terminated)
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        except TaskTerminated as e:
+            print(f"[aflow] {e}", file=sys.stderr)
+            return 128 + signal.SIGTERM
         env = os.environ
         store = open_blocking_store(env["AFLOW_DATASTORE"], env["AFLOW_DATASTORE_ROOT"])
         spec = remote_spec(store, env)

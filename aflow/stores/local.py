@@ -94,8 +94,9 @@ def _fsync_folder(folder: str) -> None:
 def _durable(key: str) -> bool:
     """Every object is fsynced (content, then its name in its folder) before put returns, so a
     task record, written last, is durable with every blob it names; logs are not (a log
-    rewritten every few seconds while its task runs is not worth a disk flush each time)."""
-    return not key.endswith(".log")
+    rewritten every few seconds while its task runs is not worth a disk flush each time), nor
+    are start markers (a hint for viewers, which the record supersedes)."""
+    return not key.endswith((".log", ".start"))
 
 
 class StoreFull(DataStoreError):

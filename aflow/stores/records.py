@@ -46,6 +46,12 @@ def task_log_key(flow: str, run_id: str, step: str, task_id: str, attempt: int) 
     return f"{task_prefix(flow, run_id, step, task_id)}/{attempt}.log"
 
 
+def task_start_key(flow: str, run_id: str, step: str, task_id: str, attempt: int) -> str:
+    """The attempt's start marker (TaskStart); not `.mpk`: nothing that reads task records
+    (resume, verify, lineage) mistakes it for one."""
+    return f"{task_prefix(flow, run_id, step, task_id)}/{attempt}.start"
+
+
 async def read_record(store: ObjectStore, cls: type[R], key: str) -> R:
     """The record under `key`; NotFound, or DamagedData naming its path."""
     return cls.unpack(await store.get(key), store_path(store.url, key))
@@ -143,6 +149,50 @@ class TaskRecord(_Record):
         """Stopped from outside (SIGTERM), not failed by its own code; older records said so
         with status 'failed' and the error type TaskTerminated."""
         return self.status == "stopped" or (self.error or {}).get("type") == TaskTerminated.__name__
+
+
+@dataclass
+class TaskStart(_Record):
+    """What a task attempt writes as it starts, before its step runs: since when, which foreach
+    item, where. One small PUT per attempt, never read back by the task; it lets a viewer show a
+    task still running (also one that has printed nothing) before its record lands. The record,
+    not this, says how the attempt ended."""
+
+    flow: str
+    run_id: str
+    step: str
+    task_id: str
+    attempt: int = 0
+    started_at: float = 0.0
+    foreach_stack: list[Frame] = field(default_factory=list)
+    backend: str = "local"
+    host: str | None = None  # the machine (or container) it runs on, and its pid there
+    pid: int | None = None
+    job_id: str | None = None  # the remote job (Batch job id, Kubernetes pod name)
+
+    def __post_init__(self) -> None:
+        self.foreach_stack = frames(self.foreach_stack)
+
+    @classmethod
+    def of(cls, record: TaskRecord) -> TaskStart:
+        """The marker of the attempt `record` (not yet written) will end."""
+        return cls(
+            record.flow,
+            record.run_id,
+            record.step,
+            record.task_id,
+            record.attempt,
+            record.started_at,
+            record.foreach_stack,
+            record.backend,
+            socket.gethostname(),
+            record.pid,
+            record.job_id,
+        )
+
+    def belongs_to(self, step: str, task_id: str, attempt: int) -> bool:
+        """A marker found under another task's key (a copied folder) does not speak for it."""
+        return (self.step, self.task_id, self.attempt) == (step, task_id, attempt)
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Bars are packed into lanes (a task goes in the first lane free at its start), so a 1,000-way foreach
 run by 16 workers is 16 thin lanes, not 1,000 rows; every attempt of a retried task is drawn, in
-its task's lane. A task still running is a bar growing from its first saved output to now; a task
+its task's lane. A task still running is a bar growing from its start (its start marker, or from an
+older aflow its first saved output) to now, so a straggler stands out before it ends; a task
 reused from the run this one resumed is a sliver at the run's start (it ran before this run). The
 time axis runs from the run's start to its end (or now, for a live run, with a line marking now). A
 bar's tooltip names the task, attempt, state and duration; clicking it opens that attempt
@@ -37,7 +38,7 @@ class Bar:
 
 def bars(snapshot: RunSnapshot, task: TaskState, now: float) -> list[Bar]:
     """Every attempt of `task`: each failed attempt before the latest, the latest, and for a task
-    still running its growing span (from its first saved output to now). A task reused from the
+    still running its growing span (from its start to now). A task reused from the
     run this one resumed ran before this run began: it is drawn as a sliver at the run's start."""
     out = []
     for rec in task.earlier:
@@ -50,24 +51,19 @@ def bars(snapshot: RunSnapshot, task: TaskState, now: float) -> list[Bar]:
                 rec.attempt,
             )
         )
-    rec = task.record
-    if rec is not None:
-        if rec.cloned_from:
+    latest = task.record
+    if latest is not None:
+        if latest.cloned_from:
             begin = snapshot.record.started_at
-            out.append(Bar(task, begin, begin, "reused", rec.attempt))
+            out.append(Bar(task, begin, begin, "reused", latest.attempt))
         else:
-            out.append(Bar(task, rec.started_at, rec.finished_at, task.status, rec.attempt))
-    elif task.first_output is not None:
-        end = now if task.status == "running" else max(task.first_output, _run_end(snapshot, now))
-        out.append(Bar(task, task.first_output, end, task.status, task.attempts - 1))
+            out.append(
+                Bar(task, latest.started_at, latest.finished_at, task.status, latest.attempt)
+            )
+    elif task.started is not None:
+        end = now if task.status == "running" else max(task.started, snapshot.end(now))
+        out.append(Bar(task, task.started, end, task.status, task.attempts - 1))
     return out
-
-
-def _run_end(snapshot: RunSnapshot, now: float) -> float:
-    record = snapshot.record
-    if record.finished_at:
-        return record.finished_at
-    return record.heartbeat_at if snapshot.status == "dead" else now
 
 
 def draw(
@@ -82,7 +78,7 @@ def draw(
     if not every and not running:
         return '<p class="muted">No task has ended yet: bars appear as tasks finish.</p>'
     last = max((b.end for b in every), default=start)
-    end = max(_run_end(snapshot, now), last) if snapshot.live else (record.finished_at or last)
+    end = max(snapshot.end(now), last) if snapshot.live else (record.finished_at or last)
     end = max(end, last)
     total = max(end - start, 1e-3)
     plot = WIDTH - LABEL_W - 12
@@ -91,7 +87,7 @@ def draw(
         return LABEL_W + (max(t, start) - start) / total * plot
 
     rows: list[str] = []
-    y = AXIS_H
+    y = float(AXIS_H)
     for step in steps:
         mine = drawn[step]
         if not mine and step not in running:
@@ -109,8 +105,8 @@ def draw(
             rows.append(
                 f'<rect class="in-flight" x="{since:.1f}" y="{y + 3:.1f}" '
                 f'width="{max(x(now) - since, 2):.1f}" height="{band - 6:.1f}">'
-                f"<title>{esc(step)}: tasks running since {esc(span(running[step] - start))} "
-                "(a bar appears as each ends)</title></rect>"
+                f"<title>{esc(step)}: tasks can run since {esc(span(running[step] - start))} "
+                "(a bar appears as each starts)</title></rect>"
             )
         for b in mine:
             t = b.task
@@ -123,6 +119,8 @@ def draw(
                 tip = f"{step}/{t.task_id}: reused from the run this one resumed (it ran there)"
             else:
                 took = span(b.end - b.start) + ("…" if b.status == "running" else "")
+                if b.attempt == t.attempts - 1 and t.record is None and not t.exact:
+                    took = "≥ " + took  # from its first output: it began earlier
                 index = f" [{t.index}]" if t.index else ""
                 tip = f"{step}/{t.task_id}{index} attempt {b.attempt}: {b.status}, {took}"
             rows.append(
@@ -199,7 +197,7 @@ def _tick(total: float) -> float:
 
 
 def _small(raw: float) -> float:
-    magnitude = 10 ** math.floor(math.log10(raw))
+    magnitude = 10.0 ** math.floor(math.log10(raw))
     for m in (1, 2, 5, 10):
         if raw <= m * magnitude:
             return m * magnitude

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aflow.client.core import run_tags
-from aflow.stores.records import TaskRecord
+from aflow.stores.records import TaskRecord, TaskStart
 from aflow.ui import dag, gantt
 from aflow.ui.finding import STATUSES, RunQuery
 from aflow.ui.logs import LogChoice, log_section
@@ -179,6 +179,7 @@ class TaskFilter:
     step: str | None = None
     failed: bool = False
     page: int = 1
+    running: bool = False  # only running tasks, the longest running first: stragglers on top
 
 
 def run_fragments(
@@ -201,7 +202,7 @@ def run_fragments(
 
 def _run_head(snap: RunSnapshot, progress: dict[str, StepProgress], now: float) -> str:
     rec = snap.record
-    end = rec.finished_at or (rec.heartbeat_at if snap.status == "dead" else now)
+    end = snap.end(now)
     done = sum(p.done for p in progress.values())
     failed = sum(p.failed for p in progress.values())
     stopped = sum(p.stopped for p in progress.values())
@@ -213,6 +214,12 @@ def _run_head(snap: RunSnapshot, progress: dict[str, StepProgress], now: float) 
         counts.append(f'<span class="bad">{failed:,} failed</span>')
     if stopped:
         counts.append(f'<span class="stopped">{stopped:,} stopped by the engine</span>')
+    begun = [t.started for ts in snap.steps.values() for t in ts if t.status == "running"]
+    if begun:
+        href = url("run", snap.flow, snap.run_id, running=1) + "#tasks"
+        oldest = min((b for b in begun if b is not None), default=None)
+        longest = f" (the longest for {esc(span(now - oldest))})" if oldest is not None else ""
+        counts.append(f'<a class="running" href="{esc(href)}">{len(begun):,} running</a>{longest}')
     facts = [
         ("Started", when(rec.started_at)),
         ("Duration", esc(span(end - rec.started_at)) + ("…" if snap.live else "")),
@@ -293,6 +300,18 @@ def _task_table(
         for t in snap.steps.get(name, [])
         if not chosen.failed or t.status in ("failed", "retrying")
     ]
+    running = sum(t.status == "running" for t in tasks)
+    if running or chosen.running:
+        on = url("run", snap.flow, snap.run_id, step=chosen.step, running=None if chosen.running else 1)
+        chips.append(
+            f'<a class="chip toggle{" on" if chosen.running else ""}" href="{esc(on)}#tasks" '
+            f'title="the longest running first">running <b>{running:,}</b></a>'
+        )
+    if chosen.running:
+        tasks = sorted(
+            (t for t in tasks if t.status == "running"),
+            key=lambda t: t.started if t.started is not None else float("inf"),
+        )
     pages = max(1, -(-len(tasks) // TASKS_PER_PAGE))
     page = min(max(chosen.page, 1), pages)
     shown = tasks[(page - 1) * TASKS_PER_PAGE : page * TASKS_PER_PAGE]
@@ -305,6 +324,7 @@ def _task_table(
                 snap.run_id,
                 step=chosen.step,
                 failed=1 if chosen.failed else None,
+                running=1 if chosen.running else None,
                 page=n if n > 1 else None,
             )
             + "#tasks"
@@ -354,18 +374,21 @@ def _task_row(snap: RunSnapshot, t: TaskState, now: float) -> str:
     rec = t.record
     href = url("task", snap.flow, snap.run_id, t.step, t.task_id)
     index = t.index
+    where = rec or t.start
     if rec:
         started, took = clock(rec.started_at), esc(span(rec.finished_at - rec.started_at))
-    elif t.first_output is not None:
-        # Running: the store has its output so far, not yet its record.
-        started = clock(t.first_output)
-        took = esc(span(now - t.first_output)) + ("…" if t.status == "running" else "")
-        title = "since its first saved output"
-        took = f'<span title="{title}">≥ {took}</span>'
+    elif t.started is not None:
+        # No record yet: running (or, in a run that ended, never finished) since its start.
+        began = t.started
+        end = max(began, snap.end(now))
+        started = clock(began)
+        took = esc(span(end - began)) + ("…" if t.status == "running" else "")
+        if not t.exact:  # an older aflow wrote no start marker: timed from its first output
+            took = f'<span title="since its first saved output">≥ {took}</span>'
     else:
         started = took = "-"
-    backend = esc(rec.backend) if rec else "-"
-    job = esc(rec.job_id) if rec and rec.job_id else ""
+    backend = esc(where.backend) if where else "-"
+    job = esc(where.job_id) if where and where.job_id else ""
     reused = ' <span class="tag" title="reused from the run this one resumed">reused</span>'
     return (
         f'<tr class="task {t.status}"><td class="mono"><a href="{href}">{esc(t.task_id)}</a></td>'
@@ -385,35 +408,34 @@ def task_fragments(
     previews: dict[str, Preview | str],
     choice: LogChoice | None = None,
     asked: str = "",
+    now: float = 0.0,
 ) -> Fragments:
-    """`choice` says which log lines to show; `asked` is the attempt the URL names ('' for none)."""
+    """`choice` says which log lines to show; `asked` is the attempt the URL names ('' for none);
+    `now` times an attempt still running."""
     return {
-        "task-head": _task_head(view, attempt),
+        "task-head": _task_head(view, attempt, now),
         "task-error": _task_error(attempt),
         "task-logs": _task_logs(view, attempt, choice or LogChoice(), asked),
         "task-artifacts": _task_artifacts(attempt, previews),
     }
 
 
-def _task_head(view: TaskView, attempt: AttemptView | None) -> str:
+def _task_head(view: TaskView, attempt: AttemptView | None, now: float) -> str:
     task = view.task
     status = view.status
     rec = attempt.record if attempt else None
+    start = attempt.start if attempt else None
     facts: list[tuple[str, str]] = []
     if rec:
         facts += [
             ("Started", when(rec.started_at)),
             ("Duration", esc(span(rec.finished_at - rec.started_at))),
-            ("Backend", esc(rec.backend)),
+            *_where(rec),
         ]
-        facts += [("Remote job", f'<span class="mono">{esc(rec.job_id)}</span>')] if rec.job_id else []
         facts += [("Image", f'<span class="mono">{esc(rec.image)}</span>')] if rec.image else []
         facts += (
             [("Environment", f'<span class="mono">{esc(rec.env_key)}</span>')] if rec.env_key else []
         )
-        if rec.foreach_stack:
-            where = ", ".join(f"{esc(f[0])}[{int(f[1])} of {int(f[2]):,}]" for f in rec.foreach_stack)
-            facts.append(("Foreach", where))
         if rec.parents:
             facts.append(("Inputs", _parents(view, rec)))
         if rec.cloned_from:
@@ -425,6 +447,16 @@ def _task_head(view: TaskView, attempt: AttemptView | None) -> str:
                     f"{esc(rec.cloned_from)}</a>",
                 )
             )
+    elif start is not None and attempt is not None:
+        running = status == "running" and attempt is view.latest
+        if running:
+            took = esc(span(now - start.started_at)) + "… so far"
+        else:
+            took = "unknown: it left no record (it was stopped, or its run ended first)"
+        facts += [("Started", when(start.started_at)), ("Duration", took), *_where(start)]
+        if start.host:
+            pid = f" (pid {start.pid})" if start.pid else ""
+            facts.append(("Host", f'<span class="mono">{esc(start.host)}</span>{pid}'))
     else:
         facts.append(("State", "no record yet: the task is running or was stopped before it ended"))
     facts.append(("Attempts", str(len(view.attempts))))
@@ -434,6 +466,17 @@ def _task_head(view: TaskView, attempt: AttemptView | None) -> str:
         f'{badge(status)}</h1><p class="pathspec mono">{esc(task.pathspec)}</p>'
         f'<dl class="facts">{grid}</dl>'
     )
+
+
+def _where(rec: TaskRecord | TaskStart) -> list[tuple[str, str]]:
+    """Where an attempt runs or ran, and which foreach item it is: its record's or its marker's."""
+    facts = [("Backend", esc(rec.backend))]
+    if rec.job_id:
+        facts.append(("Remote job", f'<span class="mono">{esc(rec.job_id)}</span>'))
+    if rec.foreach_stack:
+        where = ", ".join(f"{esc(f[0])}[{int(f[1])} of {int(f[2]):,}]" for f in rec.foreach_stack)
+        facts.append(("Foreach", where))
+    return facts
 
 
 def _parents(view: TaskView, rec: TaskRecord) -> str:

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 import anyio
 
@@ -29,7 +30,15 @@ from aflow.client.core import (
 from aflow.exception import AflowNotFound, DamagedData
 from aflow.stores.artifacts import load_ref_blob_async
 from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore
-from aflow.stores.records import RunRecord, TaskRecord, task_log_key
+from aflow.stores.records import (
+    RunRecord,
+    TaskRecord,
+    TaskStart,
+    read_record,
+    task_log_key,
+    task_prefix,
+    task_start_key,
+)
 from aflow.stores.transfer import gather
 from aflow.ui.finding import RunQuery, matches, sort_key
 
@@ -124,7 +133,7 @@ class RunsReader:
             pages = max(1, -(-len(shown) // per_page))
             page = min(max(page, 1), pages)
             wanted = shown[(page - 1) * per_page : page * per_page]
-            records = await gather([lambda p=p: self._record(*p, damaged) for p in wanted])
+            records = await gather([partial(self._record, f, i, damaged) for f, i in wanted])
             rows = [
                 RunRow(f, i, r, r.liveness(now))
                 for (f, i), r in zip(wanted, records, strict=True)
@@ -132,7 +141,7 @@ class RunsReader:
             ]
             total = len(shown)
         else:
-            records = await gather([lambda p=p: self._record(*p, damaged) for p in shown])
+            records = await gather([partial(self._record, f, i, damaged) for f, i in shown])
             every = [
                 RunRow(f, i, r, r.liveness(now))
                 for (f, i), r in zip(shown, records, strict=True)
@@ -185,7 +194,8 @@ class RunsReader:
 @dataclass
 class TaskState:
     """A task as the UI knows it: its latest attempt's record (None until one is written), the
-    records of its earlier attempts, and for a task still running when its output began."""
+    records of its earlier attempts, and for an attempt still running its start marker (since
+    when, which foreach item, where) or, from an aflow that wrote none, when its output began."""
 
     step: str
     task_id: str
@@ -194,8 +204,10 @@ class TaskState:
     final: bool = False  # ended for good: never read again
     earlier: list[TaskRecord] = field(default_factory=list)  # earlier attempts, oldest first
     run_live: bool = True  # its run may still write to it
-    first_output: float | None = None  # no record yet: when its saved output begins
+    first_output: float | None = None  # no record, no marker: when its saved output begins
     damaged: str | None = None  # its record is damaged: what is wrong, where
+    start: TaskStart | None = None  # the latest attempt's start marker, while it has no record
+    looked: tuple[int, bool] = (-1, False)  # the attempt `start` is of, and its marker was read
 
     @property
     def status(self) -> str:
@@ -213,8 +225,24 @@ class TaskState:
     @property
     def index(self) -> str:
         """The task's foreach indices, outermost first (`2.1` in a nested foreach); '' outside one."""
-        stack = self.record.foreach_stack if self.record else []
+        source = self.record or self.start
+        stack = source.foreach_stack if source else []
         return ".".join(str(int(frame[1])) for frame in stack)
+
+    @property
+    def started(self) -> float | None:
+        """When the latest attempt began: its record's or marker's time, else (an older aflow
+        wrote no marker) its first saved output's, an upper bound (see `exact`)."""
+        if self.record is not None:
+            return self.record.started_at
+        if self.start is not None:
+            return self.start.started_at
+        return self.first_output
+
+    @property
+    def exact(self) -> bool:
+        """`started` is when the attempt began, not only when its output did."""
+        return self.record is not None or self.start is not None
 
 
 def task_status(record: TaskRecord | None, final: bool, run_live: bool) -> str:
@@ -239,6 +267,13 @@ class RunSnapshot:
     @property
     def live(self) -> bool:
         return self.status == "running"
+
+    def end(self, now: float) -> float:
+        """When the run ended: its record's end, its last heartbeat if it died, else now."""
+        record = self.record
+        if record.finished_at:
+            return record.finished_at
+        return record.heartbeat_at if self.status == "dead" else now
 
 
 class RunReader:
@@ -265,7 +300,7 @@ class RunReader:
         status = record.liveness(time.time())
         order = list(record.graph.get("steps", {}))
         names = await self.run.step_names()
-        id_lists = await gather([lambda s=s: self.run.task_ids(s) for s in names])
+        id_lists = await gather([partial(self.run.task_ids, s) for s in names])
         fresh: list[TaskState] = []
         for step, ids in zip(names, id_lists, strict=True):
             for task_id in ids:
@@ -273,13 +308,13 @@ class RunReader:
                 if not state.final:
                     fresh.append(state)
         retries = {s: more_attempts(record, s) for s in order}
-        await gather([lambda t=t: self._read_task(t, retries.get(t.step, 0)) for t in fresh])
+        await gather([partial(self._read_task, t, retries.get(t.step, 0)) for t in fresh])
         for state in fresh:
             state.run_live = status == "running"
         if status != "running":
             for state in fresh:
                 state.final = state.record is not None  # nothing will come after this attempt
-        steps = {s: [] for s in order}
+        steps: dict[str, list[TaskState]] = {s: [] for s in order}
         for (step, _), state in self._tasks.items():
             steps.setdefault(step, []).append(state)
         for states in steps.values():
@@ -288,7 +323,8 @@ class RunReader:
 
     async def _read_task(self, state: TaskState, more: int) -> None:
         task = self.run.task(state.step, state.task_id)
-        tried = await task.attempts()
+        names = await task.store.list(task_prefix(task.flow, task.run_id, task.step, task.id))
+        tried = attempts_of(names)
         if not tried:
             return
         state.attempts = tried[-1] + 1
@@ -300,13 +336,42 @@ class RunReader:
         if len(state.earlier) < len(tried) - 1:
             # Earlier attempts never change: each is read once, for the timeline.
             got = await gather(
-                [lambda n=n: _record_or_none(task, n) for n in tried[len(state.earlier) : -1]]
+                [partial(_record_or_none, task, n) for n in tried[len(state.earlier) : -1]]
             )
             state.earlier += [r for r in got if r is not None]
         if state.record is not None:
             state.final = state.record.ok or state.record.stopped or state.record.attempt >= more
-        elif state.first_output is None:
-            state.first_output = await _first_stamp(task, tried[-1])
+            state.start = None
+        else:
+            await _read_start(state, task, tried[-1], names)
+
+
+async def _read_start(state: TaskState, task: AsyncTask, attempt: int, names: list[str]) -> None:
+    """When a running attempt began: its marker, read once (a retry's attempt has its own), or
+    without one its output's first line, read once there is output."""
+    if state.looked[0] != attempt:
+        state.looked, state.start, state.first_output = (attempt, False), None, None
+    if not state.looked[1] and f"{attempt}.start" in names:
+        state.looked = (attempt, True)
+        state.start = await start_marker(task, attempt)
+    if state.start is None and state.first_output is None and f"{attempt}.log" in names:
+        state.first_output = await _first_stamp(task, attempt)
+
+
+def attempts_of(names: list[str]) -> list[int]:
+    """The attempts a task folder's names show (`0.start`, `0.log`, `0.mpk`, ...), in order."""
+    return sorted({int(n.split(".")[0]) for n in names if n.split(".")[0].isdigit()})
+
+
+async def start_marker(task: AsyncTask, attempt: int) -> TaskStart | None:
+    """The attempt's start marker; None when there is none, or it is damaged or not this task's
+    (a hint for the view, never taken on trust)."""
+    key = task_start_key(task.flow, task.run_id, task.step, task.id, attempt)
+    try:
+        start = await read_record(task.store, TaskStart, key)
+    except (NotFound, DamagedData):
+        return None
+    return start if start.belongs_to(task.step, task.id, attempt) else None
 
 
 async def _record_or_none(task: AsyncTask, attempt: int) -> TaskRecord | None:
@@ -365,6 +430,7 @@ class AttemptView:
     attempt: int
     record: TaskRecord | None
     log: list[LogLine]
+    start: TaskStart | None = None  # its start marker, read while it has no record
 
 
 @dataclass
@@ -405,9 +471,11 @@ async def read_task(store: ObjectStore, flow: str, run_id: str, step: str, task_
 
     async def one(n: int) -> AttemptView:
         at = task.at_attempt(n)
-        return AttemptView(n, await at.record_or_none(), await at.log())
+        record = await at.record_or_none()
+        start = await start_marker(task, n) if record is None else None
+        return AttemptView(n, record, await at.log(), start)
 
-    attempts = await gather([lambda n=n: one(n) for n in tried])
+    attempts = await gather([partial(one, n) for n in tried])
     return TaskView(task, attempts, record, record.liveness(time.time()))
 
 

@@ -10,6 +10,7 @@ the service does, so the emulators do too.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import botocore.session
@@ -23,6 +24,21 @@ def _model(service: str) -> Any:
 
 def operation(service: str, name: str) -> OperationModel:
     return _model(service).operation_model(name)
+
+
+@functools.cache
+def fargate_pairs() -> dict[float, frozenset[int]]:
+    """Fargate's supported vCPU -> memory (MiB) pairs, read from the documentation of
+    ResourceRequirement.value in botocore's `batch` model (the API reference's table)."""
+    doc = _model("batch").shape_for("ResourceRequirement").members["value"].documentation
+    text = re.sub(r"<[^>]+>", " ", doc)
+    vcpu = text[text.index('type="VCPU"') :]
+    found = re.findall(
+        r"value\s*=\s*([\d.]+)\s+MEMORY\s*=\s*([\d,\sor]+?)(?=\s+value|\s*$)", vcpu
+    )
+    pairs = {float(v): frozenset(int(m) for m in re.findall(r"\d+", mem)) for v, mem in found}
+    assert len(pairs) >= 7, f"the model's Fargate table did not parse: {pairs}"
+    return pairs
 
 
 def problems(service: str, name: str, body: Any) -> list[str]:

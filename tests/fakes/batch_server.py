@@ -80,6 +80,7 @@ _OPERATIONS = {
     "/v1/canceljob": "CancelJob",
     "/v1/createjobqueue": "CreateJobQueue",
     "/v1/describejobqueues": "DescribeJobQueues",
+    "/v1/describecomputeenvironments": "DescribeComputeEnvironments",
 }
 
 
@@ -101,6 +102,42 @@ class RecordedRequest:
     body: dict[str, Any]  # the parsed JSON body
     time: float
     status: int = 200  # the HTTP status answered
+
+
+@dataclass
+class ComputeEnvironment:
+    """A managed compute environment: `kind` is its computeResources.type (EC2, SPOT, FARGATE,
+    FARGATE_SPOT); jobs run on Fargate when it is FARGATE or FARGATE_SPOT."""
+
+    name: str
+    arn: str
+    kind: str = "EC2"
+
+    @property
+    def fargate(self) -> bool:
+        return self.kind in ("FARGATE", "FARGATE_SPOT")
+
+    def describe(self) -> dict[str, Any]:
+        resources: dict[str, Any] = {
+            "type": self.kind,
+            "maxvCpus": 256,
+            "subnets": ["subnet-0123456789abcdef0"],
+            "securityGroupIds": ["sg-0123456789abcdef0"],
+        }
+        if not self.fargate:
+            resources.update(minvCpus=0, instanceTypes=["optimal"], instanceRole="ecsInstanceRole")
+        return {
+            "computeEnvironmentName": self.name,
+            "computeEnvironmentArn": self.arn,
+            "type": "MANAGED",
+            "state": "ENABLED",
+            "status": "VALID",
+            "statusReason": "ComputeEnvironment Healthy",
+            "computeResources": resources,
+            "serviceRole": "arn:aws:iam::123456789012:role/aws-service-role/batch.amazonaws.com/"
+            "AWSServiceRoleForBatch",
+            "containerOrchestrationType": "ECS",
+        }
 
 
 @dataclass
@@ -290,6 +327,37 @@ def _check_resources(items: Any, where: str) -> list[dict[str, str]]:
     return out
 
 
+def _check_fargate(props: dict[str, Any], resources: list[dict[str, str]]) -> None:
+    """What Batch refuses in a Fargate job definition (RegisterJobDefinition, ContainerProperties
+    and ResourceRequirement in the API reference; the vCPU/memory table is read from botocore's
+    own `batch` model)."""
+    if not props.get("executionRoleArn"):
+        raise BatchError(
+            "containerProperties.executionRoleArn is required for jobs that run on Fargate resources"
+        )
+    got = {r["type"]: r["value"] for r in resources}
+    if "GPU" in got:
+        raise BatchError("GPUs aren't available for jobs that are running on Fargate resources")
+    if (props.get("linuxParameters") or {}).get("sharedMemorySize") is not None:
+        raise BatchError(
+            "linuxParameters.sharedMemorySize isn't applicable to jobs that are running on Fargate "
+            "resources"
+        )
+    pairs = aws_schema.fargate_pairs()
+    try:
+        vcpu, memory = float(got["VCPU"]), int(got["MEMORY"])
+    except (KeyError, ValueError):
+        raise BatchError(
+            "Fargate jobs need VCPU and MEMORY in containerProperties.resourceRequirements"
+        ) from None
+    if vcpu not in pairs or memory not in pairs[vcpu]:
+        raise BatchError(
+            f"Fargate resources VCPU {got['VCPU']} and MEMORY {got['MEMORY']} are not a supported "
+            f"combination (for VCPU {got['VCPU']}: MEMORY one of "
+            f"{', '.join(map(str, sorted(pairs.get(vcpu, ()))) or 'none: VCPU is not supported')})"
+        )
+
+
 def _merge_resources(base: list[dict], override: list[dict]) -> list[dict]:
     merged = {r["type"]: r for r in base}
     merged.update({r["type"]: r for r in override})
@@ -411,7 +479,8 @@ class FakeBatch:
     `child_spawn_delay` (seconds before an array's children exist; the parent stays
     SUBMITTED meanwhile), `instance_role` (containers of jobs without a jobRoleArn get the
     credentials too, as from an instance role; by default they get none, as on a compute
-    environment that blocks IMDS).
+    environment that blocks IMDS), `container_wrapper` (argv put before every container's command,
+    e.g. `unshare`/`setpriv` to run it as PID 1, as another user or on a read-only root).
     """
 
     def __init__(
@@ -436,6 +505,7 @@ class FakeBatch:
         self.inherit_env = False
         self.instance_role = False
         self.child_spawn_delay = 0.0
+        self.container_wrapper: list[str] = []
         # CloudWatch Logs in front of moto's (`logs_url`): GetLogEvents is an account-wide quota
         # (25 transactions a second per account and Region, CloudWatch Logs quotas page) shared
         # with everyone, and a page may be empty before the end of a stream (the end is a
@@ -473,6 +543,7 @@ class FakeBatch:
         self._jobs: dict[str, Job] = {}
         self._defs: dict[str, list[JobDefinition]] = {}
         self._queues: dict[str, JobQueue] = {}
+        self._environments: dict[str, ComputeEnvironment] = {}
         self._hold: Callable[[Job], bool] | None = None
         self._released: set[str] = set()
         self._injections: list[dict[str, Any]] = []
@@ -609,13 +680,20 @@ class FakeBatch:
             if j._proc is not None and j._proc.returncode is None
         ]
 
-    def add_queue(self, name: str, ce_name: str | None = None) -> JobQueue:
+    def add_queue(self, name: str, ce_name: str | None = None, ce_kind: str | None = None) -> JobQueue:
+        """A job queue over one compute environment, made if new (`ce_kind`: EC2 by default,
+        or SPOT, FARGATE, FARGATE_SPOT)."""
         ce = ce_name or self.default_ce
+        arn = f"arn:aws:batch:{self.region}:{self.account}:compute-environment/{ce}"
+        if ce not in self._environments:
+            self._environments[ce] = ComputeEnvironment(ce, arn, ce_kind or "EC2")
+        elif ce_kind:
+            self._environments[ce].kind = ce_kind
         q = JobQueue(
             name=name,
             arn=f"arn:aws:batch:{self.region}:{self.account}:job-queue/{name}",
             ce_name=ce,
-            ce_arn=f"arn:aws:batch:{self.region}:{self.account}:compute-environment/{ce}",
+            ce_arn=arn,
         )
         self._queues[name] = q
         return q
@@ -787,13 +865,22 @@ class FakeBatch:
             raise BatchError("containerProperties with an image is required for a container job")
         _env_list(props.get("environment"), "containerProperties")
         resources = _check_resources(props.get("resourceRequirements"), "containerProperties")
-        if "FARGATE" not in (body.get("platformCapabilities") or ["EC2"]):
+        if "FARGATE" in (body.get("platformCapabilities") or ["EC2"]):
+            _check_fargate(props, resources)
+        else:
             for r in resources:
                 if r["type"] == "VCPU" and float(r["value"]) != int(float(r["value"])):
                     # EC2 resources take whole vCPUs (RegisterJobDefinition, ResourceRequirement)
                     raise BatchError(
                         f"containerProperties: VCPU value {r['value']!r} must be a whole number for "
                         "jobs that run on EC2 resources"
+                    )
+            for fargate_only in ("networkConfiguration", "fargatePlatformConfiguration"):
+                if fargate_only in props:
+                    # "Jobs that are running on Amazon EC2 resources must not specify this parameter."
+                    raise BatchError(
+                        f"containerProperties.{fargate_only} is only for jobs that run on Fargate "
+                        "resources (platformCapabilities FARGATE)"
                     )
         self._check_retry(body.get("retryStrategy"))
         revision = len(self._defs.get(name, [])) + 1
@@ -873,6 +960,17 @@ class FakeBatch:
             out["nextToken"] = token
         return out
 
+    def _op_DescribeComputeEnvironments(self, body: dict) -> dict:
+        envs = list(self._environments.values())
+        if body.get("computeEnvironments"):
+            wanted = set(body["computeEnvironments"])
+            envs = [e for e in envs if e.name in wanted or e.arn in wanted]
+        page, token = self._page(envs, body, default=100)
+        out: dict[str, Any] = {"computeEnvironments": [e.describe() for e in page]}
+        if token:
+            out["nextToken"] = token
+        return out
+
     def _find_queue(self, ref: Any) -> JobQueue:
         if not isinstance(ref, str) or not ref:
             raise BatchError("jobQueue is required")
@@ -908,6 +1006,14 @@ class FakeBatch:
             )
         q = self._find_queue(body.get("jobQueue"))
         jdef = self._find_def(body.get("jobDefinition"))
+        wants = "FARGATE" if "FARGATE" in (jdef.body.get("platformCapabilities") or ["EC2"]) else "EC2"
+        env_kind = self._environments[q.ce_name]
+        if (wants == "FARGATE") != env_kind.fargate:
+            # A queue serves EC2 or Fargate jobs, never both (Batch User Guide, "Job queues").
+            raise BatchError(
+                f"Job Queue {q.name} (compute environment {q.ce_name}, {env_kind.kind}) cannot run "
+                f"job definition {jdef.name}: its platformCapabilities are {wants}"
+            )
         props = copy.deepcopy(jdef.body["containerProperties"])
         over = body.get("containerOverrides") or {}
         env = _env_list(props.get("environment"), "containerProperties")
@@ -1371,6 +1477,8 @@ class FakeBatch:
         if self.inherit_env:
             env.update({k: v for k, v in os.environ.items() if not k.startswith(RESERVED_ENV_PREFIX)})
         env.update(self.base_env)
+        if self._environments[job.queue.ce_name].fargate:
+            env["AWS_EXECUTION_ENV"] = "AWS_ECS_FARGATE"
         if not (job.container_properties.get("jobRoleArn") or self.instance_role):
             # No job role, no task credentials (and here no instance role either).
             for name in CREDENTIAL_VARS:
@@ -1417,6 +1525,7 @@ class FakeBatch:
             if not job.command:
                 raise FileNotFoundError("no command: the job definition and the overrides have none")
             proc = await asyncio.create_subprocess_exec(
+                *self.container_wrapper,
                 *job.command,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
