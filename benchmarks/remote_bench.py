@@ -168,8 +168,8 @@ def spec_bytes_per_child() -> None:
     whole array's specs before), for N = 100, 1,000, 10,000."""
     import msgpack
 
-    from aflow.backends.base import TaskSpec
     from aflow.backends.launch import pack_specs, read_spec
+    from aflow.engine.wire import TaskSpec
 
     print(f"{'spec bytes read per child':28}", end="")
     for n in (100, 1_000, 10_000):

@@ -30,7 +30,6 @@ import anyio
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from aflow.backends.base import TaskExit
 from aflow.backends.batch_platform import QueuePlatform, ec2_vcpus, fargate_resources, platform_of
 from aflow.backends.errors import BackendUnavailable
 from aflow.backends.pacing import Pacer
@@ -44,6 +43,7 @@ from aflow.backends.remote import (
 )
 from aflow.backends.saved_output import LiveTail
 from aflow.engine.remote_output import output_key
+from aflow.engine.wire import TaskExit
 from aflow.exception import AflowException
 
 DESCRIBE_LIMIT = 100  # DescribeJobs takes at most 100 ids

@@ -32,15 +32,17 @@ from typing import Any, ClassVar
 import anyio
 import anyio.abc
 
-from aflow.backends.base import LogSink, TaskExit, TaskSpec
+from aflow.backends.base import LogSink
 from aflow.backends.launch import BOOT_ENV, launch_blob, pack_specs
 from aflow.backends.launch import bootstrap_command as bootstrap_command  # for the drivers
 from aflow.decorators import resources_for
 from aflow.engine.packaging import build_package, env_patterns
 from aflow.engine.wheelhouse import WheelhouseMaker
+from aflow.engine.wire import TaskExit, TaskSpec
 from aflow.install_hint import DISTRIBUTION, declared_requirements
 from aflow.stores.artifacts import blob_key
-from aflow.stores.base import REMOTE, ObjectStore
+from aflow.stores.base import ObjectStore
+from aflow.stores.factory import REMOTE
 
 # A presigned URL lets whoever can read a job's description fetch the code package: short-lived,
 # and signed afresh for each job (a retry gets a new one).
@@ -487,8 +489,7 @@ async def _upload_code(ctx: RemoteContext) -> CodeRef:
 
 async def presigned(store: ObjectStore, key: str) -> str | None:
     """A URL that reads `key` without credentials, where the store can make one."""
-    presign = getattr(store, "presigned_url", None)
-    return await presign(key, PRESIGN_SECONDS) if presign else None
+    return await store.presigned_url(key, PRESIGN_SECONDS)
 
 
 def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

@@ -29,7 +29,7 @@ from aflow.client.core import (
 )
 from aflow.exception import AflowNotFound, DamagedData
 from aflow.stores.artifacts import load_ref_blob_async
-from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore
+from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore, StoreBase
 from aflow.stores.records import (
     RunRecord,
     TaskRecord,
@@ -45,7 +45,7 @@ from aflow.ui.finding import RunQuery, matches, sort_key
 FINAL = ("done", "failed", "cancelled")
 
 
-class ReadOnlyStore:
+class ReadOnlyStore(StoreBase):
     """The store, with every write refused: the UI only looks."""
 
     def __init__(self, store: ObjectStore) -> None:
