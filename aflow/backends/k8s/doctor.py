@@ -259,7 +259,7 @@ class Doctor:
         self.found("permissions", True, f"all {len(PERMISSIONS)} that aflow uses are granted")
 
     async def store(self) -> None:
-        from aflow.stores.base import default_datastore, open_store
+        from aflow.stores.factory import default_datastore, open_store
 
         try:
             if (self.datastore or default_datastore()) == "local":
@@ -292,7 +292,7 @@ class Doctor:
     ) -> tuple[Any, list[str], list[str], str]:
         """Run the doctor's flow: (its Run or None when stopped, the marked output lines, the
         failures' messages, the run id)."""
-        from aflow.engine.events import LogLine, TaskFailed
+        from aflow.engine.events import OutputLine, TaskFailed
         from aflow.engine.flow_loader import load_flow_file
         from aflow.engine.runner import start_flow
 
@@ -307,7 +307,7 @@ class Doctor:
                 async with start_flow(flow_cls, params, **options) as running:
                     run_id = running.run_id
                     async for event in running.events():
-                        if isinstance(event, LogLine) and MARK in event.line:
+                        if isinstance(event, OutputLine) and MARK in event.line:
                             marked.append(event.line.split(MARK, 1)[1].strip())
                             if stop_on_mark:
                                 stop.cancel()
