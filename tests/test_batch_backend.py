@@ -449,7 +449,7 @@ def test_the_modules_a_container_checks_are_named_as_they_import():
     # (markdown_it_py for markdown-it-py) installed it again in every container.
     import importlib
 
-    from aflow.backends.remote import requirements_for
+    from aflow.requirements import requirements_for
 
     for pair in requirements_for("s3").split(";"):
         module, _, requirement = pair.partition("=")

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from aflow.about import PACKAGE_DIR
-from aflow.backends.remote import dist_name, requirements_for
 from aflow.exception import AflowException
+from aflow.requirements import dist_name, requirements_for
 
 KINDS = ("pypi", "conda")
 # pip's platform tags for a container of each target
