@@ -119,8 +119,10 @@ def draw(
                 tip = f"{step}/{t.task_id}: reused from the run this one resumed (it ran there)"
             else:
                 took = span(b.end - b.start) + ("…" if b.status == "running" else "")
-                if b.attempt == t.attempts - 1 and t.record is None and not t.exact:
-                    took = "≥ " + took  # from its first output: it began earlier
+                if b.attempt == t.attempts - 1 and t.record is None:
+                    # From its first output (it began earlier), or cut short by its run's end
+                    # (how long it went on is not known): at least this long.
+                    took = ("" if t.exact and b.status == "running" else "≥ ") + took
                 index = f" [{t.index}]" if t.index else ""
                 tip = f"{step}/{t.task_id}{index} attempt {b.attempt}: {b.status}, {took}"
             rows.append(

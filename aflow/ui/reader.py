@@ -263,17 +263,19 @@ class RunSnapshot:
     status: str  # liveness: running, done, failed, cancelled or dead
     steps: dict[str, list[TaskState]] = field(default_factory=dict)  # in graph order
     read_at: float = 0.0
+    seen_at: float = 0.0  # the last sign of life the store shows: a heartbeat, a task's start or end
 
     @property
     def live(self) -> bool:
         return self.status == "running"
 
     def end(self, now: float) -> float:
-        """When the run ended: its record's end, its last heartbeat if it died, else now."""
+        """When the run ended: its record's end, else now; for a dead run the last sign of life
+        (its scheduler died some time after it, unseen)."""
         record = self.record
         if record.finished_at:
             return record.finished_at
-        return record.heartbeat_at if self.status == "dead" else now
+        return max(record.heartbeat_at, self.seen_at) if self.status == "dead" else now
 
 
 class RunReader:
@@ -319,7 +321,9 @@ class RunReader:
             steps.setdefault(step, []).append(state)
         for states in steps.values():
             states.sort(key=lambda t: id_order(t.task_id))
-        return RunSnapshot(record.flow, record.run_id, record, status, steps, time.time())
+        ends = (t.record.finished_at if t.record else t.started for ts in steps.values() for t in ts)
+        seen = max((e for e in ends if e is not None), default=0.0)
+        return RunSnapshot(record.flow, record.run_id, record, status, steps, time.time(), seen)
 
     async def _read_task(self, state: TaskState, more: int) -> None:
         task = self.run.task(state.step, state.task_id)
