@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aflow.about import VERSION
 from aflow.current import current
-from aflow.flowspec import FlowSpec, step
+from aflow.flowspec import FlowSpec
 from aflow.parameters import IncludeFile, JSONType, Parameter
+from aflow.steps import step
 
 if TYPE_CHECKING:
     from aflow.client import Run, Step, Task
     from aflow.engine.runner import RunningFlow, run_flow, start_flow
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 _LAZY = {
     "run_flow": "aflow.engine.runner",

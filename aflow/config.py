@@ -13,7 +13,6 @@ artifact of every task, stored with the run like any parameter).
 from __future__ import annotations
 
 import collections.abc
-import contextvars
 import importlib
 import inspect
 import json
@@ -24,18 +23,10 @@ from typing import Any
 
 from aflow.exception import AflowException, ParameterError
 from aflow.parameters import Parameter, ParameterContext, flow_parameters
+from aflow.run_configs import Deferred, activate, active_configs
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 UNPACK_KEY = "_aflow_unpacked_config_"
-
-# The values of the configs of the run being started, by config name: a context variable, so two
-# runs started concurrently from one event loop each evaluate against their own.
-_active_var: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("aflow_configs")
-
-
-def active_configs() -> dict[str, Any]:
-    return _active_var.get({})
-
 
 class ConfigValue(collections.abc.Mapping[Any, Any]):
     """A configuration's value: a read-only mapping whose keys also read as attributes."""
@@ -109,7 +100,7 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
-class DelayEvaluator(collections.abc.Mapping[str, Any]):
+class DelayEvaluator(collections.abc.Mapping[str, Any], Deferred):
     """An expression over the flow's configs, evaluated when the run's configs are known.
 
     `config.a.b` and `config["a"]` extend the path; `**config.env` unpacks (into a decorator's
@@ -367,7 +358,3 @@ def read_configs(
     read = {name: c.read(files.get(name), values.get(name), ctx) for name, c in configs.items()}
     activate(read)
     return read
-
-
-def activate(values: Mapping[str, Any]) -> None:
-    _active_var.set(dict(values))

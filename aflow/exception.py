@@ -107,7 +107,7 @@ class AflowNotFound(AflowException):
     headline = "object not found"
 
 
-class TaskFailed(AflowException):
+class TaskFailedError(AflowException):
     """A task ended without committing a successful record; carries what the store knows of why."""
 
     headline = "task failed"

@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import types
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple, Protocol, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple, Protocol
 
-F = TypeVar("F", bound=Callable[..., Any])
+from aflow.steps import is_step
 
 _loading_depth = 0
 
@@ -35,19 +35,6 @@ def loading_flow_file() -> Iterator[None]:
 
 def loading_depth() -> int:
     return _loading_depth
-
-
-def step(f: F) -> F:
-    """Mark a method as a step of the flow."""
-    f.is_step = True  # type: ignore[attr-defined]
-    f.name = f.__name__  # type: ignore[attr-defined]
-    if not hasattr(f, "decorators"):
-        f.decorators = []  # type: ignore[attr-defined]
-    return f
-
-
-def is_step(obj: Any) -> bool:
-    return callable(obj) and getattr(obj, "is_step", False) is True
 
 
 # Names Metaflow never takes for constants (they are the FlowSpec's own).

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aflow.exception import FlowDefinitionError, Problem
-from aflow.flowspec import is_step
+from aflow.steps import is_step
 
 
 @dataclass

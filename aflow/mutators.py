@@ -21,8 +21,8 @@ from typing import Any
 
 from aflow.decorators import DECORATORS, StepDecorator, parse_with
 from aflow.exception import AflowException
-from aflow.flowspec import is_step
 from aflow.parameters import Parameter, flow_parameters
+from aflow.steps import is_step
 from aflow.user_decorators import UserDecoratorRef, _GeneratorDecorator, attach
 
 IGNORE, ERROR, OVERRIDE = 1, 2, 3
@@ -203,7 +203,8 @@ class MutableFlow:
 
     @property
     def configs(self) -> Iterator[tuple[str, Any]]:
-        from aflow.config import _wrap, active_configs
+        from aflow.config import _wrap
+        from aflow.run_configs import active_configs
 
         yield from ((name, _wrap(value)) for name, value in active_configs().items())
 

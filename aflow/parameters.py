@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from aflow.exception import ParameterError
+from aflow.run_configs import Deferred, active_configs
+from aflow.stores.settings import StoreSettings
 
 _MISSING: Any = object()
 
@@ -163,13 +165,11 @@ class Parameter:
             ) from None
 
     def context(self, flow_name: str) -> ParameterContext:
-        from aflow.config import active_configs
-
         return ParameterContext(
             flow_name=flow_name,
             user_name=os.environ.get("USER") or os.environ.get("USERNAME"),
             parameter_name=self.name,
-            ds_type=os.environ.get("AFLOW_DEFAULT_DATASTORE") or "local",
+            ds_type=StoreSettings.from_env().default_datastore,
             configs=active_configs(),
         )
 
@@ -195,10 +195,8 @@ class Parameter:
     def _resolve(self, given: dict[str, Any], ctx: ParameterContext | None = None) -> Any:
         """The given value, else the default; an error when required and absent. A default may
         be a function (called with a ParameterContext) or a config expression."""
-        from aflow.config import DelayEvaluator
-
         default = self.default
-        if isinstance(default, DelayEvaluator):  # a Config's value, known now
+        if isinstance(default, Deferred):  # a Config's value, known now
             default = default()
             self._infer_type(default)
         for key in (self.name, self.attr_name, self.name.replace("-", "_")):

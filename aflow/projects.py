@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from aflow.exception import AflowException
@@ -42,6 +43,17 @@ def _check_name(what: str, value: str) -> None:
         raise AflowException(f"{what} {value!r} is longer than {MAX_NAME} characters")
 
 
+@dataclass(frozen=True)
+class ProjectSettings:
+    """AFLOW_OWNER: whose `user.<owner>` branch a @project run takes by default (else the user)."""
+
+    owner: str | None = None
+
+    @classmethod
+    def from_env(cls) -> ProjectSettings:
+        return cls(owner=os.environ.get("AFLOW_OWNER") or None)
+
+
 def branch_of(project_name: str, branch: str | None, production: bool, user: str | None) -> str:
     if not project_name:
         raise AflowException("@project needs a name: @project(name='some_name')")
@@ -51,7 +63,7 @@ def branch_of(project_name: str, branch: str | None, production: bool, user: str
         return f"{'prod' if production else 'test'}.{branch}"
     if production:
         return "prod"
-    return f"user.{os.environ.get('AFLOW_OWNER') or user}"
+    return f"user.{ProjectSettings.from_env().owner or user}"
 
 
 def project_info(

@@ -21,6 +21,7 @@ import base64
 import json
 import os
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from aflow.exception import AflowException
@@ -33,13 +34,35 @@ class SecretsError(AflowException):
     headline = "cannot set the step's secrets"
 
 
-def _setting(name: str) -> str | None:
-    return os.environ.get(f"AFLOW_{name}") or os.environ.get(f"METAFLOW_{name}")
+@dataclass(frozen=True)
+class SecretsSettings:
+    """@secrets' defaults from the environment, each under aflow's name or Metaflow's (METAFLOW_
+    in place of AFLOW_), read once per step that asks for secrets."""
+
+    backend_type: str = "aws-secrets-manager"  # AFLOW_DEFAULT_SECRETS_BACKEND_TYPE
+    role: str | None = None  # AFLOW_DEFAULT_SECRETS_ROLE
+    aws_region: str | None = None  # AFLOW_AWS_SECRETS_MANAGER_DEFAULT_REGION
+    aws_role: str | None = None  # AFLOW_AWS_SECRETS_MANAGER_DEFAULT_ROLE
+
+    @classmethod
+    def from_env(cls) -> SecretsSettings:
+        def read(name: str) -> str | None:
+            metaflows = "METAFLOW_" + name.removeprefix("AFLOW_")
+            return os.environ.get(name) or os.environ.get(metaflows)
+
+        return cls(
+            backend_type=read("AFLOW_DEFAULT_SECRETS_BACKEND_TYPE") or cls.backend_type,
+            role=read("AFLOW_DEFAULT_SECRETS_ROLE"),
+            aws_region=read("AFLOW_AWS_SECRETS_MANAGER_DEFAULT_REGION"),
+            aws_role=read("AFLOW_AWS_SECRETS_MANAGER_DEFAULT_ROLE"),
+        )
 
 
-def parse_source(source: Any, role: str | None) -> tuple[str, str, dict[str, Any], str | None]:
+def parse_source(
+    source: Any, role: str | None, settings: SecretsSettings | None = None
+) -> tuple[str, str, dict[str, Any], str | None]:
     """(provider, secret id, options, role) of one entry of `sources`."""
-    default = _setting("DEFAULT_SECRETS_BACKEND_TYPE") or "aws-secrets-manager"
+    default = (settings or SecretsSettings.from_env()).backend_type
     if isinstance(source, str):
         kind, dot, secret_id = source.partition(".")
         return (kind, secret_id, {}, role) if dot else (default, source, {}, role)
@@ -57,19 +80,21 @@ def _sanitized(key: str) -> str:
     return key.replace("-", "_").replace(".", "_").replace("/", "_")
 
 
-async def _aws(secret_id: str, options: dict[str, Any], role: str | None) -> dict[str, str]:
+async def _aws(
+    secret_id: str, options: dict[str, Any], role: str | None, settings: SecretsSettings
+) -> dict[str, str]:
     import aioboto3  # type: ignore[import-untyped]
 
     match = re.match(r"arn:aws:secretsmanager:([^:]+):", secret_id)
     region = (
         (match.group(1) if match else None)
         or options.get("region")
-        or _setting("AWS_SECRETS_MANAGER_DEFAULT_REGION")
+        or settings.aws_region
     )
     session = aioboto3.Session()
     endpoint = os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER") or os.environ.get("AWS_ENDPOINT_URL")
     credentials: dict[str, str] = {}
-    role = role or _setting("AWS_SECRETS_MANAGER_DEFAULT_ROLE")
+    role = role or settings.aws_role
     if role:
         sts_endpoint = os.environ.get("AWS_ENDPOINT_URL_STS") or endpoint
         async with session.client("sts", region_name=region, endpoint_url=sts_endpoint) as sts:
@@ -128,9 +153,15 @@ def _local(secret_id: str) -> dict[str, str]:
     return _unique(secret_id, {k: str(v) for k, v in value.items()})
 
 
-async def fetch(kind: str, secret_id: str, options: dict[str, Any], role: str | None) -> dict[str, str]:
+async def fetch(
+    kind: str,
+    secret_id: str,
+    options: dict[str, Any],
+    role: str | None,
+    settings: SecretsSettings | None = None,
+) -> dict[str, str]:
     if kind == "aws-secrets-manager":
-        return await _aws(secret_id, options, role)
+        return await _aws(secret_id, options, role, settings or SecretsSettings.from_env())
     if kind == "inline":
         return {str(k): v for k, v in options.get("env_vars", {}).items()}
     if kind == "local":
@@ -156,12 +187,13 @@ def secret_environment(settings: dict[str, Any], step: str) -> dict[str, str]:
     with a variable already set unless allow_override=True."""
     import asyncio
 
-    role = settings.get("role") or _setting("DEFAULT_SECRETS_ROLE")
-    sources = [parse_source(s, role) for s in settings.get("sources") or []]
+    defaults = SecretsSettings.from_env()
+    role = settings.get("role") or defaults.role
+    sources = [parse_source(s, role, defaults) for s in settings.get("sources") or []]
 
     async def named(kind: str, secret_id: str, options: dict[str, Any], role: str | None) -> Any:
         try:
-            return await fetch(kind, secret_id, options, role)
+            return await fetch(kind, secret_id, options, role, defaults)
         except AflowException:
             raise
         except Exception as e:  # the provider's own error says why (never with the value)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aflow.exception import AflowException
-from aflow.flowspec import is_step
+from aflow.steps import is_step
 
 USER_SKIP_STEP: dict[str, Any] = {}
 SPEC_KEY = "user"  # where a step's user decorators travel in its spec's decorators

@@ -135,7 +135,11 @@ def baseline_tree(ref: str, into: Path) -> Path:
     """aflow as it is at git `ref` (e.g. main, HEAD~3), extracted under `into` to run beside this
     tree: the same flows, the same machine, the same moment, so their ratio is the change's cost."""
     repo = HERE.parent
-    archive = subprocess.run(["git", "-C", str(repo), "archive", ref, "aflow"], capture_output=True)
+    # pyproject.toml too: an aflow not installed under its distribution name reads its requirements
+    # from the checkout's pyproject, so a tree without it fails every run
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", ref, "aflow", "pyproject.toml"], capture_output=True
+    )
     if archive.returncode != 0:
         sys.exit(f"--baseline {ref}: {archive.stderr.decode().strip()}")
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)

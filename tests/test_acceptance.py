@@ -670,7 +670,7 @@ def test_start_flow_events_and_wait(tmp_path):
         names = [type(e).__name__ for e in events]
         assert names[0] == "RunStarted" and names[-1] == "RunFinished"
         assert names.count("TaskStarted") == names.count("TaskFinished") == 31
-        logs = [e for e in events if type(e).__name__ == "LogLine"]
+        logs = [e for e in events if type(e).__name__ == "OutputLine"]
         assert any(e.stream == "stderr" and e.line == "this goes to stderr" for e in logs)
         assert events[-1].status == "done"
         assert result.id == events[0].run_id

@@ -16,10 +16,10 @@ import pytest
 
 from aflow import namespace, run_flow, start_flow
 from aflow.client.core import AsyncTask
-from aflow.engine.events import LogLine
+from aflow.engine.events import OutputLine
 from aflow.engine.flow_loader import load_flow_file
 from aflow.exception import AflowException
-from aflow.stores.base import open_store
+from aflow.stores.factory import open_store
 
 FLOWS = Path(__file__).parent / "remote_flows"
 
@@ -227,7 +227,7 @@ def test_a_running_tasks_lines_reach_the_terminal_and_its_log_before_it_ends(on_
     async def main():
         async with start_flow(flow_cls, {"release": str(release)}) as running:
             async for event in running.events():
-                if isinstance(event, LogLine) and "waiting for the scheduler" in event.line:
+                if isinstance(event, OutputLine) and "waiting for the scheduler" in event.line:
                     break
             # `aflow logs` reads the task's saved log: the line is there while the task runs.
             flow, run_id, step, task_id = event.pathspec.split("/")
@@ -449,7 +449,7 @@ def test_the_modules_a_container_checks_are_named_as_they_import():
     # (markdown_it_py for markdown-it-py) installed it again in every container.
     import importlib
 
-    from aflow.backends.remote import requirements_for
+    from aflow.requirements import requirements_for
 
     for pair in requirements_for("s3").split(";"):
         module, _, requirement = pair.partition("=")

@@ -195,3 +195,36 @@ def test_sigterm_while_the_runtime_starts_is_not_lost(on_batch, confined, bare_p
         hook.unlink()
     assert took < 40, f"the container outlived its SIGTERM by {took:.0f} s"
     assert not printed(on_batch, "inside: uid"), "the step ran although it was stopped first"
+
+
+def older_pythons() -> list[str]:
+    """Pythons on this machine older than aflow needs (pyenv's, python3.N on the PATH): the
+    oldest the bootstrap must still parse on (3.6: f-strings), and the newest too old."""
+    found: dict[tuple[int, int], str] = {}
+    roots = sorted(Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"), "versions").glob("3.*"))
+    candidates = [str(r / "bin" / "python3") for r in roots]
+    candidates += [p for n in range(6, 11) if (p := shutil.which(f"python3.{n}"))]
+    for path in candidates:
+        done = subprocess.run(
+            [path, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True
+        )
+        if done.returncode == 0:
+            version = tuple(int(v) for v in done.stdout.split())
+            if (3, 6) <= version < (3, 11):
+                found.setdefault((version[0], version[1]), path)
+    return [found[v] for v in sorted(found)[:1] + sorted(found)[-1:]] if found else []
+
+
+@pytest.mark.parametrize("python", older_pythons() or [None])
+def test_an_image_python_too_old_is_named_in_the_failure(on_batch, python, tmp_path):  # noqa: F811
+    if python is None:
+        pytest.skip("no Python older than 3.11 on this machine (pyenv, python3.N)")
+    image_bin = tmp_path / "image-bin"  # the image's python3 is that old Python
+    image_bin.mkdir()
+    (image_bin / "python3").symlink_to(python)
+    on_batch.base_env["PATH"] = os.pathsep.join([str(image_bin), "/usr/bin", "/bin"])
+    version = subprocess.run([python, "-V"], capture_output=True, text=True).stdout.split()[1]
+    result = run("remote_list")
+    assert not result.successful
+    said = f"{result.error}\n{result['double'].task.stderr}\n{result['double'].task.stdout}"
+    assert f"the image's python3 is {version}; aflow needs 3.11 or newer" in said, said

@@ -16,7 +16,7 @@ pytest.importorskip("kubernetes_asyncio")
 
 from k8s_support import job_posts, run
 
-from aflow.engine.events import LogLine, TaskFailed
+from aflow.engine.events import OutputLine, TaskFailed
 
 FLOWS = Path(__file__).resolve().parent / "remote_flows"
 sys.path.insert(0, str(FLOWS))
@@ -101,7 +101,7 @@ def test_a_quota_with_some_room_runs_every_child_in_turn(k8s: Any) -> None:
     assert result.successful, failures(events)
     assert result["join"].task.data.squares == [0, 1, 4, 9]
     assert k8s.peak_running(job_posts(k8s, "work")[0].body["metadata"]["name"]) <= 2
-    said = [e.line for _, e in events if isinstance(e, LogLine) and "exceeded quota" in e.line]
+    said = [e.line for _, e in events if isinstance(e, OutputLine) and "exceeded quota" in e.line]
     assert len(said) == 1  # told once, not per refusal
 
 

@@ -22,7 +22,7 @@ from conftest import run_cli
 from k8s_support import job_posts, run, store_options
 
 import aflow
-from aflow.engine.events import LogLine, TaskFailed, TaskFinished
+from aflow.engine.events import OutputLine, TaskFailed, TaskFinished
 
 FLOWS = Path(__file__).resolve().parent / "remote_flows"
 sys.path.insert(0, str(FLOWS))
@@ -151,7 +151,7 @@ def test_remote_log_lines_arrive_live_and_are_saved(k8s: Any) -> None:
 
     result, events = run(K8sLogsFlow, k8s)
     assert result.successful
-    ticks = [(t, e) for t, e in events if isinstance(e, LogLine) and e.line.startswith("tick")]
+    ticks = [(t, e) for t, e in events if isinstance(e, OutputLine) and e.line.startswith("tick")]
     assert [e.line for _, e in ticks] == [f"tick {i}" for i in range(4)]
     assert all(e.stream == "stdout" for _, e in ticks)
     [(finished, _)] = [
@@ -287,7 +287,7 @@ def test_expired_watch_is_listed_again(k8s: Any, s3_datastore: tuple[str, str]) 
     from aflow.backends.k8s import backend as k8s_backend
     from aflow.backends.k8s import watch as k8s_watch
     from aflow.backends.remote import RemoteContext
-    from aflow.stores.base import open_store
+    from aflow.stores.factory import open_store
 
     async def go() -> None:
         store = open_store(*s3_datastore)

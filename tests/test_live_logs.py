@@ -11,9 +11,9 @@ import anyio
 
 from aflow import start_flow
 from aflow.client.core import AsyncTask
-from aflow.engine.events import LogLine
+from aflow.engine.events import OutputLine
 from aflow.engine.flow_loader import load_flow_file
-from aflow.stores.base import open_store
+from aflow.stores.factory import open_store
 
 FLOW = Path(__file__).parent / "flows" / "slow_printer.py"
 
@@ -25,7 +25,7 @@ def test_a_running_tasks_log_is_saved_before_it_ends(tmp_path):
     async def main() -> str:
         async with start_flow(flow_cls, datastore_root=root) as running:
             async for event in running.events():
-                if isinstance(event, LogLine) and event.line == "first line":
+                if isinstance(event, OutputLine) and event.line == "first line":
                     break
             await anyio.sleep(3)  # more than one flush interval; the step sleeps 6 s
             store = open_store("local", root)

@@ -15,7 +15,7 @@ def feed(printer: RunPrinter, width: int) -> None:
     printer.handle(ev.ForeachStarted(f"{RUN}/start/1", width, ("work",)))
     for i in range(width):
         printer.handle(ev.TaskStarted(f"{RUN}/work/{i + 2}", 0))
-    printer.handle(ev.LogLine(f"{RUN}/work/2", "stdout", "hello from 2", 0.0))
+    printer.handle(ev.OutputLine(f"{RUN}/work/2", "stdout", "hello from 2", 0.0))
     for i in range(width - 1):
         printer.handle(ev.TaskFinished(f"{RUN}/work/{i + 2}", 0, 0.1))
     printer.handle(ev.TaskFailed(f"{RUN}/work/{width + 1}", 0, "ValueError: bad", None))

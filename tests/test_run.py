@@ -155,7 +155,7 @@ def test_events_stream(store_root: Path) -> None:
     seen = anyio.run(main)
     assert isinstance(seen[0], ev.RunStarted) and isinstance(seen[-1], ev.RunFinished)
     assert seen[-1].status == "done"
-    lines = [(e.stream, e.line) for e in seen if isinstance(e, ev.LogLine)]
+    lines = [(e.stream, e.line) for e in seen if isinstance(e, ev.OutputLine)]
     assert lines == [
         ("stdout", "line 0"),
         ("stdout", "line 1"),
@@ -317,7 +317,7 @@ def test_cancelling_run_flow_stops_every_task(store_root: Path) -> None:
         async with aflow.start_flow(SleepyFlow) as running:
             with anyio.move_on_after(30) as scope:
                 async for event in running.events():
-                    if isinstance(event, ev.LogLine) and event.line.startswith("napping"):
+                    if isinstance(event, ev.OutputLine) and event.line.startswith("napping"):
                         pids.append(int(event.line.split()[1]))
                         if len(pids) == 4:
                             scope.cancel()

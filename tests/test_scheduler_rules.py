@@ -18,11 +18,11 @@ import pytest
 
 import aflow
 from aflow import FlowSpec, catch, retry, step, timeout
-from aflow.backends.base import TaskSpec
 from aflow.backends.errors import JobRefused, PlatformError
 from aflow.backends.mock import Done, Failed, Hang, Lost, MockBackend, Outcome
 from aflow.engine import events as ev
 from aflow.engine.scheduler import MANIFEST_THRESHOLD
+from aflow.engine.wire import TaskSpec
 from aflow.exception import TaskTerminated
 from aflow.stores.artifacts import blob_key
 from aflow.stores.memory import MemoryStore
@@ -183,7 +183,7 @@ def test_a_linear_run_on_the_mock_backend_keeps_its_artifacts() -> None:
     assert result.successful and result.data.answer == 42 and len(result.data.big) == 4096
     assert [a.step for a in backend.attempts] == ["start", "middle", "end"]
     assert all(a.ended == "done" for a in backend.attempts)
-    assert any(isinstance(e, ev.LogLine) and e.line == "bye" for e in seen)
+    assert any(isinstance(e, ev.OutputLine) and e.line == "bye" for e in seen)
     assert isinstance(seen[0], ev.RunStarted) and isinstance(seen[-1], ev.RunFinished)
     assert seen[-1].status == "done"
 

@@ -17,7 +17,8 @@ from azure.storage.blob.aio import BlobClient
 
 from aflow.exception import DataStoreError
 from aflow.stores.azure import AzureStore
-from aflow.stores.base import NotFound, open_store
+from aflow.stores.base import NotFound
+from aflow.stores.factory import open_store
 
 MiB = 1 << 20
 

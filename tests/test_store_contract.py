@@ -16,7 +16,8 @@ from typing import Any
 import anyio
 import pytest
 
-from aflow.stores.base import NotFound, ObjectStore, open_store
+from aflow.stores.base import NotFound, ObjectStore
+from aflow.stores.factory import open_store
 from aflow.stores.memory import MemoryStore
 
 MiB = 1 << 20
@@ -179,7 +180,7 @@ def test_the_blocking_view_from_a_plain_thread_sees_the_async_store(
         except BaseException as e:
             results["error"] = e
         finally:
-            getattr(files, "close", lambda: None)()  # a cloud view's loop thread, if it has one
+            files.close()  # a cloud view's loop thread, if it has one
 
     worker = threading.Thread(target=task)
     worker.start()
@@ -198,3 +199,27 @@ def test_the_blocking_view_from_a_plain_thread_sees_the_async_store(
         await store.aclose()
 
     anyio.run(main)
+
+
+def test_what_a_store_may_leave_out_is_declared(
+    make_store: Callable[[], ObjectStore], request: pytest.FixtureRequest
+) -> None:
+    """`local`, `presigned_url`, `prewarm` and the blocking view's `close` are part of the protocol
+    (callers never probe for them): a store without a presigned URL says None, a local store says
+    it is local, and one that has a URL hands out one that reads the object."""
+    import urllib.request
+
+    prewarmed = make_store()
+    prewarmed.prewarm()  # loads, sends nothing: no loop or thread is left behind
+
+    async def body(store: ObjectStore) -> tuple[bool, str | None, bool]:
+        await store.put("F/data/ab/abc", [b"payload"])
+        return store.local, await store.presigned_url("F/data/ab/abc", 60), store.blocking().local
+
+    local, url, blocking_local = on(make_store, body)
+    is_local = request.node.callspec.params["make_store"] == "local"
+    assert (local, blocking_local) == (is_local, is_local)
+    if url is not None:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read() == b"payload"
+    make_store().blocking().close()  # nothing was started: closing is a no-op

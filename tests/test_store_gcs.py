@@ -15,7 +15,7 @@ import pytest
 
 from aflow.exception import DataStoreError
 from aflow.stores import gcs
-from aflow.stores.base import open_store
+from aflow.stores.factory import open_store
 from aflow.stores.gcs import GCSStore
 
 T = TypeVar("T")

@@ -9,7 +9,8 @@ import anyio
 import pytest
 
 from aflow.exception import DataStoreError
-from aflow.stores.base import NotFound, open_store
+from aflow.stores.base import NotFound
+from aflow.stores.factory import open_store
 from aflow.stores.s3 import S3Store
 
 MiB = 1 << 20

@@ -98,9 +98,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
 
 
 def _dead_run(root: Path, run_id: str) -> None:
-    """A run whose scheduler died: `start` ended, `work` has output but never a record."""
+    """A run whose scheduler died: `start` ended, `work` tasks 2 (with output) and 3 (silent)
+    started but never wrote a record."""
     from aflow.stores.local import LocalFiles
-    from aflow.stores.records import RunRecord, TaskRecord, task_log_key
+    from aflow.stores.records import RunRecord, TaskRecord, TaskStart, task_log_key, task_start_key
 
     files = LocalFiles(root)
     graph = {
@@ -111,12 +112,15 @@ def _dead_run(root: Path, run_id: str) -> None:
         }
     }
     began = 1.7e9
-    run = RunRecord("UIDeadFlow", run_id, graph=graph, started_at=began, heartbeat_at=began + 60)
+    run = RunRecord("UIDeadFlow", run_id, graph=graph, started_at=began, heartbeat_at=began + 4)
     files.put(f"UIDeadFlow/{run_id}/run.mpk", [run.pack()])
     start = TaskRecord("UIDeadFlow", run_id, "start", "1", started_at=began, finished_at=began + 2)
     files.put(f"UIDeadFlow/{run_id}/start/1/0.mpk", [start.pack()])
     log = "2023-11-14T22:13:25.000000Z stdout working\n"
     files.put(task_log_key("UIDeadFlow", run_id, "work", "2", 0), [log.encode()])
+    for task_id, began_at in (("2", began + 3), ("3", began + 7)):  # 3: after the last heartbeat
+        start = TaskStart("UIDeadFlow", run_id, "work", task_id, 0, began_at)
+        files.put(task_start_key("UIDeadFlow", run_id, "work", task_id, 0), [start.pack()])
 
 
 class Server:
@@ -385,12 +389,22 @@ def test_a_dead_runs_tasks_do_not_pulse(page: Any, server: Server, runs: Runs, s
     assert page.locator("h1 .badge").inner_text() == "dead"
     assert page.locator(".badge.running").count() == 0
     assert page.locator("svg.dag .node.running").count() == 0
-    work = page.locator("#run-tasks tr", has_text="work")
-    assert work.locator(".badge").inner_text() == "incomplete"
+    assert page.locator("svg.gantt rect.task.running").count() == 0
+    # Both started (their start markers), neither ended: each is drawn up to the run's last sign
+    # of life (task 3's start, after the last heartbeat) and timed as at least that long.
+    assert page.locator("svg.gantt rect.task.partial").count() == 2
+    assert "7.00s" in page.locator("#run-head dl").inner_text()
+    for task_id, took in (("2", "≥ 4.00s"), ("3", "≥ <1ms")):
+        work = page.locator(f'#run-tasks tr:has(a[href$="/work/{task_id}"])')
+        cells = [c.strip() for c in work.locator("td").all_inner_texts()]
+        assert cells[3] == "incomplete" and cells[6] == took, cells
     _shot(page, shots, "run_dead")
     page.goto(f"{server.url}/task/UIDeadFlow/{runs.dead}/work/2")
     assert page.locator("h1 .badge").inner_text() == "incomplete"
     assert page.locator(".badge.running").count() == 0
+    page.goto(f"{server.url}/task/UIDeadFlow/{runs.dead}/work/3")
+    assert page.locator("h1 .badge").inner_text() == "incomplete"
+    assert "this attempt never finished" in page.locator("#task-logs").inner_text()
 
 
 def test_a_running_task_shows_its_start_elapsed_time_and_a_growing_bar(

@@ -30,7 +30,6 @@ import anyio
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from aflow.backends.base import TaskExit
 from aflow.backends.batch_platform import QueuePlatform, ec2_vcpus, fargate_resources, platform_of
 from aflow.backends.batch_settings import DEFAULT_LOG_GROUP, BatchSettings
 from aflow.backends.batch_settings import check_step as check_step  # the router asks it
@@ -46,6 +45,7 @@ from aflow.backends.remote import (
 )
 from aflow.backends.saved_output import LiveTail
 from aflow.engine.remote_output import output_key
+from aflow.engine.wire import TaskExit
 from aflow.exception import AflowException
 
 DESCRIBE_LIMIT = 100  # DescribeJobs takes at most 100 ids

@@ -34,7 +34,7 @@ STUB = (
     " except Exception as x:\n"
     "  print('[aflow] fetching the bootstrap: %s'%x,file=sys.stderr);time.sleep(min(2**i,30))\n"
     "if b is None:\n"
-    " try:from aflow.stores.base import open_blocking_store as o\n"
+    " try:from aflow.stores.factory import open_blocking_store as o\n"
     " except ImportError:sys.exit('[aflow] no bootstrap: its URL failed and the image has no aflow')\n"
     " b=bytes(o(e['AFLOW_DATASTORE'],e['AFLOW_DATASTORE_ROOT']).get(e['AFLOW_BOOT_KEY']))\n"
     "if hashlib.sha256(b).hexdigest()!=e['AFLOW_BOOT_SHA256']:sys.exit('[aflow] bad bootstrap')\n"

@@ -16,16 +16,18 @@ import signal
 import socket
 import subprocess
 import sys
-from types import TracebackType
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import msgpack
 
-from aflow.backends.base import LogSink, TaskExit, TaskSpec
+from aflow.backends.base import BackendBase, LogSink
 from aflow.backends.errors import BackendUnavailable
 from aflow.backends.processes import TERM_GRACE, LineSplitter, task_exit
 from aflow.backends.spawned import run_spawned
+from aflow.backends.warm_messages import Event, Hello, KillTask, Request, RunTask
+from aflow.engine.wire import TaskExit, TaskSpec
 from aflow.exception import AflowException
 
 _STREAMS = ("stdout", "stderr")
@@ -34,8 +36,16 @@ _MESSAGE_MAX = 1 << 20
 _prestarted: dict[str, tuple[subprocess.Popen[bytes], socket.socket]] = {}
 
 
-def _spawn_disabled() -> bool:
-    return os.environ.get("AFLOW_LOCAL_SPAWN") == "1" or not hasattr(os, "fork")
+@dataclass(frozen=True)
+class LocalSettings:
+    """AFLOW_LOCAL_SPAWN=1: a fresh interpreter per task instead of forking the warm parent (also
+    where the platform cannot fork); read when a backend is made or a warm parent prestarted."""
+
+    spawn: bool = False
+
+    @classmethod
+    def from_env(cls) -> LocalSettings:
+        return cls(spawn=os.environ.get("AFLOW_LOCAL_SPAWN") == "1" or not hasattr(os, "fork"))
 
 
 def _start_warm_parent(flow_file: str | None) -> tuple[subprocess.Popen[bytes], socket.socket]:
@@ -58,7 +68,7 @@ def prestart(flow_file: str) -> None:
 
     The next LocalBackend for that file adopts it; one nobody adopts exits when this process does.
     """
-    if _spawn_disabled():
+    if LocalSettings.from_env().spawn:
         return
     path = os.path.abspath(flow_file)
     if path not in _prestarted:
@@ -94,7 +104,7 @@ class _Task:
         self.done = anyio.Event()
 
 
-class LocalBackend:
+class LocalBackend(BackendBase):
     """Each task in an OS process of this machine: forked from a warm parent that has imported the
     flow (started on entry, stopped on exit), or a fresh interpreter with AFLOW_LOCAL_SPAWN=1."""
 
@@ -110,52 +120,42 @@ class LocalBackend:
         store_root: str,
         spawn: bool | None = None,
     ) -> None:
-        self.hello = {
-            "name": name,
-            "module": module,
-            "file": file,
-            "sys_path": sys_path,
-            "datastore": datastore,
-            "store_root": store_root,
-        }
-        self.spawn = _spawn_disabled() if spawn is None else spawn
+        self.hello = Hello(
+            name=name,
+            module=module,
+            file=file,
+            sys_path=sys_path,
+            datastore=datastore,
+            store_root=store_root,
+        )
+        self.spawn = LocalSettings.from_env().spawn if spawn is None else spawn
         self._sock: socket.socket | None = None
         self._pid: int | None = None
         self._tasks: dict[int, _Task] = {}
         self._ids = itertools.count()
         self._send_lock = anyio.Lock()
         self._buffer = bytearray(_MESSAGE_MAX)
-        self._stack = contextlib.AsyncExitStack()
 
     # -- lifetime ----------------------------------------------------------------------------
 
-    async def __aenter__(self) -> LocalBackend:
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        """Start (or adopt) the warm parent and wait until it has imported the flow."""
         if self.spawn:
-            return self
+            return
         adopted = None
         if self.hello["module"] == "__main__":
-            adopted = _prestarted.pop(str(self.hello["file"]), None)
+            adopted = _prestarted.pop(self.hello["file"], None)
         proc, self._sock = adopted or _start_warm_parent(None)
         self._pid = proc.pid
-        self._stack.push_async_callback(self._stop_warm_parent, proc)
+        stack.push_async_callback(self._stop_warm_parent, proc)
         await self._send(self.hello)
         reply = await self._receive()
         if reply is None or "error" in reply:
-            await self._stack.aclose()
             detail = reply["error"] if reply else "it exited before saying it was ready"
             raise BackendUnavailable(f"the local task launcher could not load the flow:\n{detail}")
-        tg = await self._stack.enter_async_context(anyio.create_task_group())
-        self._stack.callback(tg.cancel_scope.cancel)
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(tg.cancel_scope.cancel)
         tg.start_soon(self._dispatch)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.__aexit__(exc_type, exc, tb)
 
     async def _stop_warm_parent(self, proc: subprocess.Popen[bytes]) -> None:
         with anyio.CancelScope(shield=True):
@@ -169,7 +169,7 @@ class LocalBackend:
 
     # -- the socket to the warm parent -------------------------------------------------------
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def _send(self, message: Hello | Request) -> None:
         assert self._sock is not None
         data = msgpack.packb(message, use_bin_type=True)
         async with self._send_lock:  # one writer may wait for the socket at a time
@@ -182,7 +182,7 @@ class LocalBackend:
                 except OSError as e:
                     raise self._launcher_died() from e
 
-    async def _receive(self) -> dict[str, Any] | None:
+    async def _receive(self) -> Any:
         """The next message, or None once the warm parent is gone."""
         assert self._sock is not None
         while True:
@@ -204,19 +204,20 @@ class LocalBackend:
     async def _dispatch(self) -> None:
         """Route the warm parent's messages (output chunks and exits) to their tasks."""
         while (msg := await self._receive()) is not None:
-            task = self._tasks.get(msg["id"])
+            event: Event = msg
+            task = self._tasks.get(event["task"])
             if task is None:
                 continue
-            if "d" in msg:
-                stream = msg["s"]
-                for line in task.lines[stream].feed(msg["d"]):
+            if "data" in event:
+                stream = event["stream"]
+                for line in task.lines[stream].feed(event["data"]):
                     await task.logs.line(_STREAMS[stream], line)
-            elif "exit" in msg:
+            elif "exit" in event:
                 for stream in (0, 1):
                     for line in task.lines[stream].rest():
                         await task.logs.line(_STREAMS[stream], line)
-                task.exit = task_exit(msg["exit"])
-                del self._tasks[msg["id"]]
+                task.exit = task_exit(event["exit"])
+                del self._tasks[event["task"]]
                 task.done.set()
         died = self._launcher_died()
         for task in self._tasks.values():
@@ -233,7 +234,7 @@ class LocalBackend:
         state = self._tasks[req_id] = _Task(logs)
         try:
             try:
-                await self._send({"run": req_id, "spec": task.pack()})
+                await self._send(RunTask(run=req_id, spec=task.pack()))
             except AflowException as died:
                 del self._tasks[req_id]
                 return TaskExit(-signal.SIGKILL, str(died))
@@ -244,7 +245,7 @@ class LocalBackend:
             self._tasks.pop(req_id, None)
             if not state.done.is_set():
                 with anyio.CancelScope(shield=True), contextlib.suppress(AflowException):
-                    await self._send({"kill": req_id})
+                    await self._send(KillTask(kill=req_id))
             raise
         assert state.exit is not None
         return state.exit

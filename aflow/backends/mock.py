@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 import anyio
 
-from aflow.backends.base import BackendBase, LogSink, TaskExit, TaskSpec
+from aflow.backends.base import BackendBase, LogSink
+from aflow.engine.wire import TaskExit, TaskSpec
 from aflow.exception import TaskTerminated
 from aflow.stores.base import ObjectStore
 from aflow.stores.records import TaskRecord, task_record_key
@@ -111,18 +112,7 @@ class MockBackend(BackendBase):
             self.running -= 1
 
     async def _end(self, task: TaskSpec, logs: LogSink, outcome: Outcome) -> tuple[Ending, TaskExit]:
-        record = TaskRecord(
-            flow=task.flow_name,
-            run_id=task.run_id,
-            step=task.step,
-            task_id=task.task_id,
-            attempt=task.attempt,
-            foreach_stack=task.foreach_stack,
-            parents=task.parents,
-            parents_manifest=task.parents_manifest,
-            started_at=time.time(),
-            backend=self.name,
-        )
+        record = TaskRecord.for_spec(task, started_at=time.time(), backend=self.name)
         key = task_record_key(task.flow_name, task.run_id, task.step, task.task_id, task.attempt)
         match outcome:
             case Done(artifacts, num_splits, lines):

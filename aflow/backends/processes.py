@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import signal
 
-from aflow.backends.base import TaskExit
 from aflow.backends.lines import LineSplitter
+from aflow.engine.wire import TaskExit
 
 __all__ = ["TERM_GRACE", "LineSplitter", "kill_group", "task_exit"]
 

@@ -32,28 +32,23 @@ from typing import Any, ClassVar
 import anyio
 import anyio.abc
 
-from aflow.backends.base import LogSink, TaskExit, TaskSpec
+from aflow.backends.base import LogSink
 from aflow.backends.launch import BOOT_ENV, launch_blob, pack_specs
 from aflow.backends.launch import bootstrap_command as bootstrap_command  # for the drivers
 from aflow.decorators import resources_for
 from aflow.engine.packaging import build_package, env_patterns
 from aflow.engine.wheelhouse import WheelhouseMaker
+from aflow.engine.wire import TaskExit, TaskSpec
 from aflow.exception import AflowException
-from aflow.install_hint import DISTRIBUTION, declared_requirements
+from aflow.install_hint import DISTRIBUTION
+from aflow.requirements import requirements_for
 from aflow.stores.artifacts import blob_key
-from aflow.stores.base import REMOTE, ObjectStore
+from aflow.stores.base import ObjectStore
 
 # Environment variables of the launching shell a container gets too (S3-compatible endpoints,
 # transfer tuning), so remote tasks reach the same store the same way.
 FORWARDED_ENV = ("AFLOW_S3_ENDPOINT_URL", "AFLOW_PACKAGE_MAX_FILE_SIZE")
 FORWARDED_PREFIXES = ("AFLOW_TRANSFER_",)
-# Distributions whose import name is not their name; ones a task never imports.
-_MODULES = {
-    "azure-storage-blob": "azure.storage.blob",
-    "gcloud-aio-storage": "gcloud.aio.storage",
-    "markdown-it-py": "markdown_it",  # not markdown_it_py: every container installed it again
-}
-_NOT_IN_TASKS = {"typer", "aiofiles"}
 
 
 def _float_env(name: str, default: float) -> float:
@@ -485,28 +480,6 @@ def min_python() -> str:
     return found.group(1) if found else "3.11"
 
 
-def dist_name(requirement: str) -> str:
-    """The distribution a requirement names: "aioboto3" of "aioboto3[s3]>=13"."""
-    return re.split(r"[\s\[<>=!~;]", requirement.strip(), maxsplit=1)[0]
-
-
-def requirements_for(datastore: str) -> str:
-    """`module=requirement` pairs (`;`-separated) a container needs to run a task: aflow's own
-    dependencies and its datastore's extra, read from aflow's installed metadata. The bootstrap
-    pip-installs those whose module the image lacks."""
-    extra = REMOTE[datastore].extra if datastore in REMOTE else None
-    pairs = []
-    for requirement in declared_requirements():
-        spec, _, marker = (part.strip() for part in requirement.partition(";"))
-        wanted = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
-        if (wanted.group(1) if wanted else None) not in (None, extra):
-            continue
-        dist = dist_name(spec)
-        if dist not in _NOT_IN_TASKS:
-            pairs.append(f"{_MODULES.get(dist, dist.replace('-', '_'))}={spec}")
-    return ";".join(sorted(pairs))
-
-
 async def _upload_code(ctx: RemoteContext) -> CodeRef:
     package = await anyio.to_thread.run_sync(
         lambda: build_package(
@@ -523,11 +496,7 @@ async def _upload_code(ctx: RemoteContext) -> CodeRef:
 
 async def presigned(store: ObjectStore, key: str, seconds: int) -> str | None:
     """A URL that reads `key` without credentials for `seconds`, where the store can make one."""
-    presign = getattr(store, "presigned_url", None)
-    if presign is None:
-        return None
-    url: str = await presign(key, seconds)
-    return url
+    return await store.presigned_url(key, seconds)
 
 
 def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

@@ -13,13 +13,14 @@ import importlib.util
 from collections.abc import Iterable
 from typing import Any
 
-from aflow.backends.base import Backend, BackendBase, LogSink, TaskExit, TaskSpec
+from aflow.backends.base import Backend, BackendBase, LogSink
 from aflow.backends.errors import BackendUnavailable
 from aflow.backends.remote import RemoteContext
 from aflow.decorators import compute_of
+from aflow.engine.wire import TaskExit, TaskSpec
 from aflow.exception import AflowException
 from aflow.graph import FlowGraph
-from aflow.stores.base import REMOTE
+from aflow.stores.factory import REMOTE
 
 # compute decorator -> (module, class, the extra with its client library, that library's module)
 DRIVERS = {

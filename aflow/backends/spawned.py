@@ -15,8 +15,9 @@ from collections.abc import AsyncIterable
 
 import anyio
 
-from aflow.backends.base import LogSink, TaskExit, TaskSpec
+from aflow.backends.base import LogSink
 from aflow.backends.processes import TERM_GRACE, LineSplitter, kill_group, task_exit
+from aflow.engine.wire import TaskExit, TaskSpec
 
 
 async def run_spawned(task: TaskSpec, logs: LogSink) -> TaskExit:

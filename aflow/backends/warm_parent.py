@@ -30,10 +30,19 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from aflow.backends.base import TaskSpec
 from aflow.backends.processes import TERM_GRACE, kill_group
+from aflow.backends.warm_messages import (
+    Event,
+    Hello,
+    LoadFailed,
+    Ready,
+    Request,
+    TaskExited,
+    TaskOutput,
+)
 from aflow.engine.task_runtime import run_task
-from aflow.stores.base import open_blocking_store
+from aflow.engine.wire import TaskSpec
+from aflow.stores.factory import open_blocking_store
 
 _MESSAGE_MAX = 1 << 20
 _CHUNK = 1 << 16
@@ -78,7 +87,7 @@ def _run_child(spec_bytes: bytes, out_w: int, err_w: int, closing: list[int], fl
         spec = TaskSpec.unpack(spec_bytes)
         store = open_blocking_store(spec.datastore, spec.store_root)
         code = run_task(spec, store, flow_cls)
-        getattr(store, "close", lambda: None)()
+        store.close()
     except BaseException:
         traceback.print_exc()
     finally:
@@ -132,7 +141,7 @@ class WarmParent:
         size = self.sock.recv_into(self.buffer)
         if not size:
             return False
-        req = msgpack.unpackb(memoryview(self.buffer)[:size], raw=False)
+        req: Request = msgpack.unpackb(memoryview(self.buffer)[:size], raw=False)
         if "kill" in req:
             child = self.by_req.get(req["kill"])
             if child is not None and child.exitcode is None:
@@ -179,7 +188,7 @@ class WarmParent:
         except OSError:
             data = b""
         if data:
-            _send(self.sock, {"id": child.req_id, "s": stream, "d": data})
+            _send(self.sock, TaskOutput(task=child.req_id, stream=stream, data=data))
             return
         self._close(fd)
         self._maybe_done(child)
@@ -228,7 +237,7 @@ class WarmParent:
         if child.exitcode is None or child.open_fds:
             return
         del self.by_req[child.req_id]
-        _send(self.sock, {"id": child.req_id, "exit": child.exitcode})
+        _send(self.sock, TaskExited(task=child.req_id, exit=child.exitcode))
 
     def _stop_all(self) -> None:
         """SIGTERM every task (each cleans up: no temporary files left), SIGKILL the stragglers."""
@@ -242,7 +251,7 @@ class WarmParent:
             kill_group(child.pid, signal.SIGKILL)
 
 
-def _send(sock: socket.socket, msg: dict[str, object]) -> None:
+def _send(sock: socket.socket, msg: Ready | LoadFailed | Event) -> None:
     sock.send(msgpack.packb(msg, use_bin_type=True))
 
 
@@ -250,7 +259,7 @@ def serve(sock: socket.socket) -> None:
     data = sock.recv(_MESSAGE_MAX)
     if not data:
         return  # started ahead of a run that was then refused
-    hello = msgpack.unpackb(data, raw=False)
+    hello: Hello = msgpack.unpackb(data, raw=False)
     try:
         from aflow.engine.flow_loader import import_flow
         from aflow.graph import graph_for
@@ -258,18 +267,16 @@ def serve(sock: socket.socket) -> None:
         # Import the store's modules (and a cloud SDK's models) once here, not in every task.
         open_blocking_store(hello["datastore"], hello["store_root"])
         if hello["datastore"] != "local":
-            from aflow.stores.base import open_store
+            from aflow.stores.factory import open_store
 
-            warm = getattr(open_store(hello["datastore"], hello["store_root"]), "prewarm", None)
-            if warm is not None:
-                warm()
+            open_store(hello["datastore"], hello["store_root"]).prewarm()
         flow_cls = import_flow(hello["name"], hello["module"], hello["file"], hello["sys_path"])
         if any("card" in node.decorators for node in graph_for(flow_cls).nodes.values()):
             from aflow.cards.runtime import prewarm
 
             prewarm()  # what rendering a card imports and reads, once here, not in every task
     except BaseException:
-        _send(sock, {"error": traceback.format_exc()})
+        _send(sock, LoadFailed(error=traceback.format_exc()))
         return
     # Children inherit line-buffered output, and never touch (so never copy) the warm parent's
     # objects when their garbage collector runs.
@@ -277,7 +284,7 @@ def serve(sock: socket.socket) -> None:
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     gc.collect()
     gc.freeze()
-    _send(sock, {"ready": os.getpid()})
+    _send(sock, Ready(ready=os.getpid()))
     WarmParent(sock, flow_cls).serve()
 
 

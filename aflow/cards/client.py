@@ -34,13 +34,24 @@ async def find_cards(
     return [r for r in refs if (id is None or r.id == id) and (type is None or r.type == type)]
 
 
+@dataclass(frozen=True)
+class CardSettings:
+    """AFLOW_NO_BROWSER=1: `aflow card view` opens no browser (it prints the file's path)."""
+
+    no_browser: bool = False
+
+    @classmethod
+    def from_env(cls) -> CardSettings:
+        return cls(no_browser=os.environ.get("AFLOW_NO_BROWSER") == "1")
+
+
 def open_in_browser(path: str) -> bool:
     """Open a file in the desktop's browser; False (and nothing started) where there is no desktop:
     on a server, Python's webbrowser would fall back to a text browser in the terminal."""
     desktop = sys.platform in ("darwin", "win32") or any(
         os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")
     )
-    if not desktop or os.environ.get("AFLOW_NO_BROWSER") == "1":
+    if not desktop or CardSettings.from_env().no_browser:
         return False
     return webbrowser.open(Path(path).resolve().as_uri())
 

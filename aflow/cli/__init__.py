@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from aflow.flowspec import FlowSpec
+if TYPE_CHECKING:
+    from aflow.flowspec import FlowSpec
 
 
 def _line_buffered() -> None:
@@ -40,7 +42,8 @@ def run_flow_cli(flow_cls: type[FlowSpec]) -> None:
     """
     import typer.main
 
-    from aflow.cli.app import app, preload
+    from aflow.cli.app import app
+    from aflow.cli.common import preload
     from aflow.cli.toplevel import arrange
 
     file = os.path.abspath(sys.argv[0])

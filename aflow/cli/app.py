@@ -1,4 +1,6 @@
-"""The typer application: `run` and `check`; the inspection commands live in inspect.py."""
+"""The typer application, whole: the commands that run or check a flow (`run`, `resume`, `check`,
+`package`, `output-dot`/`output-raw`), the options before any command, and, imported at the end, the
+modules that register the other commands (inspect, cards, dump, ui, verify) on the same `app`."""
 
 from __future__ import annotations
 
@@ -7,84 +9,17 @@ import enum
 import os
 import signal
 import sys
-import traceback
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from aflow.cli.common import FlowFile, app, guarded, load_flow, set_debug
 from aflow.cli.options import Datastore, DatastoreRoot
-from aflow.exception import AflowException, DamagedRecordWarning, FlowDefinitionError
 from aflow.flowspec import FlowSpec
 from aflow.triggers import SCHEDULERS
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Run Metaflow-style flows on an asyncio engine.",
-    pretty_exceptions_enable=False,
-    # Plain click help: with Rich markup on, help text such as RUN_ID/STEP[/TASK_ID] is parsed as
-    # markup tags and --help crashes (typer 0.20-0.29 with rich installed).
-    rich_markup_mode=None,
-)
-
-_preloaded: dict[str, type[FlowSpec]] = {}
-_debug = False
-
-FlowFile = Annotated[Path, typer.Argument(help="The flow file (a .py file defining a FlowSpec).")]
-
-
-def preload(file: str, flow_cls: type[FlowSpec]) -> None:
-    """The flow class of a file that is already running (`python flow.py ...`)."""
-    _preloaded[os.path.abspath(file)] = flow_cls
-
-
-def _load(file: Path) -> type[FlowSpec]:
-    path = os.path.abspath(file)
-    if path in _preloaded:
-        return _preloaded[path]
-    from aflow.engine.flow_loader import load_flow_file
-
-    return load_flow_file(path)
-
-
-def _fail(e: BaseException) -> None:
-    if _debug:
-        traceback.print_exception(e)
-    hint = "" if _debug else " (run with --debug for the traceback)"
-    if isinstance(e, FlowDefinitionError):
-        typer.echo(f"{e.headline}:", err=True)
-        for problem in e.problems:
-            typer.echo(f"  {problem}", err=True)
-    elif isinstance(e, AflowException):
-        typer.echo(f"{e.headline}: {e}", err=True)
-    else:
-        typer.echo(f"error: {type(e).__name__}: {e}{hint}", err=True)
-    raise typer.Exit(1)
-
-
-def _format_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> str:
-    if issubclass(category, DamagedRecordWarning):
-        return f"warning: {message}\n"  # aflow's own: the message says it all, no source line
-    return _python_format_warning(message, category, *args, **kwargs)
-
-
-_python_format_warning = warnings.formatwarning
-warnings.formatwarning = _format_warning
-
-
-def _guarded(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except (typer.Exit, typer.Abort, SystemExit):
-        raise
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise typer.Exit(130) from None
-    except Exception as e:
-        _fail(e)
+__all__ = ["app"]  # the whole application, every command registered on it
 
 
 class EnvironmentKind(enum.StrEnum):
@@ -94,9 +29,9 @@ class EnvironmentKind(enum.StrEnum):
 
 def _print_version(asked: bool) -> None:
     if asked:
-        import aflow
+        from aflow.about import VERSION
 
-        typer.echo(f"aflow {aflow.__version__} (Python {sys.version.split()[0]}, {sys.executable})")
+        typer.echo(f"aflow {VERSION} (Python {sys.version.split()[0]}, {sys.executable})")
         raise typer.Exit()
 
 
@@ -117,8 +52,7 @@ def _options(
         ),
     ] = None,
 ) -> None:
-    global _debug
-    _debug = debug
+    set_debug(debug)
 
 
 MaxWorkers = Annotated[int, typer.Option(help="How many tasks may run at once.")]
@@ -175,16 +109,16 @@ def run(
     production: Production = False,
 ) -> None:
     wants_help = any(a in ("--help", "-h") for a in ctx.args)
-    if flow_file is not None and str(flow_file) in ("--help", "-h"):
-        flow_file, wants_help = None, True  # `aflow run --help`: no flow named
-    if flow_file is None or wants_help:
-        _run_help(ctx, flow_file, wants_help)
+    named: Path | None = flow_file
+    if str(flow_file) in ("--help", "-h"):
+        named, wants_help = None, True  # `aflow run --help`: no flow named
+    if named is None or wants_help:
+        _run_help(ctx, named, wants_help)
         return
 
     def go() -> None:
         from aflow.cli.flow_args import parse_flow_args, split_config_args
 
-        assert flow_file is not None
         flow_cls = _load_for_run(flow_file)
         rest, config_files, config_values = split_config_args(flow_cls, list(ctx.args))
         params = parse_flow_args(flow_cls, rest)
@@ -194,7 +128,7 @@ def run(
         if _run_blocking(flow_cls, params, options, run_id_file, quiet) != "done":
             raise typer.Exit(1)
 
-    _guarded(go)
+    guarded(go)
 
 
 RESUME_HELP = """Resume a run: reuse what it finished, run the rest (or from STEP on).
@@ -242,7 +176,7 @@ def resume(
         if _run_blocking(flow_cls, {}, options, run_id_file, quiet) != "done":
             raise typer.Exit(1)
 
-    _guarded(go)
+    guarded(go)
 
 
 def _default_origin(flow: str, datastore: str | None, datastore_root: str | None) -> str | None:
@@ -250,7 +184,7 @@ def _default_origin(flow: str, datastore: str | None, datastore_root: str | None
     import anyio
 
     from aflow.engine.resume import latest_run_id
-    from aflow.stores.base import open_store
+    from aflow.stores.factory import open_store
 
     async def find() -> str | None:
         store = open_store(datastore, datastore_root)
@@ -273,7 +207,7 @@ def _load_for_run(flow_file: Path) -> type[FlowSpec]:
     from aflow.backends.local import prestart
 
     prestart(str(flow_file))  # the task launcher warms up while we load and check the flow
-    return _load(flow_file)
+    return load_flow(flow_file)
 
 
 def _options_of(
@@ -305,11 +239,11 @@ def _run_help(ctx: typer.Context, flow_file: Path | None, asked: bool) -> None:
     def go() -> None:
         from aflow.cli.flow_args import describe_parameters
 
-        flow_cls = _load(flow_file)
+        flow_cls = load_flow(flow_file)
         listing = describe_parameters(flow_cls)
         typer.echo(f"\nParameters of {flow_cls.__name__}:\n{listing or '  (none)'}")
 
-    _guarded(go)
+    guarded(go)
 
 
 def _run_blocking(
@@ -400,11 +334,11 @@ def check(flow_file: FlowFile) -> None:
     def go() -> None:
         from aflow.graph import graph_for
 
-        flow_cls = _load(flow_file)
+        flow_cls = load_flow(flow_file)
         graph = graph_for(flow_cls).check()
         typer.echo(f"{flow_cls.__name__}: {len(graph.nodes)} steps, graph is valid.")
 
-    _guarded(go)
+    guarded(go)
 
 
 @app.command(help="Show what the flow's code package holds (what remote steps will get).")
@@ -422,7 +356,7 @@ def package(
     def go() -> None:
         from aflow.engine.packaging import WHY_AFLOW, build_package, env_patterns
 
-        _load(flow_file)
+        load_flow(flow_file)
         built = build_package(
             flow_file,
             [*env_patterns("AFLOW_PACKAGE_INCLUDE"), *(include or [])],
@@ -450,7 +384,7 @@ def package(
         for warning in built.warnings:
             typer.echo(f"warning: {warning}", err=True)
 
-    _guarded(go)
+    guarded(go)
 
 
 @app.command("output-dot", help="Print the flow's graph in graphviz dot (Metaflow's output-dot).")
@@ -459,10 +393,10 @@ def output_dot(flow_file: FlowFile) -> None:
         from aflow.cli.inspect import GraphFormat, render_graph
         from aflow.graph import graph_for
 
-        flow_cls = _load(flow_file)
+        flow_cls = load_flow(flow_file)
         typer.echo(render_graph(flow_cls.__name__, graph_for(flow_cls).to_dict(), GraphFormat.dot))
 
-    _guarded(go)
+    guarded(go)
 
 
 @app.command("output-raw", help="Print the flow's graph as JSON (Metaflow's output-raw).")
@@ -472,10 +406,10 @@ def output_raw(flow_file: FlowFile) -> None:
 
         from aflow.graph import graph_for
 
-        flow_cls = _load(flow_file)
+        flow_cls = load_flow(flow_file)
         typer.echo(json.dumps(graph_for(flow_cls).to_dict(), indent=2, default=str))
 
-    _guarded(go)
+    guarded(go)
 
 
 def _no_scheduler(command: str) -> None:
@@ -498,8 +432,9 @@ def _no_scheduler(command: str) -> None:
 for _command in SCHEDULERS:
     _no_scheduler(_command)
 
-# Inspection commands register themselves on `app`.
+# The other commands register themselves on `app` (from cli/common.py) when imported.
 from aflow.cli import cards as _cards  # noqa: E402, F401
+from aflow.cli import doctor as _doctor  # noqa: E402, F401
 from aflow.cli import dump as _dump  # noqa: E402, F401
 from aflow.cli import inspect as _inspect  # noqa: E402, F401
 from aflow.cli import ui as _ui  # noqa: E402, F401

@@ -21,9 +21,9 @@ import typer
 
 from aflow.cards.client import find_cards, open_in_browser
 from aflow.cards.storage import CardRef, read_data, read_html
-from aflow.cli.app import app
-from aflow.cli.inspect import Target, _flow_of, _run, _run_async, _store
+from aflow.cli.common import app
 from aflow.cli.options import Datastore, DatastoreRoot
+from aflow.cli.reading import Target, command_store, find_run, flow_of, run_async
 from aflow.client.core import AsyncFlow, AsyncTask
 from aflow.exception import AflowException, AflowNotFound
 from aflow.stores.base import ObjectStore
@@ -59,7 +59,7 @@ def _split(target: str, pathspec: str | None) -> tuple[str, str]:
         return flow, rest
     if pathspec is None:
         raise AflowException("which task? give FLOW RUN_ID/STEP/TASK_ID (or Flow/RUN_ID/STEP/TASK_ID)")
-    return _flow_of(target)[0], pathspec
+    return flow_of(target)[0], pathspec
 
 
 async def _owner(store: ObjectStore, run_id: str) -> str:
@@ -80,7 +80,7 @@ async def _task(store: ObjectStore, flow: str, pathspec: str, attempt: int | Non
         parts = ["latest", *parts]
     if len(parts) not in (2, 3) or not all(parts):
         raise AflowException(f"expected RUN_ID/STEP/TASK_ID, RUN_ID/STEP or STEP, got '{pathspec}'")
-    run = await _run(store, flow, parts[0])
+    run = await find_run(store, flow, parts[0])
     step = await run.step(parts[1])
     if len(parts) == 3:
         task = await step.task(parts[2])
@@ -98,7 +98,7 @@ async def _cards(
     target: str, pathspec: str | None, card_id: str | None, card_type: str | None,
     attempt: int | None, datastore: str | None, datastore_root: str | None,
 ) -> tuple[ObjectStore, AsyncTask, list[CardRef]]:  # fmt: skip
-    store = _store(datastore, datastore_root)
+    store = command_store(datastore, datastore_root)
     flow, rest = _split(target, pathspec)
     task = await _task(store, flow, rest, attempt)
     refs = await find_cards(task, card_id, card_type)
@@ -144,7 +144,7 @@ def view(
         if not no_browser and not open_in_browser(str(path)):
             typer.echo("no browser to open here: open the file above in one", err=True)
 
-    _run_async(go)
+    run_async(go)
 
 
 @card_app.command(help="Write a task's card (one self-contained HTML file) to FILE, or to stdout.")
@@ -176,7 +176,7 @@ def get(
             await anyio.Path(file).write_text(html, encoding="utf-8")
             typer.echo(file)
 
-    _run_async(go)
+    run_async(go)
 
 
 @card_app.command("list", help="List a task's cards (or every card of a run, given RUN_ID).")
@@ -190,15 +190,15 @@ def list_cards_command(
     datastore_root: DatastoreRoot = None,
 ) -> None:
     async def go() -> None:
-        store = _store(datastore, datastore_root)
+        store = command_store(datastore, datastore_root)
         flow, rest = (
             _split(target, pathspec) if pathspec or _is_pathspec(target) else (target, "latest")
         )
         if "/" in rest.strip("/"):
             tasks = [await _task(store, flow, rest, None)]
         else:  # a whole run: every task of every step
-            flow = _flow_of(flow)[0] if pathspec is None else flow
-            run = await _run(store, flow, rest)
+            flow = flow_of(flow)[0] if pathspec is None else flow
+            run = await find_run(store, flow, rest)
             tasks = [t for s in await run.steps() for t in await s.tasks()]
         found = []
         for t in tasks:
@@ -219,4 +219,4 @@ def list_cards_command(
             state = "" if data.get("final") else "  (updating: the task is running)"
             typer.echo(f"{ref.pathspec}  {_describe(ref)}{state}")
 
-    _run_async(go)
+    run_async(go)

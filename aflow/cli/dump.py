@@ -10,11 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-from aflow.cli.app import app
-from aflow.cli.inspect import Target, _flow_of, _run, _run_async, _split_full, _store
+from aflow.cli.common import app
 from aflow.cli.options import Datastore, DatastoreRoot
+from aflow.cli.reading import Target, command_store, find_step, run_async
 from aflow.client.core import AsyncTask
-from aflow.exception import AflowException
 from aflow.stores.transfer import gather
 
 
@@ -48,14 +47,8 @@ def dump(
     wanted = {n for n in include.split(",") if n}
 
     async def go() -> None:
-        store = _store(datastore, datastore_root)
-        flow, rest = (_flow_of(target)[0], pathspec) if pathspec else _split_full(target)
-        parts = rest.strip("/").split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise AflowException(f"expected RUN_ID/STEP or RUN_ID/STEP/TASK_ID, got '{rest}'")
-        run = await _run(store, flow, parts[0])
-        step = await run.step(parts[1])
-        one = await step.task(parts[2]) if len(parts) == 3 else None
+        store = command_store(datastore, datastore_root)
+        run, step, one = await find_step(store, target, pathspec)
         tasks = [one] if one else await step.tasks()
         written: dict[str, dict[str, Any]] = {}
         for task in tasks:
@@ -74,7 +67,7 @@ def dump(
             if not quiet:
                 typer.echo(f"Artifacts written to {file}", err=True)
 
-    _run_async(go)
+    run_async(go)
 
 
 async def _artifacts(

@@ -8,15 +8,12 @@ can cause (an unknown flow, run, step or task, an empty store) are one line on s
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import math
-import os
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -25,18 +22,27 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from aflow.cli.app import _guarded, _load, app
+from aflow.cli.common import app
 from aflow.cli.options import Datastore, DatastoreRoot
+from aflow.cli.reading import (
+    Target,
+    command_store,
+    existing_flow,
+    find_run,
+    find_step,
+    flow_of,
+    name_damaged,
+    run_async,
+)
 from aflow.client import core
 from aflow.client.core import AsyncFlow, AsyncRun, AsyncStep, AsyncTask, LogLine
-from aflow.exception import AflowException, AflowNotFound, DamagedData
-from aflow.stores.base import ObjectStore, open_store
+from aflow.exception import AflowNotFound
 from aflow.stores.records import RunRecord, TaskRecord
+from aflow.stores.transfer import gather
 
 list_app = typer.Typer(help="List what the store holds.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(list_app, name="list")
 
-Target = Annotated[str, typer.Argument(metavar="FLOW", help="The flow: its file (flow.py) or its name.")]
 _STATUS_STYLE = {"done": "green", "failed": "red", "running": "yellow", "dead": "magenta"}
 _POLL_SECONDS = 0.5
 
@@ -53,51 +59,6 @@ class GraphFormat(StrEnum):
 def _console() -> Console:
     wide = None if sys.stdout.isatty() else 200  # piped: no wrapping at 80 columns
     return Console(width=wide, highlight=False, soft_wrap=wide is not None)
-
-
-def _flow_of(target: str) -> tuple[str, type | None]:
-    """A flow file (loaded) or a bare flow name."""
-    if target.endswith(".py") or os.path.sep in target or os.path.isfile(target):
-        flow_cls = _load(Path(target))
-        return flow_cls.__name__, flow_cls
-    if not target.isidentifier():
-        raise AflowException(f"'{target}' is neither a flow file nor a flow name")
-    return target, None
-
-
-_opened: list[ObjectStore] = []
-
-
-def _store(datastore: str | None, datastore_root: str | None) -> ObjectStore:
-    core.namespace(None)  # the commands show every run in the store
-    # Skipped damaged records are named by _name_damaged, once, after the command's output.
-    warnings.simplefilter("ignore", core.DamagedRecordWarning)
-    store = open_store(datastore, datastore_root)
-    _opened.append(store)  # closed by _run_async, on the loop that used it
-    return store
-
-
-async def _existing_flow(store: ObjectStore, name: str) -> AsyncFlow:
-    return await AsyncFlow(name, store=store).check_exists()
-
-
-async def _run(store: ObjectStore, flow: str, run_id: str) -> AsyncRun:
-    found = await _existing_flow(store, flow)
-    run = await found.run(run_id)
-    _name_damaged(found.damaged)  # `latest` skipped them
-    return run
-
-
-def _name_damaged(damaged: Sequence[DamagedData]) -> None:
-    """Name each damaged record a listing skipped, on stderr, and say what to do."""
-    for e in damaged:
-        typer.echo(f"skipped a damaged record: {e.path} ({e.reason})", err=True)
-    if damaged:
-        typer.echo(
-            "`aflow verify --quarantine` moves damaged records aside; resume redoes a task whose "
-            "record was damaged",
-            err=True,
-        )
 
 
 def _when(seconds: float | None) -> str:
@@ -133,18 +94,6 @@ def _status(status: str) -> Text:
     return Text(status, style=_STATUS_STYLE.get(status, "dim"))
 
 
-def _run_async(fn: Any, *args: Any) -> Any:
-    async def main() -> Any:
-        try:
-            return await fn(*args)
-        finally:
-            while _opened:
-                with contextlib.suppress(Exception):
-                    await _opened.pop().aclose()
-
-    return _guarded(lambda: anyio.run(main))
-
-
 # -- list runs ------------------------------------------------------------------------------------
 
 
@@ -164,9 +113,9 @@ def list_runs(
     datastore_root: DatastoreRoot = None,
 ) -> None:
     async def go() -> None:
-        store = _store(datastore, datastore_root)
-        name = flow or (_flow_of(target)[0] if target else None)
-        flows = [await _existing_flow(store, name)] if name else await AsyncFlow.list(store=store)
+        store = command_store(datastore, datastore_root)
+        name = flow or (flow_of(target)[0] if target else None)
+        flows = [await existing_flow(store, name)] if name else await AsyncFlow.list(store=store)
         if not flows:
             await AsyncFlow("_", store=store).check_exists()  # says the store is empty
         found: list[tuple[str, AsyncRun]] = []
@@ -178,9 +127,9 @@ def list_runs(
         found.sort(key=lambda pair: core.id_order(pair[0]), reverse=True)
         shown = [r for _, r in found[: max(limit, 0)]]
         await _print_runs(shown, many_flows=name is None, total=total)
-        _name_damaged([e for f in flows for e in f.damaged])
+        name_damaged([e for f in flows for e in f.damaged])
 
-    _run_async(go)
+    run_async(go)
 
 
 async def _print_runs(runs: Sequence[AsyncRun], many_flows: bool, total: int) -> None:
@@ -226,22 +175,22 @@ def show(
     datastore_root: DatastoreRoot = None,
 ) -> None:
     async def go() -> None:
-        store = _store(datastore, datastore_root)
-        name, flow_cls = _flow_of(target)
+        store = command_store(datastore, datastore_root)
+        name, flow_cls = flow_of(target)
         if run_id is None and flow_cls is not None:
             from aflow.graph import graph_for
 
             typer.echo(render_graph(name, graph_for(flow_cls).check().to_dict(), fmt))
             return
-        run = await _run(store, name, run_id or "latest")
+        run = await find_run(store, name, run_id or "latest")
         record = await run.record()
         if graph or run_id is None:
             typer.echo(render_graph(name, record.graph, fmt))
         else:
             await _print_run(run)
-            _name_damaged(run.damaged)
+            name_damaged(run.damaged)
 
-    _run_async(go)
+    run_async(go)
 
 
 def render_graph(name: str, graph: dict[str, Any], fmt: GraphFormat) -> str:
@@ -311,7 +260,7 @@ async def _print_run(run: AsyncRun) -> None:
     if record.error:
         console.print(f"error: {record.error.get('message', '')}", style="red")
     steps = await run.steps()
-    per_step = await core.gather([s.records for s in steps])
+    per_step = await gather([s.records for s in steps])
     table = Table(box=None, header_style="bold", pad_edge=False, title_justify="left")
     for column in ("Step", "Tasks", "Done", "Failed", "Stopped", "Wall time", "Slowest task", "Failure"):
         table.add_column(column, no_wrap=column != "Failure")
@@ -399,14 +348,8 @@ def logs(
     stream = None if both else "stderr" if stderr else "stdout"
 
     async def go() -> None:
-        store = _store(datastore, datastore_root)
-        flow, rest = (_flow_of(target)[0], pathspec) if pathspec else _split_full(target)
-        parts = rest.strip("/").split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise AflowException(f"expected RUN_ID/STEP or RUN_ID/STEP/TASK_ID, got '{rest}'")
-        run = await _run(store, flow, parts[0])
-        step = await run.step(parts[1])
-        one = await step.task(parts[2]) if len(parts) == 3 else None
+        store = command_store(datastore, datastore_root)
+        run, step, one = await find_step(store, target, pathspec)
         printer = _LogPrinter(stream, timestamps)
         if follow:
             await _follow(run, step, one, attempt, printer)
@@ -418,7 +361,7 @@ def logs(
                 f"{step.pathspec}{'/' + one.id if one else ''}: nothing saved on {what}", err=True
             )
 
-    _run_async(go)
+    run_async(go)
 
 
 async def _print_saved(
@@ -430,19 +373,9 @@ async def _print_saved(
         have = ", ".join(map(str, await one.attempts())) or "none"
         raise AflowNotFound(f"task {one.pathspec} has no attempt {attempt} (its attempts: {have})")
     stream = printer.stream
-    logs = await core.gather([lambda t=t: t.at_attempt(attempt).log(stream) for t in tasks])
+    logs = await gather([functools.partial(t.at_attempt(attempt).log, stream) for t in tasks])
     for task, lines in zip(tasks, logs, strict=True):
         printer.print(task, lines, prefixed=len(tasks) > 1)
-
-
-def _split_full(target: str) -> tuple[str, str]:
-    parts = target.strip("/").split("/")
-    if len(parts) not in (3, 4):
-        raise AflowException(
-            "which run and step? give FLOW RUN_ID/STEP[/TASK_ID] or Flow/RUN_ID/STEP[/TASK_ID], "
-            f"got '{target}'"
-        )
-    return parts[0], "/".join(parts[1:])
 
 
 class _LogPrinter:

@@ -68,7 +68,7 @@ class RunPrinter:
         tracked = None
         if isinstance(event, ev.TaskStarted | ev.TaskFinished | ev.TaskFailed | ev.TaskStopped):
             tracked = self._steps.get(self._step(event.pathspec))
-        if isinstance(event, ev.LogLine):
+        if isinstance(event, ev.OutputLine):
             stream = self.out if event.stream == "stdout" else self.err
             self._print(f"{self._dim}[{self._short(event.pathspec)}]{self._off} {event.line}", stream)
         elif isinstance(event, ev.TaskFailed):

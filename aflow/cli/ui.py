@@ -18,9 +18,9 @@ from typing import Annotated
 
 import typer
 
-from aflow.cli.app import _guarded, app
-from aflow.cli.inspect import _flow_of
+from aflow.cli.common import app, guarded
 from aflow.cli.options import Datastore, DatastoreRoot
+from aflow.cli.reading import flow_of
 from aflow.exception import AflowException
 from aflow.ui import DEFAULT_HOST, DEFAULT_PORT
 
@@ -73,7 +73,7 @@ def ui(
             from aflow.install_hint import needs_extra
 
             raise UIError(f"{needs_extra('aflow ui', 'ui')} ({e})") from None
-        from aflow.stores.base import open_store
+        from aflow.stores.factory import open_store
 
         if not _is_loopback(host):
             if not allow_remote:
@@ -87,7 +87,7 @@ def ui(
                 err=True,
             )
         # `python flow.py ui` names its flow: the printed address opens on that flow's runs.
-        start = f"?flow={_flow_of(target)[0]}" if target else ""
+        start = f"?flow={flow_of(target)[0]}" if target else ""
         store = open_store(datastore, datastore_root)
         sock = _bind(host, port)
         shown = f"[{host}]" if ":" in host else host
@@ -101,7 +101,7 @@ def ui(
         )
         uvicorn.Server(config).run(sockets=[sock])
 
-    _guarded(go)
+    guarded(go)
 
 
 def _is_loopback(host: str) -> bool:

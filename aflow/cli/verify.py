@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from aflow.cli.app import app
-from aflow.cli.inspect import _flow_of, _run_async, _store
+from aflow.cli.common import app
 from aflow.cli.options import Datastore, DatastoreRoot
+from aflow.cli.reading import command_store, flow_of, run_async
 from aflow.stores.verify import Finding, verify_store
 
 
@@ -54,11 +54,11 @@ def verify(
     datastore_root: DatastoreRoot = None,
 ) -> None:
     async def go() -> bool:
-        store = _store(datastore, datastore_root)
+        store = command_store(datastore, datastore_root)
         flow = run_id = None
         if target:
             head, run_id = _split(target)
-            flow = _flow_of(head)[0]
+            flow = flow_of(head)[0]
         report = await verify_store(store, flow, run_id or None, quarantine, _say)
         bad = [f for f in report.findings if f.kind != "incomplete"]
         typer.echo(
@@ -70,5 +70,5 @@ def verify(
             typer.echo("`aflow verify --quarantine` moves damaged files aside", err=True)
         return report.ok
 
-    if not _run_async(go):
+    if not run_async(go):
         raise typer.Exit(1)

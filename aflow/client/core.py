@@ -37,7 +37,8 @@ from aflow.exception import (
 )
 from aflow.frames import Frame
 from aflow.stores import artifacts as art
-from aflow.stores.base import Buffer, NotFound, ObjectStore, default_datastore, open_store, store_path
+from aflow.stores.base import Buffer, NotFound, ObjectStore, store_path
+from aflow.stores.factory import default_datastore, open_store
 from aflow.stores.records import (
     RunLiveness,
     RunRecord,

@@ -32,12 +32,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import aflow
-from aflow.backends.remote import dist_name, requirements_for
+from aflow.about import PACKAGE_DIR
 from aflow.exception import AflowException
+from aflow.requirements import dist_name, requirements_for
 
 KINDS = ("pypi", "conda")
-REMOTE_TARGET = os.environ.get("AFLOW_REMOTE_PLATFORM") or "linux-x86_64"
 # pip's platform tags for a container of each target
 REMOTE_PLATFORMS = {
     "linux-x86_64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64", "linux_x86_64"),
@@ -50,6 +49,23 @@ LOCK_NAME = "aflow-lock.txt"
 
 class EnvironmentSetupError(AflowException):
     """A step's environment cannot be made; the message says which step and why."""
+
+
+@dataclass(frozen=True)
+class EnvironmentSettings:
+    """Where environments are made (AFLOW_ENV_CACHE) and the platform a remote step's lock is
+    resolved for (AFLOW_REMOTE_PLATFORM), read when they are needed, never at import."""
+
+    cache: Path
+    remote_platform: str = "linux-x86_64"
+
+    @classmethod
+    def from_env(cls) -> EnvironmentSettings:
+        cache = os.environ.get("AFLOW_ENV_CACHE")
+        return cls(
+            Path(cache) if cache else Path.home() / ".cache" / "aflow" / "envs",
+            os.environ.get("AFLOW_REMOTE_PLATFORM") or cls.remote_platform,
+        )
 
 
 @dataclass(frozen=True)
@@ -158,14 +174,13 @@ def env_spec(
 
 
 def cache_root() -> Path:
-    root = os.environ.get("AFLOW_ENV_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "aflow" / "envs"
+    return EnvironmentSettings.from_env().cache
 
 
 def aflow_path() -> str:
     """A folder holding only aflow (a link to this one), for a task's path: putting aflow's parent
     there instead would also expose whatever else is installed beside it."""
-    source = Path(aflow.__file__).resolve().parent
+    source = PACKAGE_DIR
     folder = cache_root() / "aflow-src" / hashlib.sha256(str(source).encode()).hexdigest()[:12]
     link = folder / "aflow"
     if not link.exists():
@@ -322,10 +337,13 @@ async def prepare(
     from aflow.decorators import compute_of
     from aflow.stores.base import NotFound
 
+    if not any(kind in own for own in decorators.values() for kind in KINDS):
+        return {}  # no step asks for one: aflow's own requirements need not even be read
+    settings = EnvironmentSettings.from_env()
     runtime = runtime_pins(requirements_for(datastore))
     wanted: dict[EnvSpec, list[str]] = {}
     for step, own in decorators.items():
-        target = REMOTE_TARGET if compute_of(step, own) else None
+        target = settings.remote_platform if compute_of(step, own) else None
         spec = env_spec(step, own, runtime, target)
         if spec is not None:
             wanted.setdefault(spec, []).append(step)
@@ -338,7 +356,7 @@ async def prepare(
         except NotFound:
             stored = None
         started = time.monotonic()
-        if stored is None and not (cache_root() / spec.key / READY).exists():
+        if stored is None and not (settings.cache / spec.key / READY).exists():
             print(f"aflow: making {spec.describe()} for {', '.join(steps)} ...", file=sys.stderr)
         resolved, lock, made = await anyio.to_thread.run_sync(ensure, spec, stored, steps)
         if made:

@@ -64,7 +64,9 @@ class ForeachStarted:
 
 
 @dataclass(frozen=True)
-class LogLine:
+class OutputLine:
+    """One line a task printed (the client's `LogLine` is a saved line read back from the store)."""
+
     pathspec: str
     stream: str  # stdout | stderr
     line: str
@@ -89,7 +91,7 @@ Event = (
     | TaskFailed
     | TaskStopped
     | ForeachStarted
-    | LogLine
+    | OutputLine
     | RunFinished
 )
 

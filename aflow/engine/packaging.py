@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aflow
+from aflow.about import PACKAGE_DIR
 
 MiB = 1 << 20
 DEFAULT_MAX_FILE_SIZE = 10 * MiB
@@ -173,7 +173,7 @@ def _local_modules(flow_path: Path, root: Path) -> Iterator[tuple[str, Path]]:
     library, installed packages or aflow): (archive name, file). A module inside the flow's folder
     keeps its place there; one from elsewhere on the path goes in under its dotted name."""
     libraries = [lib + os.sep for lib in library_roots()]
-    aflow_dir = os.path.realpath(os.path.dirname(aflow.__file__)) + os.sep
+    aflow_dir = str(PACKAGE_DIR) + os.sep
     inside = str(root) + os.sep
     seen: set[str] = set()
     todo: list[tuple[Path, str | None]] = [(flow_path, None)]
@@ -301,7 +301,7 @@ def build_package(
             continue
         take(relative, path, f"{WHY_INCLUDED} ({pattern})")
     own_size = sum(p.stat().st_size for p in chosen.values())
-    aflow_root = Path(aflow.__file__).resolve().parent
+    aflow_root = PACKAGE_DIR
     for path in _walk(aflow_root):
         inside = path.relative_to(aflow_root).as_posix()
         # With the card renderer and its chart libraries: a remote task renders its cards' HTML.

@@ -38,7 +38,9 @@ def first_interval(fan_out: int) -> float:
 class OutputKeeper:
     """Captures fds 1 and 2 until close(); saves to `key` now and then and at close()."""
 
-    def __init__(self, store: BlockingObjectStore, key: str, fan_out: int = 1) -> None:
+    def __init__(
+        self, store: BlockingObjectStore, key: str, fan_out: int = 1, boot_notes: str | None = None
+    ) -> None:
         self.store, self.key = store, key
         self.interval = first_interval(fan_out)
         self._lines: list[bytes] = []
@@ -48,9 +50,8 @@ class OutputKeeper:
         self._stop = threading.Event()
         self._originals: dict[int, int] = {}
         self._readers: list[threading.Thread] = []
-        notes = os.environ.get("AFLOW_BOOT_NOTES")
-        if notes and os.path.exists(notes):  # what the bootstrap printed before we started
-            with open(notes, "rb") as f:
+        if boot_notes and os.path.exists(boot_notes):  # what the bootstrap printed before we began
+            with open(boot_notes, "rb") as f:
                 self._keep("stdout", f.read().splitlines())
         for fd, stream in ((1, "stdout"), (2, "stderr")):
             sys.stdout.flush() if fd == 1 else sys.stderr.flush()

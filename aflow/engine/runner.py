@@ -27,21 +27,23 @@ from aflow.backends.router import StepRouter, check_remote, remote_steps
 from aflow.client import Run
 from aflow.client.core import AsyncRun, current_user
 from aflow.client.tags import fold_changed_tags
-from aflow.config import activate, read_configs
+from aflow.config import read_configs
 from aflow.decorators import step_decorators
 from aflow.engine import environments
 from aflow.engine.events import Event, EventBus, RunFinished, RunStarted
 from aflow.engine.flow_loader import FlowRef
 from aflow.engine.resume import ResumeOrigin, origin_configs, origin_params
 from aflow.engine.scheduler import RunContext, Scheduler
-from aflow.exception import AflowException, ParameterError, TaskFailed, first_error
+from aflow.exception import AflowException, ParameterError, TaskFailedError, first_error
 from aflow.flowspec import FlowSpec
 from aflow.graph import FlowGraph, graph_for
 from aflow.mutators import apply_mutators
 from aflow.parameters import IncludeFile, flow_parameters
 from aflow.projects import project_info, project_tags
+from aflow.run_configs import activate
 from aflow.stores import artifacts as art
-from aflow.stores.base import REMOTE, ObjectStore, default_datastore, open_store
+from aflow.stores.base import ObjectStore
+from aflow.stores.factory import REMOTE, default_datastore, open_store
 from aflow.stores.records import HEARTBEAT_SECONDS, RunRecord, run_record_key
 from aflow.stores.values import save_values
 from aflow.triggers import recorded_triggers
@@ -329,7 +331,7 @@ async def _drive(handle: RunningFlow, plan: RunPlan, bus: EventBus) -> None:
             try:
                 await scheduler.run()
                 record.status = "done"
-            except TaskFailed as e:
+            except TaskFailedError as e:
                 record.status = "failed"
                 record.error = {
                     "task": e.pathspec,

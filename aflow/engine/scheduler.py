@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import anyio
 import msgpack
 
-from aflow.backends.base import Backend, TaskSpec
+from aflow.backends.base import Backend
 from aflow.backends.errors import PlatformError
 from aflow.engine.events import (
     EventBus,
@@ -35,8 +35,8 @@ from aflow.engine.events import (
 )
 from aflow.engine.step_settings import StepSettings
 from aflow.engine.task_logs import LogFlusher, TaskLog
-from aflow.exception import TaskFailed as TaskFailedError
-from aflow.exception import TaskKilled, qualified_name
+from aflow.engine.wire import TaskSpec
+from aflow.exception import TaskFailedError, TaskKilled, qualified_name
 from aflow.frames import Frame
 from aflow.graph import FlowGraph
 from aflow.stores.artifacts import ArtifactRef, blob_key
@@ -111,8 +111,8 @@ class RunContext:
 
 class Scheduler:
     """Runs one run's graph to its end on a backend: `await run()` returns when the end step is
-    done and raises TaskFailed for the first task that failed (its siblings stopped). What a task
-    produced is read from its record in `store`; everything a user sees goes to `bus`."""
+    done and raises TaskFailedError for the first task that failed (its siblings stopped). What a
+    task produced is read from its record in `store`; everything a user sees goes to `bus`."""
 
     def __init__(
         self,
@@ -143,7 +143,7 @@ class Scheduler:
         self.logs = LogFlusher(store)
 
     async def run(self) -> None:
-        """Run the flow to its end; raises TaskFailed for the first task that failed."""
+        """Run the flow to its end; raises TaskFailedError for the first task that failed."""
         async with anyio.create_task_group() as background:
             background.start_soon(self.logs.run)
             try:
@@ -337,10 +337,8 @@ class Scheduler:
     async def _record_lost(self, spec: TaskSpec, why: str, started: float) -> None:
         """A failed record on behalf of a task that could not write its own, so the client's
         `task.exception` and `aflow show` can say what happened."""
-        record = TaskRecord(
-            flow=spec.flow_name, run_id=spec.run_id, step=spec.step, task_id=spec.task_id,
-            attempt=spec.attempt, status="failed", foreach_stack=spec.foreach_stack,
-            parents=spec.parents, parents_manifest=spec.parents_manifest,
+        record = TaskRecord.for_spec(
+            spec, status="failed",
             started_at=time.time() - (time.monotonic() - started), finished_at=time.time(),
             error={"type": TaskKilled.__name__, "class": qualified_name(TaskKilled), "message": why,
                    "traceback": ""},
@@ -376,15 +374,9 @@ class Scheduler:
     def _stopped_record(spec: TaskSpec) -> TaskRecord:
         now = time.time()
         message = "the engine stopped the task: its run was failing or cancelled"
-        return TaskRecord(
-            flow=spec.flow_name,
-            run_id=spec.run_id,
-            step=spec.step,
-            task_id=spec.task_id,
-            attempt=spec.attempt,
+        return TaskRecord.for_spec(
+            spec,
             status="stopped",
-            foreach_stack=spec.foreach_stack,
-            parents=spec.parents,
             started_at=now,
             finished_at=now,
             error={"type": "TaskStopped", "message": message, "traceback": ""},

@@ -14,7 +14,7 @@ import time
 
 import anyio.to_thread
 
-from aflow.engine.events import EventBus, LogLine
+from aflow.engine.events import EventBus, OutputLine
 from aflow.stores.base import ObjectStore
 from aflow.stores.log_format import log_line
 
@@ -40,7 +40,7 @@ class TaskLog:
             # Closed by save(). Past a megabyte a line costs a small write to the page cache.
             self._kept = tempfile.SpooledTemporaryFile(max_size=_SPILL_AT)  # noqa: SIM115
         self._kept.write(log_line(now, stream, text))
-        self.bus.emit(LogLine(self.pathspec, stream, text, now))
+        self.bus.emit(OutputLine(self.pathspec, stream, text, now))
         if self.flusher is not None:
             self.flusher.dirty.add(self)
 

@@ -24,10 +24,11 @@ from typing import Any
 import msgpack
 
 import aflow
-from aflow.backends.base import TaskSpec
 from aflow.cards.runtime import TaskCards
 from aflow.client import core as client_core
 from aflow.current import current
+from aflow.engine.task_settings import ContainerSettings, TaskSettings
+from aflow.engine.wire import TaskSpec
 from aflow.exception import (
     AflowException,
     CaughtException,
@@ -161,7 +162,7 @@ def _foreach_stack(
     return [(f.index, f.num_splits, _frame_item(store, flow, f)) for f in frames]
 
 
-class Task:
+class RunningTask:
     """The context a running step's flow instance talks to (see flowspec.TaskContext)."""
 
     def __init__(
@@ -470,20 +471,14 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
     """Run one attempt; returns the process exit code (0 when the record says done)."""
     signal.signal(signal.SIGTERM, _terminated)
     started = time.time()
-    record = TaskRecord(
-        flow=spec.flow_name,
-        run_id=spec.run_id,
-        step=spec.step,
-        task_id=spec.task_id,
-        attempt=spec.attempt,
-        foreach_stack=spec.foreach_stack,
-        parents=spec.parents,
-        parents_manifest=spec.parents_manifest,
+    settings = TaskSettings.from_env()
+    record = TaskRecord.for_spec(
+        spec,
         started_at=started,
         pid=os.getpid(),
-        backend=os.environ.get("AFLOW_BACKEND") or "local",
-        job_id=os.environ.get("AWS_BATCH_JOB_ID") or os.environ.get("AFLOW_POD_NAME"),
-        image=os.environ.get("AFLOW_IMAGE"),
+        backend=settings.backend,
+        job_id=settings.job_id,
+        image=settings.image,
         env_key=(spec.environment or {}).get("key"),
         python_version=platform.python_version(),
     )
@@ -498,7 +493,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
         tags=list(spec.tags),
         origin_run_id=spec.origin_run_id,
         parameter_names=list(spec.param_names),
-        tempdir=os.environ.get("AFLOW_TEMPDIR") or ".",
+        tempdir=settings.tempdir,
         **spec.current,
     )
     key = task_record_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
@@ -515,7 +510,7 @@ def run_task(spec: TaskSpec, store: BlockingObjectStore, flow_cls: type[FlowSpec
             from aflow.secret_providers import secret_environment
 
             os.environ.update(secret_environment(spec.decorators["secrets"], spec.step))
-        task = Task(spec, store, node, flow_cls)
+        task = RunningTask(spec, store, node, flow_cls)
         flow = flow_cls.__new__(flow_cls)
         flow.__dict__["_aflow_task"] = task
         catching = _catching(spec)
@@ -573,9 +568,10 @@ def main() -> int:
     With `--remote` (a container, after engine/bootstrap.py), the spec is one of a list in the
     store, picked by the index the platform gives an array job's child."""
     from aflow.engine.flow_loader import import_flow
-    from aflow.stores.base import open_blocking_store
+    from aflow.stores.factory import open_blocking_store
 
     remote = "--remote" in sys.argv[1:]
+    container = None
     if remote:
         # Before anything slow: as a container's PID 1, a SIGTERM without a handler is ignored.
         # The bootstrap blocked it across its exec: one sent meanwhile arrives now.
@@ -585,18 +581,18 @@ def main() -> int:
         except TaskTerminated as e:
             print(f"[aflow] {e}", file=sys.stderr)
             return 128 + signal.SIGTERM
-        env = os.environ
-        store = open_blocking_store(env["AFLOW_DATASTORE"], env["AFLOW_DATASTORE_ROOT"])
-        spec = remote_spec(store, env)
+        container = ContainerSettings.from_env()
+        store = open_blocking_store(container.datastore, container.datastore_root)
+        spec = remote_spec(store, container)
     else:
         spec = TaskSpec.unpack(sys.stdin.buffer.read())
         store = open_blocking_store(spec.datastore, spec.store_root)
     keeper = None
-    if remote and os.environ.get("AFLOW_SAVE_OUTPUT") == "1":
+    if container is not None and container.save_output:
         from aflow.engine.remote_output import OutputKeeper, output_key
 
         key = output_key(spec.flow_name, spec.run_id, spec.step, spec.task_id, spec.attempt)
-        keeper = OutputKeeper(store, key, int(os.environ.get("AFLOW_TASK_COUNT") or 1))
+        keeper = OutputKeeper(store, key, container.task_count, container.boot_notes)
     try:
         flow_cls = import_flow(
             spec.flow_name, spec.flow_module, spec.flow_file, spec.sys_path, by_file=remote
@@ -604,28 +600,23 @@ def main() -> int:
         code = run_task(spec, store, flow_cls)
         # A failure the record tells (the step raised) is not the platform's business: an exit
         # code other than 0 would make a Kubernetes Indexed Job stop its other tasks.
-        recorded_ok = os.environ.get("AFLOW_RECORDED_FAILURE_EXIT") == "0"
-        return 0 if remote and code == 1 and recorded_ok else code
+        recorded_ok = container is not None and container.recorded_failure_exits_zero
+        return 0 if recorded_ok and code == 1 else code
     finally:
         if keeper is not None:
             keeper.close()  # the task's output reaches the store before the job ends
-        getattr(store, "close", lambda: None)()
+        store.close()
 
 
-ARRAY_INDEX_VARS = ("AFLOW_TASK_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX", "JOB_COMPLETION_INDEX")
-
-
-def remote_spec(store: BlockingObjectStore, env: Any) -> TaskSpec:
+def remote_spec(store: BlockingObjectStore, container: ContainerSettings) -> TaskSpec:
     """This container's TaskSpec, with paths into the unpacked code package: only its own spec is
     read, however many the job has."""
     from aflow.backends.launch import read_spec
 
-    index = next((int(env[v]) for v in ARRAY_INDEX_VARS if env.get(v)), 0)
-    key = art.blob_key(env["AFLOW_FLOW_NAME"], env["AFLOW_TASK_SPECS"])
-    spec = TaskSpec.unpack(read_spec(store, key, index, int(env.get("AFLOW_TASK_COUNT") or 1)))
-    code_dir = env.get("AFLOW_CODE_DIR") or os.getcwd()
-    spec.flow_file = os.path.join(code_dir, spec.flow_file)
-    spec.sys_path = [code_dir]
+    key = art.blob_key(container.flow_name, container.task_specs)
+    spec = TaskSpec.unpack(read_spec(store, key, container.index, container.task_count))
+    spec.flow_file = os.path.join(container.code_dir, spec.flow_file)
+    spec.sys_path = [container.code_dir]
     return spec
 
 

@@ -135,7 +135,7 @@ def put_blob(
     the existing copy is hashed, and a damaged one is replaced by these (known good) bytes. A cloud
     object is written whole or not at all, checksummed on upload, and hashed on every read, so
     there its existence is enough."""
-    if getattr(store, "local", False):
+    if store.local:
         try:
             held = blob_problem(store.get(key), digest, size) is None
         except NotFound:
@@ -155,7 +155,7 @@ async def put_blob_async(
     store: ObjectStore, key: str, parts: list[Buffer], digest: str, size: int
 ) -> None:
     """put_blob for the engine: the local store's check and write run in a worker thread."""
-    if getattr(store, "local", False):
+    if store.local:
         await anyio.to_thread.run_sync(put_blob, store.blocking(), key, parts, digest, size)
     elif not await store.exists(key):
         await store.put(key, parts)

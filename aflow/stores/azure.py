@@ -41,7 +41,7 @@ from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ExponentialRetry
 
 from aflow.exception import DataStoreError, first_error
-from aflow.stores.base import BlockingObjectStore, Buffer, NotFound
+from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, StoreBase
 from aflow.stores.transfer import (
     TransferSettings,
     download_ranges,
@@ -149,7 +149,7 @@ def _connect() -> _Connection:
     return _Connection(service, credential, account_url)
 
 
-class AzureStore:
+class AzureStore(StoreBase):
     """Async access to one `az://CONTAINER/PREFIX` root."""
 
     def __init__(self, url: str) -> None:

@@ -1,4 +1,4 @@
-"""The object-store protocol every datastore implements (local, S3, Azure Blob, GCS), and opening one.
+"""The object-store protocol every datastore implements (local, S3, Azure Blob, GCS).
 
 A store holds bytes under slash-separated keys and nothing else: it knows no artifacts, records or
 runs. `put` is all-or-nothing: a reader sees the whole object or none of it. The async methods serve
@@ -8,14 +8,11 @@ user's (synchronous) step code and has no event loop of its own to await on.
 
 from __future__ import annotations
 
-import importlib
 import mmap
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from aflow.exception import AflowNotFound, DataStoreError
+from aflow.exception import AflowNotFound
 
 Buffer = bytes | bytearray | memoryview | mmap.mmap
 
@@ -35,6 +32,7 @@ def store_path(url: str, key: str) -> str:
 
 class BlockingObjectStore(Protocol):
     url: str
+    local: bool  # on this machine's disk: reading back what is stored is cheap
 
     def put(self, key: str, parts: Sequence[Buffer]) -> None: ...
     def get(self, key: str) -> Buffer: ...
@@ -42,11 +40,25 @@ class BlockingObjectStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
 
+    def close(self) -> None:
+        """Let go of what the store holds (a cloud store's event loop thread and clients)."""
+        ...
+
+
+class BlockingStoreBase:
+    """The parts of BlockingObjectStore a store may leave out: not local, nothing to close."""
+
+    local = False
+
+    def close(self) -> None:
+        pass
+
 
 class ObjectStore(Protocol):
     """Async access to one datastore root."""
 
     url: str
+    local: bool  # on this machine's disk: reading back what is stored is cheap
 
     async def put(self, key: str, parts: Sequence[Buffer]) -> None:
         """Store the concatenation of `parts` under `key`, atomically."""
@@ -75,72 +87,25 @@ class ObjectStore(Protocol):
         """Let go of clients and connections."""
         ...
 
+    async def presigned_url(self, key: str, seconds: int) -> str | None:
+        """A URL that reads `key` without credentials for `seconds`, or None where the store cannot
+        make one (how a container with only Python's standard library fetches the code package)."""
+        ...
 
-@dataclass(frozen=True)
-class RemoteKind:
-    """A cloud datastore: where its class lives, its URL scheme, its root's env var, its extra."""
-
-    module: str
-    cls: str
-    scheme: str
-    env: str
-    extra: str
-
-
-REMOTE = {
-    "s3": RemoteKind("aflow.stores.s3", "S3Store", "s3://", "AFLOW_DATASTORE_SYSROOT_S3", "aws"),
-    "azure": RemoteKind(
-        "aflow.stores.azure", "AzureStore", "az://", "AFLOW_DATASTORE_SYSROOT_AZURE", "azure"
-    ),
-    "gs": RemoteKind("aflow.stores.gcs", "GCSStore", "gs://", "AFLOW_DATASTORE_SYSROOT_GS", "gcp"),
-}
+    def prewarm(self) -> None:
+        """Load what opening a client loads (an SDK's models), without a request, thread or loop
+        left behind: called in the warm parent before it forks, so tasks do not each pay it."""
+        ...
 
 
-def default_datastore() -> str:
-    return os.environ.get("AFLOW_DEFAULT_DATASTORE") or "local"
+class StoreBase:
+    """The parts of ObjectStore a store may leave out: not local, no presigned URLs, nothing to
+    prewarm. A store subclasses it and overrides what it has."""
 
+    local = False
 
-def open_store(datastore: str | None, root: str | None) -> ObjectStore:
-    """The store for `--datastore` and `--datastore-root` (or the datastore's environment variable).
+    async def presigned_url(self, key: str, seconds: int) -> str | None:
+        return None
 
-    Opening touches no network: `await store.check()` says whether the store can be used.
-    """
-    datastore = datastore or default_datastore()
-    if datastore == "local":
-        from aflow.stores.local import LocalStore, default_local_root
-
-        return LocalStore(root or default_local_root())
-    kind = REMOTE.get(datastore)
-    if kind is None:
-        known = ", ".join(["local", *REMOTE])
-        raise DataStoreError(f"--datastore {datastore}: no such datastore (known: {known})")
-    root = root or os.environ.get(kind.env)
-    if not root:
-        raise DataStoreError(
-            f"--datastore {datastore} needs a root: pass --datastore-root {kind.scheme}BUCKET/PREFIX "
-            f"or set {kind.env}"
-        )
-    if not root.startswith(kind.scheme):
-        raise DataStoreError(
-            f"--datastore {datastore} takes a root like {kind.scheme}BUCKET/PREFIX, not {root!r}"
-        )
-    try:
-        module = importlib.import_module(kind.module)
-    except ImportError as e:
-        from aflow.install_hint import needs_extra
-
-        raise DataStoreError(f"{needs_extra(f'--datastore {datastore}', kind.extra)} ({e})") from None
-    store: ObjectStore = getattr(module, kind.cls)(root)
-    return store
-
-
-def open_blocking_store(datastore: str, root: str | None) -> BlockingObjectStore:
-    """The same store for a task process, synchronous. A cloud store runs on an event loop thread
-    of its own, started on first use (so the warm parent can open one before it forks)."""
-    if datastore == "local":
-        from aflow.stores.local import LocalFiles, default_local_root
-
-        return LocalFiles(root or default_local_root())
-    from aflow.stores.portal import PortalBlockingStore
-
-    return PortalBlockingStore(lambda: open_store(datastore, root))
+    def prewarm(self) -> None:
+        pass

@@ -39,7 +39,7 @@ from gcloud.aio.storage import Storage
 
 from aflow.exception import DataStoreError, first_error
 from aflow.stores import transfer
-from aflow.stores.base import BlockingObjectStore, Buffer, NotFound
+from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, StoreBase
 
 T = TypeVar("T")
 
@@ -67,7 +67,7 @@ def _endpoint() -> str:
     return os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
 
 
-class GCSStore:
+class GCSStore(StoreBase):
     """An ObjectStore over one bucket and prefix."""
 
     def __init__(self, url: str) -> None:

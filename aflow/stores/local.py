@@ -22,14 +22,11 @@ import mmap
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aflow.exception import DataStoreError
-from aflow.stores.base import Buffer, NotFound
-
-if TYPE_CHECKING:
-    from aflow.stores.threaded import ThreadedStore
-
+from aflow.stores.base import BlockingStoreBase, Buffer, NotFound
+from aflow.stores.settings import StoreSettings
+from aflow.stores.threaded import ThreadedStore
 
 MMAP_THRESHOLD = 1 << 20
 
@@ -38,11 +35,11 @@ class OutsideRoot(PermissionError):
     """A key that would lead outside the store's root."""
 
 
-def default_local_root() -> str:
+def default_local_root(settings: StoreSettings | None = None) -> str:
     """AFLOW_DATASTORE_ROOT, else the nearest `.aflow` folder in the current folder or a parent
     (as Metaflow finds `.metaflow`: a notebook in `notebooks/` reads the project's runs), else
     `./.aflow`, created on first write."""
-    explicit = os.environ.get("AFLOW_DATASTORE_ROOT")
+    explicit = (settings or StoreSettings.from_env()).root("local")
     if explicit:
         return explicit
     here = Path.cwd()
@@ -107,7 +104,7 @@ class StoreFull(DataStoreError):
         super().__init__(message)
 
 
-class LocalFiles:
+class LocalFiles(BlockingStoreBase):
     """Synchronous file operations on a store root (what the task runtime uses directly)."""
 
     local = True  # read from this machine's disk: a stored blob is cheap to check (artifacts.put_blob)
@@ -270,8 +267,8 @@ class LocalFiles:
         return sorted(n for n in names if not n.endswith(".tmp"))
 
 
-def LocalStore(root: str | os.PathLike[str]) -> ThreadedStore:
-    """The local datastore as an async ObjectStore."""
-    from aflow.stores.threaded import ThreadedStore
+class LocalStore(ThreadedStore):
+    """The local datastore as an async ObjectStore: LocalFiles' operations on worker threads."""
 
-    return ThreadedStore(LocalFiles(root))
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        super().__init__(LocalFiles(root))

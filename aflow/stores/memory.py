@@ -13,12 +13,12 @@ import itertools
 import threading
 from collections.abc import Sequence
 
-from aflow.stores.base import BlockingObjectStore, Buffer, NotFound
+from aflow.stores.base import BlockingObjectStore, BlockingStoreBase, Buffer, NotFound, StoreBase
 
 _names = itertools.count(1)
 
 
-class MemoryFiles:
+class MemoryFiles(BlockingStoreBase):
     """The synchronous store over a dict of key -> bytes (also the store's `blocking()` view)."""
 
     def __init__(self, url: str) -> None:
@@ -61,7 +61,7 @@ class MemoryFiles:
         return sorted({k[len(below) :].split("/", 1)[0] for k in keys})
 
 
-class MemoryStore:
+class MemoryStore(StoreBase):
     """The in-memory datastore as an async ObjectStore; `MemoryStore()` is a fresh, empty one."""
 
     def __init__(self, name: str | None = None) -> None:

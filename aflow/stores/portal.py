@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import anyio
 from anyio.from_thread import BlockingPortal
 
-from aflow.stores.base import Buffer, ObjectStore
+from aflow.stores.base import BlockingStoreBase, Buffer, ObjectStore
 
 T = TypeVar("T")
 _UNDO_GRACE = 10.0
@@ -52,7 +52,7 @@ def _wait_for_undo(finished: threading.Event) -> None:
             continue
 
 
-class PortalBlockingStore:
+class PortalBlockingStore(BlockingStoreBase):
     def __init__(self, factory: Callable[[], ObjectStore]) -> None:
         self._factory = factory
         self._store: ObjectStore | None = None
@@ -88,20 +88,7 @@ class PortalBlockingStore:
             if self._portal is None:
                 self._store = self._factory()
                 self.url = self._store.url
-                ready = threading.Event()
-                box: list[BlockingPortal] = []
-
-                async def serve() -> None:
-                    async with BlockingPortal() as portal:
-                        box.append(portal)
-                        ready.set()
-                        await portal.sleep_until_stopped()
-
-                threading.Thread(
-                    target=anyio.run, args=(serve,), daemon=True, name="aflow-store"
-                ).start()
-                ready.wait()
-                self._portal = box[0]
+                self._portal = background_portal("aflow-store")
             return self._portal
 
     def put(self, key: str, parts: Sequence[Buffer]) -> None:

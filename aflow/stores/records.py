@@ -11,7 +11,7 @@ import dataclasses
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgpack
 
@@ -20,6 +20,9 @@ from aflow.frames import Frame, frames
 from aflow.stores.artifacts import ArtifactRef
 from aflow.stores.base import BlockingObjectStore, Buffer, ObjectStore, store_path
 from aflow.stores.integrity import damaged_record, record_problem, seal_record
+
+if TYPE_CHECKING:
+    from aflow.engine.wire import TaskSpec  # only its fields are read: the store knows no engine
 
 R = TypeVar("R", bound="_Record")
 HEARTBEAT_SECONDS = 5.0
@@ -135,6 +138,22 @@ class TaskRecord(_Record):
 
     def __post_init__(self) -> None:
         self.foreach_stack = frames(self.foreach_stack)  # msgpack gives lists back
+
+    @classmethod
+    def for_spec(cls, spec: TaskSpec, **fields: Any) -> TaskRecord:
+        """The record of the attempt `spec` describes: who it is, its foreach frames and parents
+        from the spec; how it went (status, times, error, where it ran) from `fields`."""
+        return cls(
+            flow=spec.flow_name,
+            run_id=spec.run_id,
+            step=spec.step,
+            task_id=spec.task_id,
+            attempt=spec.attempt,
+            foreach_stack=spec.foreach_stack,
+            parents=spec.parents,
+            parents_manifest=spec.parents_manifest,
+            **fields,
+        )
 
     @property
     def pathspec(self) -> str:

@@ -42,7 +42,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 from botocore.handlers import convert_body_to_file_like_object  # type: ignore[import-untyped]
 
 from aflow.exception import DataStoreError
-from aflow.stores.base import BlockingObjectStore, Buffer, NotFound
+from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, StoreBase
 from aflow.stores.portal import PortalBlockingStore
 from aflow.stores.transfer import (
     TransferSettings,
@@ -65,7 +65,7 @@ def _shared_session() -> aioboto3.Session:
     return _session
 
 
-class S3Store:
+class S3Store(StoreBase):
     """The ObjectStore on an S3 bucket and prefix (`s3://bucket/prefix`): one client per event
     loop, multipart uploads and ranged reads past the transfer threshold, errors named by URL."""
 

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 
 import anyio.to_thread
 
-from aflow.stores.base import BlockingObjectStore, Buffer
+from aflow.stores.base import BlockingObjectStore, Buffer, StoreBase
 
 
-class ThreadedStore:
+class ThreadedStore(StoreBase):
     def __init__(self, sync: BlockingObjectStore) -> None:
         self.sync = sync
         self.url = sync.url
-        self.local: bool = getattr(sync, "local", False)
+        self.local = sync.local
 
     async def put(self, key: str, parts: Sequence[Buffer]) -> None:
         await anyio.to_thread.run_sync(self.sync.put, key, parts)

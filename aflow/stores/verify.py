@@ -19,6 +19,7 @@ from aflow.exception import DamagedData
 from aflow.stores.artifacts import ArtifactRef, blob_key
 from aflow.stores.base import NotFound, ObjectStore, store_path
 from aflow.stores.integrity import blob_problem
+from aflow.stores.local import LocalFiles
 from aflow.stores.records import R, RunRecord, TaskRecord, run_record_key
 
 QUARANTINE = ".quarantine"
@@ -61,11 +62,10 @@ class _Walk:
         self.say(finding)
 
     def _move_aside(self, key: str) -> str | None:
-        sync = self.store.blocking() if getattr(self.store, "local", False) else None
-        mover = getattr(sync, "move_aside", None)
-        if mover is None:
+        sync = self.store.blocking() if self.store.local else None
+        if not isinstance(sync, LocalFiles):  # only the local store moves a file aside
             return None
-        return str(mover(key, f"{QUARANTINE}/{time.strftime('%Y%m%dT%H%M%S')}/{key}"))
+        return sync.move_aside(key, f"{QUARANTINE}/{time.strftime('%Y%m%dT%H%M%S')}/{key}")
 
     async def blob(self, flow: str, digest: str, size: int | None, owner: str) -> None:
         if digest not in self.blobs:

@@ -51,13 +51,15 @@ def bars(snapshot: RunSnapshot, task: TaskState, now: float) -> list[Bar]:
                 rec.attempt,
             )
         )
-    rec = task.record
-    if rec is not None:
-        if rec.cloned_from:
+    latest = task.record
+    if latest is not None:
+        if latest.cloned_from:
             begin = snapshot.record.started_at
-            out.append(Bar(task, begin, begin, "reused", rec.attempt))
+            out.append(Bar(task, begin, begin, "reused", latest.attempt))
         else:
-            out.append(Bar(task, rec.started_at, rec.finished_at, task.status, rec.attempt))
+            out.append(
+                Bar(task, latest.started_at, latest.finished_at, task.status, latest.attempt)
+            )
     elif task.started is not None:
         end = now if task.status == "running" else max(task.started, snapshot.end(now))
         out.append(Bar(task, task.started, end, task.status, task.attempts - 1))
@@ -85,7 +87,7 @@ def draw(
         return LABEL_W + (max(t, start) - start) / total * plot
 
     rows: list[str] = []
-    y = AXIS_H
+    y = float(AXIS_H)
     for step in steps:
         mine = drawn[step]
         if not mine and step not in running:
@@ -117,8 +119,10 @@ def draw(
                 tip = f"{step}/{t.task_id}: reused from the run this one resumed (it ran there)"
             else:
                 took = span(b.end - b.start) + ("…" if b.status == "running" else "")
-                if b.attempt == t.attempts - 1 and t.record is None and not t.exact:
-                    took = "≥ " + took  # from its first output: it began earlier
+                if b.attempt == t.attempts - 1 and t.record is None:
+                    # From its first output (it began earlier), or cut short by its run's end
+                    # (how long it went on is not known): at least this long.
+                    took = ("" if t.exact and b.status == "running" else "≥ ") + took
                 index = f" [{t.index}]" if t.index else ""
                 tip = f"{step}/{t.task_id}{index} attempt {b.attempt}: {b.status}, {took}"
             rows.append(
@@ -195,7 +199,7 @@ def _tick(total: float) -> float:
 
 
 def _small(raw: float) -> float:
-    magnitude = 10 ** math.floor(math.log10(raw))
+    magnitude = 10.0 ** math.floor(math.log10(raw))
     for m in (1, 2, 5, 10):
         if raw <= m * magnitude:
             return m * magnitude

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from typing import Any
 
+from aflow.stores.artifacts import ArtifactRef
 from aflow.ui.markup import badge, esc, span, url
 from aflow.ui.progress import StepProgress
 from aflow.ui.reader import RunSnapshot, TaskState
@@ -82,18 +82,18 @@ def grid_fragments(
     }
 
 
-def _digest(ref: dict[str, Any]) -> str:
+def _digest(ref: ArtifactRef) -> str:
     """An artifact's content hash: its blob's digest, or a hash of its inline bytes."""
     if "k" in ref:
-        return str(ref["k"])
+        return ref["k"]
     return hashlib.sha256(bytes(ref.get("v", b""))).hexdigest()
 
 
-def _size(ref: dict[str, Any]) -> int:
-    return int(ref["s"]) if "k" in ref else len(ref.get("v", b""))
+def _size(ref: ArtifactRef) -> int:
+    return int(ref.get("s", 0)) if "k" in ref else len(ref.get("v", b""))
 
 
-def _artifacts(snap: RunSnapshot) -> dict[tuple[str, str, str], dict[str, Any]]:
+def _artifacts(snap: RunSnapshot) -> dict[tuple[str, str, str], ArtifactRef]:
     """(step, foreach index, artifact) -> its ref, for every task that ended."""
     out = {}
     for step, tasks in snap.steps.items():
@@ -142,7 +142,7 @@ def compare_fragments(a: RunSnapshot, b: RunSnapshot) -> Fragments:
         step, index, name = key
         where = f"{step}[{index}]" if index else step
 
-        def cell(ref: dict[str, Any] | None) -> str:
+        def cell(ref: ArtifactRef | None) -> str:
             if ref is None:
                 return '<td class="muted">absent</td>'
             digest = _digest(ref)

@@ -154,11 +154,15 @@ def log_section(
 ) -> str:
     """The Output section of a task's page."""
     if attempt is None or not attempt.log:
-        why = (
-            "The task printed nothing."
-            if attempt and attempt.record
-            else "Output is saved when the task ends; it shows here then."
-        )
+        if attempt and attempt.record:
+            why = "The task printed nothing."
+        elif view.status == "running" and attempt is view.latest:
+            why = (
+                "Nothing saved yet: what a task prints is saved every few seconds while it runs "
+                "(a remote task's when it ends), and shows here."
+            )
+        else:
+            why = "No output was saved: this attempt never finished."
         return f'{tabs}<h2>Output</h2><p class="muted empty-log">{why}</p>'
     lines = repair(attempt.log)
     counts = {s: sum(ln.stream == s for ln in lines) for s in STREAMS}

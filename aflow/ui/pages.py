@@ -385,6 +385,9 @@ def _task_row(snap: RunSnapshot, t: TaskState, now: float) -> str:
         took = esc(span(end - began)) + ("…" if t.status == "running" else "")
         if not t.exact:  # an older aflow wrote no start marker: timed from its first output
             took = f'<span title="since its first saved output">≥ {took}</span>'
+        elif t.status != "running":
+            why = "its run ended (or was last heard from) then; how long it went on is not known"
+            took = f'<span title="{why}">≥ {took}</span>'
     else:
         started = took = "-"
     backend = esc(where.backend) if where else "-"

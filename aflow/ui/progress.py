@@ -61,8 +61,8 @@ def step_progress(snapshot: RunSnapshot) -> dict[str, StepProgress]:
         if not parents:
             n = 1
         elif info.get("type") == "join":
-            n = _closed_split(steps, parents)
-            n = expect(n, seen) if n else None
+            split = _closed_split(steps, parents)
+            n = expect(split, seen) if split else None
         else:
             parent = parents[0]
             if steps.get(parent, {}).get("type") == "foreach":

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 import anyio
 
@@ -28,7 +29,7 @@ from aflow.client.core import (
 )
 from aflow.exception import AflowNotFound, DamagedData
 from aflow.stores.artifacts import load_ref_blob_async
-from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore
+from aflow.stores.base import BlockingObjectStore, Buffer, NotFound, ObjectStore, StoreBase
 from aflow.stores.records import (
     RunRecord,
     TaskRecord,
@@ -44,7 +45,7 @@ from aflow.ui.finding import RunQuery, matches, sort_key
 FINAL = ("done", "failed", "cancelled")
 
 
-class ReadOnlyStore:
+class ReadOnlyStore(StoreBase):
     """The store, with every write refused: the UI only looks."""
 
     def __init__(self, store: ObjectStore) -> None:
@@ -132,7 +133,7 @@ class RunsReader:
             pages = max(1, -(-len(shown) // per_page))
             page = min(max(page, 1), pages)
             wanted = shown[(page - 1) * per_page : page * per_page]
-            records = await gather([lambda p=p: self._record(*p, damaged) for p in wanted])
+            records = await gather([partial(self._record, f, i, damaged) for f, i in wanted])
             rows = [
                 RunRow(f, i, r, r.liveness(now))
                 for (f, i), r in zip(wanted, records, strict=True)
@@ -140,7 +141,7 @@ class RunsReader:
             ]
             total = len(shown)
         else:
-            records = await gather([lambda p=p: self._record(*p, damaged) for p in shown])
+            records = await gather([partial(self._record, f, i, damaged) for f, i in shown])
             every = [
                 RunRow(f, i, r, r.liveness(now))
                 for (f, i), r in zip(shown, records, strict=True)
@@ -262,17 +263,19 @@ class RunSnapshot:
     status: str  # liveness: running, done, failed, cancelled or dead
     steps: dict[str, list[TaskState]] = field(default_factory=dict)  # in graph order
     read_at: float = 0.0
+    seen_at: float = 0.0  # the last sign of life the store shows: a heartbeat, a task's start or end
 
     @property
     def live(self) -> bool:
         return self.status == "running"
 
     def end(self, now: float) -> float:
-        """When the run ended: its record's end, its last heartbeat if it died, else now."""
+        """When the run ended: its record's end, else now; for a dead run the last sign of life
+        (its scheduler died some time after it, unseen)."""
         record = self.record
         if record.finished_at:
             return record.finished_at
-        return record.heartbeat_at if self.status == "dead" else now
+        return max(record.heartbeat_at, self.seen_at) if self.status == "dead" else now
 
 
 class RunReader:
@@ -299,7 +302,7 @@ class RunReader:
         status = record.liveness(time.time())
         order = list(record.graph.get("steps", {}))
         names = await self.run.step_names()
-        id_lists = await gather([lambda s=s: self.run.task_ids(s) for s in names])
+        id_lists = await gather([partial(self.run.task_ids, s) for s in names])
         fresh: list[TaskState] = []
         for step, ids in zip(names, id_lists, strict=True):
             for task_id in ids:
@@ -307,18 +310,20 @@ class RunReader:
                 if not state.final:
                     fresh.append(state)
         retries = {s: more_attempts(record, s) for s in order}
-        await gather([lambda t=t: self._read_task(t, retries.get(t.step, 0)) for t in fresh])
+        await gather([partial(self._read_task, t, retries.get(t.step, 0)) for t in fresh])
         for state in fresh:
             state.run_live = status == "running"
         if status != "running":
             for state in fresh:
                 state.final = state.record is not None  # nothing will come after this attempt
-        steps = {s: [] for s in order}
+        steps: dict[str, list[TaskState]] = {s: [] for s in order}
         for (step, _), state in self._tasks.items():
             steps.setdefault(step, []).append(state)
         for states in steps.values():
             states.sort(key=lambda t: id_order(t.task_id))
-        return RunSnapshot(record.flow, record.run_id, record, status, steps, time.time())
+        ends = (t.record.finished_at if t.record else t.started for ts in steps.values() for t in ts)
+        seen = max((e for e in ends if e is not None), default=0.0)
+        return RunSnapshot(record.flow, record.run_id, record, status, steps, time.time(), seen)
 
     async def _read_task(self, state: TaskState, more: int) -> None:
         task = self.run.task(state.step, state.task_id)
@@ -335,7 +340,7 @@ class RunReader:
         if len(state.earlier) < len(tried) - 1:
             # Earlier attempts never change: each is read once, for the timeline.
             got = await gather(
-                [lambda n=n: _record_or_none(task, n) for n in tried[len(state.earlier) : -1]]
+                [partial(_record_or_none, task, n) for n in tried[len(state.earlier) : -1]]
             )
             state.earlier += [r for r in got if r is not None]
         if state.record is not None:
@@ -474,7 +479,7 @@ async def read_task(store: ObjectStore, flow: str, run_id: str, step: str, task_
         start = await start_marker(task, n) if record is None else None
         return AttemptView(n, record, await at.log(), start)
 
-    attempts = await gather([lambda n=n: one(n) for n in tried])
+    attempts = await gather([partial(one, n) for n in tried])
     return TaskView(task, attempts, record, record.liveness(time.time()))
 
 

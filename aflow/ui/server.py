@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -242,7 +243,7 @@ async def _grid_view(state: UIState, request: Request) -> Rendered:
         raise AflowNotFound(f"no runs of {flow} in this store")
     n = min(max(_int(request, "n", history.GRID_RUNS), 1), history.MAX_GRID_RUNS)
     chosen = list(reversed(ids[:n]))
-    snaps = await gather([lambda i=i: _snapshot_or_none(state, flow, i) for i in chosen], limit=8)
+    snaps = await gather([partial(_snapshot_or_none, state, flow, i) for i in chosen], limit=8)
     runs = [(s, step_progress(s)) for s in snaps if s is not None]
     return Rendered(
         f"{flow} history",
@@ -262,7 +263,7 @@ async def _snapshot_or_none(state: UIState, flow: str, run_id: str) -> RunSnapsh
 async def _compare_view(state: UIState, request: Request) -> Rendered:
     p = request.path_params
     flow = p["flow"]
-    a, b = await gather([lambda i=i: state.readers.get(flow, i).snapshot() for i in (p["a"], p["b"])])
+    a, b = await gather([state.readers.get(flow, i).snapshot for i in (p["a"], p["b"])])
     return Rendered(
         f"{flow} {a.run_id} vs {b.run_id}",
         [("runs", url("")), (flow, url("", flow=flow)), (f"{a.run_id} vs {b.run_id}", None)],
@@ -283,7 +284,7 @@ async def _task_view(state: UIState, request: Request) -> Rendered:
         refs = attempt.record.artifacts
         results = await gather(
             [
-                lambda n=n: _preview(state, AsyncDataArtifact(view.task, n, refs[n]), n == load)
+                partial(_preview, state, AsyncDataArtifact(view.task, n, refs[n]), n == load)
                 for n in refs
             ],
             limit=4,

@@ -40,7 +40,6 @@ import anyio.abc
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from aflow.backends.base import TaskExit
 from aflow.backends.errors import BackendUnavailable, JobRefused
 from aflow.backends.k8s import manifests
 from aflow.backends.k8s.api import REQUEST_SECONDS, TRANSIENT, error_text, refusal
@@ -60,6 +59,7 @@ from aflow.backends.k8s.status import (
 )
 from aflow.backends.k8s.watch import list_all, watch_forever
 from aflow.backends.remote import JobGroup, RemoteBackend, RemoteContext, RemoteTask, bootstrap_command
+from aflow.engine.wire import TaskExit
 from aflow.exception import AflowException
 
 log = logging.getLogger("aflow.kubernetes")

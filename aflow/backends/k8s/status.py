@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from aflow.backends.base import TaskExit
 from aflow.backends.k8s.manifests import CONTAINER
+from aflow.engine.wire import TaskExit
 
 # Container states in which a pod will never run: waiting any longer only hides the error.
 # (ErrImagePull / ImagePullBackOff are often transient: the backend waits for them, boundedly.)
