@@ -17,9 +17,16 @@ foreach: figures for N=10,000 are printed beside it, with their ratio.
 
     python benchmarks/remote_bench.py [--width 10000] [--window 20] [--poll 1.0]
 
-`--kubernetes N` runs only the Kubernetes end-to-end case instead (benchmarks/k8s_bench.py): an
-N-way foreach whose children run to completion on the Kubernetes emulator, with the Kubernetes
-requests per task by kind and the scheduler's CPU per task.
+`--kubernetes N[,N...]` runs only the Kubernetes end-to-end case instead (benchmarks/k8s_bench.py):
+an N-way foreach whose children run to completion on the Kubernetes emulator, `--parallelism` (50) at
+a time, with the Kubernetes requests per task by kind, the store bytes each child reads, the
+scheduler's CPU per task, and their ratios between the widths.
+
+`--batch N` runs only the AWS Batch end-to-end case instead (benchmarks/batch_bench.py): a 100-way
+and an N-way foreach whose children run to completion on the Batch emulator, with per task the
+Batch and CloudWatch Logs calls by kind, the store GETs and bytes read (by everyone, and by the live
+tail of output), the scheduler's CPU, and the ratio N / 100 of each. `--batch-sleep S` makes each
+child sleep S seconds (so the live tail has running tasks to read).
 """
 
 from __future__ import annotations
@@ -196,13 +203,24 @@ def main() -> None:
     parser.add_argument("--side", type=int, help=argparse.SUPPRESS)  # one measurement, as JSON
     parser.add_argument("--moto", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--kubernetes", type=int, metavar="N", help="only the Kubernetes end-to-end case, N-way"
+        "--kubernetes", metavar="N[,N...]", help="only the Kubernetes end-to-end case, N-way"
     )
+    parser.add_argument("--parallelism", type=int, default=50, help="Kubernetes pods at a time")
+    parser.add_argument(
+        "--batch", type=int, metavar="N", help="only the AWS Batch end-to-end case, 100- and N-way"
+    )
+    parser.add_argument("--batch-sleep", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--batch-parallelism", type=int, default=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.kubernetes:  # its own module: benchmarks/k8s_bench.py
-        from k8s_bench import run_case
+        from k8s_bench import run_case, widths_of
 
-        run_case(args.kubernetes)
+        run_case(widths_of(args.kubernetes), args.parallelism)
+        return
+    if args.batch:  # its own module: benchmarks/batch_bench.py
+        import batch_bench
+
+        batch_bench.run_case([100, args.batch], args.batch_parallelism, args.batch_sleep)
         return
     if args.side:
         print(json.dumps(measure(args.side, args.window, args.poll, args.moto)))

@@ -31,6 +31,22 @@ state=$(aws batch describe-job-queues --job-queues "$AFLOW_BATCH_JOB_QUEUE" \
   || fail "job queue $AFLOW_BATCH_JOB_QUEUE is '$state'" "create it, or enable it and its compute environment"
 ok "job queue $AFLOW_BATCH_JOB_QUEUE is ENABLED and VALID"
 
+envs=$(aws batch describe-job-queues --job-queues "$AFLOW_BATCH_JOB_QUEUE" \
+  --query 'jobQueues[0].computeEnvironmentOrder[].computeEnvironment' --output text)
+# shellcheck disable=SC2086  # one argument per environment
+kinds=$(aws batch describe-compute-environments --compute-environments $envs \
+  --query 'computeEnvironments[].computeResources.type' --output text 2>&1) \
+  || fail "cannot describe the queue's compute environments: $kinds" \
+    "allow batch:DescribeComputeEnvironments (aflow asks it to tell EC2 from Fargate)"
+case "$kinds" in
+  *FARGATE*)
+    [ -n "${AFLOW_BATCH_EXECUTION_ROLE:-}" ] \
+      || fail "job queue $AFLOW_BATCH_JOB_QUEUE runs on Fargate, and no execution role is set" \
+        "set AFLOW_BATCH_EXECUTION_ROLE to a role ECS may use to pull images and write logs"
+    ok "job queue $AFLOW_BATCH_JOB_QUEUE runs on Fargate ($kinds); execution role set" ;;
+  *) ok "job queue $AFLOW_BATCH_JOB_QUEUE runs on EC2 ($kinds)" ;;
+esac
+
 if [ -z "${AFLOW_BATCH_IAM_ROLE:-}" ]; then
   echo "warn: no AFLOW_BATCH_IAM_ROLE: containers get no credentials of their own for the datastore"
 fi

@@ -11,9 +11,8 @@ started (a bootstrap or image failure) or was killed before its last save has it
 stream read, to the end, within AFLOW_BATCH_LOGS_RATE GetLogEvents calls a second for the run.
 Cancelling a task terminates its job; leaving the backend terminates whatever still runs.
 
-Settings: `@batch(queue=, iam_role=, image=, ...)`, else AFLOW_BATCH_JOB_QUEUE, AFLOW_BATCH_IAM_ROLE,
-AFLOW_BATCH_IMAGE / AFLOW_DEFAULT_IMAGE; AFLOW_BATCH_POLL_SECONDS (default 2), AFLOW_BATCH_LOG_GROUP;
-endpoints for emulators: AFLOW_BATCH_ENDPOINT_URL, AFLOW_LOGS_ENDPOINT_URL.
+Settings: `@batch(queue=, iam_role=, execution_role=, image=, ...)`, else the AFLOW_BATCH_*
+variables, read once per run into BatchSettings (backends/batch_settings.py).
 """
 
 from __future__ import annotations
@@ -21,16 +20,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
+from dataclasses import dataclass
 from typing import Any
 
-import aioboto3
+# aioboto3 and botocore ship no type information (their generated stubs are not a dependency).
+import aioboto3  # type: ignore[import-untyped]
 import anyio
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from aflow.backends.batch_platform import QueuePlatform, ec2_vcpus, fargate_resources, platform_of
+from aflow.backends.batch_settings import DEFAULT_LOG_GROUP, BatchSettings
+from aflow.backends.batch_settings import check_step as check_step  # the router asks it
 from aflow.backends.errors import BackendUnavailable
 from aflow.backends.pacing import Pacer
 from aflow.backends.remote import (
@@ -51,37 +53,32 @@ FINAL = ("SUCCEEDED", "FAILED")
 STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *FINAL)
 THROTTLED = ("TooManyRequestsException", "ThrottlingException", "Throttling", "429")
 DENIED = ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation")
-DEFAULT_LOG_GROUP = "/aws/batch/job"
 LOST_AFTER_ROUNDS = 30  # polls in a row that reached no Batch endpoint before the run gives up
 LATE_TRIES = 5  # seconds a finished container's stream may take to show up
 LOG_PAGES = 100  # GetLogEvents pages read for one task's fallback output (1 MB each at most)
 
 
-def queue_for(decorators: dict[str, dict[str, Any]]) -> str:
-    queue = decorators.get("batch", {}).get("queue") or os.environ.get("AFLOW_BATCH_JOB_QUEUE")
-    if not queue:
-        raise AflowException(
-            "@batch needs a job queue: pass @batch(queue=...) or set AFLOW_BATCH_JOB_QUEUE"
-        )
-    return str(queue)
-
-
-def role_for(decorators: dict[str, dict[str, Any]]) -> str | None:
-    """The job role: the container's own AWS credentials (for the datastore)."""
-    return decorators.get("batch", {}).get("iam_role") or os.environ.get("AFLOW_BATCH_IAM_ROLE")
-
-
-def check_step(step: str, decorators: dict[str, dict[str, Any]]) -> None:
-    """What can be known wrong before the run starts."""
-    try:
-        queue_for(decorators)
-    except AflowException as e:
-        raise AflowException(f"step '{step}': {e}") from None
-
-
 def _name(text: str, limit: int = 128) -> str:
     """A Batch job or definition name: letters, digits, - and _ only."""
     return re.sub(r"[^A-Za-z0-9_-]", "-", text)[:limit]
+
+
+@dataclass
+class _TaskState:
+    """What the poller knows of one task's job."""
+
+    stream: str | None = None  # this attempt's CloudWatch stream: the fallback for its output
+    missing: int = 0  # polls in a row Batch did not know the job
+    final: TaskExit | None = None  # how it ended, once Batch said so
+
+
+@dataclass
+class _ArrayState:
+    """What the poller knows of one array job's parent."""
+
+    parent_status: str | None = None
+    dirty: bool = True  # its children changed since they were last described
+    summary: dict[str, int] | None = None  # its children by status, as last described
 
 
 class BatchBackend(RemoteBackend):
@@ -91,10 +88,9 @@ class BatchBackend(RemoteBackend):
     stuck_state = ("RUNNABLE",)
     image_setting = "AFLOW_BATCH_IMAGE"
 
-    def __init__(self, ctx: RemoteContext) -> None:
+    def __init__(self, ctx: RemoteContext, settings: BatchSettings | None = None) -> None:
         super().__init__(ctx)
-        self.poll_seconds = float(os.environ.get("AFLOW_BATCH_POLL_SECONDS") or 2.0)
-        self.log_group = os.environ.get("AFLOW_BATCH_LOG_GROUP") or DEFAULT_LOG_GROUP
+        self.settings = settings or BatchSettings.from_env()
         self.describe_calls = 0  # for benchmarks: DescribeJobs calls made
         self.polls = 0
         self._definitions: dict[str, str] = {}  # content hash -> job definition ARN
@@ -105,17 +101,15 @@ class BatchBackend(RemoteBackend):
         self._collecting: set[RemoteTask] = set()
         self._collect_wanted = anyio.Event()
         self._logs_denied = False
-        self._logs_rate = Pacer(float(os.environ.get("AFLOW_BATCH_LOGS_RATE") or 5.0))
+        self._logs_rate = Pacer(self.settings.logs_rate)
+        self._tasks: dict[RemoteTask, _TaskState] = {}
+        self._arrays: dict[JobGroup, _ArrayState] = {}
         self._warned_role = False
         self._warned_platform = False
         self._noted_fargate: set[str] = set()
         self._platforms: dict[str, QueuePlatform] = {}  # job queue -> its compute, asked once
         self._platform_lock = anyio.Lock()
-        self.tail = LiveTail(
-            ctx.store,
-            tasks=int(os.environ.get("AFLOW_BATCH_TAIL_TASKS") or 4),
-            rate=float(os.environ.get("AFLOW_BATCH_TAIL_RATE") or 2.0),
-        )
+        self.tail = LiveTail(ctx.store, self.settings.tail_tasks, self.settings.tail_rate)
 
     # -- clients -------------------------------------------------------------------------------
 
@@ -123,14 +117,10 @@ class BatchBackend(RemoteBackend):
         config = Config(retries={"mode": "standard", "max_attempts": 8}, max_pool_connections=32)
         session = aioboto3.Session()
         self._batch = await self._clients.enter_async_context(
-            session.client(
-                "batch", endpoint_url=os.environ.get("AFLOW_BATCH_ENDPOINT_URL") or None, config=config
-            )
+            session.client("batch", endpoint_url=self.settings.endpoint_url, config=config)
         )
         self._logs = await self._clients.enter_async_context(
-            session.client(
-                "logs", endpoint_url=os.environ.get("AFLOW_LOGS_ENDPOINT_URL") or None, config=config
-            )
+            session.client("logs", endpoint_url=self.settings.logs_endpoint_url, config=config)
         )
 
     async def _close(self) -> None:
@@ -146,21 +136,21 @@ class BatchBackend(RemoteBackend):
     async def _definition(self, group: JobGroup) -> str:
         """The ARN of a job definition for the group's container shape, registered on first need."""
         settings = group.decorators.get("batch", {})
-        platform = await self._platform(queue_for(group.decorators))
+        platform = await self._platform(self.settings.queue_for(group.decorators))
         properties: dict[str, Any] = {
             "image": self.image(group),
             "command": bootstrap_command(),
             "resourceRequirements": await self._requirements(group, platform),
         }
         if platform.fargate:
-            properties.update(_fargate_properties(group, platform))
-        role = role_for(group.decorators)
+            properties.update(self._fargate_properties(group, platform))
+        role = self.settings.role_for(group.decorators)
         if role:
             properties["jobRoleArn"] = role
-        if self.log_group != DEFAULT_LOG_GROUP:  # Batch's default needs no configuration
+        if self.settings.log_group != DEFAULT_LOG_GROUP:  # Batch's default needs no configuration
             properties["logConfiguration"] = {
                 "logDriver": "awslogs",
-                "options": {"awslogs-group": self.log_group},
+                "options": {"awslogs-group": self.settings.log_group},
             }
         if settings.get("shared_memory"):
             properties["linuxParameters"] = {"sharedMemorySize": int(settings["shared_memory"])}
@@ -168,12 +158,13 @@ class BatchBackend(RemoteBackend):
         digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
         name = _name(f"aflow-{self.ctx.flow_name}-{digest}")
         async with self._definition_lock:
-            if digest not in self._definitions:
+            if digest not in self._definitions:  # looked up first: a rerun reuses it
                 found = await self._batch.describe_job_definitions(
                     jobDefinitionName=name, status="ACTIVE"
                 )
                 if found.get("jobDefinitions"):
-                    arn = max(found["jobDefinitions"], key=lambda d: d["revision"])["jobDefinitionArn"]
+                    newest = max(found["jobDefinitions"], key=lambda d: int(d["revision"]))
+                    arn = str(newest["jobDefinitionArn"])
                 else:
                     made = await self._batch.register_job_definition(
                         jobDefinitionName=name,
@@ -181,7 +172,7 @@ class BatchBackend(RemoteBackend):
                         containerProperties=properties,
                         platformCapabilities=[platform.kind],
                     )
-                    arn = made["jobDefinitionArn"]
+                    arn = str(made["jobDefinitionArn"])
                 self._definitions[digest] = arn
             return self._definitions[digest]
 
@@ -213,6 +204,31 @@ class BatchBackend(RemoteBackend):
             )
         return [{"type": "VCPU", "value": vcpus}, {"type": "MEMORY", "value": str(mib)}]
 
+    def _fargate_properties(self, group: JobGroup, platform: QueuePlatform) -> dict[str, Any]:
+        """What a Fargate job definition needs besides an EC2 one; refused clearly where the step
+        asks for what Fargate has not."""
+        settings = group.decorators.get("batch", {})
+        if settings.get("shared_memory"):
+            raise AflowException(
+                f"step '{group.step}': @batch(shared_memory=...) is not available on Fargate (job queue "
+                f"'{platform.queue}', {platform.described}): drop it or use a queue with EC2 compute"
+            )
+        role = self.settings.execution_role_for(group.decorators)
+        if not role:
+            raise AflowException(
+                f"job queue '{platform.queue}' runs on Fargate ({platform.described}), which needs an "
+                "execution role (the IAM role ECS uses to pull the image and send the logs): pass "
+                "@batch(execution_role=ARN) or set AFLOW_BATCH_EXECUTION_ROLE"
+            )
+        public = self.settings.fargate_public_ip
+        return {
+            "executionRoleArn": role,
+            # DISABLED (Batch's default): the subnet needs a NAT gateway or VPC endpoints to pull
+            # the image and reach S3; ENABLED for a public subnet without one.
+            "networkConfiguration": {"assignPublicIp": "ENABLED" if public else "DISABLED"},
+            "fargatePlatformConfiguration": {"platformVersion": "LATEST"},
+        }
+
     async def _platform(self, queue: str) -> QueuePlatform:
         """EC2 or Fargate: what the queue's compute environments are, asked once per run."""
         async with self._platform_lock:
@@ -239,7 +255,7 @@ class BatchBackend(RemoteBackend):
         return platform_of(queue, queues, environments)
 
     async def _submit(self, group: JobGroup) -> None:
-        if not role_for(group.decorators) and not self._warned_role:
+        if not self.settings.role_for(group.decorators) and not self._warned_role:
             self._warned_role = True
             await group.tasks[0].logs.line(
                 "stderr",
@@ -249,7 +265,8 @@ class BatchBackend(RemoteBackend):
                 "grants them",
             )
         definition = await self._definition(group)
-        platform = await self._platform(queue_for(group.decorators))
+        queue = self.settings.queue_for(group.decorators)
+        platform = await self._platform(queue)
         if platform.unknown and not self._warned_platform:
             self._warned_platform = True
             await group.tasks[0].logs.line(
@@ -261,7 +278,7 @@ class BatchBackend(RemoteBackend):
         env = await self.container_env(group)
         request: dict[str, Any] = {
             "jobName": _name(f"aflow-{self.ctx.flow_name}-{group.step}-{self.ctx.run_id}"),
-            "jobQueue": queue_for(group.decorators),
+            "jobQueue": queue,
             "jobDefinition": definition,
             "containerOverrides": {
                 "environment": [{"name": k, "value": v} for k, v in sorted(env.items())]
@@ -270,7 +287,7 @@ class BatchBackend(RemoteBackend):
         }
         if group.is_array:
             request["arrayProperties"] = {"size": len(group.tasks)}
-        job_id = (await self._batch.submit_job(**request))["jobId"]
+        job_id = str((await self._batch.submit_job(**request))["jobId"])
         group.job_id = job_id
         for i, t in enumerate(group.tasks):
             t.job_id = f"{job_id}:{i}" if group.is_array else job_id
@@ -281,14 +298,14 @@ class BatchBackend(RemoteBackend):
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._collect_outputs)
             tg.start_soon(self.tail.run)
-            interval, failed_rounds = self.poll_seconds, 0
+            interval, failed_rounds = self.settings.poll_seconds, 0
             while True:
                 await anyio.sleep(interval)
                 outcome = await self._poll()
                 if outcome == "throttled":
                     interval = min(60.0, interval * 2)  # asked to slow down: do
                     continue
-                interval = max(self.poll_seconds, interval * 0.8)
+                interval = max(self.settings.poll_seconds, interval * 0.8)
                 failed_rounds = failed_rounds + 1 if outcome else 0
                 if failed_rounds >= LOST_AFTER_ROUNDS:
                     raise BackendUnavailable(f"lost contact with AWS Batch: {outcome}")
@@ -303,10 +320,10 @@ class BatchBackend(RemoteBackend):
         ids: dict[str, RemoteTask | JobGroup] = {}
         described: list[JobGroup] = []
         for group in list(self.active.values()):
-            waiting = [t for t in group.tasks if t.exit is None and "final" not in t.extra]
+            waiting = [t for t in group.tasks if t.exit is None and self._state(t).final is None]
             if group.is_array and group.job_id:
                 ids[group.job_id] = group  # its status says whether its children exist yet
-            if not group.is_array or group.extra.get("dirty", True):
+            if not group.is_array or self._array(group).dirty:
                 ids.update((t.job_id, t) for t in waiting if t.job_id)
                 if group.is_array:
                     described.append(group)
@@ -332,28 +349,30 @@ class BatchBackend(RemoteBackend):
                     return
             answered = {job["jobId"] for job in answer.get("jobs", [])}
             for job in answer.get("jobs", []):
-                group = ids.get(job["jobId"])
-                if isinstance(group, JobGroup):
-                    group.extra["parent_status"] = job["status"]
+                parent = ids.get(job["jobId"])
+                if isinstance(parent, JobGroup):
+                    self._array(parent).parent_status = job["status"]
             for job_id in chunk:
-                target = ids[job_id]
-                if job_id in answered or not isinstance(target, RemoteTask):
+                asked = ids[job_id]
+                if job_id in answered or not isinstance(asked, RemoteTask):
                     continue
-                if self._not_spawned_yet(target):
+                if self._not_spawned_yet(asked):
                     continue
                 # Batch forgets jobs some days after they end: a job never seen again is lost.
-                target.extra["missing"] = target.extra.get("missing", 0) + 1
-                if target.extra["missing"] >= LOST_AFTER_ROUNDS:
-                    target.extra["final"] = TaskExit(1, f"AWS Batch no longer knows job {job_id}")
-                    self._finish(target)
+                state = self._state(asked)
+                state.missing += 1
+                if state.missing >= LOST_AFTER_ROUNDS:
+                    state.final = TaskExit(1, f"AWS Batch no longer knows job {job_id}")
+                    self._finish(asked)
             for job in answer.get("jobs", []):
                 target = ids.get(job["jobId"])
                 if isinstance(target, JobGroup):
+                    array = self._array(target)
                     summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
                     seen = {k: v for k, v in summary.items() if v}
                     # No children yet (the parent spawns them asynchronously): nothing to ask.
                     spawning = not seen and job["status"] in ("SUBMITTED", "PENDING")
-                    target.extra["dirty"] = not spawning and seen != target.extra.get("summary")
+                    array.dirty = not spawning and seen != array.summary
                 elif target is not None:
                     await self._update(target, job)
 
@@ -363,8 +382,21 @@ class BatchBackend(RemoteBackend):
         if outcome:
             return "throttled" if "throttled" in outcome else outcome[0]
         for group in described:
-            group.extra.update(dirty=False, summary=_summary(group))
+            array = self._array(group)
+            array.dirty, array.summary = False, _summary(group)
         return None
+
+    def _state(self, task: RemoteTask) -> _TaskState:
+        state = self._tasks.get(task)
+        if state is None:
+            state = self._tasks[task] = _TaskState()
+        return state
+
+    def _array(self, group: JobGroup) -> _ArrayState:
+        state = self._arrays.get(group)
+        if state is None:
+            state = self._arrays[group] = _ArrayState()
+        return state
 
     def _not_spawned_yet(self, task: RemoteTask) -> bool:
         """An array child Batch does not know yet while its parent is still spawning children
@@ -372,27 +404,33 @@ class BatchBackend(RemoteBackend):
         if not task.job_id or ":" not in task.job_id:
             return False
         group = self.active.get(task.job_id.split(":")[0])
-        return group is not None and group.extra.get("parent_status") not in (None, *FINAL)
+        if group is None or group not in self._arrays:
+            return False
+        return self._arrays[group].parent_status not in (None, *FINAL)
 
     async def _update(self, task: RemoteTask, job: dict[str, Any]) -> None:
         status = job["status"]
         self.set_state(task, status)
         container = job.get("container") or {}
+        state = self._state(task)
         if container.get("logStreamName"):  # this attempt's stream: the fallback for its output
-            task.extra["stream"] = container["logStreamName"]
+            state.stream = str(container["logStreamName"])
         if status == "RUNNING":
             self.tail.started(task, _output_key(task), task.logs)
-        if status in FINAL and "final" not in task.extra:
-            task.extra["final"] = _exit_of(job)
+        if status in FINAL and state.final is None:
+            state.final = _exit_of(job)
             self._collecting.add(task)
             self._collect_wanted.set()
 
     def _finish(self, task: RemoteTask) -> None:
         self._collecting.discard(task)
-        task.finish(task.extra["final"])
+        final = self._tasks.pop(task, _TaskState()).final
+        task.finish(final or TaskExit(1, "AWS Batch said nothing of how the job ended"))
         group = self.active.get(task.job_id.split(":")[0]) if task.job_id else None
         if group is not None:
             self.retire(group)
+            if group.job_id not in self.active:
+                self._arrays.pop(group, None)
 
     async def _collect_outputs(self) -> None:
         """A finished task's output, then its end: the rest of what its runtime saved to the
@@ -424,14 +462,14 @@ class BatchBackend(RemoteBackend):
         may be empty before it), at most LOG_PAGES pages, within the backend's GetLogEvents rate.
         The first `skip` lines were delivered from the saved output already (the container's
         stream holds the same lines: the runtime passes everything on)."""
-        stream = task.extra.get("stream")
+        stream = self._state(task).stream
         if not stream or self._logs_denied:
             return
         token: str | None = None
         seen, late = 0, 0
         for _ in range(LOG_PAGES):
             args: dict[str, Any] = {
-                "logGroupName": self.log_group,
+                "logGroupName": self.settings.log_group,
                 "logStreamName": stream,
                 "startFromHead": True,
             }
@@ -496,32 +534,6 @@ class BatchBackend(RemoteBackend):
         async with anyio.create_task_group() as tg:
             for job_id in targets:
                 tg.start_soon(terminate, job_id)
-
-
-def _fargate_properties(group: JobGroup, platform: QueuePlatform) -> dict[str, Any]:
-    """What a Fargate job definition needs besides an EC2 one; refused clearly where the step
-    asks for what Fargate has not."""
-    settings = group.decorators.get("batch", {})
-    if settings.get("shared_memory"):
-        raise AflowException(
-            f"step '{group.step}': @batch(shared_memory=...) is not available on Fargate (job queue "
-            f"'{platform.queue}', {platform.described}): drop it or use a queue with EC2 compute"
-        )
-    role = settings.get("execution_role") or os.environ.get("AFLOW_BATCH_EXECUTION_ROLE")
-    if not role:
-        raise AflowException(
-            f"job queue '{platform.queue}' runs on Fargate ({platform.described}), which needs an "
-            "execution role (the IAM role ECS uses to pull the image and send the logs): pass "
-            "@batch(execution_role=ARN) or set AFLOW_BATCH_EXECUTION_ROLE"
-        )
-    public = os.environ.get("AFLOW_BATCH_FARGATE_PUBLIC_IP", "") in ("1", "true", "yes")
-    return {
-        "executionRoleArn": str(role),
-        # DISABLED (Batch's default): the subnet needs a NAT gateway or VPC endpoints to pull
-        # the image and reach S3; ENABLED for a public subnet without one.
-        "networkConfiguration": {"assignPublicIp": "ENABLED" if public else "DISABLED"},
-        "fargatePlatformConfiguration": {"platformVersion": "LATEST"},
-    }
 
 
 def _output_key(task: RemoteTask) -> str:

@@ -39,14 +39,12 @@ from aflow.decorators import resources_for
 from aflow.engine.packaging import build_package, env_patterns
 from aflow.engine.wheelhouse import WheelhouseMaker
 from aflow.engine.wire import TaskExit, TaskSpec
+from aflow.exception import AflowException
 from aflow.install_hint import DISTRIBUTION
 from aflow.requirements import requirements_for
 from aflow.stores.artifacts import blob_key
 from aflow.stores.base import ObjectStore
 
-# A presigned URL lets whoever can read a job's description fetch the code package: short-lived,
-# and signed afresh for each job (a retry gets a new one).
-PRESIGN_SECONDS = int(os.environ.get("AFLOW_PRESIGN_SECONDS") or 24 * 3600)
 # Environment variables of the launching shell a container gets too (S3-compatible endpoints,
 # transfer tuning), so remote tasks reach the same store the same way.
 FORWARDED_ENV = ("AFLOW_S3_ENDPOINT_URL", "AFLOW_PACKAGE_MAX_FILE_SIZE")
@@ -55,7 +53,42 @@ FORWARDED_PREFIXES = ("AFLOW_TRANSFER_",)
 
 def _float_env(name: str, default: float) -> float:
     value = os.environ.get(name)
-    return float(value) if value else default
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise AflowException(f"{name}={value!r}: expected a number (default {default:g})") from None
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    """What every remote backend reads of the environment, once, when the run's backend is made."""
+
+    gather_seconds: float = 0.05  # AFLOW_REMOTE_GATHER_SECONDS: tasks gathered into one array job
+    stuck_seconds: float = 600.0  # AFLOW_REMOTE_STUCK_SECONDS: a job waiting longer is reported
+    # AFLOW_PRESIGN_SECONDS: a presigned URL lets whoever can read a job's description fetch the
+    # code package: short-lived, and signed afresh for each job (a retry gets a new one).
+    presign_seconds: int = 24 * 3600
+    image: str | None = None  # the backend's own image variable (AFLOW_BATCH_IMAGE, ...)
+    default_image: str | None = None  # AFLOW_DEFAULT_IMAGE
+    forwarded: tuple[tuple[str, str], ...] = ()  # the launching shell's, for the containers
+
+    @classmethod
+    def from_env(cls, image_setting: str = "AFLOW_DEFAULT_IMAGE") -> RemoteSettings:
+        env = os.environ
+        return cls(
+            gather_seconds=_float_env("AFLOW_REMOTE_GATHER_SECONDS", cls.gather_seconds),
+            stuck_seconds=_float_env("AFLOW_REMOTE_STUCK_SECONDS", cls.stuck_seconds),
+            presign_seconds=int(_float_env("AFLOW_PRESIGN_SECONDS", cls.presign_seconds)),
+            image=env.get(image_setting) or None,
+            default_image=env.get("AFLOW_DEFAULT_IMAGE") or None,
+            forwarded=tuple(
+                (name, value)
+                for name, value in sorted(env.items())
+                if name in FORWARDED_ENV or name.startswith(FORWARDED_PREFIXES)
+            ),
+        )
 
 
 @dataclass(eq=False)  # identity: tasks are kept in sets
@@ -69,7 +102,7 @@ class RemoteTask:
     state_since: float = field(default_factory=time.monotonic)
     exit: TaskExit | None = None
     finished: anyio.Event = field(default_factory=anyio.Event)
-    extra: dict[str, Any] = field(default_factory=dict)  # the driver's own per-task state
+    stop: bool = False  # stopped while its job was being submitted: stop it once registered
 
     @property
     def label(self) -> str:
@@ -89,7 +122,7 @@ class JobGroup:
     tasks: list[RemoteTask]
     specs_digest: str = ""
     job_id: str | None = None  # the platform's id of the job (the array parent's, for an array)
-    extra: dict[str, Any] = field(default_factory=dict)
+    warned_stuck: bool = False  # its wait for capacity was reported
 
     @property
     def is_array(self) -> bool:
@@ -134,13 +167,15 @@ class RemoteBackend:
 
     def __init__(self, ctx: RemoteContext) -> None:
         self.ctx = ctx
-        self.gather_seconds = _float_env("AFLOW_REMOTE_GATHER_SECONDS", 0.05)
-        self.stuck_seconds = _float_env("AFLOW_REMOTE_STUCK_SECONDS", 600.0)
+        self.remote_settings = RemoteSettings.from_env(self.image_setting)
+        self.gather_seconds = self.remote_settings.gather_seconds
+        self.stuck_seconds = self.remote_settings.stuck_seconds
         self.active: dict[str, JobGroup] = {}  # job id -> group, while any of its tasks runs
         self._pending: dict[str, list[RemoteTask]] = {}
         self._arrived = anyio.Event()
         self._to_stop: list[RemoteTask] = []
         self._submitting: set[JobGroup] = set()
+        self._none_submitting = anyio.Event()
         self._closing = False
         self._stop_wanted = anyio.Event()
         self._code: CodeRef | None = None
@@ -192,7 +227,8 @@ class RemoteBackend:
                 self._closing = True  # no new submissions; those on their way complete (shielded)
                 with anyio.move_on_after(120):
                     while self._submitting:
-                        await anyio.sleep(0.05)
+                        self._none_submitting = anyio.Event()
+                        await self._none_submitting.wait()
                 # Whatever is still running when the run ends (failed, cancelled) is stopped.
                 running = [t for g in self.active.values() for t in g.tasks if t.exit is None]
                 running += [t for ts in self._pending.values() for t in ts]
@@ -218,8 +254,7 @@ class RemoteBackend:
             await parked.finished.wait()
         except BaseException:
             if parked.exit is None:
-                with anyio.CancelScope(shield=True):
-                    self._stop_soon(parked)
+                self._stop_soon(parked)  # no await: nothing a cancellation could cut short
             raise
         assert parked.exit is not None
         return parked.exit
@@ -230,7 +265,7 @@ class RemoteBackend:
             pending.remove(task)  # never submitted: nothing to stop
             return
         # A task whose job is being submitted is stopped once the submission has registered it.
-        task.extra["stop"] = True
+        task.stop = True
         self._to_stop.append(task)
         self._stop_wanted.set()
 
@@ -240,10 +275,12 @@ class RemoteBackend:
         """Gather the tasks that arrive together, then submit them, one job per step."""
         while True:
             await self._arrived.wait()
-            self._arrived = anyio.Event()
-            count = -1
-            while count != (count := sum(map(len, self._pending.values()))):
-                await anyio.sleep(self.gather_seconds)
+            quiet = False
+            while not quiet:  # until none has arrived for gather_seconds
+                self._arrived = anyio.Event()
+                with anyio.move_on_after(self.gather_seconds) as timer:
+                    await self._arrived.wait()
+                quiet = timer.cancelled_caught
             if self._closing:
                 return
             pending, self._pending = self._pending, {}
@@ -269,9 +306,11 @@ class RemoteBackend:
             return
         finally:
             self._submitting.discard(group)
+            if not self._submitting:
+                self._none_submitting.set()
         assert group.job_id is not None
         self.active[group.job_id] = group
-        stopped = [t for t in group.tasks if t.extra.get("stop") and t.exit is None]
+        stopped = [t for t in group.tasks if t.stop and t.exit is None]
         if stopped:  # stopped while on their way
             with anyio.CancelScope(shield=True):
                 await self._terminate(stopped)
@@ -321,9 +360,9 @@ class RemoteBackend:
                     and t.state in self.stuck_state
                     and now - t.state_since >= self.stuck_seconds
                 ]
-                if not stuck or group.extra.get("warned_stuck"):
+                if not stuck or group.warned_stuck:
                     continue
-                group.extra["warned_stuck"] = True
+                group.warned_stuck = True
                 first = stuck[0]
                 which = (
                     f"{len(stuck)} tasks of job {group.job_id}"
@@ -408,13 +447,11 @@ class RemoteBackend:
             env["AFLOW_CODE_URL"] = url
         if not group.is_array:
             env["AFLOW_TASK_INDEX"] = "0"
-        for name, value in os.environ.items():
-            if name in FORWARDED_ENV or name.startswith(FORWARDED_PREFIXES):
-                env[name] = value
+        env.update(self.remote_settings.forwarded)
         return env
 
     async def presigned(self, key: str) -> str | None:
-        return await presigned(self.ctx.store, key)
+        return await presigned(self.ctx.store, key, self.remote_settings.presign_seconds)
 
     def resources(self, group: JobGroup) -> dict[str, float | None]:
         return resources_for(group.decorators, self.name)
@@ -422,9 +459,8 @@ class RemoteBackend:
     def image(self, group: JobGroup) -> str:
         """The container image: the decorator's, else the backend's setting, else the default."""
         own = group.decorators.get(self.name, {}).get("image")
-        setting = os.environ.get(self.image_setting)
-        fallback = os.environ.get("AFLOW_DEFAULT_IMAGE") or default_image(group)
-        return own or setting or fallback
+        settings = self.remote_settings
+        return str(own or settings.image or settings.default_image or default_image(group))
 
 
 def default_image(group: JobGroup) -> str:
@@ -437,7 +473,7 @@ def default_image(group: JobGroup) -> str:
 def min_python() -> str:
     """The oldest Python aflow runs on, from its metadata ("3.11" of ">=3.11")."""
     try:
-        declared = metadata.metadata(DISTRIBUTION).get("Requires-Python") or ""
+        declared = "".join(metadata.metadata(DISTRIBUTION).get_all("Requires-Python") or [])
     except metadata.PackageNotFoundError:  # a checkout on the path, not installed
         declared = ""
     found = re.search(r"(\d+\.\d+)", declared)
@@ -458,9 +494,9 @@ async def _upload_code(ctx: RemoteContext) -> CodeRef:
     return CodeRef(key, package.digest)
 
 
-async def presigned(store: ObjectStore, key: str) -> str | None:
-    """A URL that reads `key` without credentials, where the store can make one."""
-    return await store.presigned_url(key, PRESIGN_SECONDS)
+async def presigned(store: ObjectStore, key: str, seconds: int) -> str | None:
+    """A URL that reads `key` without credentials for `seconds`, where the store can make one."""
+    return await store.presigned_url(key, seconds)
 
 
 def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

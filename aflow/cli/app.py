@@ -434,6 +434,7 @@ for _command in SCHEDULERS:
 
 # The other commands register themselves on `app` (from cli/common.py) when imported.
 from aflow.cli import cards as _cards  # noqa: E402, F401
+from aflow.cli import doctor as _doctor  # noqa: E402, F401
 from aflow.cli import dump as _dump  # noqa: E402, F401
 from aflow.cli import inspect as _inspect  # noqa: E402, F401
 from aflow.cli import ui as _ui  # noqa: E402, F401

@@ -204,13 +204,20 @@ class WheelhouseMaker:
         async with self._lock:
             if python not in self._made:
                 self._made[python] = await self._make(requirements, python)
-            return self._made[python]
+            made = dict(self._made[python])
+        if "AFLOW_WHEELS_KEY" in made:
+            # Signed afresh for each job, as the code package's: a URL dies with the temporary
+            # credentials that signed it.
+            url = await self.presign(made["AFLOW_WHEELS_KEY"])
+            if url:
+                made["AFLOW_WHEELS_URL"] = url
+        return made
 
     async def _make(self, requirements: str, python: str) -> dict[str, str]:
         specs = [pair.split("=", 1)[1] for pair in requirements.split(";") if "=" in pair]
         try:
             house = await anyio.to_thread.run_sync(gather, specs, python, self.settings)
-        except WheelhouseUnavailable as e:
+        except (WheelhouseUnavailable, OSError) as e:
             why = f"no wheelhouse for the containers: {e}"
             print(f"[aflow] warning: {why}; containers install aflow's requirements from the index "
                   "(PyPI) when their image lacks them", file=sys.stderr)  # fmt: skip
@@ -219,12 +226,8 @@ class WheelhouseMaker:
         if not await self.store.exists(key):
             data = await anyio.to_thread.run_sync(house.path.read_bytes)
             await self.store.put(key, [data])
-        made = {
+        return {
             "AFLOW_WHEELS_KEY": key,
             "AFLOW_WHEELS_SHA256": house.digest,
             "AFLOW_WHEELS_PYTHON": python,
         }
-        url = await self.presign(key)
-        if url:
-            made["AFLOW_WHEELS_URL"] = url
-        return made

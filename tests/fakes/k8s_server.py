@@ -42,15 +42,16 @@ Behaviour a backend must cope with, as on a real cluster:
 Standalone (outside the test process): `python tests/fakes/k8s_server.py` prints its URL and serves.
 
 Hooks: `evict_next_pod`, `oom_next_pod`, `hold_pending` / `release_pending`, `compact`,
-`require_tokens` / `issue_token`, `add_service_account`, `label_namespace`, `set_quota`,
-`set_limit_range`, `fail_image_pull`; settings: `watch_timeout`, `history_limit`, `pending_seconds`,
-`pod_env`, `inherit_env`, `create_retry_seconds`, `validate_schema`, `image_users`; inspection:
-`requests`, `calls`, `job`, `pods`, `events`, `pod_log`, `peak_running`, `alive_pids`. What it
-enforces like a real cluster (strict schema, limits, admission, expiring tokens) is listed with
-sources in tests/fakes/README.md. Limits: one container per pod runs
-(init and sidecar containers are ignored), restartPolicy OnFailure behaves like Never, no retry
-backoff delay between failed pods, no podFailurePolicy, no PATCH/PUT, secretKeyRef/configMapKeyRef/
-envFrom not resolved.
+`require_tokens` / `issue_token`, `set_role` / `set_namespaces` (RBAC and namespaces, with
+SelfSubjectAccessReview answered from the Role; k8s_access.py), `add_service_account`,
+`label_namespace`, `set_quota`, `set_limit_range`, `fail_image_pull`; settings: `watch_timeout`,
+`history_limit`, `pending_seconds`, `pod_env`, `pod_env_override`, `inherit_env`,
+`create_retry_seconds`, `validate_schema`, `image_users`; inspection: `requests`, `calls`, `job`,
+`pods`, `events`, `pod_log`, `peak_running`, `alive_pids`. What it enforces like a real cluster
+(strict schema, limits, admission, RBAC, expiring tokens) is listed with sources in
+tests/fakes/README.md. Limits: one container per pod runs (init and sidecar containers are ignored),
+restartPolicy OnFailure behaves like Never, no retry backoff delay between failed pods, no
+podFailurePolicy, no PATCH/PUT, secretKeyRef/configMapKeyRef/envFrom not resolved.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from fakes import k8s_access as access_rules
 from fakes import k8s_admission as admission
 from fakes import k8s_schema
 
@@ -307,6 +309,12 @@ class _Stored:
     obj: dict
 
 
+def _namespace_not_found(name: str) -> ApiError:
+    return ApiError(
+        404, "NotFound", f'namespaces "{name}" not found', {"name": name, "kind": "namespaces"}
+    )
+
+
 class ApiError(Exception):
     def __init__(self, code: int, reason: str, message: str, details: dict | None = None):
         super().__init__(message)
@@ -353,12 +361,17 @@ class FakeK8s:
         self.max_grace_seconds: float = 2.0  # SIGTERM -> SIGKILL, whatever the pod asks
         self.pod_env: dict[str, str] = {}  # given to every pod (image ENV, cluster-provided credentials)
         self.inherit_env = False  # True: pods get the test process's whole environment
+        # Set over the container's own env (as a mutating webhook would): e.g. a benchmark's
+        # datastore endpoint for the pods only.
+        self.pod_env_override: dict[str, str] = {}
         self.history_limit: int | None = None  # keep at most this many events (older: 410 Expired)
         # Bearer tokens the server accepts (token -> expiry on the server loop's clock, None: never);
         # None: no authentication (a `kubectl proxy`). See require_tokens / issue_token.
         self.tokens: dict[str, float | None] | None = None
         self.validate_schema = True  # strict OpenAPI validation of what is created
         self.create_retry_seconds = 1.0  # the Job controller's wait before creating a refused pod again
+        self.rules: list[dict[str, Any]] | None = None  # a Role's rules (None: everything allowed)
+        self.namespaces: set[str] | None = None  # the namespaces that exist (None: any)
         self._accounts: dict[str, set[str]] = {}  # namespace -> service accounts besides "default"
         self._ns_labels: dict[str, dict[str, str]] = {}
         self._quotas: dict[str, tuple[str, dict[str, str]]] = {}
@@ -419,6 +432,8 @@ class FakeK8s:
         r.add_post("/_fake/token", self._token)
         r.add_get("/version", self._version)
         r.add_get("/version/", self._version)
+        r.add_post(access_rules.SSAR_PATH, self._access_review)
+        r.add_get("/api/v1/namespaces/{name}", self._get_namespace)
         r.add_get("/apis/batch/v1/jobs", self._list_jobs)
         r.add_get("/apis/batch/v1/namespaces/{ns}/jobs", self._list_jobs)
         r.add_post("/apis/batch/v1/namespaces/{ns}/jobs", self._create_job)
@@ -559,6 +574,15 @@ class FakeK8s:
         stamp = expiry.strftime("%Y-%m-%dT%H:%M:%SZ") if expiry else None
         return web.json_response({"token": token, "expirationTimestamp": stamp})
 
+    def set_role(self, rules: list[dict[str, Any]] | None) -> None:
+        """Requests are allowed only as these Role rules (bound in every namespace) allow, as for a
+        user with only a RoleBinding; others get 403 Forbidden. None: everything allowed."""
+        self._call(lambda: setattr(self, "rules", copy.deepcopy(rules)))
+
+    def set_namespaces(self, names: set[str] | None) -> None:
+        """Only these namespaces exist: creating in another is 404 NotFound. None: any exists."""
+        self._call(lambda: setattr(self, "namespaces", set(names) if names is not None else None))
+
     def add_service_account(self, namespace: str, name: str) -> None:
         """Every namespace has "default"; a pod naming any other account not added is refused."""
         self._call(lambda: self._accounts.setdefault(namespace, set()).add(name))
@@ -683,6 +707,7 @@ class FakeK8s:
             self.requests[-1].status = 401
             return ApiError(401, "Unauthorized", "Unauthorized").response()
         try:
+            self._check_access(request)
             return await handler(request)
         except ApiError as e:
             return e.response()
@@ -699,6 +724,39 @@ class FakeK8s:
 
     async def _version(self, request: web.Request) -> web.Response:
         return web.json_response(VERSION)
+
+    def _check_access(self, request: web.Request) -> None:
+        """The Role set by set_role (403 as the API server words it); creating in a namespace that
+        does not exist (set_namespaces) is 404, as a real server answers (a list there is empty)."""
+        access = access_rules.access_of(request.method, request.path, dict(request.query))
+        if access is None or request.path == access_rules.SSAR_PATH:
+            return
+        if self.rules is not None and not (
+            access.namespace and access_rules.allowed(self.rules, access)
+        ):
+            self.requests[-1].status = 403
+            raise ApiError(403, "Forbidden", access_rules.forbidden_message(access))
+        missing = self.namespaces is not None and access.namespace not in self.namespaces
+        if missing and access.namespace and access.verb == "create":
+            self.requests[-1].status = 404
+            raise _namespace_not_found(access.namespace)
+
+    async def _access_review(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            raise ApiError(
+                400, "BadRequest", "the body of the request was not a SelfSubjectAccessReview"
+            )
+        return web.json_response(access_rules.review(self.rules, body), status=201)
+
+    async def _get_namespace(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if self.namespaces is not None and name not in self.namespaces:
+            raise _namespace_not_found(name)
+        meta = {"name": name, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), "labels": {}}
+        meta["labels"].update(self._ns_labels.get(name, {}))
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+        return web.json_response({**body, "status": {"phase": "Active"}})
 
     @staticmethod
     async def _json(request: web.Request) -> Any:
@@ -1084,7 +1142,7 @@ class FakeK8s:
             raise ApiError(
                 400,
                 "BadRequest",
-                f"{kind} in version \"v1\" cannot be handled as a {kind}: strict decoding error: "
+                f'{kind} in version "v1" cannot be handled as a {kind}: strict decoding error: '
                 + "; ".join(errors),
             )
         limits = k8s_schema.limit_errors(body, k8s_schema.size_of(body))
@@ -1426,6 +1484,7 @@ class FakeK8s:
                     continue
             declared[name] = value
         env.update(declared)
+        env.update(self.pod_env_override)
         return env
 
     @staticmethod
