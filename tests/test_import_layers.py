@@ -37,6 +37,17 @@ BELOW = {
     "aflow.backends": ["aflow.cli"],
     "aflow.ui": ["aflow.cli", "aflow.engine", "aflow.backends"],
     "aflow.cards": ["aflow.cli", "aflow.engine", "aflow.backends"],
+    # the pairs issue 16 found importing each other, each now one way
+    "aflow.engine.wire": ["aflow.backends"],
+    "aflow.engine.environments": ["aflow.backends"],
+    "aflow.stores.base": [
+        "aflow.stores.local", "aflow.stores.memory", "aflow.stores.portal", "aflow.stores.threaded",
+        "aflow.stores.s3", "aflow.stores.azure", "aflow.stores.gcs", "aflow.stores.factory",
+    ],
+    "aflow.parameters": ["aflow.config"],
+    "aflow.graph": ["aflow.flowspec"],
+    "aflow.cli.inspect": ["aflow.cli.app"],
+    "aflow.cli.common": ["aflow.cli.app", "aflow.cli.inspect"],
 }
 
 

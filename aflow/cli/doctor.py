@@ -9,7 +9,7 @@ from typing import Annotated
 import anyio
 import typer
 
-from aflow.cli.app import app
+from aflow.cli.common import app
 from aflow.cli.options import Datastore, DatastoreRoot
 
 
