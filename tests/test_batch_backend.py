@@ -454,3 +454,16 @@ def test_the_modules_a_container_checks_are_named_as_they_import():
     for pair in requirements_for("s3").split(";"):
         module, _, requirement = pair.partition("=")
         assert importlib.util.find_spec(module) is not None, (module, requirement)
+
+
+def test_no_presigned_url_in_job_descriptions_when_presigning_is_off(on_batch, monkeypatch):
+    # AFLOW_PRESIGN_SECONDS=0: nobody who can read DescribeJobs gets a URL to the run's code; the
+    # container (its image has aflow) reads through the datastore with its own job role.
+    monkeypatch.setenv("AFLOW_PRESIGN_SECONDS", "0")
+    result = run("remote_foreach", width=3)
+    assert result.successful, result
+    (submit,) = on_batch.calls("SubmitJob")
+    names = {e["name"] for e in submit["containerOverrides"]["environment"]}
+    assert "AFLOW_BOOT_URL" not in names and "AFLOW_BOOT_KEY" in names
+    parent = next(iter(on_batch.jobs))
+    assert "X-Amz-Signature" not in json.dumps(on_batch.describe(f"{parent}:0"))

@@ -451,7 +451,10 @@ class RemoteBackend:
         return env
 
     async def presigned(self, key: str) -> str | None:
-        return await presigned(self.ctx.store, key, self.remote_settings.presign_seconds)
+        """A URL for the container to read `key` by; None with AFLOW_PRESIGN_SECONDS=0 (no URL in
+        any job description: the container reads through the datastore with its own role)."""
+        seconds = self.remote_settings.presign_seconds
+        return await presigned(self.ctx.store, key, seconds) if seconds > 0 else None
 
     def resources(self, group: JobGroup) -> dict[str, float | None]:
         return resources_for(group.decorators, self.name)
