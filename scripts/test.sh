@@ -59,7 +59,7 @@ fi
 
 say "ruff"
 python -m ruff check aflow tests examples benchmarks
-say "mypy --strict (over the modules pyproject.toml [tool.mypy] lists)"
+say "mypy --strict (over all of aflow/, pyproject.toml [tool.mypy])"
 python -m mypy
 say "the dependency floors (scripts/dependency_floor.sh)"
 bash scripts/dependency_floor.sh "$venv/bin/python"

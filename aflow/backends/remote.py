@@ -26,13 +26,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from types import TracebackType
 from typing import Any, ClassVar
 
 import anyio
 import anyio.abc
 
-from aflow.backends.base import LogSink
+from aflow.backends.base import BackendBase, LogSink
 from aflow.backends.launch import BOOT_ENV, launch_blob, pack_specs
 from aflow.backends.launch import bootstrap_command as bootstrap_command  # for the drivers
 from aflow.decorators import resources_for
@@ -151,7 +150,7 @@ class CodeRef:
     digest: str
 
 
-class RemoteBackend:
+class RemoteBackend(BackendBase):
     """The shared half of a remote backend; a driver subclass talks to its platform.
 
     A driver implements `_open` / `_close` (its client), `_watch` (a loop that updates and finishes
@@ -181,8 +180,7 @@ class RemoteBackend:
         self._code: CodeRef | None = None
         self._code_lock = anyio.Lock()
         self._wheels = WheelhouseMaker(ctx.store, ctx.flow_name, self.presigned)
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._exit = contextlib.AsyncExitStack()
+        self._tg: anyio.abc.TaskGroup | None = None  # while entered: the loops and submissions
 
     # -- the driver's part ---------------------------------------------------------------------
 
@@ -203,46 +201,37 @@ class RemoteBackend:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def __aenter__(self) -> RemoteBackend:
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        """Opens the driver's client and starts its loops. Leaving unwinds in reverse: the run's
+        submissions finish and what still runs is stopped (shielded, bounded), the loops are
+        cancelled, then the client closes."""
         await self._open()
-        try:
-            self._tg = await self._exit.enter_async_context(anyio.create_task_group())
-            self._tg.start_soon(self._submitter)
-            self._tg.start_soon(self._stopper)
-            self._tg.start_soon(self._watch)
-            self._tg.start_soon(self._stuck_reporter)
-        except BaseException:
-            await self._close()
-            raise
-        return self
+        stack.push_async_callback(self._close_shielded)
+        tg = self._tg = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(tg.cancel_scope.cancel)
+        stack.push_async_callback(self._wind_down)
+        tg.start_soon(self._submitter)
+        tg.start_soon(self._stopper)
+        tg.start_soon(self._watch)
+        tg.start_soon(self._stuck_reporter)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            with anyio.CancelScope(shield=True):
-                self._closing = True  # no new submissions; those on their way complete (shielded)
-                with anyio.move_on_after(120):
-                    while self._submitting:
-                        self._none_submitting = anyio.Event()
-                        await self._none_submitting.wait()
-                # Whatever is still running when the run ends (failed, cancelled) is stopped.
-                running = [t for g in self.active.values() for t in g.tasks if t.exit is None]
-                running += [t for ts in self._pending.values() for t in ts]
-                if running:
-                    with anyio.move_on_after(60):
-                        await self._terminate(running)
-        finally:
-            assert self._tg is not None
-            self._tg.cancel_scope.cancel()
-            try:
-                await self._exit.aclose()  # the task group: left by the task that entered it
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._close()
+    async def _wind_down(self) -> None:
+        with anyio.CancelScope(shield=True):
+            self._closing = True  # no new submissions; those on their way complete (shielded)
+            with anyio.move_on_after(120):
+                while self._submitting:
+                    self._none_submitting = anyio.Event()
+                    await self._none_submitting.wait()
+            # Whatever is still running when the run ends (failed, cancelled) is stopped.
+            running = [t for g in self.active.values() for t in g.tasks if t.exit is None]
+            running += [t for ts in self._pending.values() for t in ts]
+            if running:
+                with anyio.move_on_after(60):
+                    await self._terminate(running)
+
+    async def _close_shielded(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._close()
 
     # -- the Backend protocol ------------------------------------------------------------------
 
