@@ -9,19 +9,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from aflow.env_numbers import env_int, env_number
 from aflow.exception import AflowException
 
 DEFAULT_LOG_GROUP = "/aws/batch/job"  # where Batch sends a job's output without logConfiguration
-
-
-def _number(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise AflowException(f"{name}={raw!r}: expected a number (default {default:g})") from None
 
 
 @dataclass(frozen=True)
@@ -46,11 +37,11 @@ class BatchSettings:
             iam_role=env.get("AFLOW_BATCH_IAM_ROLE") or None,
             execution_role=env.get("AFLOW_BATCH_EXECUTION_ROLE") or None,
             fargate_public_ip=env.get("AFLOW_BATCH_FARGATE_PUBLIC_IP", "") in ("1", "true", "yes"),
-            poll_seconds=_number("AFLOW_BATCH_POLL_SECONDS", cls.poll_seconds),
+            poll_seconds=env_number("AFLOW_BATCH_POLL_SECONDS", cls.poll_seconds),
             log_group=env.get("AFLOW_BATCH_LOG_GROUP") or DEFAULT_LOG_GROUP,
-            logs_rate=_number("AFLOW_BATCH_LOGS_RATE", cls.logs_rate),
-            tail_tasks=int(_number("AFLOW_BATCH_TAIL_TASKS", cls.tail_tasks)),
-            tail_rate=_number("AFLOW_BATCH_TAIL_RATE", cls.tail_rate),
+            logs_rate=env_number("AFLOW_BATCH_LOGS_RATE", cls.logs_rate),
+            tail_tasks=env_int("AFLOW_BATCH_TAIL_TASKS", cls.tail_tasks),
+            tail_rate=env_number("AFLOW_BATCH_TAIL_RATE", cls.tail_rate),
             endpoint_url=env.get("AFLOW_BATCH_ENDPOINT_URL") or None,
             logs_endpoint_url=env.get("AFLOW_LOGS_ENDPOINT_URL") or None,
         )

@@ -38,7 +38,7 @@ from aflow.decorators import resources_for
 from aflow.engine.packaging import build_package, env_patterns
 from aflow.engine.wheelhouse import WheelhouseMaker
 from aflow.engine.wire import TaskExit, TaskSpec
-from aflow.exception import AflowException
+from aflow.env_numbers import env_int, env_number
 from aflow.install_hint import DISTRIBUTION
 from aflow.requirements import requirements_for
 from aflow.stores.artifacts import blob_key
@@ -48,16 +48,6 @@ from aflow.stores.base import ObjectStore
 # transfer tuning), so remote tasks reach the same store the same way.
 FORWARDED_ENV = ("AFLOW_S3_ENDPOINT_URL", "AFLOW_PACKAGE_MAX_FILE_SIZE")
 FORWARDED_PREFIXES = ("AFLOW_TRANSFER_",)
-
-
-def _float_env(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise AflowException(f"{name}={value!r}: expected a number (default {default:g})") from None
 
 
 @dataclass(frozen=True)
@@ -77,9 +67,9 @@ class RemoteSettings:
     def from_env(cls, image_setting: str = "AFLOW_DEFAULT_IMAGE") -> RemoteSettings:
         env = os.environ
         return cls(
-            gather_seconds=_float_env("AFLOW_REMOTE_GATHER_SECONDS", cls.gather_seconds),
-            stuck_seconds=_float_env("AFLOW_REMOTE_STUCK_SECONDS", cls.stuck_seconds),
-            presign_seconds=int(_float_env("AFLOW_PRESIGN_SECONDS", cls.presign_seconds)),
+            gather_seconds=env_number("AFLOW_REMOTE_GATHER_SECONDS", cls.gather_seconds),
+            stuck_seconds=env_number("AFLOW_REMOTE_STUCK_SECONDS", cls.stuck_seconds),
+            presign_seconds=env_int("AFLOW_PRESIGN_SECONDS", cls.presign_seconds, minimum=0),
             image=env.get(image_setting) or None,
             default_image=env.get("AFLOW_DEFAULT_IMAGE") or None,
             forwarded=tuple(

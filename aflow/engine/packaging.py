@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aflow.about import PACKAGE_DIR
+from aflow.env_numbers import env_int
 
 MiB = 1 << 20
 DEFAULT_MAX_FILE_SIZE = 10 * MiB
@@ -250,8 +251,8 @@ def build_package(
     `survey` to list what is left out (for `aflow package`)."""
     flow_path = Path(flow_file).resolve()
     root = flow_path.parent
-    limit = max_file_size or int(os.environ.get("AFLOW_PACKAGE_MAX_FILE_SIZE") or DEFAULT_MAX_FILE_SIZE)
-    warn_size = int(os.environ.get("AFLOW_PACKAGE_WARN_SIZE") or DEFAULT_WARN_SIZE)
+    limit = max_file_size or env_int("AFLOW_PACKAGE_MAX_FILE_SIZE", DEFAULT_MAX_FILE_SIZE, minimum=0)
+    warn_size = env_int("AFLOW_PACKAGE_WARN_SIZE", DEFAULT_WARN_SIZE, minimum=0)
     include = [*include, *flow_class_includes(flow_path)]
     exclude = list(exclude)
     chosen: dict[str, Path] = {flow_path.name: flow_path}

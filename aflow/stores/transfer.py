@@ -12,7 +12,6 @@ AFLOW_TRANSFER_CONCURRENCY.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from aflow.env_numbers import env_int
 from aflow.exception import first_error
 from aflow.stores.base import Buffer
 
@@ -35,14 +35,10 @@ class TransferSettings:
 
     @classmethod
     def from_env(cls) -> TransferSettings:
-        def number(name: str, default: int) -> int:
-            raw = os.environ.get(name)
-            return int(raw) if raw else default
-
         return cls(
-            threshold=number("AFLOW_TRANSFER_THRESHOLD", cls.threshold),
-            part_size=max(5 * MiB, number("AFLOW_TRANSFER_PART_SIZE", cls.part_size)),
-            concurrency=max(1, number("AFLOW_TRANSFER_CONCURRENCY", cls.concurrency)),
+            threshold=env_int("AFLOW_TRANSFER_THRESHOLD", cls.threshold, minimum=0),
+            part_size=max(5 * MiB, env_int("AFLOW_TRANSFER_PART_SIZE", cls.part_size)),
+            concurrency=max(1, env_int("AFLOW_TRANSFER_CONCURRENCY", cls.concurrency)),
         )
 
 

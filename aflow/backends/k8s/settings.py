@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from aflow.env_numbers import env_number
 from aflow.exception import AflowException
 
 
@@ -36,23 +37,12 @@ class KubernetesSettings:
             in_cluster=bool(env.get("KUBERNETES_SERVICE_HOST")) and not env.get("KUBECONFIG"),
             namespace=env.get("AFLOW_KUBERNETES_NAMESPACE") or cls.namespace,
             service_account=env.get("AFLOW_KUBERNETES_SERVICE_ACCOUNT") or None,
-            create_seconds=_seconds("AFLOW_KUBERNETES_CREATE_SECONDS", cls.create_seconds),
-            pull_seconds=_seconds("AFLOW_KUBERNETES_IMAGE_PULL_SECONDS", cls.pull_seconds),
+            create_seconds=env_number("AFLOW_KUBERNETES_CREATE_SECONDS", cls.create_seconds, minimum=0),
+            pull_seconds=env_number("AFLOW_KUBERNETES_IMAGE_PULL_SECONDS", cls.pull_seconds, minimum=0),
             restricted=_pod_security(),
             run_as_user=_run_as_user(),
             ttl_seconds=_ttl_seconds(),
         )
-
-
-def _seconds(name: str, default: float) -> float:
-    raw = (os.environ.get(name) or "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise AflowException(f"{name}={raw!r}: a number of seconds")
-    return value
 
 
 def _pod_security() -> bool:
