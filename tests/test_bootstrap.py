@@ -1,6 +1,7 @@
 """What a remote container does before aflow's runtime runs (engine/bootstrap.py), in the images
 users really have: a bare Python with only its standard library and pip and no way to PyPI (the
-run's wheelhouse serves), ... Containers run on the AWS Batch emulator, data through moto's S3."""
+run's wheelhouse serves), ... Containers run on the AWS Batch emulator (the tests marked
+`on_both` on the Kubernetes one too), data through moto's S3."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from pathlib import Path
 
 import anyio
 import pytest
+from k8s_support import k8s  # noqa: F401  (the fixture, used by name)
 from test_batch_backend import FLOWS, on_batch, run  # noqa: F401  (the fixture, used by name)
 
-from aflow import run_flow
+from aflow import namespace, run_flow
 from aflow.engine.flow_loader import load_flow_file
 
 
@@ -55,15 +57,47 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture
+def emulator(request, monkeypatch):
+    """Where the containers run: the Batch emulator, or the Kubernetes one for a test marked
+    `on_both` (the same remote flows, through @kubernetes)."""
+    if getattr(request, "param", "batch") == "batch":
+        return request.getfixturevalue("on_batch")
+    fake = request.getfixturevalue("k8s")
+    datastore, root = fake.store
+    monkeypatch.setenv("AFLOW_TEST_COMPUTE", "kubernetes")
+    monkeypatch.setenv("AFLOW_DEFAULT_DATASTORE", datastore)
+    monkeypatch.setenv("AFLOW_DATASTORE_SYSROOT_S3", root)
+    namespace(None)
+    return fake
+
+
+on_both = pytest.mark.parametrize("emulator", ["batch", "kubernetes"], indirect=True)
+
+
+def image_env(fake) -> dict[str, str]:
+    """The environment the emulator's containers start from (the image's ENV)."""
+    return fake.base_env if hasattr(fake, "base_env") else fake.pod_env
+
+
+def container_output(fake) -> str:
+    """Everything the emulator's containers printed."""
+    if hasattr(fake, "jobs"):
+        return "\n".join(line for job in fake.jobs.values() for line in fake.log_lines(job.job_id))
+    return "\n".join(fake.pod_log(pod["metadata"]["name"]) for pod in fake.pods())
+
+
 def bare_image(fake, python: Path) -> None:
     """The emulator's containers run `python3` from the bare venv, with no index reachable."""
-    fake.base_env["PATH"] = os.pathsep.join([str(python.parent), "/usr/bin", "/bin"])
-    fake.base_env["PIP_INDEX_URL"] = f"http://127.0.0.1:{closed_port()}/simple"  # PyPI unreachable
-    fake.base_env["PIP_NO_CACHE_DIR"] = "1"
+    env = image_env(fake)
+    env["PATH"] = os.pathsep.join([str(python.parent), "/usr/bin", "/bin"])
+    env["PIP_INDEX_URL"] = f"http://127.0.0.1:{closed_port()}/simple"  # PyPI unreachable
+    env["PIP_NO_CACHE_DIR"] = "1"
 
 
-def test_a_bare_image_without_pypi_runs_the_flow_from_the_wheelhouse(on_batch, bare_python):  # noqa: F811
-    bare_image(on_batch, bare_python)
+@on_both
+def test_a_bare_image_without_pypi_runs_the_flow_from_the_wheelhouse(emulator, bare_python):
+    bare_image(emulator, bare_python)
     result = run("remote_container")
     assert result.successful, result
     assert result["inside"].task.data.python == str(bare_python)
@@ -72,17 +106,15 @@ def test_a_bare_image_without_pypi_runs_the_flow_from_the_wheelhouse(on_batch, b
     assert "from the index" not in out
 
 
+@on_both
 def test_without_a_wheelhouse_a_bare_image_without_pypi_fails_and_says_why(
-    on_batch,  # noqa: F811
-    bare_python,
-    monkeypatch,
+    emulator, bare_python, monkeypatch
 ):
     monkeypatch.setenv("AFLOW_WHEELHOUSE", "0")
-    bare_image(on_batch, bare_python)
+    bare_image(emulator, bare_python)
     result = run("remote_list")
     assert not result.successful
-    (job,) = on_batch.jobs.values()
-    lines = "\n".join(on_batch.log_lines(job.job_id))
+    lines = container_output(emulator)
     assert "no wheelhouse (AFLOW_WHEELHOUSE is off)" in lines, lines
     assert "installing" in lines and "from the index" in lines
 
@@ -102,7 +134,7 @@ NOBODY = 65534
 
 
 @pytest.fixture
-def confined(on_batch, bare_python) -> Iterator[Path]:  # noqa: F811
+def confined(emulator, bare_python) -> Iterator[Path]:
     """Containers as a real image runs them: the bare Python, PyPI unreachable, as PID 1 of their
     own PID namespace, as uid/gid 65534, on a read-only root filesystem where only TMPDIR (the
     folder yielded) is writable; HOME exists and is read-only."""
@@ -110,14 +142,14 @@ def confined(on_batch, bare_python) -> Iterator[Path]:  # noqa: F811
     scratch.chmod(0o1777)
     home = Path(tempfile.mkdtemp(prefix="aflow-container-home-"))
     home.chmod(0o755)
-    bare_image(on_batch, bare_python)
-    on_batch.base_env.update(TMPDIR=str(scratch), HOME=str(home))
+    bare_image(emulator, bare_python)
+    image_env(emulator).update(TMPDIR=str(scratch), HOME=str(home))
     script = (
         f"set -e; mount --bind {scratch} {scratch}; mount -o remount,bind,ro /; "
         f'exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups -- "$@"'
     )
     namespaces = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--"]
-    on_batch.container_wrapper = [*namespaces, "sh", "-c", script, "sh"]
+    emulator.container_wrapper = [*namespaces, "sh", "-c", script, "sh"]
     try:
         yield scratch
     finally:
@@ -126,6 +158,7 @@ def confined(on_batch, bare_python) -> Iterator[Path]:  # noqa: F811
 
 
 @needs_confinement
+@on_both
 def test_non_root_read_only_root_pid_1_bare_image_runs_to_the_end(confined, bare_python):
     result = run("remote_container")
     assert result.successful, result

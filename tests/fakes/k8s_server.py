@@ -45,13 +45,14 @@ Hooks: `evict_next_pod`, `oom_next_pod`, `hold_pending` / `release_pending`, `co
 `require_tokens` / `issue_token`, `set_role` / `set_namespaces` (RBAC and namespaces, with
 SelfSubjectAccessReview answered from the Role; k8s_access.py), `add_service_account`,
 `label_namespace`, `set_quota`, `set_limit_range`, `fail_image_pull`; settings: `watch_timeout`,
-`history_limit`, `pending_seconds`, `pod_env`, `pod_env_override`, `inherit_env`,
-`create_retry_seconds`, `validate_schema`, `image_users`; inspection: `requests`, `calls`, `job`,
-`pods`, `events`, `pod_log`, `peak_running`, `alive_pids`. What it enforces like a real cluster
-(strict schema, limits, admission, RBAC, expiring tokens) is listed with sources in
-tests/fakes/README.md. Limits: one container per pod runs (init and sidecar containers are ignored),
-restartPolicy OnFailure behaves like Never, no retry backoff delay between failed pods, no
-podFailurePolicy, no PATCH/PUT, secretKeyRef/configMapKeyRef/envFrom not resolved.
+`history_limit`, `pending_seconds`, `pod_env` (its PATH chooses the image's python3),
+`pod_env_override`, `inherit_env`, `create_retry_seconds`, `validate_schema`, `image_users`,
+`container_wrapper` (argv put before every container's command, as FakeBatch's); inspection:
+`requests`, `calls`, `job`, `pods`, `events`, `pod_log`, `peak_running`, `alive_pids`. What it
+enforces like a real cluster (strict schema, limits, admission, RBAC, expiring tokens) is listed with
+sources in tests/fakes/README.md. Limits: one container per pod runs (init and sidecar containers
+are ignored), restartPolicy OnFailure behaves like Never, no retry backoff delay between failed pods,
+no podFailurePolicy, no PATCH/PUT, secretKeyRef/configMapKeyRef/envFrom not resolved.
 """
 
 from __future__ import annotations
@@ -379,6 +380,9 @@ class FakeK8s:
         self._events: dict[tuple[str, str], _Stored] = {}
         self._pull_failures: list[list[Any]] = []  # [image, seconds or None, pods left]
         self.image_users: dict[str, int] = {}  # image -> the uid it runs as (default 0: root)
+        # Put before every container's command (e.g. `unshare`/`setpriv`: PID 1, another user, a
+        # read-only root), as FakeBatch's; `pod_env["PATH"]` chooses the image's python3.
+        self.container_wrapper: list[str] = []
         self.url = ""
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1599,6 +1603,7 @@ class FakeK8s:
             if not argv:
                 raise OSError("no command: this emulator cannot run an image's entrypoint")
             proc = await asyncio.create_subprocess_exec(
+                *self.container_wrapper,
                 *argv,
                 cwd=str(cwd),
                 env=env,
