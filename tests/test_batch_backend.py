@@ -467,3 +467,26 @@ def test_no_presigned_url_in_job_descriptions_when_presigning_is_off(on_batch, m
     assert "AFLOW_BOOT_URL" not in names and "AFLOW_BOOT_KEY" in names
     parent = next(iter(on_batch.jobs))
     assert "X-Amz-Signature" not in json.dumps(on_batch.describe(f"{parent}:0"))
+
+
+def test_a_slowly_draining_array_is_not_described_whole_every_round(on_batch, monkeypatch):
+    # A 60-way array run 4 children at a time, described 10 ids a call: each round that its parent
+    # says changed used to describe every unfinished child (60, 56, ... ids a round: O(N) a round
+    # for the whole drain); it now describes those seen running and a window of the rest.
+    monkeypatch.setattr("aflow.backends.batch.DESCRIBE_LIMIT", 10)
+    on_batch.parallelism = 4
+    result = run("remote_foreach", width=60)
+    assert result.successful, result
+    assert len(list(result["square"])) == 60
+    rounds: list[list[str]] = []  # a round's first call holds the parent's id (see _poll)
+    for call in on_batch.calls("DescribeJobs"):
+        ids = call["jobs"]
+        if any(":" not in i for i in ids):
+            rounds.append([])
+        if rounds:
+            rounds[-1] += [i for i in ids if ":" in i]
+    array_rounds = [r for r in rounds if r]
+    assert len(array_rounds[0]) == 60  # the first look: every child once
+    widest = max(len(r) for r in array_rounds[1:])
+    assert widest <= 30, f"a round described {widest} of the 60 children"
+    assert not on_batch.schema_errors

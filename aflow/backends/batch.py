@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # aioboto3 and botocore ship no type information (their generated stubs are not a dependency).
@@ -50,6 +50,7 @@ from aflow.exception import AflowException
 
 DESCRIBE_LIMIT = 100  # DescribeJobs takes at most 100 ids
 FINAL = ("SUCCEEDED", "FAILED")
+MOVING = ("STARTING", "RUNNING")  # a child seen here is the one that can end next
 STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", *FINAL)
 THROTTLED = ("TooManyRequestsException", "ThrottlingException", "Throttling", "429")
 DENIED = ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation")
@@ -79,6 +80,8 @@ class _ArrayState:
     parent_status: str | None = None
     dirty: bool = True  # its children changed since they were last described
     summary: dict[str, int] | None = None  # its children by status, as last described
+    parent_summary: dict[str, int] = field(default_factory=dict)  # as its parent last said
+    cursor: int = 0  # where the next sweep over the children not seen moving begins
 
 
 class BatchBackend(RemoteBackend):
@@ -311,22 +314,24 @@ class BatchBackend(RemoteBackend):
                     raise BackendUnavailable(f"lost contact with AWS Batch: {outcome}")
 
     async def _poll(self) -> str | None:
-        """One round of DescribeJobs, at most ceil(unfinished tasks / 100) calls; "throttled", or
-        why a call failed (a network error: the next round tries again), or None.
+        """One round of DescribeJobs; "throttled", or why a call failed (a network error: the
+        next round tries again), or None.
 
         An array whose parent's status summary has not moved since its children were last
-        described costs one id (its parent's); only an array that changed has its unfinished
-        children described, in the next round."""
+        described costs one id (its parent's); one that changed has some of its children described
+        in the next round (`_worth_describing`), not all of them: a 10,000-way array draining a few
+        children at a time would otherwise cost 100 calls a round for the whole drain."""
         ids: dict[str, RemoteTask | JobGroup] = {}
         described: list[JobGroup] = []
         for group in list(self.active.values()):
             waiting = [t for t in group.tasks if t.exit is None and self._state(t).final is None]
             if group.is_array and group.job_id:
                 ids[group.job_id] = group  # its status says whether its children exist yet
-            if not group.is_array or self._array(group).dirty:
+            if not group.is_array:
                 ids.update((t.job_id, t) for t in waiting if t.job_id)
-                if group.is_array:
-                    described.append(group)
+            elif self._array(group).dirty:
+                ids.update((t.job_id, t) for t in self._worth_describing(group, waiting) if t.job_id)
+                described.append(group)
         if not ids:
             return None
         self.polls += 1
@@ -370,6 +375,7 @@ class BatchBackend(RemoteBackend):
                     array = self._array(target)
                     summary = (job.get("arrayProperties") or {}).get("statusSummary") or {}
                     seen = {k: v for k, v in summary.items() if v}
+                    array.parent_summary = seen
                     # No children yet (the parent spawns them asynchronously): nothing to ask.
                     spawning = not seen and job["status"] in ("SUBMITTED", "PENDING")
                     array.dirty = not spawning and seen != array.summary
@@ -385,6 +391,34 @@ class BatchBackend(RemoteBackend):
             array = self._array(group)
             array.dirty, array.summary = False, _summary(group)
         return None
+
+    def _worth_describing(self, group: JobGroup, waiting: list[RemoteTask]) -> list[RemoteTask]:
+        """The unfinished children of a changed array worth describing this round.
+
+        Only a child that has started can end, and its parent's summary says how many children
+        started or ended that we have not seen move. So: every child last seen starting or
+        running, and, of the others, a window of at least a call's worth (twice the unseen moves
+        when more): half from the lowest indexes (Batch starts an array's children roughly in
+        order), half from a cursor that sweeps all of them in turn, so a child that started and
+        ended between two rounds, wherever it is, is found within ceil(waiting / 50) rounds.
+        Rounds cost ceil((moving + window) / 100) calls, whatever the array's width."""
+        array = self._array(group)
+        if array.summary is None:
+            return waiting  # the first look: every child once
+        moving = [t for t in waiting if t.state in MOVING]
+        still = [t for t in waiting if t.state not in MOVING]
+        started_or_ended = (*MOVING, *FINAL)
+        said = sum(array.parent_summary.get(s, 0) for s in started_or_ended)
+        known = sum(array.summary.get(s, 0) for s in started_or_ended)
+        window = max(DESCRIBE_LIMIT, 2 * (said - known))
+        if len(still) <= window:
+            return waiting
+        half = window // 2
+        start = array.cursor % len(still)
+        swept = (still + still)[start : start + window - half]
+        array.cursor = start + len(swept)
+        chosen = {id(t) for t in still[:half]} | {id(t) for t in swept}
+        return moving + [t for t in still if id(t) in chosen]
 
     def _state(self, task: RemoteTask) -> _TaskState:
         state = self._tasks.get(task)
