@@ -188,20 +188,14 @@ def report(results: list[dict]) -> None:
 def run_case(widths: list[int], parallelism: int = 6, sleep: float = 0.0) -> list[dict]:
     """Moto in a process, the scheduler in another (its own CPU), the emulator and the proxy in a
     third; each width in a fresh scheduler process."""
-    from moto_server import moto_server
+    from moto_server import moto_server, s3_datastore_env
 
     results = []
     for width in widths:
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         with moto_server(bucket) as endpoint:
             env = {
-                **os.environ,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AFLOW_S3_ENDPOINT_URL": endpoint,
-                "AFLOW_DEFAULT_DATASTORE": "s3",
-                "AFLOW_DATASTORE_SYSROOT_S3": f"s3://{bucket}/runs",
+                **s3_datastore_env(endpoint, bucket),
                 "AFLOW_BATCH_JOB_QUEUE": "aflow-test-queue",
                 "AFLOW_BATCH_IAM_ROLE": "arn:aws:iam::123456789012:role/aflow-task",
                 "AFLOW_TEST_COMPUTE": "batch",

@@ -154,21 +154,13 @@ def report(results: list[dict]) -> None:
 
 def run_case(widths: list[int], parallelism: int = 50) -> list[dict]:
     """Moto in a process, the scheduler in another (its own CPU), the emulator in a third."""
-    from moto_server import moto_server
+    from moto_server import moto_server, s3_datastore_env
 
     results = []
     for width in widths:
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         with moto_server(bucket) as endpoint:
-            env = {
-                **os.environ,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AFLOW_S3_ENDPOINT_URL": endpoint,
-                "AFLOW_DEFAULT_DATASTORE": "s3",
-                "AFLOW_DATASTORE_SYSROOT_S3": f"s3://{bucket}/runs",
-            }
+            env = s3_datastore_env(endpoint, bucket)
             side = [sys.executable, __file__, "--side", str(width), str(parallelism)]
             done = subprocess.run(side, env=env, capture_output=True, text=True, check=False)
             if done.returncode:

@@ -4,6 +4,7 @@ port, with a bucket made once it answers, stopped when the benchmark is done."""
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import time
@@ -48,3 +49,16 @@ def moto_server(bucket: str) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait()
+
+
+def s3_datastore_env(endpoint: str, bucket: str) -> dict[str, str]:
+    """The environment a scheduler process needs to keep its runs in `bucket` on this moto."""
+    return {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AFLOW_S3_ENDPOINT_URL": endpoint,
+        "AFLOW_DEFAULT_DATASTORE": "s3",
+        "AFLOW_DATASTORE_SYSROOT_S3": f"s3://{bucket}/runs",
+    }

@@ -42,7 +42,7 @@ import time
 import uuid
 from pathlib import Path
 
-from moto_server import moto_server
+from moto_server import moto_server, s3_datastore_env
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "tests" / "remote_flows"
@@ -230,14 +230,8 @@ def main() -> None:
     bucket = f"bench-{uuid.uuid4().hex[:8]}"
     with moto_server(bucket) as endpoint:
         env = {
-            **os.environ,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AFLOW_S3_ENDPOINT_URL": endpoint,
+            **s3_datastore_env(endpoint, bucket),
             "AFLOW_LOGS_ENDPOINT_URL": endpoint,
-            "AFLOW_DEFAULT_DATASTORE": "s3",
-            "AFLOW_DATASTORE_SYSROOT_S3": f"s3://{bucket}/runs",
             "AFLOW_BATCH_JOB_QUEUE": "aflow-test-queue",
             "AFLOW_TEST_COMPUTE": "batch",
         }
